@@ -116,8 +116,8 @@ def fetch(url, context, timeout=10.0):
 
     Raises Failure, classified, when the connection or the handshake fails.
     """
-    parts = urllib.parse.urlsplit(url)
     try:
+        parts = urllib.parse.urlsplit(url)
         parts.port                              # raises ValueError if out of range
     except ValueError as exc:
         raise Failure(EXIT_USAGE, "bad URL", f"{url!r}: {exc} -- try https://localhost:3000/") from None
