@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""mtls_demo.py: the mTLS story, run for real and explained.
+
+Builds the certificates if they are missing (make certs), starts server.py
+as its own process on a free port, then runs each case the way a student
+would type it: the exact command, its real output, the line the server
+logged about it, and why it happened. It ends with a table of what each
+case should do and what it did, and exits 0 only if every case matched.
+
+Run:   python3 mtls_demo.py              the article's three cases
+       python3 mtls_demo.py --list       every scenario, one line each
+       python3 mtls_demo.py --all        all of them
+       python3 mtls_demo.py expired-client wrong-purpose   just those
+       python3 mtls_demo.py --trace no-client-cert   with the TLS messages
+
+Reads:  certs/ (made by the Makefile); runs server.py, client.py, curl and
+        openssl as subprocesses, exactly as shown on screen.
+
+Reading order: the scenarios (data), terminal output, running the servers,
+running one case, tracing a handshake, main.
+"""
+
+import argparse
+import os
+import queue
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from collections import namedtuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# --- the scenarios -------------------------------------------------------
+#
+# A scenario is one client request against one server configuration.
+# {certs} in an argument stands for the certificates folder, {url} for the
+# server's address. `expect` is the client's outcome: "ok" (it printed the
+# greeting), "HTTP 403", or the label client.py prints after "error:".
+# `server_says` is a phrase the server's log line for the connection holds.
+
+Scenario = namedtuple("Scenario", "name title server client expect server_says why curl")
+Scenario.__new__.__defaults__ = (None,)          # curl: the article's curl line, if any
+
+OK_CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/client.crt", "--key", "{certs}/client.key"]
+DEFAULT_SERVER = ()
+
+SCENARIOS = [
+    Scenario(
+        "success", "Both sides show a certificate signed by my-ca",
+        DEFAULT_SERVER, OK_CLIENT + ["{url}"], "ok", "accepted",
+        "The client checked that the server's certificate is signed by my-ca and names "
+        "localhost; the server checked that the client's is signed by my-ca too. Each side "
+        "proved it holds its private key by signing the handshake, so the server knows "
+        "it is talking to my-client.",
+        curl=["--cacert", "{certs}/ca.crt", "--key", "{certs}/client.key",
+              "--cert", "{certs}/client.crt", "{url}"]),
+    Scenario(
+        "no-cacert", "The client does not trust the server's CA (no --cacert)",
+        DEFAULT_SERVER, ["--cert", "{certs}/client.crt", "--key", "{certs}/client.key", "{url}"],
+        "server not trusted", "client does not trust our certificate",
+        "Without --cacert the client trusts only the system's CAs, and my-ca is not one "
+        "of them, so it refuses the server's certificate and aborts before sending anything. "
+        "The fix is on the client: trust the CA that signed the server (--cacert certs/ca.crt).",
+        curl=["--key", "{certs}/client.key", "--cert", "{certs}/client.crt", "{url}"]),
+    Scenario(
+        "no-client-cert", "The client sends no certificate",
+        DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "{url}"],
+        "certificate required", "no client certificate",
+        "The server asked for a certificate (CertificateRequest) and got an empty one, so it "
+        "ended the connection with the alert certificate_required. Under TLS 1.3 the client "
+        "has already finished its half of the handshake by then, so it learns this only "
+        "when it reads the response: that is why curl reports it from SSL_read.",
+        curl=["--cacert", "{certs}/ca.crt", "{url}"]),
+]
+ARTICLE_CASES = ["success", "no-cacert", "no-client-cert"]
+
+
+# --- terminal output -----------------------------------------------------
+
+COLOUR = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def paint(text, code):
+    """Wrap text in an ANSI colour code, only on a terminal without NO_COLOR."""
+    return f"\033[{code}m{text}\033[0m" if COLOUR else text
+
+
+def heading(text):
+    """Print a case's title line."""
+    print("\n" + paint(f"== {text}", "1"))
+
+
+def show_output(text):
+    """Print a program's output indented, so it stands apart from ours."""
+    for line in text.rstrip("\n").splitlines() or ["(no output)"]:
+        print("   | " + line)
+
+
+def fail(message):
+    """Print an error line (what, why, fix) and exit 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+# --- running the servers -------------------------------------------------
+
+class ServerProcess:
+    """server.py in its own process on a free port; its log read by a thread."""
+
+    def __init__(self, args):
+        self.command = [sys.executable, "server.py", "--port", "0"] + list(args)
+        self.proc = subprocess.Popen(self.command, cwd=HERE, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read_log, daemon=True).start()
+        first = self.next_line(timeout=15)
+        if first is None or "serving https://" not in first:
+            self.stop()
+            fail(f"server.py did not start: {first or 'no output'} -- try 'python3 server.py' by hand")
+        self.port = int(first.split("serving https://")[1].split("/")[0].rsplit(":", 1)[1])
+
+    def _read_log(self):
+        for line in self.proc.stderr:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def next_line(self, timeout=5):
+        """The server's next log line, or None if none comes within `timeout`."""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def connection_line(self, timeout=5):
+        """The next accepted/rejected/forbidden line, skipping other notes."""
+        while True:
+            line = self.next_line(timeout)
+            if line is None:
+                return None
+            if any(word in line for word in ("accepted", "rejected", "forbidden")):
+                return line.split(" ", 1)[1]        # drop the timestamp
+
+    def stop(self):
+        """Stop the server (SIGTERM, then SIGKILL if it does not go)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def ensure_certificates(certs, targets):
+    """Run make for any certificates the chosen scenarios need."""
+    if shutil.which("make") is None or shutil.which("openssl") is None:
+        fail("this demo needs 'make' and 'openssl' to build certificates -- install them "
+             "(e.g. apt-get install make openssl)")
+    check = subprocess.run(["make", "-q", f"CERTS={certs}"] + targets, cwd=HERE,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if check.returncode == 0:
+        return
+    print(paint(f"Building certificates: make {' '.join(targets)} CERTS={certs}", "2"))
+    done = subprocess.run(["make", f"CERTS={certs}"] + targets, cwd=HERE,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0:
+        show_output(done.stdout[-2000:])
+        fail(f"'make {' '.join(targets)}' failed (output above) -- fix that, then run the demo again")
+
+
+# --- running one case ----------------------------------------------------
+
+Result = namedtuple("Result", "name expected observed ok")
+
+
+def fill(args, certs, url):
+    """Substitute {certs} and {url} in a scenario's arguments."""
+    return [a.format(certs=certs, url=url) for a in args]
+
+
+def observe_client(proc):
+    """What client.py's run amounts to: "ok", "HTTP 403", or its error label."""
+    if proc.returncode == 0:
+        return "ok"
+    first = (proc.stderr.strip().splitlines() or [""])[-1]
+    if first.startswith("error: "):
+        return first[len("error: "):].split(":", 1)[0]
+    return f"exit {proc.returncode}"
+
+
+def run_case(scenario, server, certs, use_curl):
+    """Run one scenario, print what happened and why, and return a Result."""
+    heading(f"{scenario.name}: {scenario.title}")
+    url = f"https://localhost:{server.port}/"
+    client_args = fill(scenario.client, certs, url)
+    print("$ " + shlex.join(["python3", "client.py"] + client_args))
+    proc = subprocess.run([sys.executable, "client.py"] + client_args, cwd=HERE,
+                          capture_output=True, text=True, timeout=30)
+    show_output(proc.stdout + proc.stderr)
+    print(f"   (exit {proc.returncode})")
+    server_line = server.connection_line() or "(no log line)"
+    print(paint("server log: ", "2") + server_line)
+
+    if use_curl and scenario.curl:
+        curl_args = fill(scenario.curl, certs, url)
+        print("$ " + shlex.join(["curl"] + curl_args) + "      # the article's command")
+        done = subprocess.run(["curl", "-sS"] + curl_args, capture_output=True, text=True, timeout=30)
+        show_output(done.stdout + done.stderr)
+        print(f"   (curl exit {done.returncode})")
+        print(paint("server log: ", "2") + (server.connection_line() or "(no log line)"))
+
+    print(paint("why: ", "1") + scenario.why)
+    observed = observe_client(proc)
+    server_observed = summarize_log_line(server_line)
+    ok = observed == scenario.expect and scenario.server_says in server_line
+    return Result(scenario.name, (f"client: {scenario.expect}", f"server: {scenario.server_says}"),
+                  (f"client: {observed}", f"server: {server_observed}"), ok)
+
+
+def summarize_log_line(line):
+    """The gist of a server log line: "accepted as CN=x" or the reason, no details."""
+    what, _, rest = line.partition(" ")
+    if what == "accepted":
+        return "accepted as " + rest.split(" as ", 1)[-1]
+    return rest.split(": ", 1)[-1].split(" (")[0]
+
+
+def print_table(results):
+    """The closing table: case | expected | observed | ok, two lines a case."""
+    rows = [("case", "expected", "observed", "ok")]
+    for r in results:
+        rows.append((r.name, r.expected[0], r.observed[0], "yes" if r.ok else "NO"))
+        rows.append(("", r.expected[1], r.observed[1], ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    print()
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) for i in range(3)]
+        colour = {"yes": "32", "NO": "31"}.get(row[3])
+        print(" | ".join(cells + [paint(row[3], colour) if colour else row[3]]).rstrip())
+
+
+# --- main ----------------------------------------------------------------
+
+def parse_args(argv):
+    """Read the command line."""
+    names = [s.name for s in SCENARIOS]
+    p = argparse.ArgumentParser(description="Run the mTLS walkthrough: success and failures, explained.")
+    p.add_argument("names", nargs="*", metavar="SCENARIO", help="scenarios to run (see --list)")
+    p.add_argument("--all", action="store_true", help="run every scenario")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--certs", default="certs", help="certificates folder (default certs)")
+    p.add_argument("--no-curl", action="store_true", help="do not run the curl commands")
+    args = p.parse_args(argv)
+    unknown = [n for n in args.names if n not in names]
+    if unknown:
+        p.error(f"unknown scenario {unknown[0]!r}: choose from {', '.join(names)} (see --list)")
+    return args
+
+
+def main(argv=None):
+    """Run the chosen scenarios and print the table; exit 0 if all matched."""
+    args = parse_args(argv)
+    if args.list:
+        for s in SCENARIOS:
+            print(f"{s.name:18} {s.title}")
+        return 0
+    chosen = [s for s in SCENARIOS if args.all or s.name in (args.names or ARTICLE_CASES)]
+    certs = os.path.relpath(os.path.abspath(args.certs), HERE)
+    if certs.startswith(".."):
+        certs = os.path.abspath(args.certs)
+    ensure_certificates(certs, [f"{certs}/{name}.crt" for name in ("ca", "server", "client")])
+    use_curl = not args.no_curl and shutil.which("curl") is not None
+
+    servers, results = {}, []
+    try:
+        for scenario in chosen:
+            server_args = tuple(fill(scenario.server, certs, ""))
+            if server_args not in servers:
+                servers[server_args] = ServerProcess(
+                    ["--ca", f"{certs}/ca.crt", "--cert", f"{certs}/server.crt",
+                     "--key", f"{certs}/server.key"] + list(server_args))
+            results.append(run_case(scenario, servers[server_args], certs, use_curl))
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the servers")
+        return 130
+    finally:
+        for server in servers.values():
+            server.stop()
+    print_table(results)
+    matched = sum(r.ok for r in results)
+    print(f"\n{matched} of {len(results)} cases behaved as expected.")
+    return 0 if matched == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
