@@ -435,6 +435,7 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 received += len(chunk)
         except OSError:
             pass
+        sock.close()
 
     def answer_plain_http(self, sock, peer):
         """Tell a plain-HTTP client, in HTTP, to come back with TLS (as nginx does)."""

@@ -1,0 +1,118 @@
+"""Shared test fixtures: one real PKI per test run, and real servers on loopback.
+
+pki()            builds every certificate with the real Makefile, once, into a
+                 temporary folder, and returns its path.
+RunningServer    server.py's MTLSServer on 127.0.0.1, port 0, in a thread,
+                 with its log lines collected for assertions.
+run_script()     runs client.py / server.py / mtls_demo.py as a user would.
+"""
+
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import server  # noqa: E402  (after the path fix above)
+
+PYTHON = sys.executable
+_pki_lock = threading.Lock()
+_pki_dir = None
+
+# Every certificate the tests use; `make` builds each once per run.
+PKI_TARGETS = ["certs"]
+
+
+def pki():
+    """Build the PKI with the project's Makefile into a temp dir (once per run)."""
+    global _pki_dir
+    with _pki_lock:
+        if _pki_dir is None:
+            tmp = tempfile.mkdtemp(prefix="mtls-test-")
+            atexit.register(shutil.rmtree, tmp, True)
+            certs = os.path.join(tmp, "certs")
+            done = subprocess.run(["make", "-C", ROOT, f"CERTS={certs}"] + PKI_TARGETS,
+                                  capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                raise RuntimeError("make failed:\n" + done.stdout + done.stderr)
+            _pki_dir = certs
+    return _pki_dir
+
+
+def path(name):
+    """The path of a file in the test PKI."""
+    return os.path.join(pki(), name)
+
+
+class LogCollector:
+    """Collects server log lines; lets a test wait for one (bounded in time)."""
+
+    def __init__(self):
+        self.lines = []
+        self.changed = threading.Condition()
+
+    def __call__(self, message):
+        with self.changed:
+            self.lines.append(message)
+            self.changed.notify_all()
+
+    def wait_for(self, predicate, timeout=5.0, start=0):
+        """Return the first line from index `start` that satisfies predicate, or None."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                for line in self.lines[start:]:
+                    if predicate(line):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.changed.wait(remaining)
+
+    def connection_lines(self):
+        """The accepted/rejected lines so far."""
+        with self.changed:
+            return [l for l in self.lines if l.startswith(("accepted", "rejected"))]
+
+
+class RunningServer:
+    """An MTLSServer on 127.0.0.1 with a free port, served from a thread.
+
+    Use as a context manager; .url, .port, .log (a LogCollector), .server.
+    """
+
+    def __init__(self, ca="ca.crt", cert="server.crt", key="server.key", crl=None,
+                 host="127.0.0.1", **options):
+        self.log = LogCollector()
+        self.paths = dict(ca=path(ca), cert=path(cert), key=path(key),
+                          crl=path(crl) if crl else None)
+        context = server.make_server_context(**self.paths)
+        self.server = server.MTLSServer((host, 0), context, log=self.log,
+                                        reload=lambda: server.make_server_context(**self.paths),
+                                        **options)
+        self.port = self.server.server_port
+        self.url = f"https://localhost:{self.port}/"
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def run_script(script, *args, timeout=60, env=None):
+    """Run one of the project's scripts as a user would; return CompletedProcess."""
+    return subprocess.run([PYTHON, os.path.join(ROOT, script)] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env)
