@@ -39,7 +39,7 @@ $(error KEY=$(KEY) is not a key type we know: use KEY=rsa or KEY=ec)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help certs run client demo inspect test clean
+.PHONY: help certs scenarios article-certs run client demo inspect test clean
 
 help: ## list the targets (this text)
 	@echo "mTLS walkthrough. Start with: make certs && make run  (then: make client)"
@@ -90,6 +90,125 @@ PKI := $(CERTS)/ca.crt $(CERTS)/server.crt $(CERTS)/client.crt
 
 certs: $(PKI) ## build the CA, server and client certificates (in CERTS=certs)
 	@echo "certificates are in $(CERTS)/. Next: make run   (and make client in a second terminal)"
+
+# --- beyond the article: certificates for the failure gallery ------------
+# `make scenarios` builds these next to the main ones. Each exists to make
+# one real-world failure happen on purpose (python3 mtls_demo.py --all).
+
+# 1. Another, unrelated CA, and a client it vouches for. It even claims to be
+#    my-client: the name means nothing without our CA's signature.
+$(CERTS)/rogue-ca.key $(CERTS)/rogue-client.key:
+	@mkdir -p $(@D)
+	$(GENKEY)
+
+$(CERTS)/rogue-ca.crt: $(CERTS)/rogue-ca.key $(CNF)
+	$(OPENSSL) req -new -x509 -key $(CERTS)/rogue-ca.key -days $(DAYS) -subj '/CN=rogue-ca' -config $(CNF) -extensions v3_ca -out $@
+
+$(CERTS)/rogue-client.csr: $(CERTS)/rogue-client.key $(CNF)
+	$(OPENSSL) req -new -key $(CERTS)/rogue-client.key -subj '/CN=my-client' -config $(CNF) -out $@
+
+$(CERTS)/rogue-client.crt: $(CERTS)/rogue-client.csr $(CERTS)/rogue-ca.crt $(CNF)
+	$(OPENSSL) x509 -req -in $(CERTS)/rogue-client.csr -CA $(CERTS)/rogue-ca.crt -CAkey $(CERTS)/rogue-ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $@
+
+# 2 and 4 need `openssl ca`, which keeps a database of what it issued: it can
+#    back-date a certificate (-startdate/-enddate) and revoke one (a CRL).
+CA_DB := $(CERTS)/ca-db
+CA    := CA_DIR=$(CA_DB) $(OPENSSL) ca -batch -notext -config ca.cnf -cert $(CERTS)/ca.crt -keyfile $(CERTS)/ca.key
+
+$(CA_DB)/index.txt:
+	mkdir -p $(CA_DB)
+	$(OPENSSL) rand -hex 16 > $(CA_DB)/serial
+	echo 1000 > $(CA_DB)/crlnumber
+	touch $@
+
+# 2. Certificates that expired in 2020: same keys and names, past dates.
+$(CERTS)/expired-client.crt: $(CERTS)/client.csr $(CERTS)/ca.crt | $(CA_DB)/index.txt
+	$(CA) -in $(CERTS)/client.csr -startdate 20200101000000Z -enddate 20200201000000Z -extfile $(CNF) -extensions client -out $@
+
+$(CERTS)/expired-server.crt: $(CERTS)/server.csr $(CERTS)/ca.crt | $(CA_DB)/index.txt
+	$(CA) -in $(CERTS)/server.csr -startdate 20200101000000Z -enddate 20200201000000Z -extfile $(CNF) -extensions server_$(KEY) -out $@
+
+# 3. A server certificate for www.example.com, not for localhost.
+$(CERTS)/elsewhere-server.csr: $(CERTS)/server.key $(CNF)
+	$(OPENSSL) req -new -key $(CERTS)/server.key -subj '/CN=www.example.com' -config $(CNF) -out $@
+
+$(CERTS)/elsewhere-server.crt: $(CERTS)/elsewhere-server.csr $(CERTS)/ca.crt $(CNF)
+	$(OPENSSL) x509 -req -in $(CERTS)/elsewhere-server.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_elsewhere -out $@
+
+# 4. A client certificate that is issued, then revoked (as if its key had
+#    leaked), and the CRL that says so. Revoking twice is an error, so both
+#    steps live in this one rule.
+$(CERTS)/revoked-client.crt: $(CERTS)/client.csr $(CERTS)/ca.crt | $(CA_DB)/index.txt
+	$(CA) -in $(CERTS)/client.csr -extfile $(CNF) -extensions client -out $@
+	$(CA) -revoke $@ -crl_reason keyCompromise
+
+$(CERTS)/ca.crl: $(CERTS)/revoked-client.crt
+	$(CA) -gencrl -out $@
+
+# 7. A second, valid client whose identity is spiffe://example.org/other-client.
+$(CERTS)/other-client.key:
+	@mkdir -p $(@D)
+	$(GENKEY)
+
+$(CERTS)/other-client.csr: $(CERTS)/other-client.key $(CNF)
+	$(OPENSSL) req -new -key $(CERTS)/other-client.key -subj '/CN=other-client' -config $(CNF) -out $@
+
+$(CERTS)/other-client.crt: $(CERTS)/other-client.csr $(CERTS)/ca.crt $(CNF)
+	$(OPENSSL) x509 -req -in $(CERTS)/other-client.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client_spiffe -out $@
+
+# 8. An intermediate CA between the root (my-ca) and the leaves, as public
+#    CAs do. A leaf alone does not reach the root; leaf + intermediate does.
+$(CERTS)/int-ca.key:
+	@mkdir -p $(@D)
+	$(GENKEY)
+
+$(CERTS)/int-ca.csr: $(CERTS)/int-ca.key $(CNF)
+	$(OPENSSL) req -new -key $(CERTS)/int-ca.key -subj '/CN=my-intermediate-ca' -config $(CNF) -out $@
+
+$(CERTS)/int-ca.crt: $(CERTS)/int-ca.csr $(CERTS)/ca.crt $(CNF)
+	$(OPENSSL) x509 -req -in $(CERTS)/int-ca.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions v3_intermediate -out $@
+
+$(CERTS)/int-server.crt: $(CERTS)/server.csr $(CERTS)/int-ca.crt $(CNF)
+	$(OPENSSL) x509 -req -in $(CERTS)/server.csr -CA $(CERTS)/int-ca.crt -CAkey $(CERTS)/int-ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_$(KEY) -out $@
+
+$(CERTS)/int-client.crt: $(CERTS)/client.csr $(CERTS)/int-ca.crt $(CNF)
+	$(OPENSSL) x509 -req -in $(CERTS)/client.csr -CA $(CERTS)/int-ca.crt -CAkey $(CERTS)/int-ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $@
+
+# A chain file is the leaf followed by the intermediate that signed it.
+$(CERTS)/%-chain.pem: $(CERTS)/%.crt $(CERTS)/int-ca.crt
+	cat $^ > $@
+
+# 6. The article's commands, verbatim, in a folder of their own: v1 leaves,
+#    and a CA without keyUsage. Strict verification (Python 3.13) refuses them.
+ARTICLE := $(CERTS)/article
+
+$(ARTICLE)/ca.crt:
+	mkdir -p $(ARTICLE)
+	cd $(ARTICLE) && umask 077 && $(OPENSSL) req -new -x509 -nodes -days 365 -subj '/CN=my-ca' -keyout ca.key -out ca.crt
+
+$(ARTICLE)/%.key:
+	mkdir -p $(ARTICLE)
+	cd $(ARTICLE) && umask 077 && $(OPENSSL) genrsa -out $*.key 2048
+
+$(ARTICLE)/server.csr: $(ARTICLE)/server.key
+	cd $(ARTICLE) && $(OPENSSL) req -new -key server.key -subj '/CN=localhost' -out server.csr
+
+$(ARTICLE)/client.csr: $(ARTICLE)/client.key
+	cd $(ARTICLE) && $(OPENSSL) req -new -key client.key -subj '/CN=my-client' -out client.csr
+
+$(ARTICLE)/%.crt: $(ARTICLE)/%.csr $(ARTICLE)/ca.crt
+	cd $(ARTICLE) && $(OPENSSL) x509 -req -in $*.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 -out $*.crt
+
+ARTICLE_PKI := $(ARTICLE)/ca.crt $(ARTICLE)/server.crt $(ARTICLE)/client.crt
+SCENARIO_PKI := $(CERTS)/rogue-client.crt $(CERTS)/expired-client.crt $(CERTS)/expired-server.crt \
+	$(CERTS)/elsewhere-server.crt $(CERTS)/ca.crl $(CERTS)/other-client.crt \
+	$(CERTS)/int-server-chain.pem $(CERTS)/int-client-chain.pem $(ARTICLE_PKI)
+
+article-certs: $(ARTICLE_PKI) ## the article's own commands, verbatim, into certs/article/
+	@echo "the article's certificates are in $(ARTICLE)/. Next: python3 mtls_demo.py article-strict"
+
+scenarios: $(PKI) $(SCENARIO_PKI) ## certificates for every failure scenario (mtls_demo.py --all)
+	@echo "scenario certificates are in $(CERTS)/. Next: python3 mtls_demo.py --all"
 
 # --- using them ----------------------------------------------------------
 

@@ -76,6 +76,131 @@ SCENARIOS = [
 ]
 ARTICLE_CASES = ["success", "no-cacert", "no-client-cert"]
 
+C = "{certs}"     # shorter scenario lines below
+SCENARIOS += [
+    Scenario(
+        "other-ca", "A client certificate from another CA, claiming to be my-client",
+        DEFAULT_SERVER, ["--cacert", C + "/ca.crt", "--cert", C + "/rogue-client.crt",
+                         "--key", C + "/rogue-client.key", "{url}"],
+        "unknown CA", "signed by an unknown CA",
+        "Anyone can make a CA and write CN=my-client into a certificate. The server trusts "
+        "only signatures by my-ca (--ca), cannot build a chain to it, and answers with the "
+        "alert unknown_ca. The name inside a certificate is worth exactly as much as its issuer."),
+    Scenario(
+        "expired-client", "The client's certificate expired in 2020",
+        DEFAULT_SERVER, ["--cacert", C + "/ca.crt", "--cert", C + "/expired-client.crt",
+                         "--key", C + "/client.key", "{url}"],
+        "certificate expired", "has expired",
+        "Every certificate carries notBefore/notAfter dates, and the server checks them "
+        "against its own clock. Same key, same name, but the dates are past, so the server "
+        "sends certificate_expired. The fix is a new certificate (make clean certs), not a new key."),
+    Scenario(
+        "expired-server", "The server's certificate expired in 2020",
+        ["--cert", C + "/expired-server.crt"], OK_CLIENT + ["{url}"],
+        "server certificate expired", "client says our certificate has expired",
+        "The client checks the same dates on the server's certificate and refuses it. This "
+        "is the most common outage in real mTLS deployments: renew before notAfter, and "
+        "reload the server (kill -HUP) so it serves the new certificate."),
+    Scenario(
+        "wrong-hostname", "The server's certificate is for www.example.com",
+        ["--cert", C + "/elsewhere-server.crt"], OK_CLIENT + ["{url}"],
+        "hostname mismatch", "client refused our certificate",
+        "A valid certificate proves nothing unless it names the host you asked for. The client "
+        "compares 'localhost' with the subjectAltName (www.example.com only) and hangs up. "
+        "When a SAN is present the CN is ignored: put every name in the SAN."),
+    Scenario(
+        "ip-address", "https://127.0.0.1 works: the SAN lists IP:127.0.0.1",
+        DEFAULT_SERVER, OK_CLIENT + ["{ipurl}"], "ok", "accepted",
+        "An IP address is matched against the SAN's IP entries, never against DNS names or "
+        "the CN. Our server certificate lists IP:127.0.0.1 and IP:::1 beside DNS:localhost, "
+        "so all three URLs pass the hostname check."),
+    Scenario(
+        "revoked-no-crl", "A revoked client certificate, but the server has no CRL",
+        DEFAULT_SERVER, ["--cacert", C + "/ca.crt", "--cert", C + "/revoked-client.crt",
+                         "--key", C + "/client.key", "{url}"],
+        "ok", "accepted",
+        "The CA revoked this certificate, but revocation lives in a separate list (the CRL) "
+        "that the server must load and consult. Without --crl the signature and dates are "
+        "fine, so it gets in: the classic mistake. The next case fixes it."),
+    Scenario(
+        "revoked", "The same revoked certificate, server started with --crl",
+        ["--crl", C + "/ca.crl"], ["--cacert", C + "/ca.crt", "--cert", C + "/revoked-client.crt",
+                                    "--key", C + "/client.key", "{url}"],
+        "certificate revoked", "has been revoked",
+        "With --crl the server loads the CRL and sets VERIFY_CRL_CHECK_LEAF, so OpenSSL looks "
+        "the client's serial number up and finds it revoked. A CRL goes stale (nextUpdate): "
+        "regenerate it and reload the server (kill -HUP) to make new revocations count."),
+    Scenario(
+        "wrong-purpose", "The server's own certificate presented as a client certificate",
+        DEFAULT_SERVER, ["--cacert", C + "/ca.crt", "--cert", C + "/server.crt",
+                         "--key", C + "/server.key", "{url}"],
+        "wrong purpose", "wrong purpose",
+        "The certificate is signed by my-ca and the key matches, but its extendedKeyUsage "
+        "says serverAuth only. A server asks for clientAuth and answers unsupported_certificate: "
+        "issue separate certificates for each role."),
+    Scenario(
+        "article-server-strict", "The article's exact certificates on both sides, checked strictly",
+        ["--ca", C + "/article/ca.crt", "--cert", C + "/article/server.crt",
+         "--key", C + "/article/server.key"],
+        ["--cacert", C + "/article/ca.crt", "--cert", C + "/article/client.crt",
+         "--key", C + "/article/client.key", "{url}"],
+        "server certificate invalid", "client refused our certificate",
+        "The article's CA has basicConstraints but no keyUsage, and its leaves are X.509 v1 "
+        "with no extensions at all. Strict verification (the default since Python 3.13) "
+        "rejects such a CA; curl, which is not strict, would have let this server through.",
+        curl=["--cacert", C + "/article/ca.crt", "--key", C + "/article/client.key",
+              "--cert", C + "/article/client.crt", "{url}"]),
+    Scenario(
+        "article-client-strict", "The article's client certificate, at a strict server",
+        ["--ca", C + "/article/ca.crt"],
+        ["--cacert", C + "/ca.crt", "--cert", C + "/article/client.crt",
+         "--key", C + "/article/client.key", "{url}"],
+        "certificate rejected", "client certificate fails verification",
+        "Now the server checks the article's client certificate strictly and refuses it: a "
+        "strict verifier wants the CA to carry keyUsage (keyCertSign) and the leaf an "
+        "authority key identifier. Our openssl.cnf adds both, which is why 'success' passes."),
+    Scenario(
+        "not-authorized", "A valid client that is not on the allow-list (--allow my-client)",
+        ["--allow", "my-client"], ["--cacert", C + "/ca.crt", "--cert", C + "/other-client.crt",
+                                   "--key", C + "/other-client.key", "{url}"],
+        "HTTP 403 Forbidden", "forbidden",
+        "TLS authenticated the client: its certificate is valid and names "
+        "spiffe://example.org/other-client. Authorization is a separate, later decision: "
+        "this server lets in only my-client, so it answers 403 over the working connection."),
+    Scenario(
+        "spiffe-identity", "The same client, allowed by its URI identity",
+        ["--allow", "spiffe://example.org/other-client"],
+        ["--cacert", C + "/ca.crt", "--cert", C + "/other-client.crt",
+         "--key", C + "/other-client.key", "{url}"],
+        "ok", "accepted",
+        "The server names a client by its subjectAltName when it has one (a URI here, as "
+        "SPIFFE service meshes use), and by its CN only otherwise. Allow-list the identity "
+        "the certificate actually carries."),
+    Scenario(
+        "chain-leaf-only", "A server signed by an intermediate CA sends only its leaf",
+        ["--cert", C + "/int-server.crt"], OK_CLIENT + ["{url}"],
+        "server not trusted", "client does not trust our certificate",
+        "The client trusts the root (my-ca), but the server's certificate was signed by "
+        "my-intermediate-ca, which the client has never seen. Without the intermediate the "
+        "chain has a gap, so verification fails exactly as if the CA were unknown."),
+    Scenario(
+        "chain-full", "Both sides send leaf + intermediate",
+        ["--cert", C + "/int-server-chain.pem"],
+        ["--cacert", C + "/ca.crt", "--cert", C + "/int-client-chain.pem",
+         "--key", C + "/client.key", "{url}"],
+        "ok", "accepted",
+        "A chain file holds the leaf followed by the intermediate. Each side sends it, and "
+        "the peer links leaf -> intermediate -> root it trusts. Only the root need be "
+        "configured as trusted (--ca, --cacert)."),
+    Scenario(
+        "client-chain-leaf-only", "The client sends its leaf without the intermediate",
+        DEFAULT_SERVER, ["--cacert", C + "/ca.crt", "--cert", C + "/int-client.crt",
+                         "--key", C + "/client.key", "{url}"],
+        "unknown CA", "signed by an unknown CA",
+        "The same gap, the other way round: the server cannot link the client's leaf to "
+        "my-ca without the intermediate, and answers unknown_ca. Send the chain file."),
+]
+
 
 # --- terminal output -----------------------------------------------------
 
@@ -133,14 +258,25 @@ class ServerProcess:
         except queue.Empty:
             return None
 
-    def connection_line(self, timeout=5):
-        """The next accepted/rejected/forbidden line, skipping other notes."""
+    def case_lines(self, phrase, timeout=5):
+        """The log lines about one connection, without timestamps: read until
+        one holds `phrase` or gives a verdict (rejected, forbidden), or until
+        nothing more comes within `timeout` seconds."""
+        lines = []
         while True:
             line = self.next_line(timeout)
             if line is None:
-                return None
-            if any(word in line for word in ("accepted", "rejected", "forbidden")):
-                return line.split(" ", 1)[1]        # drop the timestamp
+                return lines or ["(no log line)"]
+            lines.append(line.split(" ", 1)[1])
+            if phrase in lines[-1] or lines[-1].startswith(("rejected", "forbidden")):
+                return lines
+
+    def forget_old_lines(self):
+        """Drop log lines left over from earlier cases."""
+        while not self.lines.empty():
+            if self.lines.get_nowait() is None:
+                self.lines.put(None)
+                return
 
     def stop(self):
         """Stop the server (SIGTERM, then SIGKILL if it does not go)."""
@@ -175,9 +311,10 @@ def ensure_certificates(certs, targets):
 Result = namedtuple("Result", "name expected observed ok")
 
 
-def fill(args, certs, url):
-    """Substitute {certs} and {url} in a scenario's arguments."""
-    return [a.format(certs=certs, url=url) for a in args]
+def fill(args, certs, port=0):
+    """Substitute {certs}, {url} and {ipurl} in a scenario's arguments."""
+    return [a.format(certs=certs, url=f"https://localhost:{port}/",
+                     ipurl=f"https://127.0.0.1:{port}/") for a in args]
 
 
 def observe_client(proc):
@@ -190,29 +327,36 @@ def observe_client(proc):
     return f"exit {proc.returncode}"
 
 
+def show_log(lines):
+    """Print the server's log lines for a connection."""
+    for line in lines:
+        print(paint("server log: ", "2") + line)
+
+
 def run_case(scenario, server, certs, use_curl):
     """Run one scenario, print what happened and why, and return a Result."""
     heading(f"{scenario.name}: {scenario.title}")
-    url = f"https://localhost:{server.port}/"
-    client_args = fill(scenario.client, certs, url)
+    server.forget_old_lines()
+    client_args = fill(scenario.client, certs, server.port)
     print("$ " + shlex.join(["python3", "client.py"] + client_args))
     proc = subprocess.run([sys.executable, "client.py"] + client_args, cwd=HERE,
                           capture_output=True, text=True, timeout=30)
     show_output(proc.stdout + proc.stderr)
     print(f"   (exit {proc.returncode})")
-    server_line = server.connection_line() or "(no log line)"
-    print(paint("server log: ", "2") + server_line)
+    server_lines = server.case_lines(scenario.server_says)
+    show_log(server_lines)
 
     if use_curl and scenario.curl:
-        curl_args = fill(scenario.curl, certs, url)
+        curl_args = fill(scenario.curl, certs, server.port)
         print("$ " + shlex.join(["curl"] + curl_args) + "      # the article's command")
         done = subprocess.run(["curl", "-sS"] + curl_args, capture_output=True, text=True, timeout=30)
         show_output(done.stdout + done.stderr)
         print(f"   (curl exit {done.returncode})")
-        print(paint("server log: ", "2") + (server.connection_line() or "(no log line)"))
+        show_log(server.case_lines(scenario.server_says))
 
     print(paint("why: ", "1") + scenario.why)
     observed = observe_client(proc)
+    server_line = server_lines[-1]
     server_observed = summarize_log_line(server_line)
     ok = observed == scenario.expect and scenario.server_says in server_line
     return Result(scenario.name, (f"client: {scenario.expect}", f"server: {scenario.server_says}"),
@@ -270,13 +414,13 @@ def main(argv=None):
     certs = os.path.relpath(os.path.abspath(args.certs), HERE)
     if certs.startswith(".."):
         certs = os.path.abspath(args.certs)
-    ensure_certificates(certs, [f"{certs}/{name}.crt" for name in ("ca", "server", "client")])
+    ensure_certificates(certs, ["scenarios"] if chosen != [s for s in SCENARIOS if s.name in ARTICLE_CASES] else [f"{certs}/{name}.crt" for name in ("ca", "server", "client")])
     use_curl = not args.no_curl and shutil.which("curl") is not None
 
     servers, results = {}, []
     try:
         for scenario in chosen:
-            server_args = tuple(fill(scenario.server, certs, ""))
+            server_args = tuple(fill(scenario.server, certs))
             if server_args not in servers:
                 servers[server_args] = ServerProcess(
                     ["--ca", f"{certs}/ca.crt", "--cert", f"{certs}/server.crt",
