@@ -156,7 +156,9 @@ CLIENT_REJECTED = {
         "the server says our certificate is not for client authentication "
         "(it lacks extendedKeyUsage clientAuth) -- use a client certificate"),
     "SSLV3_ALERT_BAD_CERTIFICATE": ("certificate rejected",
-        "the server refused our certificate -- see the server's log for why"),
+        "the server refused our certificate (bad_certificate) -- see the server's log for why"),
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": ("certificate rejected",
+        "the server refused our certificate (certificate_unknown) -- see the server's log for why"),
 }
 
 # Verify codes for the *server's* certificate, which we refused ourselves.
@@ -176,7 +178,8 @@ def classify(exc, parts, has_cert):
     where = f"{parts.hostname}:{parts.port or 443}"
 
     if isinstance(reason, ssl.SSLCertVerificationError):
-        label = SERVER_UNTRUSTED.get(reason.verify_code, "server not trusted")
+        # Any other code is a certificate that fails the (strict) X.509 rules.
+        label = SERVER_UNTRUSTED.get(reason.verify_code, "server certificate invalid")
         why = reason.verify_message
         if label == "server not trusted":
             fix = "pass --cacert with the CA that signed it, e.g. --cacert certs/ca.crt"

@@ -23,6 +23,7 @@ running one case, tracing a handshake, main.
 import argparse
 import os
 import queue
+import re
 import shlex
 import shutil
 import subprocess
@@ -289,21 +290,21 @@ class ServerProcess:
                 self.proc.wait()
 
 
-def ensure_certificates(certs, targets):
-    """Run make for any certificates the chosen scenarios need."""
+def ensure_certificates(certs, target):
+    """Run `make <target>` for the certificates the chosen scenarios need;
+    show the openssl commands it ran, if any (none when all are there)."""
     if shutil.which("make") is None or shutil.which("openssl") is None:
         fail("this demo needs 'make' and 'openssl' to build certificates -- install them "
              "(e.g. apt-get install make openssl)")
-    check = subprocess.run(["make", "-q", f"CERTS={certs}"] + targets, cwd=HERE,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if check.returncode == 0:
-        return
-    print(paint(f"Building certificates: make {' '.join(targets)} CERTS={certs}", "2"))
-    done = subprocess.run(["make", f"CERTS={certs}"] + targets, cwd=HERE,
+    done = subprocess.run(["make", f"CERTS={certs}", target], cwd=HERE,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
         show_output(done.stdout[-2000:])
-        fail(f"'make {' '.join(targets)}' failed (output above) -- fix that, then run the demo again")
+        fail(f"'make {target} CERTS={certs}' failed (output above) -- fix that, then run the demo again")
+    ran = [line for line in done.stdout.splitlines() if "openssl " in line]
+    if ran:
+        print(paint(f"Built the certificates first (make {target}):", "2"))
+        show_output("\n".join(ran))
 
 
 # --- running one case ----------------------------------------------------
@@ -333,7 +334,7 @@ def show_log(lines):
         print(paint("server log: ", "2") + line)
 
 
-def run_case(scenario, server, certs, use_curl):
+def run_case(scenario, server, certs, use_curl, trace=False):
     """Run one scenario, print what happened and why, and return a Result."""
     heading(f"{scenario.name}: {scenario.title}")
     server.forget_old_lines()
@@ -354,6 +355,8 @@ def run_case(scenario, server, certs, use_curl):
         print(f"   (curl exit {done.returncode})")
         show_log(server.case_lines(scenario.server_says))
 
+    if trace:
+        trace_case(scenario, server, certs)
     print(paint("why: ", "1") + scenario.why)
     observed = observe_client(proc)
     server_line = server_lines[-1]
@@ -385,6 +388,93 @@ def print_table(results):
         print(" | ".join(cells + [paint(row[3], colour) if colour else row[3]]).rstrip())
 
 
+# --- tracing a handshake -------------------------------------------------
+#
+# `openssl s_client -trace` prints every TLS record it sends and receives.
+# We run it with the same certificates as the case's client.py command and
+# keep only the handshake messages and alerts, as a readable sequence.
+
+ALERTS = {0: "close_notify", 40: "handshake_failure", 42: "bad_certificate",
+          43: "unsupported_certificate", 44: "certificate_revoked", 45: "certificate_expired",
+          46: "certificate_unknown", 48: "unknown_ca", 70: "protocol_version",
+          116: "certificate_required"}
+
+NOTES = {
+    ("<-", "CertificateRequest"): "the server asks for a client certificate: this is mTLS",
+    ("<-", "Certificate"): "the server's certificate chain",
+    ("<-", "CertificateVerify"): "signed with the server's key: it owns that certificate",
+    ("->", "Certificate"): "the client's certificate chain",
+    ("->", "CertificateVerify"): "signed with the client's key: it owns that certificate",
+    ("->", "Finished"): "TLS 1.3: the client's handshake is done; it sends its request next",
+}
+
+
+def s_client_command(client_args):
+    """The openssl s_client command equivalent to a client.py argument list."""
+    command = ["openssl", "s_client", "-trace", "-ign_eof", "-verify_return_error"]
+    options = {"--cacert": "-CAfile", "--cert": "-cert", "--key": "-key"}
+    it = iter(client_args)
+    for arg in it:
+        if arg in options:
+            command += [options[arg], next(it)]
+        else:
+            host, port = arg.split("//")[1].rstrip("/").rsplit(":", 1)
+            check = "-verify_ip" if host[0].isdigit() else "-verify_hostname"
+            command += ["-connect", f"{host}:{port}", "-servername", host, check, host]
+    return command
+
+
+def parse_trace(output):
+    """Turn s_client -trace output into (direction, message, note) triples."""
+    steps, direction = [], None
+    for line in output.splitlines():
+        if line.startswith(("Sent Record", "Received Record")):
+            direction = "->" if line.startswith("Sent") else "<-"
+            continue
+        m = re.match(r"^ {4}(\w+), Length=(\d+)$", line)
+        if m and direction:
+            name, length = m.group(1), int(m.group(2))
+            note = NOTES.get((direction, name), "")
+            if direction == "->" and name == "Certificate" and length <= 4:
+                note = "EMPTY: the client has no certificate to send"
+            steps.append((direction, name, note))
+        m = re.match(r"^ +Level=(\w+)\(\d\), description=.*\((\d+)\)$", line)
+        if m and direction:
+            alert = ALERTS.get(int(m.group(2)), f"alert {m.group(2)}")
+            steps.append((direction, f"Alert: {alert} ({m.group(1)})", ""))
+        if "Inner Content Type = ApplicationData" in line and direction:
+            if not steps or steps[-1][1] != "ApplicationData":
+                steps.append((direction, "ApplicationData", "HTTP, encrypted"))
+    return steps
+
+
+def run_trace(command):
+    """Run s_client with one HTTP request (Connection: close, so it ends);
+    return the parsed message sequence."""
+    request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    try:
+        done = subprocess.run(command, input=request, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return []
+    return parse_trace(done.stdout + done.stderr)
+
+
+def trace_case(scenario, server, certs):
+    """Show the TLS messages of one scenario, as openssl s_client saw them."""
+    command = s_client_command(fill(scenario.client, certs, server.port))
+    print(paint("TLS messages (client's view, from " + shlex.join(command[:3]) + " ...):", "2"))
+    if shutil.which("openssl") is None:
+        print("   (openssl not found: no trace)")
+        return
+    steps = run_trace(command)
+    if not steps:
+        print("   (this openssl has no -trace; build it with enable-ssl-trace to see messages)")
+    for direction, message, note in steps:
+        arrow = "client --> server" if direction == "->" else "client <-- server"
+        print(f"   {arrow}  {message:32} {note}".rstrip())
+    server.case_lines(scenario.server_says, timeout=2)     # its log line is not this case's
+
+
 # --- main ----------------------------------------------------------------
 
 def parse_args(argv):
@@ -396,6 +486,8 @@ def parse_args(argv):
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.add_argument("--certs", default="certs", help="certificates folder (default certs)")
     p.add_argument("--no-curl", action="store_true", help="do not run the curl commands")
+    p.add_argument("--trace", action="store_true",
+                   help="also show each handshake's TLS messages (openssl s_client -trace)")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in names]
     if unknown:
@@ -414,7 +506,8 @@ def main(argv=None):
     certs = os.path.relpath(os.path.abspath(args.certs), HERE)
     if certs.startswith(".."):
         certs = os.path.abspath(args.certs)
-    ensure_certificates(certs, ["scenarios"] if chosen != [s for s in SCENARIOS if s.name in ARTICLE_CASES] else [f"{certs}/{name}.crt" for name in ("ca", "server", "client")])
+    only_article = all(s.name in ARTICLE_CASES for s in chosen)
+    ensure_certificates(certs, "certs" if only_article else "scenarios")
     use_curl = not args.no_curl and shutil.which("curl") is not None
 
     servers, results = {}, []
@@ -425,10 +518,13 @@ def main(argv=None):
                 servers[server_args] = ServerProcess(
                     ["--ca", f"{certs}/ca.crt", "--cert", f"{certs}/server.crt",
                      "--key", f"{certs}/server.key"] + list(server_args))
-            results.append(run_case(scenario, servers[server_args], certs, use_curl))
+            results.append(run_case(scenario, servers[server_args], certs, use_curl, args.trace))
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the servers")
         return 130
+    except BrokenPipeError:            # output piped into `head`, say: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     finally:
         for server in servers.values():
             server.stop()

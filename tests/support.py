@@ -27,7 +27,7 @@ _pki_lock = threading.Lock()
 _pki_dir = None
 
 # Every certificate the tests use; `make` builds each once per run.
-PKI_TARGETS = ["certs"]
+PKI_TARGETS = ["scenarios"]
 
 
 def pki():

@@ -1,0 +1,147 @@
+"""The failure gallery: every scenario of mtls_demo.py, classified on both sides.
+
+For each scenario the test starts server.py's server in-process with the
+scenario's options, makes the request with client.py's functions, and
+checks two things: how the client classified the outcome, and what the
+server logged. The demo itself is run end to end once, with --all.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import unittest
+
+from tests.support import RunningServer, pki, run_script
+
+import client
+import mtls_demo
+import server
+
+
+def run_scenario(scenario):
+    """Run one scenario in-process; return (client outcome, server log lines)."""
+    server_args = server.parse_args(["--port", "0"] + mtls_demo.fill(scenario.server, pki()))
+    options = dict(ca=server_args.ca, cert=server_args.cert, key=server_args.key, crl=server_args.crl)
+    defaults = server.parse_args([])
+    for name in ("ca", "cert", "key"):          # the demo's defaults: the test PKI, not ./certs
+        if options[name] == getattr(defaults, name):
+            options[name] = os.path.join(pki(), os.path.basename(options[name]))
+    with RunningServer(allow=server_args.allow, **options) as srv:
+        client_args = client.parse_args(mtls_demo.fill(scenario.client, pki(), srv.port))
+        context = client.make_client_context(client_args.cacert, client_args.cert, client_args.key)
+        try:
+            status, body = client.fetch(client_args.url, context)
+            outcome = "ok" if status == 200 else f"HTTP {status} Forbidden" if status == 403 else f"HTTP {status}"
+        except client.Failure as failure:
+            outcome = failure.label
+        srv.log.wait_for(lambda line: scenario.server_says in line or line.startswith(("rejected", "forbidden")))
+        return outcome, list(srv.log.lines)
+
+
+class ScenarioTest(unittest.TestCase):
+    """One test per scenario, generated below from mtls_demo.SCENARIOS."""
+
+
+def make_test(scenario):
+    def test(self):
+        outcome, lines = run_scenario(scenario)
+        self.assertEqual(outcome, scenario.expect, f"client side; server said {lines}")
+        self.assertTrue(any(scenario.server_says in line for line in lines),
+                        f"server side: no line with {scenario.server_says!r} in {lines}")
+    test.__doc__ = f"{scenario.name}: {scenario.title} -> {scenario.expect}"
+    return test
+
+
+for _scenario in mtls_demo.SCENARIOS:
+    setattr(ScenarioTest, "test_" + _scenario.name.replace("-", "_"), make_test(_scenario))
+
+
+class ScenarioStabilityTest(unittest.TestCase):
+    """TLS 1.3 rejections surface after the handshake: they must classify the same every time."""
+
+    def test_post_handshake_rejections_are_stable_over_20_runs(self):
+        by_name = {s.name: s for s in mtls_demo.SCENARIOS}
+        for name in ["other-ca", "expired-client", "revoked", "wrong-purpose", "client-chain-leaf-only"]:
+            scenario = by_name[name]
+            server_args = server.parse_args(["--port", "0"] + mtls_demo.fill(scenario.server, pki()))
+            crl = server_args.crl
+            with RunningServer(crl=crl) as srv:
+                args = client.parse_args(mtls_demo.fill(scenario.client, pki(), srv.port))
+                context = client.make_client_context(args.cacert, args.cert, args.key)
+                for attempt in range(20):
+                    with self.assertRaises(client.Failure) as caught:
+                        client.fetch(args.url, context)
+                    self.assertEqual(caught.exception.label, scenario.expect, f"{name} attempt {attempt}")
+
+
+class ArticleCertificatesTest(unittest.TestCase):
+    """make article-certs runs the article's commands: v1 leaves that strict checks refuse."""
+
+    def openssl(self, *args):
+        return subprocess.run(["openssl"] + list(args), capture_output=True, text=True, timeout=30)
+
+    def test_article_leaves_are_version_1(self):
+        text = self.openssl("x509", "-in", os.path.join(pki(), "article", "client.crt"), "-noout", "-text").stdout
+        self.assertIn("Version: 1 (0x0)", text)
+        self.assertNotIn("X509v3 extensions", text)
+
+    def test_strict_verification_refuses_the_article_ca_and_accepts_ours(self):
+        article = os.path.join(pki(), "article")
+        refused = self.openssl("verify", "-x509_strict", "-CAfile", os.path.join(article, "ca.crt"),
+                               os.path.join(article, "server.crt"))
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertRegex(refused.stdout + refused.stderr, r"(?i)key usage|authority key identifier")
+        ours = self.openssl("verify", "-x509_strict", "-CAfile", os.path.join(pki(), "ca.crt"),
+                            os.path.join(pki(), "server.crt"))
+        self.assertEqual(ours.returncode, 0, ours.stderr)
+
+
+@unittest.skipUnless(shutil.which("openssl"), "openssl is not installed")
+class TraceTest(unittest.TestCase):
+    """--trace shows the real TLS message flow, taken from openssl s_client -trace."""
+
+    def trace(self, name):
+        scenario = {s.name: s for s in mtls_demo.SCENARIOS}[name]
+        with RunningServer() as srv:
+            command = mtls_demo.s_client_command(mtls_demo.fill(scenario.client, pki(), srv.port))
+            steps = [(d, m) for d, m, _ in mtls_demo.run_trace(command)]
+        if not steps:
+            self.skipTest("this openssl was built without -trace")
+        return steps
+
+    def test_success_shows_certificate_request_and_client_certificate_verify(self):
+        steps = self.trace("success")
+        for step in [("->", "ClientHello"), ("<-", "ServerHello"), ("<-", "CertificateRequest"),
+                     ("->", "Certificate"), ("->", "CertificateVerify"), ("->", "Finished")]:
+            self.assertIn(step, steps)
+        self.assertLess(steps.index(("<-", "CertificateRequest")), steps.index(("->", "CertificateVerify")))
+
+    def test_no_client_certificate_ends_with_certificate_required_alert(self):
+        steps = self.trace("no-client-cert")
+        self.assertNotIn(("->", "CertificateVerify"), steps)
+        self.assertIn(("<-", "Alert: certificate_required (fatal)"), steps)
+
+
+class DemoAllTest(unittest.TestCase):
+    """python3 mtls_demo.py --all: every scenario with expected = observed, exit 0."""
+
+    def test_demo_all(self):
+        done = run_script("mtls_demo.py", "--all", "--certs", pki(), timeout=180)
+        self.assertEqual(done.returncode, 0, done.stdout[-3000:] + done.stderr)
+        count = len(mtls_demo.SCENARIOS)
+        self.assertIn(f"{count} of {count} cases behaved as expected", done.stdout)
+        self.assertEqual(len(re.findall(r"\| yes$", done.stdout, re.M)), count)
+
+    def test_list_and_unknown_names(self):
+        listed = run_script("mtls_demo.py", "--list")
+        self.assertEqual(listed.returncode, 0)
+        self.assertEqual(len(listed.stdout.splitlines()), len(mtls_demo.SCENARIOS))
+        wrong = run_script("mtls_demo.py", "no-such-case")
+        self.assertEqual(wrong.returncode, 2)
+        self.assertIn("unknown scenario 'no-such-case'", wrong.stderr)
+        self.assertNotIn("Traceback", wrong.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
