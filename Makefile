@@ -223,8 +223,15 @@ demo: ## run the story: the success and each failure, explained
 	$(PYTHON) mtls_demo.py --certs $(CERTS)
 	@echo "Next: make inspect   (what is inside each certificate)"
 
-inspect: $(PKI) ## print each certificate as openssl sees it
-	for crt in $(PKI); do echo "=== $$crt"; $(OPENSSL) x509 -in $$crt -text -noout; done
+# First a summary per certificate (who, signed by whom, when, for what),
+# then the full text. Scenario certificates are included once they exist.
+SCENARIO_CRTS := $(addprefix $(CERTS)/,rogue-ca.crt rogue-client.crt expired-client.crt \
+	expired-server.crt elsewhere-server.crt revoked-client.crt other-client.crt \
+	int-ca.crt int-server.crt int-client.crt) $(ARTICLE_PKI)
+INSPECT = $(PKI) $(wildcard $(SCENARIO_CRTS))
+inspect: $(PKI) ## summarize each certificate, then print it in full
+	for crt in $(INSPECT); do echo "=== $$crt"; $(OPENSSL) x509 -in $$crt -noout -subject -issuer -serial -dates -ext basicConstraints,subjectAltName,keyUsage,extendedKeyUsage; echo; done
+	for crt in $(INSPECT); do echo "=== $$crt (full)"; $(OPENSSL) x509 -in $$crt -noout -text; done
 	@echo "Next: make test   (the proof)"
 
 test: ## run the test suite (real handshakes on 127.0.0.1)
