@@ -27,8 +27,10 @@ would add real routes and structured logs; the TLS part stays as it is here.
 """
 
 import argparse
+import errno
 import http.server
 import io
+import math
 import os
 import signal
 import socket
@@ -43,10 +45,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 CERTS = os.path.join(HERE, "certs")
 
+# Limits that keep one client (or a crowd of them) from tying the server up.
+# Each is a total deadline, not a per-read timeout: a client sending one
+# byte at a time must not be able to stretch it.
 HANDSHAKE_TIMEOUT = 10.0   # seconds for a client to finish the TLS handshake
 REQUEST_TIMEOUT = 10.0     # seconds to send a whole request head (slowloris)
 IDLE_TIMEOUT = 30.0        # seconds a keep-alive connection may sit idle
 MAX_CONNECTIONS = 256      # connections served at once; more are refused
+LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
 
 # TLS 1.2 ciphers: ECDHE key exchange (forward secrecy) with AEAD encryption
 # only, as in Mozilla's "intermediate" profile. TLS 1.3 suites are fixed by
@@ -88,11 +94,14 @@ def make_server_context(ca, cert, key, crl=None, keylog=None):
     context.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
 
     # Our certificate and the key that proves it is ours. A key protected by a
-    # passphrase would make OpenSSL prompt on the terminal; we refuse instead.
+    # passphrase would make OpenSSL prompt on the terminal (and hang a server
+    # started without one); the password callback refuses instead.
     try:
-        context.load_cert_chain(cert, key, password=refuse_passphrase)
+        context.load_cert_chain(cert, key, password=lambda: refuse_passphrase(key))
     except ssl.SSLError as exc:
         raise ConfigError(explain_load_error(exc, cert, key)) from None
+    except OSError as exc:                    # e.g. permission denied despite os.access
+        raise ConfigError(f"cannot read {exc.filename or cert!r}: {exc.strerror}") from None
 
     # The heart of mTLS. CERT_REQUIRED makes the server send a
     # CertificateRequest in the handshake and fail the handshake when the
@@ -101,7 +110,7 @@ def make_server_context(ca, cert, key, crl=None, keylog=None):
     try:
         context.load_verify_locations(cafile=ca)
     except ssl.SSLError:
-        raise ConfigError(f"{ca!r} holds no PEM certificate: pass the CA's "
+        raise ConfigError(f"CA certificate {ca!r} holds no PEM certificate: pass the CA's "
                           f"certificate (certs/ca.crt) with --ca") from None
     # Strict X.509 rules (Python 3.13's default, here on every version): the
     # client's CA must carry keyUsage, the leaf an authority key id, etc.
@@ -110,11 +119,16 @@ def make_server_context(ca, cert, key, crl=None, keylog=None):
     if crl is not None:
         # A CRL lists revoked serial numbers. Loading it is not enough:
         # VERIFY_CRL_CHECK_LEAF tells OpenSSL to look the client up in it.
+        # (A certificate passed here by mistake would load without complaint,
+        # and then no client could pass the check: so look at the label too.)
+        not_a_crl = ConfigError(f"CRL {crl!r} is not a PEM CRL: make one with "
+                                f"'openssl ca -gencrl' (make crl)")
+        if not pem_holds(crl, "X509 CRL"):
+            raise not_a_crl
         try:
             context.load_verify_locations(cafile=crl)
         except ssl.SSLError:
-            raise ConfigError(f"{crl!r} is not a PEM CRL: make one with "
-                              f"'openssl ca -gencrl' (make crl)") from None
+            raise not_a_crl from None
         context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
     if keylog:
@@ -132,10 +146,24 @@ def check_readable(path, what, flag):
         raise ConfigError(f"{what} {path!r} is not readable by this user: check its permissions")
 
 
-def refuse_passphrase():
+def pem_holds(path, label):
+    """True if the file holds a PEM block such as -----BEGIN CERTIFICATE-----.
+
+    OpenSSL's own complaint about a wrong file is "PEM lib" or nothing at
+    all; looking for the label lets us say which file is wrong, and how.
+    """
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 20)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path!r}: {exc.strerror}") from None
+    return f"{label}-----".encode() in text    # also matches "RSA PRIVATE KEY-----" etc.
+
+
+def refuse_passphrase(key):
     """Called by OpenSSL when a key is encrypted: refuse, rather than prompt."""
-    raise ConfigError("the private key is encrypted with a passphrase: decrypt it with "
-                      "'openssl pkey -in KEY -out KEY.plain' or use the unencrypted key from make certs")
+    raise ConfigError(f"server key {key!r} is encrypted with a passphrase: decrypt it with "
+                      f"'openssl pkey -in {key} -out server-plain.key' and pass that with --key")
 
 
 def explain_load_error(exc, cert, key):
@@ -143,6 +171,12 @@ def explain_load_error(exc, cert, key):
     reason = getattr(exc, "reason", None) or str(exc)
     if reason == "KEY_VALUES_MISMATCH":
         return f"{key!r} is not the private key of {cert!r}: pass the key made with that certificate"
+    if not pem_holds(cert, "CERTIFICATE"):
+        return (f"server certificate {cert!r} is not a PEM certificate (no '-----BEGIN "
+                f"CERTIFICATE-----' line): pass --cert certs/server.crt")
+    if not pem_holds(key, "PRIVATE KEY"):
+        return (f"server key {key!r} is not a PEM private key (no '-----BEGIN ... PRIVATE "
+                f"KEY-----' line): pass --key certs/server.key")
     return (f"cannot load certificate {cert!r} with key {key!r} ({reason}): both must be "
             f"PEM files from 'make certs'")
 
@@ -242,13 +276,23 @@ class DeadlineReader(io.RawIOBase):
     def readinto(self, buffer):
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise socket.timeout("deadline passed")
+            raise socket.timeout(self.why_late())
         self.sock.settimeout(remaining)
-        count = self.sock.recv_into(buffer)
+        try:
+            count = self.sock.recv_into(buffer)
+        except socket.timeout:
+            raise socket.timeout(self.why_late()) from None
         if self.waiting and count:
             self.waiting = False
             self.deadline = time.monotonic() + self.request_timeout
         return count
+
+    def why_late(self):
+        """Say which deadline passed, for the log."""
+        if self.waiting:
+            return f"idle for {self.idle_timeout:g} s with no request (--idle-timeout)"
+        return (f"request head not complete after {self.request_timeout:g} s "
+                f"(--request-timeout): a slow or stalled client")
 
 
 class GreetingHandler(http.server.BaseHTTPRequestHandler):
@@ -303,8 +347,16 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
         """Stay quiet per request: the connection line already says who came."""
 
     def log_message(self, format, *args):
-        """Route http.server's own messages (errors, timeouts) to our log."""
+        """Route http.server's own messages (e.g. 400 Bad request) to our log."""
         self.server.log(f"{format_address(self.client_address)}: {format % args}")
+
+    def log_error(self, format, *args):
+        """http.server reports a read past our deadline as "Request timed
+        out: TimeoutError(...)"; log which deadline it was instead."""
+        if args and isinstance(args[-1], socket.timeout):
+            self.server.log(f"closed {format_address(self.client_address)}: {args[-1]}")
+        else:
+            self.log_message(format, *args)
 
 
 def format_address(address):
@@ -337,6 +389,7 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.handshake_timeout, self.request_timeout = handshake_timeout, request_timeout
         self.idle_timeout, self.max_connections = idle_timeout, max_connections
         self.reload_context = reload         # a function returning a fresh context
+        self.reload_requested = False
         self.slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, GreetingHandler)
 
@@ -361,7 +414,8 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
             return
         try:
             super().process_request(sock, address)
-        except RuntimeError:                     # could not start a thread
+        except RuntimeError as exc:              # could not start a thread
+            self.log(f"rejected {format_address(address)}: cannot start a thread ({exc})")
             self.slots.release()
             sock.close()
 
@@ -384,6 +438,7 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         """Return the connection as a verified TLS socket, or log why not and
         return None."""
         peer = format_address(address)
+        deadline = time.monotonic() + self.handshake_timeout
         sock.settimeout(self.handshake_timeout)
         try:
             # Peek at the first bytes without consuming them. A TLS connection
@@ -404,6 +459,10 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
         context = self.context    # read once: a reload may swap it meanwhile
         tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        # What is left of the deadline covers the whole handshake: CPython's
+        # do_handshake() counts its timeout from the start of the call, not
+        # per read, so a client dribbling its ClientHello is cut off too.
+        tls.settimeout(max(deadline - time.monotonic(), 0.001))
         try:
             tls.do_handshake()
         except (ssl.SSLError, OSError) as exc:
@@ -426,13 +485,7 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         """
         try:
             sock.shutdown(socket.SHUT_WR)   # on an SSLSocket, also drops TLS state
-            sock.settimeout(1.0)
-            deadline, received = time.monotonic() + 1.0, 0
-            while time.monotonic() < deadline and received < 65536:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                received += len(chunk)
+            drain_input(sock, LINGER_TIMEOUT)
         except OSError:
             pass
         sock.close()
@@ -444,37 +497,89 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 b"Use https://, and present a certificate, e.g.\n"
                 b"  curl --cacert certs/ca.crt --cert certs/client.crt --key certs/client.key https://...\n")
         try:
-            sock.settimeout(1.0)
-            head = b""
-            while b"\r\n\r\n" not in head and len(head) < 16384:
-                chunk = sock.recv(4096)      # consume the request, so no reset
-                if not chunk:
-                    break
-                head += chunk
+            # Consume the request head first (bounded), so closing sends no reset.
+            drain_input(sock, LINGER_TIMEOUT, limit=16384, until=b"\r\n\r\n")
+            sock.settimeout(LINGER_TIMEOUT)
             sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
                          b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         except OSError:
             pass
         self.close_gently(sock)
 
+    # Live reload. `kill -HUP <pid>` asks for it; a rotated certificate or a
+    # fresh CRL then takes effect for new connections, without a restart and
+    # without touching connections already open (they keep their session).
+
+    def request_reload(self):
+        """Note that a reload is wanted. The SIGHUP handler calls this: a
+        signal can interrupt the main thread anywhere, even halfway through a
+        log write, so the handler only sets a flag (as nginx does)."""
+        self.reload_requested = True
+
+    def service_actions(self):
+        """Called by serve_forever() after every poll (at least each 0.5 s):
+        a safe moment for a reload that a signal asked for."""
+        if self.reload_requested:
+            self.reload_requested = False
+            self.reload()
+
     def reload(self):
         """Re-read certificate, key, CA and CRL; keep the old ones if that fails."""
+        if self.reload_context is None:
+            self.log("reload ignored: this server was started without a way to reload")
+            return
         try:
-            self.context = self.reload_context()
+            self.context = self.reload_context()   # one assignment: atomic for other threads
             self.log("reloaded certificates: new connections use them")
         except (ConfigError, OSError, ssl.SSLError) as exc:
             self.log(f"reload failed, still serving with the previous certificates: {exc}")
 
     def handle_error(self, request, client_address):
         """Never print a traceback for something a client did."""
-        self.log(f"error {client_address}: {sys.exc_info()[1]!r}")
+        self.log(f"error {format_address(client_address)}: {sys.exc_info()[1]!r}")
+
+
+def drain_input(sock, seconds, limit=65536, until=None):
+    """Read and return what the client sends, for at most `seconds` in all
+    and `limit` bytes, stopping at end of input or once `until` arrives.
+    One total deadline, so a client sending a byte at a time cannot stretch it."""
+    deadline = time.monotonic() + seconds
+    data = b""
+    while len(data) < limit and not (until and until in data):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock.settimeout(remaining)
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 # --- main ----------------------------------------------------------------
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line, like every other error here."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def seconds(text):
+    """Read a timeout from the command line: seconds, more than 0, at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 86400:                      # also false for nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 86400")
+    return value
+
+
 def parse_args(argv):
     """Read the command line."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="HTTPS server that requires a client certificate (mutual TLS).",
         epilog="example: python3 server.py --port 3000 --allow my-client")
     p.add_argument("--host", default="localhost", help="address to listen on (default localhost)")
@@ -486,15 +591,19 @@ def parse_args(argv):
     p.add_argument("--allow", action="append", default=[], metavar="NAME",
                    help="only this client identity may get a greeting (repeatable)")
     p.add_argument("--keylog", metavar="FILE", help="write TLS secrets for Wireshark (debug only)")
-    p.add_argument("--handshake-timeout", type=float, default=HANDSHAKE_TIMEOUT, metavar="S")
-    p.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT, metavar="S")
-    p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT, metavar="S")
-    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N")
+    p.add_argument("--handshake-timeout", type=seconds, default=HANDSHAKE_TIMEOUT, metavar="S",
+                   help=f"seconds to finish the TLS handshake (default {HANDSHAKE_TIMEOUT:g})")
+    p.add_argument("--request-timeout", type=seconds, default=REQUEST_TIMEOUT, metavar="S",
+                   help=f"seconds to send a request head, once begun (default {REQUEST_TIMEOUT:g})")
+    p.add_argument("--idle-timeout", type=seconds, default=IDLE_TIMEOUT, metavar="S",
+                   help=f"seconds a keep-alive connection may wait idle (default {IDLE_TIMEOUT:g})")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                   help=f"connections served at once; more are refused (default {MAX_CONNECTIONS})")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port {args.port} is not a TCP port: use 1-65535 (or 0 for any free port)")
     if args.max_connections < 1:
-        p.error("--max-connections must be at least 1")
+        p.error(f"--max-connections {args.max_connections} must be at least 1")
     return args
 
 
@@ -502,13 +611,32 @@ def resolve(host, port):
     """The first address `host` resolves to, as (address, port)."""
     try:
         info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConfigError(f"cannot resolve --host {host!r} ({exc.strerror}): try 127.0.0.1") from None
+    except (socket.gaierror, UnicodeError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"cannot resolve --host {host!r} ({why}): try 127.0.0.1") from None
     return info[0][4][:2]
 
 
+def explain_listen_error(exc, host, port):
+    """Say why we cannot listen on host:port, and what to do about it."""
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is in use: is another server running? "
+                f"Stop it, or pass --port N (0 = any free port)")
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on port {port} ({exc.strerror}): use a port above 1023"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host!r} is not an address of this machine: pass --host localhost"
+    return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+
+
+def fail(message):
+    """Print one line saying what is wrong and how to fix it; return exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None):
-    """Start the server and serve until Ctrl-C."""
+    """Start the server and serve until Ctrl-C (or SIGTERM)."""
     args = parse_args(argv)
 
     def build_context():
@@ -516,20 +644,20 @@ def main(argv=None):
     try:
         context = build_context()
         warn_if_key_exposed(args.key)
-        server = MTLSServer(resolve(args.host, args.port), context, allow=args.allow,
+        address = resolve(args.host, args.port)
+    except ConfigError as exc:
+        return fail(exc)
+    try:
+        server = MTLSServer(address, context, allow=args.allow,
                             handshake_timeout=args.handshake_timeout,
                             request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
                             max_connections=args.max_connections, reload=build_context)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}): "
-              f"is another server running? Stop it or pass --port N", file=sys.stderr)
-        return 2
+        return fail(explain_listen_error(exc, args.host, args.port))
 
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda signum, frame: server.reload())
+        signal.signal(signal.SIGHUP, lambda signum, frame: server.request_reload())
+    # SIGTERM (kill, systemd, docker stop) stops us the way Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     host = args.host if ":" not in args.host else f"[{args.host}]"
     allowed = f"; allowed: {', '.join(args.allow)}" if args.allow else ""
@@ -540,6 +668,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
+        # Worker threads are daemons: open connections do not delay the exit.
         server.server_close()
         log("stopped")
     return 0
