@@ -24,6 +24,7 @@ Reading order: exit codes, the TLS context, the request, why it failed, main.
 
 import argparse
 import http.client
+import math
 import os
 import socket
 import ssl
@@ -75,7 +76,8 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
         if key:
             check_readable(key, "client key", "--key")
         try:
-            context.load_cert_chain(cert, key, password=refuse_passphrase)
+            # No passphrase prompt: a script must never stop to ask the terminal.
+            context.load_cert_chain(cert, key, password=lambda: refuse_passphrase(key or cert))
         except ssl.SSLError as exc:
             raise Failure(EXIT_USAGE, "bad file", explain_load_error(exc, cert, key)) from None
     if keylog:
@@ -95,18 +97,36 @@ def check_readable(path, what, flag):
         raise Failure(EXIT_USAGE, "unreadable file", f"{what} {path!r} is not readable: check its permissions")
 
 
-def refuse_passphrase():
+def refuse_passphrase(key):
     """Called by OpenSSL when a key is encrypted: refuse, rather than prompt."""
-    raise Failure(EXIT_USAGE, "encrypted key", "the private key needs a passphrase: use an "
-                  "unencrypted key ('openssl pkey -in KEY -out KEY.plain')")
+    raise Failure(EXIT_USAGE, "encrypted key", f"{key!r} needs a passphrase -- decrypt it "
+                  f"with 'openssl pkey -in {key} -out client-plain.key' and pass that with --key")
 
 
 def explain_load_error(exc, cert, key):
     """Turn OpenSSL's complaint about a certificate/key pair into a sentence."""
     if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
         return f"{key!r} is not the private key of {cert!r}: pass the matching --key"
+    # OpenSSL says only "PEM lib"; look at the files to say which one is wrong.
+    if not pem_holds(cert, "CERTIFICATE"):
+        return (f"{cert!r} is not a PEM certificate (no '-----BEGIN CERTIFICATE-----' line) "
+                f"-- pass --cert certs/client.crt")
+    if not pem_holds(key or cert, "PRIVATE KEY"):
+        if not key:
+            return f"{cert!r} holds no private key -- pass the key too, e.g. --key certs/client.key"
+        return (f"{key!r} is not a PEM private key (no '-----BEGIN ... PRIVATE KEY-----' line) "
+                f"-- pass --key certs/client.key")
     return (f"cannot load certificate {cert!r} with key {key or cert!r} "
             f"({exc.reason or exc}): both must be PEM files, e.g. from 'make certs'")
+
+
+def pem_holds(path, label):
+    """True if the file holds a PEM block such as -----BEGIN CERTIFICATE-----."""
+    try:
+        with open(path, "rb") as f:
+            return f"{label}-----".encode() in f.read(1 << 20)
+    except OSError:
+        return False
 
 
 # --- the request ---------------------------------------------------------
@@ -223,9 +243,27 @@ def classify(exc, parts, has_cert):
 
 # --- main ----------------------------------------------------------------
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line, like every other error here."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"error: {message} -- see {self.prog} --help\n")
+
+
+def seconds(text):
+    """Read a timeout from the command line: seconds, more than 0, at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 86400:                      # also false for nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 86400")
+    return value
+
+
 def parse_args(argv):
     """Read the command line (curl's names for the same options)."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="HTTPS client that presents a client certificate (mutual TLS).",
         epilog="example: python3 client.py --cacert certs/ca.crt --cert certs/client.crt "
                "--key certs/client.key https://localhost:3000/")
@@ -234,7 +272,8 @@ def parse_args(argv):
     p.add_argument("--cert", metavar="FILE", help="our client certificate (PEM)")
     p.add_argument("--key", metavar="FILE", help="our private key (PEM; default: inside --cert)")
     p.add_argument("--keylog", metavar="FILE", help="write TLS secrets for Wireshark (debug only)")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds (default 10)")
+    p.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
+                   help="seconds to wait for each step: connect, handshake, response (default 10)")
     args = p.parse_args(argv)
     if args.key and not args.cert:
         p.error("--key needs --cert: pass both, e.g. --cert certs/client.crt --key certs/client.key")
@@ -250,6 +289,9 @@ def main(argv=None):
     except Failure as failure:
         print(f"error: {failure.label}: {failure.message}", file=sys.stderr)
         return failure.code
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130                                # the shell's code for SIGINT
     if status >= 400:
         reason = http.client.responses.get(status, "")
         print(f"error: HTTP {status} {reason}: {body.strip()}", file=sys.stderr)
