@@ -158,8 +158,8 @@ SCENARIOS += [
          "--key", C + "/article/client.key", "{url}"],
         "certificate rejected", "client certificate fails verification",
         "Now the server checks the article's client certificate strictly and refuses it: a "
-        "strict verifier wants the CA to carry keyUsage (keyCertSign) and the leaf an "
-        "authority key identifier. Our openssl.cnf adds both, which is why 'success' passes."),
+        "strict verifier wants every CA to carry keyUsage with keyCertSign, and the article's "
+        "CA has only basicConstraints. Our openssl.cnf adds it, which is why 'success' passes."),
     Scenario(
         "not-authorized", "A valid client that is not on the allow-list (--allow my-client)",
         ["--allow", "my-client"], ["--cacert", C + "/ca.crt", "--cert", C + "/other-client.crt",
