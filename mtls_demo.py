@@ -74,37 +74,32 @@ SCENARIOS = [
         "has already finished its half of the handshake by then, so it learns this only "
         "when it reads the response: that is why curl reports it from SSL_read.",
         curl=["--cacert", "{certs}/ca.crt", "{url}"]),
-]
-ARTICLE_CASES = ["success", "no-cacert", "no-client-cert"]
-
-C = "{certs}"     # shorter scenario lines below
-SCENARIOS += [
     Scenario(
         "other-ca", "A client certificate from another CA, claiming to be my-client",
-        DEFAULT_SERVER, ["--cacert", C + "/ca.crt", "--cert", C + "/rogue-client.crt",
-                         "--key", C + "/rogue-client.key", "{url}"],
+        DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/rogue-client.crt",
+                         "--key", "{certs}/rogue-client.key", "{url}"],
         "unknown CA", "signed by an unknown CA",
         "Anyone can make a CA and write CN=my-client into a certificate. The server trusts "
         "only signatures by my-ca (--ca), cannot build a chain to it, and answers with the "
         "alert unknown_ca. The name inside a certificate is worth exactly as much as its issuer."),
     Scenario(
         "expired-client", "The client's certificate expired in 2020",
-        DEFAULT_SERVER, ["--cacert", C + "/ca.crt", "--cert", C + "/expired-client.crt",
-                         "--key", C + "/client.key", "{url}"],
+        DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/expired-client.crt",
+                         "--key", "{certs}/client.key", "{url}"],
         "certificate expired", "has expired",
         "Every certificate carries notBefore/notAfter dates, and the server checks them "
         "against its own clock. Same key, same name, but the dates are past, so the server "
         "sends certificate_expired. The fix is a new certificate (make clean certs), not a new key."),
     Scenario(
         "expired-server", "The server's certificate expired in 2020",
-        ["--cert", C + "/expired-server.crt"], OK_CLIENT + ["{url}"],
+        ["--cert", "{certs}/expired-server.crt"], OK_CLIENT + ["{url}"],
         "server certificate expired", "client says our certificate has expired",
         "The client checks the same dates on the server's certificate and refuses it. This "
         "is the most common outage in real mTLS deployments: renew before notAfter, and "
         "reload the server (kill -HUP) so it serves the new certificate."),
     Scenario(
         "wrong-hostname", "The server's certificate is for www.example.com",
-        ["--cert", C + "/elsewhere-server.crt"], OK_CLIENT + ["{url}"],
+        ["--cert", "{certs}/elsewhere-server.crt"], OK_CLIENT + ["{url}"],
         "hostname mismatch", "client refused our certificate",
         "A valid certificate proves nothing unless it names the host you asked for. The client "
         "compares 'localhost' with the subjectAltName (www.example.com only) and hangs up. "
@@ -117,53 +112,53 @@ SCENARIOS += [
         "so all three URLs pass the hostname check."),
     Scenario(
         "revoked-no-crl", "A revoked client certificate, but the server has no CRL",
-        DEFAULT_SERVER, ["--cacert", C + "/ca.crt", "--cert", C + "/revoked-client.crt",
-                         "--key", C + "/client.key", "{url}"],
+        DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/revoked-client.crt",
+                         "--key", "{certs}/client.key", "{url}"],
         "ok", "accepted",
         "The CA revoked this certificate, but revocation lives in a separate list (the CRL) "
         "that the server must load and consult. Without --crl the signature and dates are "
         "fine, so it gets in: the classic mistake. The next case fixes it."),
     Scenario(
         "revoked", "The same revoked certificate, server started with --crl",
-        ["--crl", C + "/ca.crl"], ["--cacert", C + "/ca.crt", "--cert", C + "/revoked-client.crt",
-                                    "--key", C + "/client.key", "{url}"],
+        ["--crl", "{certs}/ca.crl"], ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/revoked-client.crt",
+                                    "--key", "{certs}/client.key", "{url}"],
         "certificate revoked", "has been revoked",
         "With --crl the server loads the CRL and sets VERIFY_CRL_CHECK_LEAF, so OpenSSL looks "
         "the client's serial number up and finds it revoked. A CRL goes stale (nextUpdate): "
         "regenerate it and reload the server (kill -HUP) to make new revocations count."),
     Scenario(
         "wrong-purpose", "The server's own certificate presented as a client certificate",
-        DEFAULT_SERVER, ["--cacert", C + "/ca.crt", "--cert", C + "/server.crt",
-                         "--key", C + "/server.key", "{url}"],
+        DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/server.crt",
+                         "--key", "{certs}/server.key", "{url}"],
         "wrong purpose", "wrong purpose",
         "The certificate is signed by my-ca and the key matches, but its extendedKeyUsage "
         "says serverAuth only. A server asks for clientAuth and answers unsupported_certificate: "
         "issue separate certificates for each role."),
     Scenario(
         "article-server-strict", "The article's exact certificates on both sides, checked strictly",
-        ["--ca", C + "/article/ca.crt", "--cert", C + "/article/server.crt",
-         "--key", C + "/article/server.key"],
-        ["--cacert", C + "/article/ca.crt", "--cert", C + "/article/client.crt",
-         "--key", C + "/article/client.key", "{url}"],
+        ["--ca", "{certs}/article/ca.crt", "--cert", "{certs}/article/server.crt",
+         "--key", "{certs}/article/server.key"],
+        ["--cacert", "{certs}/article/ca.crt", "--cert", "{certs}/article/client.crt",
+         "--key", "{certs}/article/client.key", "{url}"],
         "server certificate invalid", "client refused our certificate",
         "The article's CA has basicConstraints but no keyUsage, and its leaves are X.509 v1 "
         "with no extensions at all. Strict verification (the default since Python 3.13) "
         "rejects such a CA; curl, which is not strict, would have let this server through.",
-        curl=["--cacert", C + "/article/ca.crt", "--key", C + "/article/client.key",
-              "--cert", C + "/article/client.crt", "{url}"]),
+        curl=["--cacert", "{certs}/article/ca.crt", "--key", "{certs}/article/client.key",
+              "--cert", "{certs}/article/client.crt", "{url}"]),
     Scenario(
         "article-client-strict", "The article's client certificate, at a strict server",
-        ["--ca", C + "/article/ca.crt"],
-        ["--cacert", C + "/ca.crt", "--cert", C + "/article/client.crt",
-         "--key", C + "/article/client.key", "{url}"],
+        ["--ca", "{certs}/article/ca.crt"],
+        ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/article/client.crt",
+         "--key", "{certs}/article/client.key", "{url}"],
         "certificate rejected", "client certificate fails verification",
         "Now the server checks the article's client certificate strictly and refuses it: a "
         "strict verifier wants every CA to carry keyUsage with keyCertSign, and the article's "
         "CA has only basicConstraints. Our openssl.cnf adds it, which is why 'success' passes."),
     Scenario(
         "not-authorized", "A valid client that is not on the allow-list (--allow my-client)",
-        ["--allow", "my-client"], ["--cacert", C + "/ca.crt", "--cert", C + "/other-client.crt",
-                                   "--key", C + "/other-client.key", "{url}"],
+        ["--allow", "my-client"], ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/other-client.crt",
+                                   "--key", "{certs}/other-client.key", "{url}"],
         "HTTP 403 Forbidden", "forbidden",
         "TLS authenticated the client: its certificate is valid and names "
         "spiffe://example.org/other-client. Authorization is a separate, later decision: "
@@ -171,36 +166,39 @@ SCENARIOS += [
     Scenario(
         "spiffe-identity", "The same client, allowed by its URI identity",
         ["--allow", "spiffe://example.org/other-client"],
-        ["--cacert", C + "/ca.crt", "--cert", C + "/other-client.crt",
-         "--key", C + "/other-client.key", "{url}"],
+        ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/other-client.crt",
+         "--key", "{certs}/other-client.key", "{url}"],
         "ok", "accepted",
         "The server names a client by its subjectAltName when it has one (a URI here, as "
         "SPIFFE service meshes use), and by its CN only otherwise. Allow-list the identity "
         "the certificate actually carries."),
     Scenario(
         "chain-leaf-only", "A server signed by an intermediate CA sends only its leaf",
-        ["--cert", C + "/int-server.crt"], OK_CLIENT + ["{url}"],
+        ["--cert", "{certs}/int-server.crt"], OK_CLIENT + ["{url}"],
         "server not trusted", "client does not trust our certificate",
         "The client trusts the root (my-ca), but the server's certificate was signed by "
         "my-intermediate-ca, which the client has never seen. Without the intermediate the "
         "chain has a gap, so verification fails exactly as if the CA were unknown."),
     Scenario(
         "chain-full", "Both sides send leaf + intermediate",
-        ["--cert", C + "/int-server-chain.pem"],
-        ["--cacert", C + "/ca.crt", "--cert", C + "/int-client-chain.pem",
-         "--key", C + "/client.key", "{url}"],
+        ["--cert", "{certs}/int-server-chain.pem"],
+        ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/int-client-chain.pem",
+         "--key", "{certs}/client.key", "{url}"],
         "ok", "accepted",
         "A chain file holds the leaf followed by the intermediate. Each side sends it, and "
         "the peer links leaf -> intermediate -> root it trusts. Only the root need be "
         "configured as trusted (--ca, --cacert)."),
     Scenario(
         "client-chain-leaf-only", "The client sends its leaf without the intermediate",
-        DEFAULT_SERVER, ["--cacert", C + "/ca.crt", "--cert", C + "/int-client.crt",
-                         "--key", C + "/client.key", "{url}"],
+        DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/int-client.crt",
+                         "--key", "{certs}/client.key", "{url}"],
         "unknown CA", "signed by an unknown CA",
         "The same gap, the other way round: the server cannot link the client's leaf to "
         "my-ca without the intermediate, and answers unknown_ca. Send the chain file."),
 ]
+
+# The article's own cases, run when no scenario is named.
+ARTICLE_CASES = ["success", "no-cacert", "no-client-cert"]
 
 
 # --- terminal output -----------------------------------------------------
