@@ -239,7 +239,7 @@ def describe_rejection(exc):
             exc.verify_code, f"client certificate fails verification: {exc.verify_message}")
     if isinstance(exc, socket.timeout):
         return "handshake not finished in time (idle or slow client)"
-    if isinstance(exc, ssl.SSLEOFError):
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):   # the latter on 3.9
         return "client hung up during the handshake"
     if isinstance(exc, ssl.SSLError):
         reason = exc.reason or ""
@@ -550,7 +550,10 @@ def drain_input(sock, seconds, limit=65536, until=None):
         if remaining <= 0:
             break
         sock.settimeout(remaining)
-        chunk = sock.recv(4096)
+        try:
+            chunk = sock.recv(4096)
+        except socket.timeout:
+            break
         if not chunk:
             break
         data += chunk
