@@ -81,8 +81,12 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
         except ssl.SSLError as exc:
             raise Failure(EXIT_USAGE, "bad file", explain_load_error(exc, cert, key)) from None
     if keylog:
+        try:
+            context.keylog_filename = keylog
+        except OSError as exc:
+            raise Failure(EXIT_USAGE, "bad file", f"cannot write the key log {keylog!r} "
+                          f"({exc.strerror}) -- pass --keylog a file in a folder you can write") from None
         print(f"warning: writing TLS session secrets to {keylog}; debug only", file=sys.stderr)
-        context.keylog_filename = keylog
     # Remembered for error messages: TLS 1.2 reports "no certificate" vaguely.
     context.has_client_cert = bool(cert)
     return context
@@ -236,7 +240,7 @@ def classify(exc, parts, has_cert):
         return Failure(EXIT_CONNECT, "unknown host", f"cannot resolve {parts.hostname!r} -- fix the URL")
     if isinstance(reason, socket.timeout):
         return Failure(EXIT_CONNECT, "timeout", f"{where} did not answer in time -- is it the right port?")
-    if isinstance(reason, ValueError):
+    if isinstance(reason, (ValueError, http.client.InvalidURL)):   # e.g. a space in the path
         return Failure(EXIT_USAGE, "bad URL", f"{parts.geturl()!r}: {reason}")
     return Failure(EXIT_CONNECT, "connection failed", f"{where}: {reason}")
 

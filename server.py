@@ -70,8 +70,11 @@ class ConfigError(Exception):
 
 def log(message):
     """Write one timestamped line to stderr, the server's log."""
-    sys.stderr.write(time.strftime("%H:%M:%S ") + message + "\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(time.strftime("%H:%M:%S ") + message + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):    # stderr is a closed pipe: keep serving regardless
+        pass
 
 
 # --- the TLS context: what we prove, and what we demand ------------------
@@ -133,8 +136,12 @@ def make_server_context(ca, cert, key, crl=None, keylog=None):
 
     if keylog:
         # Session secrets let Wireshark decrypt a capture -- and anyone else.
+        try:
+            context.keylog_filename = keylog
+        except OSError as exc:
+            raise ConfigError(f"cannot write the key log {keylog!r} ({exc.strerror}): "
+                              f"pass --keylog a file in a folder you can write") from None
         log(f"warning: writing TLS session secrets to {keylog}; use only for debugging")
-        context.keylog_filename = keylog
     return context
 
 

@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import unittest
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.support import PYTHON, ROOT, LogCollector, RunningServer, path
@@ -295,6 +296,7 @@ class CrowdTest(unittest.TestCase):
                 crowd.append(slow)
             accepted = wait_for_lines(srv.log, lambda l: l.startswith("accepted"), 20)
             self.assertEqual(len(accepted), 20)
+            self.assertGreaterEqual(threading.active_count(), 70, "each of the crowd holds a thread")
 
             started = time.monotonic()
             self.assertEqual(client.fetch(srv.url, context), GREETING)
@@ -474,12 +476,10 @@ class HostileInputTest(unittest.TestCase):
             sock.recv(100)                     # the start of the server's answer
             reset(sock)
 
-        def old_tls(flag):
+        def old_tls(version):
             def offer():
-                done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{self.srv.port}",
-                                       flag, "-cipher", "DEFAULT@SECLEVEL=0"],
-                                      stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
-                self.assertNotEqual(done.returncode, 0)
+                self.offer_only(version)
+            offer.__name__ = version.name
             return offer
 
         cases = [
@@ -488,8 +488,8 @@ class HostileInputTest(unittest.TestCase):
             (connect_and_close, r"connected and closed without a word"),
             (port_scan, r"connected and closed without a word|client reset the connection"),
             (hang_up_after_server_hello, r"client hung up during the handshake|client reset the connection"),
-            (old_tls("-tls1"), r"client offered only TLS 1.0/1.1; TLS 1.2 or newer is required"),
-            (old_tls("-tls1_1"), r"client offered only TLS 1.0/1.1; TLS 1.2 or newer is required"),
+            (old_tls(ssl.TLSVersion.TLSv1), r"client offered only TLS 1.0/1.1; TLS 1.2 or newer is required"),
+            (old_tls(ssl.TLSVersion.TLSv1_1), r"client offered only TLS 1.0/1.1; TLS 1.2 or newer is required"),
         ]
         for number, (case, reason) in enumerate(cases, 1):
             with self.subTest(case.__name__):
@@ -499,6 +499,25 @@ class HostileInputTest(unittest.TestCase):
                 self.assertRegex(lines[-1], rf"^rejected 127\.0\.0\.1:\d+: ({reason})")
         self.assertStillServingAndClean()
         self.assertEqual(len([l for l in self.new_lines() if l.startswith("rejected")]), len(cases))
+
+    def offer_only(self, version):
+        """Offer only an old TLS version: with openssl s_client if there is
+        one (it can still speak TLS 1.0), else with Python's ssl."""
+        if shutil.which("openssl"):
+            flag = {ssl.TLSVersion.TLSv1: "-tls1", ssl.TLSVersion.TLSv1_1: "-tls1_1"}[version]
+            done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{self.srv.port}",
+                                   flag, "-cipher", "DEFAULT@SECLEVEL=0"],
+                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+            self.assertNotEqual(done.returncode, 0)
+            return
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with warnings.catch_warnings():        # deprecated versions: that is the point
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = context.maximum_version = version
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        with self.assertRaises(ssl.SSLError):
+            tls_connect(self.srv.port, context)
 
     def test_clients_that_vanish_mid_request_leave_no_trace(self):
         """A client that resets while the server writes (BrokenPipe, reset) causes no error line."""
@@ -676,6 +695,7 @@ class BrokenInputTest(unittest.TestCase):
             (["--ca", extra("junk.pem")], "holds no PEM certificate"),
             (["--key", extra("encrypted.key")], "is encrypted with a passphrase: decrypt it with 'openssl pkey"),
             (["--crl", path("ca.crt")], "is not a PEM CRL"),
+            (["--keylog", "/nonexistent/keys.txt"], "cannot write the key log '/nonexistent/keys.txt'"),
         ])
 
     def test_server_bad_flags(self):
@@ -725,6 +745,8 @@ class BrokenInputTest(unittest.TestCase):
             (ca + ["http://localhost:3000/"], "is not an https:// URL"),
             (ca + ["https://localhost:99999/"], "Port out of range"),
             (ca + ["https://[::1/"], "bad URL"),
+            (ca + ["https://localhost:1/a b"], "bad URL"),
+            (ca + ["--keylog", "/nonexistent/keys.txt", url], "cannot write the key log '/nonexistent/keys.txt'"),
             (ca + ["--timeout", "abc", url], "'abc' is not a number of seconds"),
             (ca + ["--timeout", "0", url], "'0' is not a number of seconds"),
             (ca + ["--bogus", url], "unrecognized arguments: --bogus"),
@@ -812,11 +834,13 @@ class ReloadTest(unittest.TestCase):
         self.assertNewConnectionsSeeTheRotatedCertificate(port)
 
     def test_reload_in_process(self):
+        """MTLSServer.reload(): new connections get the new certificate, open ones keep theirs."""
         with RunningServer(cert=self.cert, key=self.key) as srv:
             self.check_reload(srv.port, srv.log, srv.server.reload)
 
     @unittest.skipUnless(hasattr(signal, "SIGHUP"), "needs SIGHUP")
     def test_kill_hup_on_a_running_server_py(self):
+        """kill -HUP <pid> does the same reload in a real server.py, within half a second."""
         srv = ServerProcess(cert=self.cert, key=self.key)
         try:
             self.check_reload(srv.port, srv.log, lambda: srv.proc.send_signal(signal.SIGHUP))
@@ -889,6 +913,23 @@ class StopTest(unittest.TestCase):
                 self.assertEqual(code, 0, srv.text())
                 self.assertTrue(srv.text().endswith("stopped"), srv.text())
                 self.assertNotIn("Traceback", srv.text())
+
+
+    def test_a_closed_log_pipe_does_not_stop_it_serving(self):
+        """server.py whose stderr reader has gone (server.py 2>&1 | head -1) keeps serving."""
+        proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "server.py"), "--host", "127.0.0.1",
+                                 "--port", "0", "--ca", path("ca.crt"), "--cert", path("server.crt"),
+                                 "--key", path("server.key")],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            serving = proc.stderr.readline().decode()     # ends at the first line, or at exit
+            port = int(re.search(r":(\d+)/", serving).group(1))
+            proc.stderr.close()                           # every later log line meets EPIPE
+            for _ in range(3):
+                self.assertEqual(client.fetch(f"https://localhost:{port}/", client_context()), GREETING)
+        finally:
+            proc.terminate()
+            self.assertEqual(proc.wait(timeout=10), 0)
 
 
 def ipv6_loopback():
