@@ -20,9 +20,13 @@
 # --- settings you may override: make certs DAYS=30 KEY=ec CERTS=/tmp/pki -
 CERTS   ?= certs
 DAYS    ?= 365
-# rsa (RSA-2048, as in the article) or ec (ECDSA P-256: smaller and faster)
-KEY     ?= rsa
 OPENSSL ?= openssl
+# rsa (RSA-2048, as in the article) or ec (ECDSA P-256: smaller and faster).
+# Unless given, it follows the existing CA key, so that `make scenarios`
+# after `make certs KEY=ec` makes EC keys and EC-style certificates too.
+ifeq ($(origin KEY),undefined)
+KEY := $(if $(shell $(OPENSSL) pkey -in $(CERTS)/ca.key -noout -text 2>/dev/null | grep 'ASN1 OID'),ec,rsa)
+endif
 PYTHON  ?= python3
 PORT    ?= 3000
 CNF     := openssl.cnf
@@ -39,7 +43,7 @@ $(error KEY=$(KEY) is not a key type we know: use KEY=rsa or KEY=ec)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help certs scenarios article-certs run client demo inspect test clean
+.PHONY: help certs scenarios article-certs crl run client demo inspect test clean
 
 help: ## list the targets (this text)
 	@echo "mTLS walkthrough. Start with: make certs && make run  (then: make client)"
@@ -95,7 +99,7 @@ certs: $(PKI) ## build the CA, server and client certificates (in CERTS=certs)
 # `make scenarios` builds these next to the main ones. Each exists to make
 # one real-world failure happen on purpose (python3 mtls_demo.py --all).
 
-# 1. Another, unrelated CA, and a client it vouches for. It even claims to be
+# other-ca: another, unrelated CA, and a client it vouches for. It even claims to be
 #    my-client: the name means nothing without our CA's signature.
 $(CERTS)/rogue-ca.key $(CERTS)/rogue-client.key:
 	@mkdir -p $(@D)
@@ -110,8 +114,9 @@ $(CERTS)/rogue-client.csr: $(CERTS)/rogue-client.key $(CNF)
 $(CERTS)/rogue-client.crt: $(CERTS)/rogue-client.csr $(CERTS)/rogue-ca.crt $(CNF)
 	$(OPENSSL) x509 -req -in $(CERTS)/rogue-client.csr -CA $(CERTS)/rogue-ca.crt -CAkey $(CERTS)/rogue-ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $@
 
-# 2 and 4 need `openssl ca`, which keeps a database of what it issued: it can
-#    back-date a certificate (-startdate/-enddate) and revoke one (a CRL).
+# The expired-* and revoked scenarios need `openssl ca`, which keeps a
+# database of what it issued: it can back-date a certificate
+# (-startdate/-enddate) and revoke one, then publish a CRL.
 CA_DB := $(CERTS)/ca-db
 CA    := CA_DIR=$(CA_DB) $(OPENSSL) ca -batch -notext -config ca.cnf -cert $(CERTS)/ca.crt -keyfile $(CERTS)/ca.key
 
@@ -121,31 +126,36 @@ $(CA_DB)/index.txt:
 	echo 1000 > $(CA_DB)/crlnumber
 	touch $@
 
-# 2. Certificates that expired in 2020: same keys and names, past dates.
+# expired-client, expired-server: same keys and names, dates in 2020.
 $(CERTS)/expired-client.crt: $(CERTS)/client.csr $(CERTS)/ca.crt | $(CA_DB)/index.txt
 	$(CA) -in $(CERTS)/client.csr -startdate 20200101000000Z -enddate 20200201000000Z -extfile $(CNF) -extensions client -out $@
 
 $(CERTS)/expired-server.crt: $(CERTS)/server.csr $(CERTS)/ca.crt | $(CA_DB)/index.txt
 	$(CA) -in $(CERTS)/server.csr -startdate 20200101000000Z -enddate 20200201000000Z -extfile $(CNF) -extensions server_$(KEY) -out $@
 
-# 3. A server certificate for www.example.com, not for localhost.
+# wrong-hostname: a server certificate for www.example.com, not for localhost.
 $(CERTS)/elsewhere-server.csr: $(CERTS)/server.key $(CNF)
 	$(OPENSSL) req -new -key $(CERTS)/server.key -subj '/CN=www.example.com' -config $(CNF) -out $@
 
 $(CERTS)/elsewhere-server.crt: $(CERTS)/elsewhere-server.csr $(CERTS)/ca.crt $(CNF)
 	$(OPENSSL) x509 -req -in $(CERTS)/elsewhere-server.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_elsewhere -out $@
 
-# 4. A client certificate that is issued, then revoked (as if its key had
-#    leaked), and the CRL that says so. Revoking twice is an error, so both
-#    steps live in this one rule.
+# revoked: a client certificate that is issued, then revoked (as if its key
+# had leaked), and the CRL that says so. Revoking twice is an error, so both
+# steps live in this one rule. A CRL has an expiry of its own (nextUpdate):
+# after DAYS days, `make crl` publishes a fresh one.
 $(CERTS)/revoked-client.crt: $(CERTS)/client.csr $(CERTS)/ca.crt | $(CA_DB)/index.txt
 	$(CA) -in $(CERTS)/client.csr -extfile $(CNF) -extensions client -out $@
 	$(CA) -revoke $@ -crl_reason keyCompromise
 
 $(CERTS)/ca.crl: $(CERTS)/revoked-client.crt
-	$(CA) -gencrl -out $@
+	$(CA) -gencrl -crldays $(DAYS) -out $@
 
-# 7. A second, valid client whose identity is spiffe://example.org/other-client.
+crl: $(CERTS)/revoked-client.crt ## publish a fresh CRL now (then kill -HUP the server)
+	$(CA) -gencrl -crldays $(DAYS) -out $(CERTS)/ca.crl
+
+# not-authorized, spiffe-identity: a second, valid client whose identity is
+# the URI spiffe://example.org/other-client.
 $(CERTS)/other-client.key:
 	@mkdir -p $(@D)
 	$(GENKEY)
@@ -156,8 +166,8 @@ $(CERTS)/other-client.csr: $(CERTS)/other-client.key $(CNF)
 $(CERTS)/other-client.crt: $(CERTS)/other-client.csr $(CERTS)/ca.crt $(CNF)
 	$(OPENSSL) x509 -req -in $(CERTS)/other-client.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client_spiffe -out $@
 
-# 8. An intermediate CA between the root (my-ca) and the leaves, as public
-#    CAs do. A leaf alone does not reach the root; leaf + intermediate does.
+# chain-*: an intermediate CA between the root (my-ca) and the leaves, as
+# public CAs do. A leaf alone does not reach the root; leaf + intermediate does.
 $(CERTS)/int-ca.key:
 	@mkdir -p $(@D)
 	$(GENKEY)
@@ -178,8 +188,8 @@ $(CERTS)/int-client.crt: $(CERTS)/client.csr $(CERTS)/int-ca.crt $(CNF)
 $(CERTS)/%-chain.pem: $(CERTS)/%.crt $(CERTS)/int-ca.crt
 	cat $^ > $@
 
-# 6. The article's commands, verbatim, in a folder of their own: v1 leaves,
-#    and a CA without keyUsage. Strict verification (Python 3.13) refuses them.
+# article-*: the article's commands, verbatim, in a folder of their own: v1
+# leaves, and a CA without keyUsage. Strict verification (Python 3.13) refuses them.
 ARTICLE := $(CERTS)/article
 
 $(ARTICLE)/ca.crt:
@@ -205,7 +215,7 @@ SCENARIO_PKI := $(CERTS)/rogue-client.crt $(CERTS)/expired-client.crt $(CERTS)/e
 	$(CERTS)/int-server-chain.pem $(CERTS)/int-client-chain.pem $(ARTICLE_PKI)
 
 article-certs: $(ARTICLE_PKI) ## the article's own commands, verbatim, into certs/article/
-	@echo "the article's certificates are in $(ARTICLE)/. Next: python3 mtls_demo.py article-strict"
+	@echo "the article's certificates are in $(ARTICLE)/. Next: python3 mtls_demo.py article-server-strict"
 
 scenarios: $(PKI) $(SCENARIO_PKI) ## certificates for every failure scenario (mtls_demo.py --all)
 	@echo "scenario certificates are in $(CERTS)/. Next: python3 mtls_demo.py --all"
@@ -229,9 +239,20 @@ SCENARIO_CRTS := $(addprefix $(CERTS)/,rogue-ca.crt rogue-client.crt expired-cli
 	expired-server.crt elsewhere-server.crt revoked-client.crt other-client.crt \
 	int-ca.crt int-server.crt int-client.crt) $(ARTICLE_PKI)
 INSPECT = $(PKI) $(wildcard $(SCENARIO_CRTS))
+# One openssl command per certificate and per view, so make echoes each.
+define summarize
+	@echo "=== $(1)"
+	$(OPENSSL) x509 -in $(1) -noout -subject -issuer -serial -dates -ext basicConstraints,subjectAltName,keyUsage,extendedKeyUsage
+
+endef
+define full_text
+	@echo "=== $(1) (full)"
+	$(OPENSSL) x509 -in $(1) -noout -text
+
+endef
 inspect: $(PKI) ## summarize each certificate, then print it in full
-	for crt in $(INSPECT); do echo "=== $$crt"; $(OPENSSL) x509 -in $$crt -noout -subject -issuer -serial -dates -ext basicConstraints,subjectAltName,keyUsage,extendedKeyUsage; echo; done
-	for crt in $(INSPECT); do echo "=== $$crt (full)"; $(OPENSSL) x509 -in $$crt -noout -text; done
+	$(foreach crt,$(INSPECT),$(call summarize,$(crt)))
+	$(foreach crt,$(INSPECT),$(call full_text,$(crt)))
 	@echo "Next: make test   (the proof)"
 
 test: ## run the test suite (real handshakes on 127.0.0.1)

@@ -41,8 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # greeting), "HTTP 403", or the label client.py prints after "error:".
 # `server_says` is a phrase the server's log line for the connection holds.
 
-Scenario = namedtuple("Scenario", "name title server client expect server_says why curl")
-Scenario.__new__.__defaults__ = (None,)          # curl: the article's curl line, if any
+Scenario = namedtuple("Scenario", "name title server client expect server_says why curl",
+                      defaults=(None,))       # curl: the article's curl line, if any
 
 OK_CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/client.crt", "--key", "{certs}/client.key"]
 DEFAULT_SERVER = ()
@@ -109,7 +109,7 @@ SCENARIOS = [
         DEFAULT_SERVER, OK_CLIENT + ["{ipurl}"], "ok", "accepted",
         "An IP address is matched against the SAN's IP entries, never against DNS names or "
         "the CN. Our server certificate lists IP:127.0.0.1 and IP:::1 beside DNS:localhost, "
-        "so all three URLs pass the hostname check."),
+        "so https://127.0.0.1 and https://[::1] pass the hostname check as localhost does."),
     Scenario(
         "revoked-no-crl", "A revoked client certificate, but the server has no CRL",
         DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/revoked-client.crt",
@@ -203,7 +203,7 @@ ARTICLE_CASES = ["success", "no-cacert", "no-client-cert"]
 
 # --- terminal output -----------------------------------------------------
 
-COLOUR = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+COLOUR = sys.stdout.isatty() and not os.environ.get("NO_COLOR")      # see no-color.org
 
 
 def paint(text, code):
@@ -235,6 +235,7 @@ class ServerProcess:
 
     def __init__(self, args):
         self.command = [sys.executable, "server.py", "--port", "0"] + list(args)
+        print(paint("Starting a server: " + shlex.join(["python3"] + self.command[1:]), "2"))
         self.proc = subprocess.Popen(self.command, cwd=HERE, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
@@ -320,9 +321,9 @@ def observe_client(proc):
     """What client.py's run amounts to: "ok", "HTTP 403", or its error label."""
     if proc.returncode == 0:
         return "ok"
-    first = (proc.stderr.strip().splitlines() or [""])[-1]
-    if first.startswith("error: "):
-        return first[len("error: "):].split(":", 1)[0]
+    last = (proc.stderr.strip().splitlines() or [""])[-1]
+    if last.startswith("error: "):
+        return last[len("error: "):].split(":", 1)[0]
     return f"exit {proc.returncode}"
 
 
@@ -367,6 +368,8 @@ def run_case(scenario, server, certs, use_curl, trace=False):
 def summarize_log_line(line):
     """The gist of a server log line: "accepted as CN=x" or the reason, no details."""
     what, _, rest = line.partition(" ")
+    if what not in ("accepted", "rejected", "forbidden"):
+        return line
     if what == "accepted":
         return "accepted as " + rest.split(" as ", 1)[-1]
     return rest.split(": ", 1)[-1].split(" (")[0]
@@ -475,14 +478,22 @@ def trace_case(scenario, server, certs):
 
 # --- main ----------------------------------------------------------------
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line, like every other error here."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} -- see {self.prog} --help\n")
+
+
 def parse_args(argv):
     """Read the command line."""
     names = [s.name for s in SCENARIOS]
-    p = argparse.ArgumentParser(description="Run the mTLS walkthrough: success and failures, explained.")
+    p = ArgumentParser(description="Run the mTLS walkthrough: success and failures, explained.")
     p.add_argument("names", nargs="*", metavar="SCENARIO", help="scenarios to run (see --list)")
     p.add_argument("--all", action="store_true", help="run every scenario")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    p.add_argument("--certs", default="certs", help="certificates folder (default certs)")
+    p.add_argument("--certs", default=os.path.join(HERE, "certs"),
+                   help="certificates folder (default: certs/ next to this script)")
     p.add_argument("--no-curl", action="store_true", help="do not run the curl commands")
     p.add_argument("--trace", action="store_true",
                    help="also show each handshake's TLS messages (openssl s_client -trace)")
@@ -497,8 +508,9 @@ def main(argv=None):
     """Run the chosen scenarios and print the table; exit 0 if all matched."""
     args = parse_args(argv)
     if args.list:
+        width = max(len(s.name) for s in SCENARIOS)
         for s in SCENARIOS:
-            print(f"{s.name:18} {s.title}")
+            print(f"{s.name:{width}}  {s.title}")
         return 0
     chosen = [s for s in SCENARIOS if args.all or s.name in (args.names or ARTICLE_CASES)]
     certs = os.path.relpath(os.path.abspath(args.certs), HERE)
