@@ -898,6 +898,10 @@ class StopTest(unittest.TestCase):
         half-open and keep-alive connections; no traceback."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             with self.subTest(signal=sig.name):
+                if sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+                    # A shell starts background jobs with SIGINT ignored, and
+                    # server.py inherits that: Ctrl-C cannot reach it anyway.
+                    self.skipTest("SIGINT is ignored here (started in the background)")
                 srv = ServerProcess()
                 idle = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
                 half = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
