@@ -14,9 +14,17 @@ Reads:   certs/ca.crt      the CA whose signature a client certificate needs
 Writes:  one log line per connection to stderr:
            accepted 127.0.0.1:51000 as CN=my-client
            rejected 127.0.0.1:51002: no client certificate (...)
+           closed 127.0.0.1:51000: idle for 30 s with no request (--idle-timeout)
 Run:     python3 server.py                  (https://localhost:3000/)
          python3 server.py --port 8443 --allow my-client --crl certs/ca.crl
          kill -HUP <pid>   re-reads certificate, key, CA and CRL files
+         Ctrl-C or SIGTERM stops it at once, open connections or not.
+
+Limits, so that no client can hang it: a deadline for the handshake, one
+for each request head (slowloris), one for an idle keep-alive connection,
+and a cap on connections served at once (see "settings"). Errors in its
+files or options are one line and exit code 2; a client, however broken,
+gets one log line and never a traceback.
 
 Reading order: settings, the TLS context, who the client is, why a client
 was rejected, one connection, the server, main.
@@ -245,7 +253,7 @@ def describe_rejection(exc):
         return VERIFY_REASONS.get(
             exc.verify_code, f"client certificate fails verification: {exc.verify_message}")
     if isinstance(exc, socket.timeout):
-        return "handshake not finished in time (idle or slow client)"
+        return "handshake not finished in time (--handshake-timeout): an idle or slow client"
     if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):   # the latter on 3.9
         return "client hung up during the handshake"
     if isinstance(exc, ssl.SSLError):
@@ -370,6 +378,27 @@ def format_address(address):
     """127.0.0.1:5000, or [::1]:5000 for IPv6."""
     host, port = address[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def drain_input(sock, seconds, limit=65536, until=None):
+    """Read and return what the client sends, for at most `seconds` in all
+    and `limit` bytes, stopping at end of input or once `until` arrives.
+    One total deadline, so a client sending a byte at a time cannot stretch it."""
+    deadline = time.monotonic() + seconds
+    data = b""
+    while len(data) < limit and not (until and until in data):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(4096)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 # --- the server ----------------------------------------------------------
@@ -544,27 +573,6 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     def handle_error(self, request, client_address):
         """Never print a traceback for something a client did."""
         self.log(f"error {format_address(client_address)}: {sys.exc_info()[1]!r}")
-
-
-def drain_input(sock, seconds, limit=65536, until=None):
-    """Read and return what the client sends, for at most `seconds` in all
-    and `limit` bytes, stopping at end of input or once `until` arrives.
-    One total deadline, so a client sending a byte at a time cannot stretch it."""
-    deadline = time.monotonic() + seconds
-    data = b""
-    while len(data) < limit and not (until and until in data):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        sock.settimeout(remaining)
-        try:
-            chunk = sock.recv(4096)
-        except socket.timeout:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 # --- main ----------------------------------------------------------------
