@@ -567,7 +567,7 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         try:
             self.context = self.reload_context()   # one assignment: atomic for other threads
             self.log("reloaded certificates: new connections use them")
-        except (ConfigError, OSError, ssl.SSLError) as exc:
+        except Exception as exc:     # whatever it was, a reload must not stop a running server
             self.log(f"reload failed, still serving with the previous certificates: {exc}")
 
     def handle_error(self, request, client_address):
