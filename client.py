@@ -82,6 +82,7 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
             raise Failure(EXIT_USAGE, "bad file", explain_load_error(exc, cert, key)) from None
     if keylog:
         try:
+            os.close(os.open(keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # private
             context.keylog_filename = keylog
         except OSError as exc:
             raise Failure(EXIT_USAGE, "bad file", f"cannot write the key log {keylog!r} "
@@ -170,8 +171,9 @@ CLIENT_REJECTED = {
     "TLSV13_ALERT_CERTIFICATE_REQUIRED": ("certificate required",
         "the server requires a client certificate and we sent none -- pass --cert and --key"),
     "TLSV1_ALERT_UNKNOWN_CA": ("unknown CA",
-        "the server does not trust the CA that signed our certificate -- "
-        "use a certificate issued by the server's CA"),
+        "the server cannot link our certificate to a CA it trusts -- use a certificate "
+        "issued by the server's CA; if an intermediate CA signed it, pass the chain "
+        "file (leaf + intermediate) as --cert"),
     "SSLV3_ALERT_CERTIFICATE_EXPIRED": ("certificate expired",
         "the server says our certificate has expired -- get a new one"),
     "SSLV3_ALERT_CERTIFICATE_REVOKED": ("certificate revoked",
@@ -186,6 +188,10 @@ CLIENT_REJECTED = {
 }
 
 # Verify codes for the *server's* certificate, which we refused ourselves.
+# (X509_V_ERR_*: 2 UNABLE_TO_GET_ISSUER_CERT, 18 DEPTH_ZERO_SELF_SIGNED_CERT,
+# 19 SELF_SIGNED_CERT_IN_CHAIN, 20 UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+# 21 UNABLE_TO_VERIFY_LEAF_SIGNATURE, 9 CERT_NOT_YET_VALID,
+# 10 CERT_HAS_EXPIRED, 62 HOSTNAME_MISMATCH.)
 SERVER_UNTRUSTED = {
     2: "server not trusted", 18: "server not trusted",
     19: "server not trusted", 20: "server not trusted", 21: "server not trusted",
@@ -207,11 +213,13 @@ def classify(exc, parts, has_cert):
         why = reason.verify_message
         if label == "server not trusted":
             fix = "pass --cacert with the CA that signed it, e.g. --cacert certs/ca.crt"
-            return Failure(EXIT_SERVER_UNTRUSTED, label, f"the server's certificate is signed by "
-                           f"a CA we do not trust ({why}) -- {fix}")
+            if reason.verify_code in (20, 21):      # may also be a missing intermediate
+                fix += "; if you did, the server must also send its intermediate CA certificate"
+            return Failure(EXIT_SERVER_UNTRUSTED, label, f"the server's certificate does not "
+                           f"chain to a CA we trust ({why}) -- {fix}")
         if label == "hostname mismatch":
             return Failure(EXIT_SERVER_UNTRUSTED, label, f"the server's certificate is not valid "
-                           f"for {parts.hostname!r} ({why}) -- use a name listed in its "
+                           f"for {parts.hostname!r} -- use a name listed in its "
                            f"subjectAltName, or reissue it for this name")
         return Failure(EXIT_SERVER_UNTRUSTED, label, f"we refused the server's certificate "
                        f"({why}) -- the server needs a new certificate")

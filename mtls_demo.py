@@ -398,7 +398,7 @@ def print_table(results):
 ALERTS = {0: "close_notify", 40: "handshake_failure", 42: "bad_certificate",
           43: "unsupported_certificate", 44: "certificate_revoked", 45: "certificate_expired",
           46: "certificate_unknown", 48: "unknown_ca", 70: "protocol_version",
-          116: "certificate_required"}
+          50: "decode_error", 116: "certificate_required"}
 
 NOTES = {
     ("<-", "CertificateRequest"): "the server asks for a client certificate: this is mTLS",

@@ -145,6 +145,7 @@ def make_server_context(ca, cert, key, crl=None, keylog=None):
     if keylog:
         # Session secrets let Wireshark decrypt a capture -- and anyone else.
         try:
+            os.close(os.open(keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # private
             context.keylog_filename = keylog
         except OSError as exc:
             raise ConfigError(f"cannot write the key log {keylog!r} ({exc.strerror}): "
@@ -155,6 +156,8 @@ def make_server_context(ca, cert, key, crl=None, keylog=None):
 
 def check_readable(path, what, flag):
     """Fail with a clear message unless `path` is a readable file."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{what} {path!r} is a folder, not a file: pass {flag} FILE")
     if not os.path.isfile(path):
         raise ConfigError(f"{what} {path!r} not found: run 'make certs' first, or pass {flag} FILE")
     if not os.access(path, os.R_OK):
@@ -227,7 +230,10 @@ VERIFY_REASONS = {
     10: "client certificate has expired",
     18: "client certificate is self-signed, not issued by our CA",
     19: "client certificate is signed by an unknown CA (its chain ends in a root we do not trust)",
-    20: "client certificate is signed by an unknown CA",
+    20: "client certificate is signed by an unknown CA (or it came without its intermediate CA)",
+    3: "no CRL for the client's CA: pass --crl the CRL of the CA that issued it",
+    11: "our CRL is not valid yet: check this machine's clock",
+    12: "our CRL has expired (its nextUpdate passed): run 'make crl', then kill -HUP the server",
     23: "client certificate has been revoked (it is listed in the CRL)",
     26: "client certificate has the wrong purpose (its extendedKeyUsage lacks clientAuth)",
 }
@@ -340,7 +346,7 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
             # Authentication (TLS) said who it is; authorization says no.
             self.server.log(f"forbidden {format_address(self.client_address)}: "
                             f"{kind}={name} is not on the allow-list")
-            self.reply(403, f"Forbidden: {name} is authenticated, but not allowed here\n")
+            self.reply(403, f"{name} is authenticated, but not on this server's allow-list\n")
         else:
             self.reply(200, f"Hello, {name}\n")
 
@@ -467,7 +473,10 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         except Exception as exc:                 # a bug of ours: log it, keep serving
             self.log(f"error {format_address(address)}: {exc!r}")
         finally:
-            (tls or sock).close()
+            if tls is not None:
+                self.close_tls(tls)
+            else:
+                sock.close()
             self.slots.release()
 
     def handshake(self, sock, address):
@@ -491,6 +500,7 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 self.answer_plain_http(sock, peer)
             else:
                 self.log(f"rejected {peer}: not TLS at all (first bytes {first[:4].hex()})")
+                self.close_gently(sock)
             return None
 
         context = self.context    # read once: a reload may swap it meanwhile
@@ -508,6 +518,17 @@ class MTLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         kind, name = client_identity(tls.getpeercert())
         self.log(f"accepted {peer} as {kind}={name}")
         return tls
+
+    def close_tls(self, tls):
+        """End a served connection with a close_notify alert (RFC 8446 6.1):
+        it tells the client the data is complete, not cut off by an attacker.
+        unwrap() sends it and waits briefly for the client's reply."""
+        try:
+            tls.settimeout(LINGER_TIMEOUT)
+            tls.unwrap()
+        except (OSError, ValueError):      # the client has gone already
+            pass
+        tls.close()
 
     def close_gently(self, sock):
         """Close so the client surely reads our last words (a TLS alert, a 400).
@@ -626,12 +647,17 @@ def parse_args(argv):
 
 
 def resolve(host, port):
-    """The first address `host` resolves to, as (address, port)."""
+    """The address to listen on for `host`, as (address, port): IPv4 first.
+
+    "localhost" often resolves to ::1 before 127.0.0.1. A client that finds
+    nothing on ::1 falls back to 127.0.0.1, but https://127.0.0.1/ has no
+    fallback, so we listen on IPv4 when we can (--host ::1 for IPv6)."""
     try:
         info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         why = getattr(exc, "strerror", None) or exc
         raise ConfigError(f"cannot resolve --host {host!r} ({why}): try 127.0.0.1") from None
+    info.sort(key=lambda entry: entry[0] != socket.AF_INET)
     return info[0][4][:2]
 
 
