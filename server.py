@@ -226,14 +226,14 @@ def client_identity(peercert):
 
 # OpenSSL's verify codes (X509_V_ERR_*), for a client certificate we refused.
 VERIFY_REASONS = {
+    3: "no CRL for the client's CA: pass --crl the CRL of the CA that issued it",
     9: "client certificate is not valid yet",
     10: "client certificate has expired",
+    11: "our CRL is not valid yet: check this machine's clock",
+    12: "our CRL has expired (its nextUpdate passed): run 'make crl', then kill -HUP the server",
     18: "client certificate is self-signed, not issued by our CA",
     19: "client certificate is signed by an unknown CA (its chain ends in a root we do not trust)",
     20: "client certificate is signed by an unknown CA (or it came without its intermediate CA)",
-    3: "no CRL for the client's CA: pass --crl the CRL of the CA that issued it",
-    11: "our CRL is not valid yet: check this machine's clock",
-    12: "our CRL has expired (its nextUpdate passed): run 'make crl', then kill -HUP the server",
     23: "client certificate has been revoked (it is listed in the CRL)",
     26: "client certificate has the wrong purpose (its extendedKeyUsage lacks clientAuth)",
 }
