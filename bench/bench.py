@@ -233,8 +233,9 @@ def wait_for_port(server, pattern, started):
         time.sleep(0.002)
     with open(server.log_path, "rb") as log_file:
         text = log_file.read().decode(errors="replace")
-    raise BenchError(f"{server.name} did not start listening within {START_TIMEOUT:.0f} s "
-                     f"(exit status {server.process.poll()}); its log says:\n{text}")
+    raise BenchError(f"{server.name} did not say which port it listens on within "
+                     f"{START_TIMEOUT:.0f} s (exit status {server.process.poll()}; s_server "
+                     f"names its port from OpenSSL 3.0 on); its log says:\n{text}")
 
 
 # --- the load generator: one client, the same for both servers -------------
@@ -403,8 +404,8 @@ def measure(server, certs, kind, concurrency, seconds):
         "errors": errors,
         "first_error": next((outcome[2] for outcome in outcomes if outcome[2]), None),
         "per_second": count / elapsed,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
+        "p50_ms": percentile_ms(latencies, 50),
+        "p99_ms": percentile_ms(latencies, 99),
         "server_cpu_ms_per_request": cpu_used * 1000 / count if count else None,
         "server_cpu_share": cpu_used / elapsed,   # 1.0 = one core fully busy
         "load_generator_cpu_share": sum(outcome[3] for outcome in outcomes) / elapsed,
@@ -422,12 +423,13 @@ def machine_busy_seconds():
     return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def percentile(sorted_values, percent):
-    """The nearest-rank percentile of an already sorted list (None if empty)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, round(percent / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
+def percentile_ms(sorted_seconds, percent):
+    """The nearest-rank percentile of a sorted list of seconds, in
+    milliseconds (None if the list is empty)."""
+    if not sorted_seconds:
+        return None
+    rank = max(1, round(percent / 100 * len(sorted_seconds)))
+    return sorted_seconds[min(rank, len(sorted_seconds)) - 1] * 1000
 
 
 # --- the whole run: per key type, both servers, interleaved ----------------
