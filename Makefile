@@ -43,7 +43,7 @@ $(error KEY=$(KEY) is not a key type we know: use KEY=rsa or KEY=ec)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help certs scenarios article-certs crl run client demo inspect test clean
+.PHONY: have-openssl help certs scenarios article-certs crl run client demo inspect test clean
 
 help: ## list the targets (this text)
 	@echo "mTLS walkthrough. Start with: make certs && make run  (then: make client)"
@@ -55,11 +55,15 @@ help: ## list the targets (this text)
 
 # --- the tutorial, one openssl step per file ----------------------------
 
+# Every key rule needs this first: one clear line instead of "command not found".
+have-openssl:
+	@command -v $(OPENSSL) >/dev/null || { echo "error: '$(OPENSSL)' not found: the certificates are made with the openssl command -- install it (apt-get install openssl, brew install openssl) or pass OPENSSL=/path/to/openssl" >&2; exit 2; }
+
 # Step 1: the certificate authority. A key, and a certificate for that key
 # signed by itself (-x509). The article does both in one command with
 # -keyout; we split them so each file has its own rule. -extensions v3_ca
 # adds the CA extensions that strict verifiers require (see openssl.cnf).
-$(CERTS)/ca.key:
+$(CERTS)/ca.key: | have-openssl
 	@mkdir -p $(@D)
 	$(GENKEY)
 
@@ -69,7 +73,7 @@ $(CERTS)/ca.crt: $(CERTS)/ca.key $(CNF)
 # Step 2: the server's key, a signing request naming localhost, and the
 # certificate the CA makes from it. -extensions server_$(KEY) adds the SAN
 # (DNS:localhost, IP:127.0.0.1, IP:::1) and serverAuth.
-$(CERTS)/server.key:
+$(CERTS)/server.key: | have-openssl
 	@mkdir -p $(@D)
 	$(GENKEY)
 
@@ -80,7 +84,7 @@ $(CERTS)/server.crt: $(CERTS)/server.csr $(CERTS)/ca.crt $(CERTS)/ca.key $(CNF)
 	$(OPENSSL) x509 -req -in $(CERTS)/server.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_$(KEY) -out $@
 
 # Step 3: the same for the client, named my-client, with clientAuth only.
-$(CERTS)/client.key:
+$(CERTS)/client.key: | have-openssl
 	@mkdir -p $(@D)
 	$(GENKEY)
 
@@ -101,7 +105,7 @@ certs: $(PKI) ## build the CA, server and client certificates (in CERTS=certs)
 
 # other-ca: another, unrelated CA, and a client it vouches for. It even claims to be
 #    my-client: the name means nothing without our CA's signature.
-$(CERTS)/rogue-ca.key $(CERTS)/rogue-client.key:
+$(CERTS)/rogue-ca.key $(CERTS)/rogue-client.key: | have-openssl
 	@mkdir -p $(@D)
 	$(GENKEY)
 
@@ -156,7 +160,7 @@ crl: $(CERTS)/revoked-client.crt ## publish a fresh CRL now (then kill -HUP the 
 
 # not-authorized, spiffe-identity: a second, valid client whose identity is
 # the URI spiffe://example.org/other-client.
-$(CERTS)/other-client.key:
+$(CERTS)/other-client.key: | have-openssl
 	@mkdir -p $(@D)
 	$(GENKEY)
 
@@ -168,7 +172,7 @@ $(CERTS)/other-client.crt: $(CERTS)/other-client.csr $(CERTS)/ca.crt $(CNF)
 
 # chain-*: an intermediate CA between the root (my-ca) and the leaves, as
 # public CAs do. A leaf alone does not reach the root; leaf + intermediate does.
-$(CERTS)/int-ca.key:
+$(CERTS)/int-ca.key: | have-openssl
 	@mkdir -p $(@D)
 	$(GENKEY)
 
