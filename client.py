@@ -95,6 +95,8 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
 
 def check_readable(path, what, flag):
     """Fail with a clear message unless `path` is a readable file."""
+    if os.path.isdir(path):
+        raise Failure(EXIT_USAGE, "bad file", f"{what} {path!r} is a folder, not a file -- fix {flag}")
     if not os.path.isfile(path):
         raise Failure(EXIT_USAGE, "missing file",
                       f"{what} {path!r} not found: run 'make certs' first, or fix {flag}")
