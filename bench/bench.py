@@ -6,6 +6,9 @@ What it measures, for RSA-2048 and for ECDSA P-256 certificates:
   full handshakes/s   new TCP connection + full mTLS handshake (the client
                       presents its certificate) + one GET, then close;
                       at concurrency 1 and 4
+  resumed hs/s        the same, but resuming a TLS 1.3 session (a ticket from
+                      the previous connection): no certificates, no signatures;
+                      at concurrency 1
   keep-alive req/s    GETs over connections that are already open;
                       at concurrency 1 and 4
   latency p50/p99     of each of those, in milliseconds, as the client sees it
@@ -41,7 +44,7 @@ CPU other processes used, and the table warns when that was significant.
 Reads:   ../server.py and ../Makefile; certificates made by `make certs` into
          a temporary folder (or the ones in --certs DIR)
 Writes:  the table to stdout; JSON to bench/results.json (or --json FILE)
-Run:     python3 bench/bench.py                     (both key types, ~50 s)
+Run:     python3 bench/bench.py                     (both key types, about 45 s)
          make bench                                 (the same)
          python3 bench/bench.py --key ec --seconds 2 --repeats 5
          python3 bench/bench.py --certs certs       (the certificates you have)
@@ -87,6 +90,7 @@ DISTURBED = 0.15                   # cores used by other processes that skew a w
 SCENARIOS = [
     ("full handshake, c=1", "handshake", 1),
     ("full handshake, c=4", "handshake", 4),
+    ("resumed handshake, c=1", "resumed", 1),
     ("keep-alive, c=1", "keepalive", 1),
     ("keep-alive, c=4", "keepalive", 4),
 ]
@@ -208,7 +212,7 @@ def start_server(name, command, workdir, port_pattern, certs):
         context = make_client_context(certs)
         while True:                  # the port is open: retry only real failures
             try:
-                check_answer(*request_once(context, server.port))
+                check_answer(*request_once(context, server.port)[:2])
                 break
             except (OSError, BenchError):
                 if time.monotonic() - started > START_TIMEOUT:
@@ -250,14 +254,15 @@ def make_client_context(certs):
     return context
 
 
-def connect(context, port):
-    """Open a TCP connection to the server and make a full mTLS handshake."""
+def connect(context, port, session=None):
+    """Open a TCP connection to the server and make an mTLS handshake: a
+    full one, or an abbreviated one that resumes `session`."""
     sock = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
     # Our request leaves in one write anyway; NODELAY makes sure no small
     # segment waits for an ACK (Nagle + delayed ACK = a 40 ms stall).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        return context.wrap_socket(sock, server_hostname=SERVER_NAME)
+        return context.wrap_socket(sock, server_hostname=SERVER_NAME, session=session)
     except BaseException:
         sock.close()
         raise
@@ -308,10 +313,16 @@ def check_answer(status, body):
         raise BenchError(f"unexpected answer: HTTP {status}, body {body[:60]!r}")
 
 
-def request_once(context, port):
-    """One full-handshake request: connect, handshake, GET, close."""
-    with connect(context, port) as tls:
-        return request(tls, keep_alive=False)
+def request_once(context, port, session=None):
+    """One request on a new connection: connect, handshake (resuming
+    `session` if given), GET, close. Return (status, body, TLS session)."""
+    with connect(context, port, session) as tls:
+        status, body = request(tls, keep_alive=False)
+        if session is not None and not tls.session_reused:
+            raise BenchError("the server did not resume the TLS session")
+        # Under TLS 1.3 the session ticket arrives after the handshake, so
+        # tls.session is worth keeping only now that a response was read.
+        return status, body, tls.session
 
 
 def run_client(kind, certs, port, seconds, barrier, results):
@@ -319,10 +330,12 @@ def run_client(kind, certs, port, seconds, barrier, results):
     `seconds` after the start barrier; put on `results` the latencies, the
     error count, the first error, and the CPU time this client used."""
     context = make_client_context(certs)
-    tls = None
+    tls = session = None
     if kind == "keepalive":
         tls = connect(context, port)         # handshake before the clock starts
         check_answer(*request(tls))
+    if kind == "resumed":
+        session = request_once(context, port)[2]     # a full handshake, for a ticket
     latencies, errors, first_error = [], 0, None
     barrier.wait()
     cpu_before = cpu_seconds_self()
@@ -332,7 +345,13 @@ def run_client(kind, certs, port, seconds, barrier, results):
         if started >= end:
             break
         try:
-            check_answer(*(request(tls) if kind == "keepalive" else request_once(context, port)))
+            if kind == "keepalive":
+                status, body = request(tls)
+            elif kind == "resumed":          # each ticket leads to the next
+                status, body, session = request_once(context, port, session)
+            else:
+                status, body, _ = request_once(context, port)
+            check_answer(status, body)
         except (OSError, BenchError, ValueError) as exc:
             errors += 1
             first_error = first_error or repr(exc)
@@ -641,8 +660,8 @@ def parse_args(argv):
                    help="benchmark the certificates in DIR (default: make fresh ones, timed)")
     p.add_argument("--key", choices=["rsa", "ec", "both"],
                    help="key type(s) to make and benchmark (default both; not with --certs)")
-    p.add_argument("--seconds", type=float, default=0.7, metavar="N",
-                   help="length of each measurement window (default 0.7; 12 windows per "
+    p.add_argument("--seconds", type=float, default=0.5, metavar="N",
+                   help="length of each measurement window (default 0.5; 16 windows per "
                         "repeat with --key both)")
     p.add_argument("--repeats", type=int, default=5, metavar="N",
                    help="windows per figure; the median is reported (default 5)")
