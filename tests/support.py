@@ -51,6 +51,13 @@ def path(name):
     return os.path.join(pki(), name)
 
 
+def server_files():
+    """server.py options naming the test PKI's files. Tests pass these first,
+    so that they never depend on a certs/ folder in the checkout (a fresh
+    clone has none); options given after them win."""
+    return ["--ca", path("ca.crt"), "--cert", path("server.crt"), "--key", path("server.key")]
+
+
 class LogCollector:
     """Collects server log lines; lets a test wait for one (bounded in time)."""
 

@@ -29,7 +29,7 @@ import unittest
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.support import PYTHON, ROOT, LogCollector, RunningServer, path
+from tests.support import PYTHON, ROOT, LogCollector, RunningServer, path, server_files
 
 import client
 
@@ -682,7 +682,7 @@ class BrokenInputTest(unittest.TestCase):
                 self.assertUsageError(done, words)
 
     def test_server_broken_files(self):
-        base = ["--host", "127.0.0.1", "--port", "0"]
+        base = server_files() + ["--host", "127.0.0.1", "--port", "0"]
         self.check_all("server.py", base, [
             (["--cert", "/nonexistent/server.crt"],
              "server certificate '/nonexistent/server.crt' not found: run 'make certs' first"),
@@ -699,7 +699,7 @@ class BrokenInputTest(unittest.TestCase):
         ])
 
     def test_server_bad_flags(self):
-        self.check_all("server.py", ["--host", "127.0.0.1"], [
+        self.check_all("server.py", server_files() + ["--host", "127.0.0.1"], [
             (["--port", "abc"], "argument --port: invalid int value: 'abc'"),
             (["--port", "70000"], "--port 70000 is not a TCP port: use 1-65535"),
             (["--handshake-timeout", "-1"], "'-1' is not a number of seconds"),
@@ -714,7 +714,7 @@ class BrokenInputTest(unittest.TestCase):
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
-            done = run("server.py", "--host", "127.0.0.1", "--port", str(port))
+            done = run("server.py", *server_files(), "--host", "127.0.0.1", "--port", str(port))
         self.assertUsageError(done, f"port {port} on 127.0.0.1 is in use")
 
     @unittest.skipIf(os.geteuid() == 0, "root can read a file with mode 000")
@@ -724,7 +724,7 @@ class BrokenInputTest(unittest.TestCase):
         key = os.path.join(folder, "locked.key")
         shutil.copy(path("server.key"), key)
         os.chmod(key, 0)
-        self.assertUsageError(run("server.py", "--port", "0", "--key", key), "is not readable")
+        self.assertUsageError(run("server.py", *server_files(), "--port", "0", "--key", key), "is not readable")
         self.assertUsageError(run("client.py", "--cert", path("client.crt"), "--key", key),
                               "is not readable")
 

@@ -16,7 +16,7 @@ import time
 import unittest
 import warnings
 
-from tests.support import ROOT, PYTHON, RunningServer, path, pki, run_script
+from tests.support import ROOT, PYTHON, RunningServer, path, pki, run_script, server_files
 
 import client
 
@@ -222,7 +222,7 @@ class CommandLineTest(unittest.TestCase):
         self.assertIn("connection refused", done.stderr)
 
     def test_server_missing_certificate_is_one_line_exit_2(self):
-        done = run_script("server.py", "--port", "0", "--cert", "/nonexistent/server.crt")
+        done = run_script("server.py", *server_files(), "--port", "0", "--cert", "/nonexistent/server.crt")
         self.assertEqual(done.returncode, 2)
         self.assertRegex(done.stderr, r"^error: server certificate '/nonexistent/server.crt' not found: run 'make certs'")
         self.assertNotIn("Traceback", done.stderr)
