@@ -482,6 +482,7 @@ def bench_key_type(label, certs, seconds, repeats):
             "keep_alive_supported": keep_alive,
             "scenarios": {name: {server: summarize(runs) for server, runs in by_server.items()}
                           for name, by_server in windows.items()},
+            "ratios": {name: paired_ratios(by_server) for name, by_server in windows.items()},
         }
     finally:
         for server in servers:
@@ -503,16 +504,32 @@ def start_timed(start, certs, workdir, samples=STARTS):
     return server
 
 
+FIELDS = ("per_second", "p50_ms", "p99_ms", "server_cpu_ms_per_request",
+          "server_cpu_share", "load_generator_cpu_share")
+
+
 def summarize(runs):
     """Median of each figure over the repeated windows, plus the raw windows."""
     summary = {"windows": runs}
-    for field in ("per_second", "p50_ms", "p99_ms", "server_cpu_ms_per_request",
-                  "server_cpu_share", "load_generator_cpu_share", "other_cpu_share"):
+    for field in FIELDS + ("other_cpu_share",):
         values = [run[field] for run in runs if run[field] is not None]
         summary[field] = statistics.median(values) if values else None
     summary["errors"] = sum(run["errors"] for run in runs)
     summary["other_cpu_share_max"] = max(run["other_cpu_share"] for run in runs)
     return summary
+
+
+def paired_ratios(by_server):
+    """server.py / s_server for each figure: the median of the ratios of the
+    two windows of each repeat, measured back to back. Pairing cancels the
+    slow drifts in a shared machine's speed better than a ratio of medians."""
+    ours, theirs = by_server.get("server.py"), by_server.get("s_server")
+    ratios = {}
+    for field in FIELDS:
+        pairs = [a[field] / b[field] for a, b in zip(ours or [], theirs or [])
+                 if a[field] is not None and b[field]]
+        ratios[field] = statistics.median(pairs) if pairs else None
+    return ratios
 
 
 def progress(message):
@@ -567,21 +584,21 @@ def check_targets(result):
     for name, field, text, test in TARGETS:
         ours = result["scenarios"].get(name, {}).get("server.py", {}).get(field)
         theirs = result["scenarios"].get(name, {}).get("s_server", {}).get(field)
-        ratio = ours / theirs if ours is not None and theirs else None
+        ratio = result["ratios"].get(name, {}).get(field)
         met = ours is not None and test(ratio if ratio is not None else float("nan"), ours)
         checks.append({"key": result["key"], "scenario": name, "figure": field, "target": text,
                        "server_py": ours, "s_server": theirs, "ratio": ratio, "met": bool(met)})
     return checks
 
 
-def format_row(label, pairs, fmt, with_ratio=True):
-    """One table row: for each key type, server.py, s_server and their ratio."""
+def format_row(label, cells, fmt):
+    """One table row: for each key type, server.py, s_server and their ratio
+    (a number, None for n/a, or "" for no ratio at all)."""
     row = f"{label:<{LABEL}}"
-    for ours, theirs in pairs:
-        ratio = f"{ours / theirs:.2f}" if ours is not None and theirs else "n/a"
+    for ours, theirs, ratio in cells:
         for value in (ours, theirs):
             row += f"{fmt.format(value) if value is not None else 'n/a':>{CELL}}"
-        row += f"{ratio if with_ratio else '':>{RATIO}}"
+        row += f"{'n/a' if ratio is None else ratio if ratio == '' else f'{ratio:.2f}':>{RATIO}}"
     return row.rstrip()
 
 
@@ -596,16 +613,17 @@ def format_table(report):
 
     for name, _, _ in SCENARIOS:
         for label, field, fmt in FIGURES:
-            pairs = [(figure(r, name, "server.py", field), figure(r, name, "s_server", field))
-                     for r in results]
+            cells = [(figure(r, name, "server.py", field), figure(r, name, "s_server", field),
+                      r["ratios"].get(name, {}).get(field)) for r in results]
             lines.append(format_row(f"{name}: {label}" if label == "per second" else label,
-                                    pairs, fmt))
-    lines.append(format_row("start to first mTLS request, ms", [
-        (r["start"]["server.py"]["first_request_ms"], r["start"]["s_server"]["first_request_ms"])
-        for r in results], "{:.0f}"))
-    errors = [tuple(sum(by[s]["errors"] for by in r["scenarios"].values() if s in by)
-                    for s in ("server.py", "s_server")) for r in results]
-    lines.append(format_row("failed requests, all windows", errors, "{:d}", with_ratio=False))
+                                    cells, fmt))
+    starts = [(r["start"]["server.py"]["first_request_ms"], r["start"]["s_server"]["first_request_ms"])
+              for r in results]
+    lines.append(format_row("start to first mTLS request, ms",
+                            [(ours, theirs, ours / theirs) for ours, theirs in starts], "{:.0f}"))
+    errors = [[sum(by[s]["errors"] for by in r["scenarios"].values() if s in by)
+               for s in ("server.py", "s_server")] + [""] for r in results]
+    lines.append(format_row("failed requests, all windows", errors, "{:d}"))
     if not all(r["keep_alive_supported"]["s_server"] for r in results):
         lines.append("n/a: s_server -WWW answers in HTTP/1.0 and closes the connection after each "
                      "response (checked), so it has no keep-alive figures.")
@@ -631,7 +649,8 @@ def format_table(report):
                  f"Python {machine['python']}, {machine['python_ssl']}")
     lines.append(f"load generator: {report['load_generator']}")
     lines.append(f"each figure: median of {report['settings']['repeats']} windows of "
-                 f"{report['settings']['seconds']:g} s, the two servers alternating")
+                 f"{report['settings']['seconds']:g} s, the two servers alternating; each ratio: "
+                 f"median of the {report['settings']['repeats']} back-to-back pairs")
     others = report["other_cpu_share"]
     lines.append(f"other processes on the machine: {others['median']:.2f} cores busy "
                  f"(median of windows), {others['max']:.2f} at most")
