@@ -109,10 +109,7 @@ def make_certs(folder, key):
     """Run `make certs` into an empty `folder` with KEY=key; return seconds taken."""
     command = ["make", "-C", ROOT, "certs", f"CERTS={folder}", f"KEY={key}"]
     started = time.monotonic()
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise BenchError("'make' not found: install make (apt-get install make)") from None
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise BenchError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
     return time.monotonic() - started
@@ -700,6 +697,11 @@ def main(argv=None):
     if not os.path.exists("/proc/self/stat"):
         print("error: this benchmark reads CPU time from /proc: run it on Linux", file=sys.stderr)
         return 2
+    for tool in ("openssl", "make"):
+        if shutil.which(tool) is None:
+            print(f"error: '{tool}' not found: the benchmark runs it -- install it "
+                  f"(apt-get install {tool})", file=sys.stderr)
+            return 2
     report = {"machine": describe_machine(), "load_generator": LOAD_GENERATOR,
               "settings": {"seconds": args.seconds, "repeats": args.repeats},
               "make_certs_seconds": {}, "results": []}
