@@ -708,8 +708,9 @@ def main(argv=None):
     scratch = tempfile.mkdtemp(prefix="mtls-bench-certs-")
     try:
         if args.certs:
-            check_certs(args.certs)
-            plan = [(describe_key(args.certs), args.certs)]
+            certs = os.path.abspath(args.certs)   # the servers run in a temporary folder
+            check_certs(certs)
+            plan = [(describe_key(certs), certs)]
         else:
             plan = []
             for key in (["rsa", "ec"] if args.key in (None, "both") else [args.key]):
