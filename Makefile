@@ -43,7 +43,7 @@ $(error KEY=$(KEY) is not a key type we know: use KEY=rsa or KEY=ec)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: have-openssl help certs scenarios article-certs crl run client demo inspect test clean
+.PHONY: have-openssl help certs scenarios article-certs crl run client demo inspect test bench clean
 
 help: ## list the targets (this text)
 	@echo "mTLS walkthrough. Start with: make certs && make run  (then: make client)"
@@ -262,6 +262,10 @@ inspect: $(PKI) ## summarize each certificate, then print it in full
 test: ## run the test suite (real handshakes on 127.0.0.1)
 	$(PYTHON) -m unittest discover -s tests -t . -v
 	@echo "All tests passed. Next: make demo"
+
+bench: ## time server.py against openssl s_server: one table, bench/results.json (~1 min)
+	$(PYTHON) bench/bench.py
+	@echo "Next: read the Performance section of README.md for what the numbers mean"
 
 clean: ## delete the certificates folder
 	rm -rf $(CERTS)
