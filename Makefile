@@ -235,7 +235,7 @@ client: $(PKI) ## make the successful mTLS request to the running server
 
 demo: ## run the story: the success and each failure, explained
 	$(PYTHON) mtls_demo.py --certs $(CERTS)
-	@echo "Next: make inspect   (what is inside each certificate)"
+	@echo "Next: python3 mtls_demo.py --all   (every scenario), then make inspect"
 
 # First a summary per certificate (who, signed by whom, when, for what),
 # then the full text. Scenario certificates are included once they exist.
