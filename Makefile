@@ -43,6 +43,9 @@ $(error KEY=$(KEY) is not a key type we know: use KEY=rsa or KEY=ec)
 endif
 
 .DEFAULT_GOAL := help
+# One step at a time: `openssl ca` and -CAcreateserial keep serial numbers in
+# files, and two of them running at once (make -j) could issue the same one.
+.NOTPARALLEL:
 .PHONY: have-openssl help certs scenarios article-certs crl run client demo inspect test bench clean
 
 help: ## list the targets (this text)
@@ -149,7 +152,7 @@ $(CERTS)/elsewhere-server.crt: $(CERTS)/elsewhere-server.csr $(CERTS)/ca.crt $(C
 # steps live in this one rule. A CRL has an expiry of its own (nextUpdate):
 # after DAYS days, `make crl` publishes a fresh one.
 $(CERTS)/revoked-client.crt: $(CERTS)/client.csr $(CERTS)/ca.crt | $(CA_DB)/index.txt
-	$(CA) -in $(CERTS)/client.csr -extfile $(CNF) -extensions client -out $@
+	$(CA) -in $(CERTS)/client.csr -days $(DAYS) -extfile $(CNF) -extensions client -out $@
 	$(CA) -revoke $@ -crl_reason keyCompromise
 
 $(CERTS)/ca.crl: $(CERTS)/revoked-client.crt

@@ -138,6 +138,12 @@ def pem_holds(path, label):
 
 # --- the request ---------------------------------------------------------
 
+class RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Return 3xx responses as they are, instead of following them."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None          # urllib then reports the 3xx as an HTTPError
+
 def fetch(url, context, timeout=10.0):
     """GET `url` over TLS with `context`; return (status, body text).
 
@@ -150,9 +156,12 @@ def fetch(url, context, timeout=10.0):
         raise Failure(EXIT_USAGE, "bad URL", f"{url!r}: {exc} -- try https://localhost:3000/") from None
     if parts.scheme != "https" or not parts.hostname:
         raise Failure(EXIT_USAGE, "bad URL", f"{url!r} is not an https:// URL: "
-                      f"try https://localhost:3000/")
+                      f"try https://{parts.netloc or 'localhost:3000'}{parts.path or '/'}")
     # ProxyHandler({}): talk to the server directly, even if https_proxy is set.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+    # RefuseRedirects: like curl without -L, a 3xx is an answer, not an order:
+    # following it could take us to plain http://, or show our certificate
+    # to another server.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), RefuseRedirects(),
                                          urllib.request.HTTPSHandler(context=context))
     try:
         with opener.open(url, timeout=timeout) as response:
@@ -175,9 +184,10 @@ CLIENT_REJECTED = {
     "TLSV1_ALERT_UNKNOWN_CA": ("unknown CA",
         "the server cannot link our certificate to a CA it trusts -- use a certificate "
         "issued by the server's CA; if an intermediate CA signed it, pass the chain "
-        "file (leaf + intermediate) as --cert"),
+        "file (leaf + intermediate) as --cert; the server's log says more"),
     "SSLV3_ALERT_CERTIFICATE_EXPIRED": ("certificate expired",
-        "the server says our certificate has expired -- get a new one"),
+        "the server says our certificate has expired -- get a new one (if it has not "
+        "expired, the server's CRL has: see the server's log)"),
     "SSLV3_ALERT_CERTIFICATE_REVOKED": ("certificate revoked",
         "the server found our certificate in its revocation list -- get a new one"),
     "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": ("wrong purpose",
@@ -252,6 +262,10 @@ def classify(exc, parts, has_cert):
         return Failure(EXIT_CONNECT, "timeout", f"{where} did not answer in time -- is it the right port?")
     if isinstance(reason, (ValueError, http.client.InvalidURL)):   # e.g. a space in the path
         return Failure(EXIT_USAGE, "bad URL", f"{parts.geturl()!r}: {reason}")
+    if isinstance(reason, http.client.HTTPException):   # TLS worked; the HTTP did not
+        return Failure(EXIT_TLS, "bad response", f"{where} answered something that is not "
+                       f"valid HTTP ({type(reason).__name__}: {str(reason)[:80]!r}) -- is it "
+                       f"the server you meant?")
     return Failure(EXIT_CONNECT, "connection failed", f"{where}: {reason}")
 
 
@@ -306,9 +320,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("error: interrupted (Ctrl-C)", file=sys.stderr)
         return 130                                # the shell's code for SIGINT
-    if status >= 400:
+    if not 200 <= status < 300:                   # 3xx too: we do not follow redirects
         reason = http.client.responses.get(status, "")
-        print(f"error: HTTP {status} {reason}: {body.strip()}", file=sys.stderr)
+        detail = f": {body.strip()}" if body.strip() else ""
+        if 300 <= status < 400:
+            detail += " -- a redirect, which client.py does not follow (like curl without -L)"
+        print(f"error: HTTP {status} {reason}{detail}", file=sys.stderr)
         return EXIT_HTTP
     sys.stdout.write(body)
     return EXIT_OK

@@ -89,7 +89,8 @@ SCENARIOS = [
         "certificate expired", "has expired",
         "Every certificate carries notBefore/notAfter dates, and the server checks them "
         "against its own clock. Same key, same name, but the dates are past, so the server "
-        "sends certificate_expired. The fix is a new certificate (make clean certs), not a new key."),
+        "sends certificate_expired. The fix is a new certificate for the same key: "
+        "rm certs/client.crt && make certs signs the CSR again."),
     Scenario(
         "expired-server", "The server's certificate expired in 2020",
         ["--cert", "{certs}/expired-server.crt"], OK_CLIENT + ["{url}"],
@@ -109,7 +110,8 @@ SCENARIOS = [
         DEFAULT_SERVER, OK_CLIENT + ["{ipurl}"], "ok", "accepted",
         "An IP address is matched against the SAN's IP entries, never against DNS names or "
         "the CN. Our server certificate lists IP:127.0.0.1 and IP:::1 beside DNS:localhost, "
-        "so https://127.0.0.1 and https://[::1] pass the hostname check as localhost does."),
+        "so https://127.0.0.1 passes the hostname check as localhost does (and https://[::1] "
+        "would, with a server listening there: --host ::1)."),
     Scenario(
         "revoked-no-crl", "A revoked client certificate, but the server has no CRL",
         DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/revoked-client.crt",
@@ -241,6 +243,9 @@ class ServerProcess:
         self.lines = queue.Queue()
         threading.Thread(target=self._read_log, daemon=True).start()
         first = self.next_line(timeout=15)
+        while first is not None and " warning: " in first:     # e.g. key permissions
+            print(paint("server log: ", "2") + first.split(" ", 1)[1])
+            first = self.next_line(timeout=15)
         if first is None or "serving https://" not in first:
             self.stop()
             fail(f"server.py did not start: {first or 'no output'} -- try 'python3 server.py' by hand")
@@ -315,6 +320,16 @@ def fill(args, certs, port=0):
     """Substitute {certs}, {url} and {ipurl} in a scenario's arguments."""
     return [a.format(certs=certs, url=f"https://localhost:{port}/",
                      ipurl=f"https://127.0.0.1:{port}/") for a in args]
+
+
+def server_command(scenario, certs):
+    """server.py's options for a scenario: our usual files, with the
+    scenario's own options put in their place (every option takes a value)."""
+    options = {"--ca": f"{certs}/ca.crt", "--cert": f"{certs}/server.crt",
+               "--key": f"{certs}/server.key"}
+    extra = fill(scenario.server, certs)
+    options.update(zip(extra[::2], extra[1::2]))
+    return [word for pair in options.items() for word in pair]
 
 
 def observe_client(proc):
@@ -418,11 +433,22 @@ def s_client_command(client_args):
     for arg in it:
         if arg in options:
             command += [options[arg], next(it)]
+            if arg == "--cert" and count_certificates(command[-1]) > 1:
+                command += ["-cert_chain", command[-1]]   # -cert sends only the first
         else:
             host, port = arg.split("//")[1].rstrip("/").rsplit(":", 1)
             check = "-verify_ip" if host[0].isdigit() else "-verify_hostname"
             command += ["-connect", f"{host}:{port}", "-servername", host, check, host]
     return command
+
+
+def count_certificates(path):
+    """How many PEM certificates a file holds (a chain file holds several)."""
+    try:
+        with open(path) as f:
+            return f.read().count("-----BEGIN CERTIFICATE-----")
+    except OSError:
+        return 0
 
 
 def parse_trace(output):
@@ -523,11 +549,9 @@ def main(argv=None):
     servers, results = {}, []
     try:
         for scenario in chosen:
-            server_args = tuple(fill(scenario.server, certs))
+            server_args = tuple(server_command(scenario, certs))
             if server_args not in servers:
-                servers[server_args] = ServerProcess(
-                    ["--ca", f"{certs}/ca.crt", "--cert", f"{certs}/server.crt",
-                     "--key", f"{certs}/server.key"] + list(server_args))
+                servers[server_args] = ServerProcess(server_args)
             results.append(run_case(scenario, servers[server_args], certs, use_curl, args.trace))
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the servers")

@@ -103,8 +103,9 @@ def make_server_context(ca, cert, key, crl=None, keylog=None):
     # ...but never below TLS 1.2 (1.0 and 1.1 are broken and deprecated, RFC 8996).
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
-    # Renegotiation would let a client restart the handshake mid-connection;
-    # nothing here needs it and it has a history of attacks.
+    # Renegotiation (TLS 1.2 only; 1.3 has none) would let a client restart
+    # the handshake mid-connection; nothing here needs it, and it has a
+    # history of attacks.
     context.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
 
     # Our certificate and the key that proves it is ours. A key protected by a
@@ -217,12 +218,18 @@ def client_identity(peercert):
     for kind in ("URI", "DNS"):
         for san_kind, value in peercert.get("subjectAltName", ()):
             if san_kind == kind:
-                return kind, value
+                return kind, printable(value)
     for rdn in peercert.get("subject", ()):
         for attr, value in rdn:
             if attr == "commonName":
-                return "CN", value
+                return "CN", printable(value)
     return "CN", "(no name)"
+
+
+def printable(name):
+    """Escape control characters: a certificate's name is the client's text,
+    and a newline in it must not forge a second line in our log."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 # --- why a client was rejected -------------------------------------------
@@ -247,7 +254,8 @@ SSL_REASONS = {
     "UNSUPPORTED_PROTOCOL": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
     "TLSV1_ALERT_PROTOCOL_VERSION": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
     "NO_SHARED_CIPHER": "no cipher in common with the client",
-    "TLSV1_ALERT_UNKNOWN_CA": "client does not trust our certificate (it does not have our CA)",
+    "TLSV1_ALERT_UNKNOWN_CA": "client does not trust our certificate (it lacks our CA, or "
+                              "we did not send our intermediate CA)",
     "SSLV3_ALERT_BAD_CERTIFICATE": "client refused our certificate (wrong hostname or not trusted)",
     "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "client refused our certificate",
     "SSLV3_ALERT_CERTIFICATE_EXPIRED": "client says our certificate has expired",
@@ -426,7 +434,12 @@ class MTLSServer(http.server.HTTPServer):
     cost some 0.2 ms of CPU per connection in bench/bench.py, close to a
     tenth of a whole mTLS handshake. A worker that has finished a connection
     waits a moment for the next, and ends after WORKER_IDLE_TIMEOUT seconds
-    without one.
+    without one. The bookkeeping: `slots` counts connections being served
+    (at most max_connections); `idle_workers` counts workers waiting on the
+    `connections` queue. A new connection either takes an idle worker's
+    token (so some idle worker will pick it up) or starts a thread. A worker
+    whose wait times out leaves only if it can take its token back;
+    otherwise a connection is already on its way to it.
     """
 
     request_queue_size = 128
@@ -546,8 +559,13 @@ class MTLSServer(http.server.HTTPServer):
             return None
         # Decoding the certificate into a dict takes ~50 us: do it once, and
         # keep the result on the socket for the request handler.
-        tls.identity = kind, name = client_identity(tls.getpeercert())
-        self.log(f"accepted {peer} as {kind}={name}")
+        kind, name = client_identity(tls.getpeercert())
+        tls.identity = (kind, name)
+        # A resumed session (a ticket from an earlier connection) skips the
+        # certificate checks: they were made when the session began. A reload
+        # (kill -HUP) makes a new context, whose tickets old ones do not match.
+        resumed = " (resumed session)" if tls.session_reused else ""
+        self.log(f"accepted {peer} as {kind}={name}{resumed}")
         return tls
 
     def close_tls(self, tls):
