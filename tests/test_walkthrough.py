@@ -12,6 +12,7 @@ import socket
 import ssl
 import stat
 import subprocess
+import threading
 import time
 import unittest
 import warnings
@@ -19,6 +20,7 @@ import warnings
 from tests.support import ROOT, PYTHON, RunningServer, path, pki, run_script, server_files
 
 import client
+import server
 
 
 def openssl(*args):
@@ -237,6 +239,65 @@ class DemoTest(unittest.TestCase):
         self.assertIn("3 of 3 cases behaved as expected", done.stdout)
         for name in ["success", "no-cacert", "no-client-cert"]:
             self.assertRegex(done.stdout, rf"\n{name} +\|.*\| yes")
+
+
+class ReviewFindingsTest(unittest.TestCase):
+    """Rules found by outside review: redirects, hostile names, resumed sessions."""
+
+    def test_client_does_not_follow_a_redirect_to_plain_http(self):
+        """A 302 to http:// is reported (exit 6), never followed, like curl without -L."""
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(path("server.crt"), path("server.key"))
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        plain = socket.create_server(("127.0.0.1", 0))     # where the redirect points
+        self.addCleanup(plain.close)
+        plain.settimeout(0.5)
+        answer = (b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/secret\r\n"
+                  b"Content-Length: 0\r\n\r\n" % plain.getsockname()[1])
+
+        def serve_one():
+            conn, _ = listener.accept()
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(65536)
+                tls.sendall(answer)
+        thread = threading.Thread(target=serve_one, daemon=True)
+        thread.start()
+        done = run_script("client.py", "--cacert", path("ca.crt"),
+                          f"https://localhost:{listener.getsockname()[1]}/")
+        thread.join(10)
+        self.assertEqual(done.returncode, 6, done.stderr)
+        self.assertIn("HTTP 302 Found", done.stderr)
+        self.assertIn("does not follow", done.stderr)
+        with self.assertRaises(socket.timeout):             # nobody came to the plain port
+            plain.accept()
+
+    def test_control_characters_in_a_name_are_escaped(self):
+        """A newline in a certificate's CN must not forge a second log line."""
+        forged = {"subject": ((("commonName", "evil\r\n15:00:00 accepted 10.0.0.1:1 as CN=root\x1b[2J"),),)}
+        kind, name = server.client_identity(forged)
+        self.assertEqual(kind, "CN")
+        self.assertNotIn("\n", name)
+        self.assertNotIn("\x1b", name)
+        self.assertIn("\\r\\n", name)
+
+    def test_a_resumed_session_is_logged_as_such(self):
+        """The second connection, resuming the first one's TLS session, says so in the log."""
+        ctx = client.make_client_context(path("ca.crt"), path("client.crt"), path("client.key"))
+        with RunningServer() as srv:
+            first = http.client.HTTPSConnection("localhost", srv.port, context=ctx, timeout=10)
+            first.request("GET", "/")
+            self.assertEqual(first.getresponse().read(), b"Hello, my-client\n")
+            session = first.sock.session          # TLS 1.3: the ticket came with the response
+            first.close()
+            with socket.create_connection(("127.0.0.1", srv.port)) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    reply = tls.recv(4096)
+                    self.assertTrue(tls.session_reused)
+            self.assertIn(b"Hello, my-client", reply)
+            line = srv.log.wait_for(lambda l: "(resumed session)" in l)
+            self.assertRegex(line or "", r"^accepted 127\.0\.0\.1:\d+ as CN=my-client \(resumed session\)$")
 
 
 if __name__ == "__main__":
