@@ -295,7 +295,8 @@ def parse_args(argv):
         description="HTTPS client that presents a client certificate (mutual TLS).",
         epilog="example: python3 client.py --cacert certs/ca.crt --cert certs/client.crt "
                "--key certs/client.key https://localhost:3000/")
-    p.add_argument("url", nargs="?", default="https://localhost:3000/")
+    p.add_argument("url", nargs="?", default="https://localhost:3000/",
+                   help="https:// URL to GET (default https://localhost:3000/)")
     p.add_argument("--cacert", metavar="FILE", help="CA that signed the server's certificate")
     p.add_argument("--cert", metavar="FILE", help="our client certificate (PEM)")
     p.add_argument("--key", metavar="FILE", help="our private key (PEM; default: inside --cert)")

@@ -332,6 +332,13 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"   # keep-alive: many requests per handshake
     server_version = "mtls-server/1.0"
+    # http.server's own errors (400, 414, 431, 501) in plain text, like ours.
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s: %(explain)s\n"
+
+    def version_string(self):
+        """The Server header: our name only, not the Python version."""
+        return self.server_version
 
     def setup(self):
         """Wrap the verified TLS socket in a deadline reader and a buffered
@@ -672,9 +679,9 @@ def parse_args(argv):
         epilog="example: python3 server.py --port 3000 --allow my-client")
     p.add_argument("--host", default="localhost", help="address to listen on (default localhost)")
     p.add_argument("--port", type=int, default=3000, help="TCP port (default 3000; 0 = any free port)")
-    p.add_argument("--ca", default=os.path.join(CERTS, "ca.crt"), help="CA that signs client certificates")
-    p.add_argument("--cert", default=os.path.join(CERTS, "server.crt"), help="server certificate (PEM)")
-    p.add_argument("--key", default=os.path.join(CERTS, "server.key"), help="server private key (PEM)")
+    p.add_argument("--ca", default=os.path.join(CERTS, "ca.crt"), help="CA that signs client certificates (default certs/ca.crt)")
+    p.add_argument("--cert", default=os.path.join(CERTS, "server.crt"), help="server certificate, PEM (default certs/server.crt)")
+    p.add_argument("--key", default=os.path.join(CERTS, "server.key"), help="server private key, PEM (default certs/server.key)")
     p.add_argument("--crl", help="certificate revocation list to check clients against (PEM)")
     p.add_argument("--allow", action="append", default=[], metavar="NAME",
                    help="only this client identity may get a greeting (repeatable)")
