@@ -386,8 +386,10 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
         """Stay quiet per request: the connection line already says who came."""
 
     def log_message(self, format, *args):
-        """Route http.server's own messages (e.g. 400 Bad request) to our log."""
-        self.server.log(f"{format_address(self.client_address)}: {format % args}")
+        """Route http.server's own messages (e.g. code 400, Bad request) to our
+        log, escaped: they can quote what the client sent."""
+        self.server.log(f"answered {format_address(self.client_address)}: "
+                        f"{printable(format % args)}")
 
     def log_error(self, format, *args):
         """http.server reports a read past our deadline as "Request timed
