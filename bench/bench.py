@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench.py: server.py next to `openssl s_server`, measured in one run (issue 5).
+"""bench.py: server.py next to `openssl s_server`, measured in one run.
 
 What it measures, for RSA-2048 and for ECDSA P-256 certificates:
 
@@ -20,7 +20,7 @@ What it measures, for RSA-2048 and for ECDSA P-256 certificates:
   make certs          seconds to build the whole PKI from nothing, per key type
 
 Each figure is given for server.py, for s_server on the same certificates, and
-as the ratio server.py / s_server, next to the targets of issue 5.
+as the ratio server.py / s_server, next to the project's performance targets (README, Performance).
 
 The baseline is `openssl s_server -Verify 1 -verify_return_error -WWW`,
 serving a file that holds the same greeting server.py sends. s_server is
@@ -551,7 +551,7 @@ def describe_machine():
 
 # --- the table -----------------------------------------------------------
 
-# Targets of issue 5: (scenario, figure, text, test of (ratio, server.py's figure)).
+# The performance targets (README, Performance): (scenario, figure, text, test of (ratio, server.py's figure)).
 TARGETS = [
     ("full handshake, c=4", "per_second", "full handshakes/s, c=4: ratio >= 1.0",
      lambda ratio, ours: ratio >= 1.0),
@@ -576,7 +576,7 @@ LABEL, CELL, RATIO = 34, 10, 7      # column widths
 
 
 def check_targets(result):
-    """Evaluate the issue's targets on one key type's result; return a list."""
+    """Evaluate the performance targets on one key type's result; return a list."""
     checks = []
     for name, field, text, test in TARGETS:
         ours = result["scenarios"].get(name, {}).get("server.py", {}).get(field)
@@ -625,7 +625,7 @@ def format_table(report):
         lines.append("n/a: s_server -WWW answers in HTTP/1.0 and closes the connection after each "
                      "response (checked), so it has no keep-alive figures.")
 
-    lines += ["", (f"{'targets (issue 5)':<{LABEL + 8}}"
+    lines += ["", (f"{'performance targets':<{LABEL + 8}}"
                    + "".join(f"{r['key']:<16}" for r in results)).rstrip()]
     for index, (_, _, text, _) in enumerate(TARGETS):
         cells = []
