@@ -6,6 +6,7 @@ checks two things: how the client classified the outcome, and what the
 server logged. The demo itself is run end to end once, with --all.
 """
 
+import http.client
 import os
 import re
 import shutil
@@ -19,20 +20,23 @@ import mtls_demo
 import server
 
 
+def start_server(scenario):
+    """The scenario's server, in-process, with the options the demo gives server.py."""
+    args = server.parse_args(["--port", "0"] + mtls_demo.server_command(scenario, pki()))
+    return RunningServer(ca=args.ca, cert=args.cert, key=args.key, crl=args.crl, allow=args.allow)
+
+
 def run_scenario(scenario):
-    """Run one scenario in-process; return (client outcome, server log lines)."""
-    server_args = server.parse_args(["--port", "0"] + mtls_demo.fill(scenario.server, pki()))
-    options = dict(ca=server_args.ca, cert=server_args.cert, key=server_args.key, crl=server_args.crl)
-    defaults = server.parse_args([])
-    for name in ("ca", "cert", "key"):          # the demo's defaults: the test PKI, not ./certs
-        if options[name] == getattr(defaults, name):
-            options[name] = os.path.join(pki(), os.path.basename(options[name]))
-    with RunningServer(allow=server_args.allow, **options) as srv:
+    """Run one scenario in-process; return (client outcome, server log lines).
+
+    The outcome is what the demo's table calls it: "ok", "HTTP 403 Forbidden",
+    or the label client.py prints after "error:"."""
+    with start_server(scenario) as srv:
         client_args = client.parse_args(mtls_demo.fill(scenario.client, pki(), srv.port))
         context = client.make_client_context(client_args.cacert, client_args.cert, client_args.key)
         try:
             status, body = client.fetch(client_args.url, context)
-            outcome = "ok" if status == 200 else f"HTTP {status} Forbidden" if status == 403 else f"HTTP {status}"
+            outcome = "ok" if status == 200 else f"HTTP {status} {http.client.responses[status]}"
         except client.Failure as failure:
             outcome = failure.label
         srv.log.wait_for(lambda line: scenario.server_says in line or line.startswith(("rejected", "forbidden")))
@@ -64,9 +68,7 @@ class ScenarioStabilityTest(unittest.TestCase):
         by_name = {s.name: s for s in mtls_demo.SCENARIOS}
         for name in ["other-ca", "expired-client", "revoked", "wrong-purpose", "client-chain-leaf-only"]:
             scenario = by_name[name]
-            server_args = server.parse_args(["--port", "0"] + mtls_demo.fill(scenario.server, pki()))
-            crl = server_args.crl
-            with RunningServer(crl=crl) as srv:
+            with start_server(scenario) as srv:
                 args = client.parse_args(mtls_demo.fill(scenario.client, pki(), srv.port))
                 context = client.make_client_context(args.cacert, args.cert, args.key)
                 for attempt in range(20):
