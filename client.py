@@ -396,14 +396,14 @@ def describe_plain_http(parts, context, timeout):
     except ssl.SSLError as exc:
         if exc.reason in NOT_TLS:
             return Failure(EXIT_USAGE, "bad URL", f"{parts.geturl()!r} is plain HTTP, and "
-                           f"{host_port(parts, 80)} does not speak TLS; client.py speaks only "
+                           f"{host_port(parts)} does not speak TLS; client.py speaks only "
                            f"HTTPS with certificates -- use curl {parts.geturl()} for a plain "
                            f"HTTP server")
     except (OSError, ValueError) as exc:
         return classify(exc, parts, context)
     # The handshake worked, or failed in a way only TLS can fail.
     return Failure(EXIT_USAGE, "bad URL", f"{parts.geturl()!r} asks for plain HTTP, but "
-                   f"{host_port(parts, 80)} speaks TLS -- use {https}")
+                   f"{host_port(parts)} speaks TLS -- use {https}")
 
 
 # --- reading files and URLs carefully ------------------------------------
@@ -498,20 +498,23 @@ def check_url(url):
         else:                                                  # localhost:3000
             rest, why = url, "has no https:// in front"
         meant = "https://" + rest + ("" if "/" in rest else "/")
-        raise Failure(EXIT_USAGE, "bad URL", f"{printable(url)!r} {why} -- use {printable(meant)}")
-    parts = urllib.parse.urlsplit(url)
-    odd = [c for c in url if c == " " or not c.isprintable()]
-    if odd:
-        what = "a space" if odd[0] == " " else f"the control character {printable(odd[0])}"
-        meant = urllib.parse.quote(url, safe=URL_SAFE)
-        raise Failure(EXIT_USAGE, "bad URL", f"{printable(url)!r} holds {what}, which must be "
-                      f"written %{ord(odd[0]):02X} in a URL -- use {meant}")
+        raise Failure(EXIT_USAGE, "bad URL", f"'{printable(url)}' {why} -- use {printable(meant)}")
     try:
+        parts = urllib.parse.urlsplit(url)
         parts.port                              # raises ValueError if out of range
     except ValueError as exc:
-        fix = "write an IPv6 address in brackets, e.g. https://[::1]:3000/" \
+        fix = "write an IPv6 address inside [ ], e.g. https://[::1]:3000/" \
             if "IPv6" in str(exc) else "use a port from 1 to 65535, e.g. https://localhost:3000/"
-        raise Failure(EXIT_USAGE, "bad URL", f"{url!r}: {exc} -- {fix}") from None
+        raise Failure(EXIT_USAGE, "bad URL", f"'{printable(url)}': {exc} -- {fix}") from None
+    # http.client sends the path as it is: a space or a non-ASCII letter in
+    # it must be percent-encoded first (RFC 3986 2.1).
+    odd = [c for c in url if c == " " or not c.isprintable()
+           or (not c.isascii() and c not in parts.netloc)]
+    if odd:
+        what = "a space" if odd[0] == " " else f"the character {printable(odd[0])}"
+        meant = urllib.parse.quote(url, safe=URL_SAFE)
+        raise Failure(EXIT_USAGE, "bad URL", f"'{printable(url)}' holds {what}, which must be "
+                      f"written {urllib.parse.quote(odd[0])} in a URL -- use {meant}")
     clean = parts._replace(scheme="https", netloc=parts.netloc.rpartition("@")[2])
     if parts.scheme not in ("https", "http"):
         raise Failure(EXIT_USAGE, "bad URL", f"{url!r} is not an https:// URL -- use "
@@ -527,10 +530,10 @@ def check_url(url):
     return parts
 
 
-def host_port(parts, default=443):
+def host_port(parts):
     """host:port as a user would write it, IPv6 in brackets: [::1]:3000."""
-    host = parts.hostname or "?"
-    return f"[{host}]:{parts.port or default}" if ":" in host else f"{host}:{parts.port or default}"
+    host, port = parts.hostname or "?", parts.port or (80 if parts.scheme == "http" else 443)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def printable(text):
