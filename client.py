@@ -138,10 +138,13 @@ def open_keylog(context, path):
     # Python opens the path itself, again, when keylog_filename is set; so we
     # create it first, private and without following a symlink, and check
     # afterwards that the path still names the file we checked.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+    # O_NONBLOCK: a FIFO with no reader fails at once instead of waiting.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
+        if exc.errno == errno.ENXIO:                 # that FIFO
+            check_private_file(path, os.lstat(path))
         if exc.errno == errno.ELOOP:
             raise Failure(EXIT_USAGE, "bad file", f"key log {path!r} is a symbolic link, which "
                           f"could lead our secrets into another file -- pass --keylog a file "

@@ -605,8 +605,9 @@ class KeylogTest(ClientTestCase):
             self.assertEqual(f.read(), "theirs\n")
 
     def test_a_key_log_that_is_not_a_regular_file_is_refused(self):
+        """A FIFO, with a reader or without one (where opening it to write would wait)."""
         os.mkfifo(self.keys, 0o600)
-        # O_WRONLY on a FIFO with no reader would wait: keep a reader open.
+        self.assertErrorLine(self.keylog(), client.EXIT_USAGE, "bad file", "is not a regular file")
         reader = os.open(self.keys, os.O_RDONLY | os.O_NONBLOCK)
         self.addCleanup(os.close, reader)
         self.assertErrorLine(self.keylog(), client.EXIT_USAGE, "bad file", "is not a regular file")
