@@ -309,12 +309,14 @@ def refused_server(error, parts, context, cacert):
     if code in NO_CHAIN_TO_OUR_CA:
         # The user passed a CA: repeating "pass --cacert" would go round in a
         # circle. Typical: 'make clean && make certs' under a running server.
-        fix = "if you rebuilt the certificates, restart the server (or kill -HUP it)"
-        if code in (20, 21):
-            fix += "; if it has an intermediate CA, it must send the chain file as its --cert"
+        cause, fix = "the server uses another CA", "else ask which CA signed its certificate"
+        if code in (20, 21):          # the issuer is missing: maybe only an intermediate
+            cause += ", or does not send its intermediate CA"
+            fix = "if it has an intermediate CA, serve the chain file (leaf + intermediate) as its --cert"
         return Failure(EXIT_SERVER_UNTRUSTED, "server not trusted", f"the server's certificate "
-                       f"does not chain to the CA in --cacert {cacert!r} ({why}): the server "
-                       f"uses another CA -- {fix}")
+                       f"does not chain to the CA in --cacert {cacert!r} ({why}): {cause} -- "
+                       f"if you rebuilt the certificates, restart the server (or kill -HUP it); "
+                       f"{fix}")
     if code in (62, 64):
         kind = "IP address" if code == 64 else "name"
         return Failure(EXIT_SERVER_UNTRUSTED, "hostname mismatch", f"the server's certificate "
@@ -396,6 +398,8 @@ def describe_plain_http(parts, context, timeout):
         with socket.create_connection((host, port), timeout) as sock:
             with context.wrap_socket(sock, server_hostname=host):
                 pass
+    except ssl.SSLEOFError as exc:             # it hung up: that says nothing about TLS
+        return classify(exc, parts, context)
     except ssl.SSLError as exc:
         if exc.reason in NOT_TLS:
             return Failure(EXIT_USAGE, "bad URL", f"{parts.geturl()!r} is plain HTTP, and "
