@@ -111,7 +111,9 @@ def load_identity(context, cert, key, cert_pem, key_pem):
             # OpenSSL reads files by name. A pipe (<(cat ...)) was read once
             # already, so OpenSSL gets a private copy, deleted right after.
             cert_path = cert if is_regular(cert) else private_copy(folder, "cert.pem", cert_pem)
-            key_path = key if not key or is_regular(key) else private_copy(folder, "key.pem", key_pem)
+            key_path = key
+            if key and not is_regular(key):
+                key_path = private_copy(folder, "key.pem", key_pem)
             # No passphrase prompt: a script must never stop to ask the terminal.
             context.load_cert_chain(cert_path, key_path,
                                     password=lambda: refuse_passphrase(key or cert))
@@ -150,7 +152,8 @@ def open_keylog(context, path):
                           f"could lead our secrets into another file -- pass --keylog a file "
                           f"of your own, not a link") from None
         raise Failure(EXIT_USAGE, "bad file", f"cannot write the key log {path!r} "
-                      f"({exc.strerror}) -- pass --keylog a file in a folder you can write") from None
+                      f"({exc.strerror}) -- pass --keylog a file in a folder you can "
+                      f"write") from None
     try:
         opened = os.fstat(fd)
     finally:
@@ -283,7 +286,8 @@ def classify(reason, parts, context, answered=False):
         return Failure(EXIT_CONNECT, "connection refused", f"nothing listens on {where} -- "
                        f"start the server (make run) or fix the URL")
     if isinstance(reason, socket.gaierror):
-        return Failure(EXIT_CONNECT, "unknown host", f"cannot resolve {parts.hostname!r} -- fix the URL")
+        return Failure(EXIT_CONNECT, "unknown host", f"cannot resolve {parts.hostname!r} -- "
+                       f"fix the URL")
     if isinstance(reason, socket.timeout) and answered:
         return Failure(EXIT_TLS, "no answer", f"{where} accepted the connection and our "
                        f"request, but sent no answer in time -- see the server's log, or "
@@ -312,7 +316,8 @@ def refused_server(error, parts, context, cacert):
         cause, fix = "the server uses another CA", "else ask which CA signed its certificate"
         if code in (20, 21):          # the issuer is missing: maybe only an intermediate
             cause += ", or does not send its intermediate CA"
-            fix = "if it has an intermediate CA, serve the chain file (leaf + intermediate) as its --cert"
+            fix = ("if it has an intermediate CA, serve the chain file (leaf + intermediate) "
+                   "as its --cert")
         return Failure(EXIT_SERVER_UNTRUSTED, "server not trusted", f"the server's certificate "
                        f"does not chain to the CA in --cacert {cacert!r} ({why}): {cause} -- "
                        f"if you rebuilt the certificates, restart the server (or kill -HUP it); "
@@ -439,8 +444,10 @@ def read_pem(path, what, flag, label):
                       f"-- fix {flag}") from None
     except OSError as exc:
         raise Failure(EXIT_USAGE, "unreadable file", f"{what} {path!r} is not readable "
-                      f"({exc.strerror}) -- check its permissions: ls -l {shlex.quote(path)}") from None
-    example = {"--cacert": "certs/ca.crt", "--cert": "certs/client.crt"}.get(flag, "certs/client.key")
+                      f"({exc.strerror}) -- check its permissions: "
+                      f"ls -l {shlex.quote(path)}") from None
+    example = {"--cacert": "certs/ca.crt", "--cert": "certs/client.crt",
+               "--key": "certs/client.key"}[flag]
     if not data.strip():
         raise Failure(EXIT_USAGE, "bad file", f"{what} {path!r} is empty -- pass the {what} "
                       f"file, e.g. {flag} {example}")
@@ -527,7 +534,8 @@ def check_url(url):
         raise Failure(EXIT_USAGE, "bad URL", f"{url!r} is not an https:// URL -- use "
                       f"{urllib.parse.urlunsplit(clean)}")
     if not parts.hostname:
-        raise Failure(EXIT_USAGE, "bad URL", f"{url!r} names no host -- e.g. https://localhost:3000/")
+        raise Failure(EXIT_USAGE, "bad URL", f"{url!r} names no host -- use a URL such as "
+                      f"https://localhost:3000/")
     if parts.username is not None or parts.password is not None:
         shown = parts._replace(netloc="user:***@" + clean.netloc) if parts.password is not None \
             else parts
@@ -591,7 +599,8 @@ def parse_args(argv):
                    help="seconds to wait for each step: connect, handshake, response (default 10)")
     args = p.parse_args(argv)
     if args.key and not args.cert:
-        p.error("--key needs --cert: pass both, e.g. --cert certs/client.crt --key certs/client.key")
+        p.error("--key needs --cert (a key alone proves nothing): pass both, e.g. "
+                "--cert certs/client.crt --key certs/client.key")
     return args
 
 

@@ -16,6 +16,7 @@ we refused, after the handshake, URLs, files, --keylog, Python versions.
 import http.server
 import os
 import re
+import selectors
 import shutil
 import socket
 import ssl
@@ -75,7 +76,6 @@ class OpenSSLServer:
 
     def wait_for_accept(self, timeout):
         """Read its output until the ACCEPT line (True) or exit/timeout (False)."""
-        import selectors
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             selector.register(self.proc.stdout, selectors.EVENT_READ)
@@ -638,7 +638,8 @@ class KeylogTest(ClientTestCase):
 def old_pythons():
     """Interpreters older than 3.9 that pyenv has here."""
     try:
-        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=10).stdout.strip()
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return []
     found = []
