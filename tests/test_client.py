@@ -419,6 +419,12 @@ class AnswerTest(ClientTestCase):
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn("cl\\xefent", done.stdout)
         self.assertNotIn("Traceback", done.stderr)
+        # The same with a server of our own, whatever server.py's greeting becomes.
+        body = "Hello, cl\u00efent \u2713\n".encode()
+        port = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        done = run_client("--cacert", path("ca.crt"), f"https://localhost:{port}/", env=env)
+        self.assertEqual((done.returncode, done.stdout), (0, "Hello, cl\\xefent \\u2713\n"),
+                         done.stderr)
 
 
 # --- URLs: suggest the one the user meant --------------------------------------
