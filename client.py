@@ -13,8 +13,8 @@ The Python twin of the article's curl command, with curl's option names:
 --key     the private key that proves the certificate is ours
 
 Reads those files (a pipe such as <(cat certs/ca.crt) works too); writes the
-response body to stdout. On failure it prints one line,
-"error: <what>: <why> -- <fix>", to stderr and exits with:
+response body to stdout. Needs Python 3.9+. On failure it prints one line,
+"error: <label>: <what happened, and why> -- <the fix>", to stderr, and exits with:
 
     0  success            4  server not trusted (its certificate failed our checks)
     2  usage or files     5  the server rejected our certificate, or the lack of one
