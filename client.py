@@ -323,10 +323,10 @@ def refused_server(error, parts, context, cacert):
                        f"if you rebuilt the certificates, restart the server (or kill -HUP it); "
                        f"{fix}")
     if code in (62, 64):
-        kind = "IP address" if code == 64 else "name"
+        kind, a = ("IP address", "an") if code == 64 else ("name", "a")
         return Failure(EXIT_SERVER_UNTRUSTED, "hostname mismatch", f"the server's certificate "
                        f"is not valid for the {kind} {parts.hostname!r} (its subjectAltName "
-                       f"does not list it; the CN is not consulted) -- use a {kind} listed in "
+                       f"does not list it; the CN is not consulted) -- use {a} {kind} listed in "
                        f"its subjectAltName, or reissue it with this {kind} in it")
     if code in (9, 10):
         ca = out_of_date(context.get_ca_certs())
@@ -409,8 +409,8 @@ def describe_plain_http(parts, context, timeout):
         if exc.reason in NOT_TLS:
             return Failure(EXIT_USAGE, "bad URL", f"{parts.geturl()!r} is plain HTTP, and "
                            f"{host_port(parts)} does not speak TLS; client.py speaks only "
-                           f"HTTPS with certificates -- use curl {parts.geturl()} for a plain "
-                           f"HTTP server")
+                           f"HTTPS with certificates -- for a plain HTTP server use "
+                           f"curl {parts.geturl()}")
     except (OSError, ValueError) as exc:
         return classify(exc, parts, context)
     # The handshake worked, or failed in a way only TLS can fail.

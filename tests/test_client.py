@@ -341,7 +341,7 @@ class ServerCertificateTest(ClientTestCase):
                            "-www") as srv:
             failure = failure_of(srv.url("127.0.0.1"), context())
         self.assertFailure(failure, client.EXIT_SERVER_UNTRUSTED, "hostname mismatch",
-                           "not valid for the IP address '127.0.0.1'")
+                           "not valid for the IP address '127.0.0.1'", "use an IP address listed")
 
     def test_the_common_name_is_never_consulted(self):
         """CN=localhost with a SAN of only IP:127.0.0.1 is refused for https://localhost
@@ -486,7 +486,7 @@ class URLTest(ClientTestCase):
         with RunningServer() as srv:
             self.check_urls([
                 (f"http://127.0.0.1:{port}/", ["does not speak TLS",
-                                               f"-- use curl http://127.0.0.1:{port}/"]),
+                                               f"-- for a plain HTTP server use curl http://127.0.0.1:{port}/"]),
                 (srv.url.replace("https", "http"), ["speaks TLS", f"-- use {srv.url}"]),
             ])
         done = run_client("--cacert", path("ca.crt"), f"https://127.0.0.1:{port}/")
