@@ -774,7 +774,7 @@ class WaitingRoom:
             for key, _ in self.selector.select(timeout):
                 if key.fileobj is self.bell:
                     self.admit()
-                else:
+                elif key.fileobj in self.waiting:    # not closed by admit() just now
                     address, deadline = self.leave(key.fileobj)
                     self.server.start_worker(key.fileobj, address, deadline)
             self.expire()

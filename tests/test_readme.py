@@ -87,9 +87,13 @@ class MinimalCodeTest(unittest.TestCase):
         done = run_script("client.py", "--cacert", path("ca.crt"), "--cert", path("client.crt"),
                           "--key", path("client.key"), url)
         self.assertEqual((done.returncode, done.stdout), (0, "Hello, my-client\n"), done.stderr)
+        # Refused, always. But the minimal server closes right after its alert,
+        # with our request unread, so the kernel may reset the connection and
+        # destroy the alert: then client.py can only say "connection closed".
+        # (server.py reads the leftovers first: see close_gently.)
         refused = run_script("client.py", "--cacert", path("ca.crt"), url)
-        self.assertEqual(refused.returncode, 5, refused.stderr)
-        self.assertIn("certificate required", refused.stderr)
+        self.assertIn(refused.returncode, (5, 7), refused.stderr)
+        self.assertRegex(refused.stderr, r"^error: (certificate required|connection closed): ")
 
     def test_minimal_client_at_server_py(self):
         with RunningServer(host="127.0.0.1") as srv:
