@@ -204,7 +204,7 @@ SCENARIOS = [
         curl=["--cacert", "{certs}/article/ca.crt", "--key", "{certs}/article/client.key",
               "--cert", "{certs}/article/client.crt", "{url}"],
         does="uses the article's certificates on both sides", cause="the article's CA lacks keyUsage",
-        fix="a CA with keyUsage keyCertSign (`make certs`)", tls12=("client", "certificate_unknown", 60),
+        fix="a CA with keyUsage keyCertSign (`make certs`)", tls12=("client", "certificate_unknown", 35),
         strict=True),
     Scenario(
         "article-client-strict", "The article's client certificate, at a strict server",
@@ -228,7 +228,7 @@ SCENARIOS = [
         "this server lets in only my-client, so it answers 403 over the working connection.",
         does="shows a valid certificate that is not on `--allow`",
         cause="authenticated, but not authorized", fix="add its identity to `--allow`",
-        tls12=(None, None, 22)),
+        tls12=(None, None, 0)),
     Scenario(
         "spiffe-identity", "The same client, allowed by its URI identity",
         ["--allow", "spiffe://example.org/other-client"],
@@ -303,12 +303,20 @@ LESSON = [
            ("Anyone can write CN=my-client into a certificate: the signature is what counts.",
             "The server could not chain it to my-ca, the only CA it trusts: alert unknown_ca.")),
     Lesson("expired-client", "the client's certificate has expired",
-           ("Same key, same name, same CA: only the dates are wrong, and the server checks them.",
+           ("Same key, name and CA: only the dates are wrong, and the server checks them.",
             "The server's log names the cause; the client only gets the alert.")),
     Lesson("not-authorized", "a valid client that this server does not allow",
            ("TLS worked: the server knows exactly who the client is (authentication).",
             "It is not on --allow, so the server answers 403 (authorization).")),
 ]
+
+
+LESSON_INTRO = (
+    "Six cases, each a real request to a real server.py. Who holds what: the server holds "
+    "{certs}/server.key and {certs}/server.crt, and trusts {certs}/ca.crt to vouch for clients "
+    "(--ca); the client holds {certs}/client.key and {certs}/client.crt, and trusts "
+    "{certs}/ca.crt to vouch for the server (--cacert). ca.crt is the certificate of my-ca, "
+    "whose key (ca.key) signed both the others.")
 
 
 # --- terminal output -----------------------------------------------------
@@ -354,7 +362,7 @@ class Screen:
     def command(self, words, prompt="$ "):
         """Print a command line that pastes: wrapped at spaces between words
         with ' \\' continuations, each word shell-quoted."""
-        for line in wrap_command([shlex.quote(w) for w in words], self.width, prompt):
+        for line in wrap_command(pair_options([shlex.quote(w) for w in words]), self.width, prompt):
             self.print(line)
 
     def output(self, text, empty="(no output)"):
@@ -387,6 +395,18 @@ def wrap(text, first_width, rest_width=None):
     if line.strip() or not lines:
         lines.append(line.rstrip())
     return lines
+
+
+def pair_options(words):
+    """Keep each option next to its value ("--cacert certs/ca.crt"), so a
+    wrapped command never leaves an option at the end of a line."""
+    units = []
+    for word in words:
+        if units and units[-1].startswith("-") and " " not in units[-1] and not word.startswith("-"):
+            units[-1] += " " + word
+        else:
+            units.append(word)
+    return units
 
 
 def wrap_command(words, width, prompt="$ ", indent="    "):
@@ -516,15 +536,16 @@ class ServerProcess:
 
     def case_lines(self, phrase, timeout=5):
         """The log lines about one connection, without timestamps: read until
-        one holds `phrase` or gives a verdict (rejected, forbidden), or until
-        nothing more comes within `timeout` seconds."""
+        one holds `phrase` or gives a verdict (rejected, forbidden, or accepted
+        when no 403 is expected), or until nothing comes within `timeout` s."""
+        verdicts = ("rejected", "forbidden") + (() if phrase == "forbidden" else ("accepted",))
         lines = []
         while True:
             line = self.next_line(timeout)
             if line is None:
                 return lines or ["(no log line)"]
             lines.append(line.split(" ", 1)[1])
-            if phrase in lines[-1] or lines[-1].startswith(("rejected", "forbidden")):
+            if phrase in lines[-1] or lines[-1].startswith(verdicts):
                 return lines
 
     def forget_old_lines(self):
@@ -573,7 +594,7 @@ def ensure_certificates(certs, target, verbose):
 # --- running one case ----------------------------------------------------
 
 Result = namedtuple("Result", "name expected observed ok")     # as mistakes/gallery.py's
-CaseRun = namedtuple("CaseRun", "result client_words client server_lines")
+CaseRun = namedtuple("CaseRun", "result client_words client server_lines tls12")
 
 
 def server_command(scenario, certs):
@@ -598,13 +619,13 @@ def observe_client(proc):
 
 def summarize_log_line(line):
     """The gist of a server log line, without the client's address and the
-    parenthesis: "accepted as cn:my-client", "rejected: <reason>"."""
+    parenthesis: "accepted as cn:my-client", or the reason for a refusal."""
     what, _, rest = line.partition(" ")
     if what not in ("accepted", "rejected", "forbidden"):
         return line
     if what == "accepted":
         return "accepted as " + rest.split(" as ", 1)[-1]
-    return what + ": " + rest.split(": ", 1)[-1].split(" (")[0]
+    return rest.split(": ", 1)[-1].split(" (")[0]
 
 
 def run_case(scenario, server, certs, opts):
@@ -628,15 +649,14 @@ def run_case(scenario, server, certs, opts):
     if opts.trace or opts.raw_trace:
         trace_case(scenario, server, certs, "1.3", opts)
     screen.why(scenario.why)
-    if opts.tls12:
-        rerun_tls12(scenario, server, certs, opts)
+    tls12 = rerun_tls12(scenario, server, certs, opts) if opts.tls12 else None
 
     observed = observe_client(proc)
     server_line = server_lines[-1]
     ok = observed == scenario.expect and scenario.server_says in server_line
     result = Result(scenario.name, (f"client: {scenario.expect}", f"server: {scenario.server_says}"),
                     (f"client: {observed}", f"server: {summarize_log_line(server_line)}"), ok)
-    return CaseRun(result, words, proc, server_lines)
+    return CaseRun(result, words, proc, server_lines, tls12)
 
 
 def run_curl(words, server, scenario):
@@ -646,8 +666,12 @@ def run_curl(words, server, scenario):
     done = run(words, timeout=30)
     screen.output(done.stdout + done.stderr)
     screen.print(f"   (curl exit {done.returncode})")
-    for line in server.case_lines(scenario.server_says):
+    lines = server.case_lines(scenario.server_says)
+    for line in lines:
         screen.say(line, "server log: ")
+    if done.returncode == 60 and lines[-1].startswith("accepted"):
+        screen.why("curl checks the server's name itself, after the handshake has completed: "
+                   "so server.py logged 'accepted', and then curl hung up without a request.")
     return done
 
 
@@ -698,22 +722,30 @@ def print_table(results):
 
 def rerun_tls12(scenario, server, certs, opts):
     """Replay a case with the client limited to TLS 1.2; print where the
-    handshake ended and what curl says. Return (sender, alert, curl exit)."""
+    handshake ended and what curl says. Return a Result for the table."""
     screen.print()
     screen.say("The same case, with the client limited to TLS 1.2:", code="1")
     steps = trace_case(scenario, server, certs, "1.2", opts, summary=True)
     sender, alert = first_fatal_alert(steps)
-    curl_exit = None
+    observed = [f"alert: {sender} sends {alert}" if alert else "alert: none"]
     if opts.curl:
         words = ["curl", "-sS", "--tls-max", "1.2"] + fill(scenario.client, certs, server.port)
-        curl_exit = run_curl(words, server, scenario).returncode
-        if scenario.tls12 and scenario.tls12[1] == "certificate_expired" and curl_exit == 60 \
-                and sender == "server":
+        done = run_curl(words, server, scenario)
+        said = re.search(r"alert ([a-z ]+?)(?:,|$)", done.stderr, re.M)
+        observed.append(f"curl: exit {done.returncode}"
+                        + (f", alert {said.group(1).replace(' ', '_')}" if said else ""))
+        if scenario.tls12[1] == "certificate_expired" and done.returncode == 60 and sender == "server":
             screen.why("curl exits 60 and says it failed to verify the legitimacy of the "
                        "server, but the server's certificate was fine: the server sent "
                        "certificate_expired about the client's certificate, and curl files "
                        "that alert under its own check of the server. Trust the server's log.")
-    return sender, alert, curl_exit
+    want_sender, want_alert, want_exit = scenario.tls12
+    expected = [f"alert: {want_sender} sends {want_alert}" if want_alert else "alert: none"]
+    if opts.curl:
+        expected.append(f"curl: exit {want_exit}")
+    ok = observed[0] == expected[0] and (not opts.curl or
+                                         observed[1].split(",")[0] == expected[1])
+    return Result("  + TLS 1.2", tuple(expected), tuple(observed), ok)
 
 
 # --- the handshake ladder ------------------------------------------------
@@ -736,7 +768,6 @@ NOTES = {
     ("<-", "CertificateVerify"): "signed with the server's key: it owns that certificate",
     ("->", "Certificate"): "the client's certificate chain",
     ("->", "CertificateVerify"): "signed with the client's key: it owns that certificate",
-    ("<-", "ChangeCipherSpec"): "",
     ("->", "ApplicationData"): "the HTTP request, encrypted",
     ("<-", "ApplicationData"): "the HTTP response, encrypted",
 }
@@ -773,44 +804,43 @@ def count_certificates(path):
         return 0
 
 
-def parse_trace(output):
-    """Turn s_client -trace output (its stdout) into Steps."""
-    steps, direction = [], None
-    for line in output.splitlines():
-        if line.startswith(("Sent Record", "Received Record")):
-            direction = "->" if line.startswith("Sent") else "<-"
-            continue
-        if not direction:
-            continue
-        if line.strip() == "Content Type = ChangeCipherSpec (20)":
-            steps.append(Step(direction, "ChangeCipherSpec", NOTES.get((direction, "ChangeCipherSpec"),
-                                                                       "switches to encryption")))
-        m = re.match(r"^ {4}(\w+), Length=(\d+)$", line)
-        if m:
+def parse_trace(output, version="1.3"):
+    """Turn s_client -trace output (its stdout) into Steps, record by record."""
+    steps = []
+    for record in re.split(r"\n(?=(?:Sent|Received) Record\n)", output)[1:]:
+        direction = "->" if record.startswith("Sent") else "<-"
+        outer = re.search(r"^  Content Type = (\w+)", record, re.M)
+        inner = re.search(r"^  Inner Content Type = (\w+)", record, re.M)
+        kind = (inner or outer).group(1) if (inner or outer) else ""
+        if kind == "ChangeCipherSpec":
+            note = ("no meaning in TLS 1.3: sent for old middleboxes (RFC 8446 D.4)"
+                    if version == "1.3" else "from here on, this side encrypts")
+            steps.append(Step(direction, "ChangeCipherSpec", note))
+        elif kind == "ApplicationData":
+            if not steps or steps[-1].message != "ApplicationData" or steps[-1].direction != direction:
+                steps.append(Step(direction, "ApplicationData", NOTES[(direction, "ApplicationData")]))
+        for m in re.finditer(r"^ {4}(\w+), Length=(\d+)$", record, re.M):
             name, length = m.group(1), int(m.group(2))
             note = NOTES.get((direction, name), "")
             if direction == "->" and name == "Certificate" and length <= 4:
                 name, note = "Certificate (empty)", "the client has no certificate to send"
             steps.append(Step(direction, name, note))
-        m = re.match(r"^ +Level=(\w+)\(\d\), description=.*\((\d+)\)$", line)
-        if m:
+        for m in re.finditer(r"^ +Level=(\w+)\(\d\), description=.*\((\d+)\)$", record, re.M):
             alert = ALERTS.get(int(m.group(2)), f"alert {m.group(2)}")
             steps.append(Step(direction, f"Alert {alert} ({m.group(1)})", ""))
-        if "Inner Content Type = ApplicationData" in line:
-            if not steps or steps[-1] != Step(direction, "ApplicationData", NOTES[(direction, "ApplicationData")]):
-                steps.append(Step(direction, "ApplicationData", NOTES[(direction, "ApplicationData")]))
     return steps
 
 
 def run_trace(command):
     """Run s_client with one HTTP request (Connection: close, so it ends);
     return (parsed steps, raw output)."""
+    version = "1.2" if "-tls1_2" in command else "1.3"
     request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     try:
         done = subprocess.run(command, input=request, capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
         return [], "(openssl s_client did not finish within 20 s)"
-    return parse_trace(done.stdout), done.stdout + done.stderr
+    return parse_trace(done.stdout, version), done.stdout + done.stderr
 
 
 def first_fatal_alert(steps):
@@ -850,8 +880,8 @@ def describe_replay(steps, version):
 def draw_ladder(steps, width):
     """The steps as a client<->server ladder, notes on the right when there
     is room, else under each arrow. Returns the lines."""
-    rungs = max([len(s.message) + 8 for s in steps] + [36])
-    rungs = min(max(rungs, 36), max(width - 4, 36))
+    rungs = max([len(s.message) + 8 for s in steps] + [40])      # 40: the marker fits
+    rungs = min(rungs, max(width - 4, 40))
     beside = width - rungs - 4 >= 26                    # room for notes on the right
     lines = ["client" + " " * (rungs - 10) + "server"]
     bar = "|" + " " * (rungs - 2) + "|"
@@ -1034,12 +1064,13 @@ def cleartext_case(server, certs):
             name_at = sent.find(b"my-client", where)
             screen.output("\n".join(hex_lines(sent, max(name_at - 8, where))))
         else:
+            also = "nor is the text 'my-client'" if b"my-client" not in sent else \
+                "but the text 'my-client' is"
             screen.say(f"TLS {name}: the response was {status!r}. The client sent {len(sent)} "
-                       f"bytes; the certificate is not among them, and neither is the text "
-                       f"'my-client' ({'absent' if b'my-client' not in sent else 'present'}).")
-    screen.why("TLS 1.2 starts encrypting only after the Finished messages, and the client "
-               "sends its Certificate before them: whoever watches the network learns who "
-               "connects. TLS 1.3 encrypts every handshake message after ServerHello, the "
+                       f"bytes; the certificate is not among them, {also}.")
+    screen.why("TLS 1.2 turns encryption on only at the end of the handshake (ChangeCipherSpec, "
+               "then Finished), and the client sends its Certificate before that: whoever "
+               "watches the network learns who connects. TLS 1.3 encrypts every handshake message after ServerHello, the "
                "client's certificate included.")
     observed = (f"TLS 1.2: {'seen' if found['1.2'] else 'not seen'}",
                 f"TLS 1.3: {'seen' if found['1.3'] else 'not seen'}")
@@ -1370,6 +1401,9 @@ def run_plan(plan, args):
         if kind != "exhibit" and options not in servers:
             servers[options] = ServerProcess(options)
 
+    if args.mode == "lesson":
+        screen.print()
+        screen.say(LESSON_INTRO.format(certs=certs))
     results, runs, pauser = [], [], Pauser(args.pause)
     lessons = {lesson.name: lesson for lesson in LESSON}
     try:
@@ -1397,7 +1431,7 @@ def run_plan(plan, args):
                 continue
             case = run_case(scenario, servers[tuple(server_command(scenario, certs))], certs, args)
             runs.append(case)
-            results.append(case.result)
+            results += [case.result] + ([case.tls12] if case.tls12 else [])
             if args.mode == "lesson":
                 saw = lessons[name].saw
                 screen.say(saw[0], "What you just saw: ", code="1")
