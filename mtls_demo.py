@@ -298,7 +298,7 @@ LESSON = [
             "It hung up in the handshake; the server's log only says it was refused.")),
     Lesson("no-client-cert", "the client shows no certificate",
            ("The server asked (CertificateRequest), got none, and sent certificate_required.",
-            "Under TLS 1.3 the client's handshake was done by then: it hears at its first read.")),
+            "Under TLS 1.3 the client had finished its handshake: it hears at its first read.")),
     Lesson("other-ca", "a certificate from another CA, claiming to be my-client",
            ("Anyone can write CN=my-client into a certificate: the signature is what counts.",
             "The server could not chain it to my-ca, the only CA it trusts: alert unknown_ca.")),
@@ -398,29 +398,38 @@ def wrap(text, first_width, rest_width=None):
 
 
 def pair_options(words):
-    """Keep each option next to its value ("--cacert certs/ca.crt"), so a
-    wrapped command never leaves an option at the end of a line."""
+    """Group each option with its value (["--cacert", "certs/ca.crt"]), so
+    that a wrapped command keeps them on one line when it can."""
     units = []
     for word in words:
-        if units and units[-1].startswith("-") and " " not in units[-1] and not word.startswith("-"):
-            units[-1] += " " + word
+        if units and len(units[-1]) == 1 and units[-1][0].startswith("-") and not word.startswith("-"):
+            units[-1].append(word)
         else:
-            units.append(word)
+            units.append([word])
     return units
 
 
-def wrap_command(words, width, prompt="$ ", indent="    "):
-    """Lay words out as shell lines of at most `width` columns, ending every
-    line but the last with ' \\' so that the whole pastes as one command.
-    A word longer than a line stands alone on its line (it cannot be split)."""
-    lines, line = [], prompt + words[0]
-    for word in words[1:]:
-        if len(line) + 1 + len(word) + 2 <= width:
-            line += " " + word
-        else:
-            lines.append(line + " \\")
-            line = indent + word
+def wrap_command(units, width, prompt="$ ", indent="    "):
+    """Lay units (lists of words) out as shell lines of at most `width`
+    columns, ending every line but the last with ' \\' so that the whole
+    pastes as one command. A unit too long for a line is split into its
+    words; a word too long for a line stands alone (it cannot be split)."""
+    lines, line = [], prompt + " ".join(units[0])
+    for unit in units[1:]:
+        text = " ".join(unit)
+        if len(line) + 1 + len(text) + 2 > width and len(indent + text) + 2 > width and len(unit) > 1:
+            for word in unit:
+                lines, line = add_word(lines, line, word, width, indent)
+            continue
+        lines, line = add_word(lines, line, text, width, indent)
     return lines + [line]
+
+
+def add_word(lines, line, text, width, indent):
+    """Append text to the current line, or end it with ' \\' and start a new one."""
+    if len(line) + 1 + len(text) + 2 <= width:
+        return lines, line + " " + text
+    return lines + [line + " \\"], indent + text
 
 
 screen = Screen()          # replaced in main() by one set up from the options
@@ -1386,6 +1395,7 @@ def run_plan(plan, args):
     article_only = kinds == {"scenario"} and set(names) <= set(ARTICLE_CASES)
     ensure_certificates(certs, "certs" if article_only or kinds == {"demo"} else "scenarios",
                         args.verbose)
+    args.no_curl = args.no_curl or args.markdown          # the table has no curl column
     args.curl = not args.no_curl and shutil.which("curl") is not None
     if not args.no_curl and not args.curl:
         screen.say("note: curl is not installed, so the curl commands are left out "
