@@ -223,9 +223,10 @@ SCENARIOS = [
         ["--allow", "cn:my-client"], ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/other-client.crt",
                                    "--key", "{certs}/other-client.key", "{url}"],
         "HTTP 403 Forbidden", "forbidden",
-        "TLS authenticated the client: its certificate is valid and names "
-        "spiffe://example.org/other-client. Authorization is a separate, later decision: "
-        "this server lets in only my-client, so it answers 403 over the working connection.",
+        "TLS authenticated the client: its certificate is valid, and its identity is "
+        "uri:spiffe://example.org/other-client. Authorization is a separate, later decision: "
+        "this server lets in only cn:my-client (--allow), so it answers 403 over the working "
+        "connection, and closes it.",
         does="shows a valid certificate that is not on `--allow`",
         cause="authenticated, but not authorized", fix="add its identity to `--allow`",
         tls12=(None, None, 0)),
@@ -235,9 +236,9 @@ SCENARIOS = [
         ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/other-client.crt",
          "--key", "{certs}/other-client.key", "{url}"],
         "ok", "accepted",
-        "The server names a client by its subjectAltName when it has one (a URI here, as "
-        "SPIFFE service meshes use), and by its CN only otherwise. Allow-list the identity "
-        "the certificate actually carries.",
+        "A client's identities are its subjectAltName entries, each with its type (a URI "
+        "here, as SPIFFE service meshes use), and its CN only when it has no SAN. --allow "
+        "takes them in the spelling the log prints: uri:spiffe://example.org/other-client.",
         does="is allowed by its URI identity", cause="`--allow` names its URI SAN",
         fix="-", tls12=(None, None, 0)),
     Scenario(
@@ -634,7 +635,7 @@ def summarize_log_line(line):
         return line
     if what == "accepted":
         return "accepted as " + rest.split(" as ", 1)[-1]
-    return rest.split(": ", 1)[-1].split(" (")[0]
+    return re.sub(r" \([^()]*\)", "", rest.split(": ", 1)[-1])
 
 
 def run_case(scenario, server, certs, opts):
@@ -1111,7 +1112,7 @@ def server_logs(lines):
     the client's address and for a closing parenthesis."""
     line = lines[-1]
     line = re.sub(r"^(\w+) \S+:\d+", r"\1 ...", line)
-    line = re.sub(r" \([^()]*\)$", " (...)", line)
+    line = re.sub(r" \([^()]*\)", " (...)", line)
     return f"`{line}`"
 
 
