@@ -268,7 +268,7 @@ ifeq ($(FULL),)
 	    /Authentication/ { gsub(/TLS Web Server Authentication/, "serverAuth"); \
 	                       gsub(/TLS Web Client Authentication/, "clientAuth"); \
 	                       gsub(/^ +/, ""); e = $$0 } \
-	    END { printf "%s  by %s  until %s  EKU: %s\n", s, i, n, (e == "" ? "none" : e) }'; \
+	    END { printf "%s by %s, until %s, EKU: %s\n", s, i, n, (e == "" ? "none" : e) }'; \
 	done
 	@echo "Next: make inspect FULL=1   (every field), then make test   (the proof)"
 else
