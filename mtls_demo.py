@@ -336,7 +336,7 @@ class Screen:
     """Prints wrapped, optionally coloured text at a given width."""
 
     def __init__(self, width=100, colour=False, quiet=False):
-        self.width, self.colour, self.quiet = max(width, 40), colour, quiet
+        self.width, self.colour, self.quiet = max(width, 60), colour, quiet
 
     def paint(self, text, code):
         """Wrap text in an ANSI colour code when colour is on."""
@@ -1191,17 +1191,38 @@ modifiers (with a run of cases):
   --width N --pause
 
 examples:
-  {p}                          # the article's three cases
-  {p} expired-client revoked   # two scenarios, in this order
-  {p} --lesson --pause         # teach it: Enter between the six cases
-  {p} --trace no-client-cert   # draw the handshake as a ladder
-  {p} --tls1.2 expired-client  # the same case under TLS 1.2
-  {p} cleartext-cert           # TLS 1.2 shows the client certificate
-  {p} --all --width 80         # every scenario, at 80 columns
-  {p} --markdown > gallery.md  # the README's gallery table, from real runs
-  {p} --check --cacert certs/ca.crt --cert certs/client.crt \\
-      --key certs/client.key https://localhost:3000/
-"""
+{examples}"""
+
+
+EXAMPLE_LINES = [
+    ("", "the article's three cases"),
+    ("expired-client revoked", "two scenarios, in this order"),
+    ("--lesson --pause", "teach: Enter between cases"),
+    ("--trace no-client-cert", "the handshake, as a ladder"),
+    ("--tls1.2 expired-client", "the same under TLS 1.2"),
+    ("cleartext-cert", "TLS 1.2 shows the certificate"),
+    ("--all --width 80", "every scenario, 80 columns"),
+    ("--markdown > gallery.md", "the README's gallery table"),
+]
+
+
+def examples():
+    """The worked examples of --help: comments beside the commands when they
+    fit in 100 columns, else above them (a long interpreter path)."""
+    p, lines = program(), []
+    for args, comment in EXAMPLE_LINES:
+        command = f"  {p} {args}".rstrip()
+        if len(p) + 2 + 26 + 4 + len(comment) <= 100:
+            lines.append(f"{command:{len(p) + 2 + 26}}  # {comment}")
+        else:
+            lines += [f"  # {comment}", command]
+    certs = shown_path(os.path.join(HERE, "certs"))
+    words = shlex.split(p) + ["--check", "--cacert", f"{certs}/ca.crt", "--cert",
+                              f"{certs}/client.crt", "--key", f"{certs}/client.key",
+                              "https://localhost:3000/"]
+    lines.append("  # check your own files, and a running server")
+    lines += wrap_command(pair_options([shlex.quote(w) for w in words]), 100, "  ", "      ")
+    return "\n".join(lines) + "\n"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -1215,10 +1236,10 @@ def make_parser():
     """The demo's options (designed once: see EXAMPLES and the README)."""
     p = ArgumentParser(prog=program(), allow_abbrev=False,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       usage="%(prog)s [NAME ...] [--all | --lesson | --mistakes | --list | --check] "
+                       usage="%(prog)s [NAME ...] [--all|--lesson|--mistakes|--list|--check] "
                              "[modifiers]",
                        description="Run mutual TLS for real: success and failures, explained.",
-                       epilog=EXAMPLES.format(p=program()))
+                       epilog=EXAMPLES.format(examples=examples()))
     p.add_argument("names", nargs="*", metavar="NAME", help="scenarios, demonstrations or exhibits "
                    "to run, in this order (see --list)")
     mode = p.add_argument_group("modes")
@@ -1293,8 +1314,8 @@ def parse_args(argv):
             p.error(f"{option(dest)} does not apply to {option(mode)}")
         if getattr(args, dest) and mode == "mistakes" and dest not in ("verbose", "no_curl", "pause"):
             p.error(f"{option(dest)} applies to scenarios, not to --mistakes")
-    if args.width is not None and args.width < 40:
-        p.error(f"--width {args.width} is too narrow: use 40 or more")
+    if args.width is not None and args.width < 60:
+        p.error(f"--width {args.width} is too narrow: use 60 or more")
     args.mode, args.urls = mode, urls
     args.names = names
     return args
