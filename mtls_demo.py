@@ -296,7 +296,7 @@ LESSON = [
             "The server knows the client is my-client; the client knows it reached localhost.")),
     Lesson("no-cacert", "the client does not trust the server's CA",
            ("The client checks the server first: without --cacert it trusts only system CAs.",
-            "It hung up in the handshake; the server's log only says it was refused.")),
+            "It hung up in the handshake; the server logs that the client did not trust it.")),
     Lesson("no-client-cert", "the client shows no certificate",
            ("The server asked (CertificateRequest), got none, and sent certificate_required.",
             "Under TLS 1.3 the client had finished its handshake: it hears at its first read.")),
@@ -772,7 +772,7 @@ ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac",
           109: "missing_extension", 112: "unrecognized_name", 116: "certificate_required"}
 
 NOTES = {
-    ("<-", "ServerHello"): "the server picks the version and keys",
+    ("<-", "ServerHello"): "the server picks the TLS version and the cipher",
     ("<-", "Certificate"): "the server's certificate chain",
     ("<-", "CertificateRequest"): "the server asks for a client certificate: mTLS",
     ("<-", "CertificateVerify"): "signed with the server's key: it owns that certificate",
@@ -1443,9 +1443,10 @@ def run_plan(plan, args):
             if number > 1:
                 pauser.wait(f"case {number} of {len(plan)}")
             if kind == "exhibit":
-                screen.heading(f"{name}: an exhibit of the mistakes gallery")
-                result = load_gallery().run_exhibit(name, os.path.abspath(args.certs),
-                                                    width=screen.width)
+                gallery = load_gallery()
+                title = next(e.title for e in gallery.EXHIBITS if e.name == name)
+                screen.heading(f"{name}: {title} (mistakes gallery)")
+                result = gallery.run_exhibit(name, os.path.abspath(args.certs), width=screen.width)
                 results.append(Result(*result))
                 continue
             if kind == "demo":
