@@ -1344,16 +1344,14 @@ def resolve_names(names):
             plan.append(("demo", name))
         else:
             gallery = gallery or load_gallery()
-            if gallery is None:
-                raise DemoError("unknown name", f"{name!r} is not a scenario, and the mistakes "
-                                f"gallery (mistakes/gallery.py) is not built yet",
-                                f"see {program()} --list")
-            exhibits = [e.name for e in gallery.EXHIBITS]
+            exhibits = [e.name for e in gallery.EXHIBITS] if gallery else []
             if name not in exhibits:
                 known = list(SCENARIO_BY_NAME) + list(DEMOS) + exhibits
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise DemoError("unknown name", f"{name!r} is not a scenario or an exhibit",
+                what = "a scenario or an exhibit" if gallery else \
+                    "a scenario (and the mistakes gallery, mistakes/gallery.py, is not built yet)"
+                raise DemoError("unknown name", f"{name!r} is not {what}",
                                 f"{hint}see {program()} --list")
             plan.append(("exhibit", name))
     return plan
@@ -1502,8 +1500,10 @@ def main(argv=None):
             checker = globals().get("check_certificates")
             if checker is None:
                 raise DemoError("not built yet", "--check (checking your own certificates) is "
-                                "not built yet", f"meanwhile: openssl verify -CAfile "
-                                f"{shlex.quote(args.cacert)} {shlex.quote(args.cert or args.cacert)}")
+                                "not built yet", "meanwhile: " + (
+                                    f"openssl verify -CAfile {shlex.quote(args.cacert)} "
+                                    f"{shlex.quote(args.cert)}" if args.cert else
+                                    f"openssl x509 -in {shlex.quote(args.cacert)} -noout -text"))
             return checker(args.cacert, args.cert, args.key, args.urls[0] if args.urls else None)
         return run_plan(choose_plan(args), args)
     except DemoError as exc:
