@@ -68,7 +68,10 @@ class CertificatesTest(unittest.TestCase):
         self.assertIn("Version: 3", text)
         self.assertRegex(text, r"DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1")
         self.assertRegex(text, r"Extended Key Usage:\s+TLS Web Server Authentication\n")
-        self.assertRegex(text, r"Key Usage: critical\s+Digital Signature, Key Encipherment")
+        # keyEncipherment only for an RSA key (TLS 1.2 RSA key exchange); an EC key only signs.
+        rsa = "rsaEncryption" in text
+        self.assertRegex(text, r"Key Usage: critical\s+Digital Signature" +
+                         (r", Key Encipherment" if rsa else r"\n"))
         self.assertIn("Authority Key Identifier", text)
 
     def test_client_extensions_are_client_only(self):
