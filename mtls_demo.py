@@ -1254,7 +1254,8 @@ def make_parser():
     check.add_argument("--key", metavar="KEY", help="its private key")
     mod = p.add_argument_group("modifiers")
     mod.add_argument("--tls1.2", dest="tls12", action="store_true",
-                     help="rerun each case with the client limited to TLS 1.2")
+                     help="rerun each case with the client limited to TLS 1.2, then show "
+                          "the client certificate in clear (cleartext-cert)")
     mod.add_argument("--trace", action="store_true",
                      help="draw each handshake as a ladder, from openssl s_client -trace")
     mod.add_argument("--raw-trace", action="store_true", help="print s_client -trace's raw output")
@@ -1505,7 +1506,12 @@ def main(argv=None):
                                     f"{shlex.quote(args.cert)}" if args.cert else
                                     f"openssl x509 -in {shlex.quote(args.cacert)} -noout -text"))
             return checker(args.cacert, args.cert, args.key, args.urls[0] if args.urls else None)
-        return run_plan(choose_plan(args), args)
+        plan = choose_plan(args)
+        # --tls1.2 shows both differences: the verdict inside the handshake
+        # (each case's rerun), and the client certificate in clear (the relay).
+        if args.tls12 and not args.markdown and ("demo", "cleartext-cert") not in plan:
+            plan.append(("demo", "cleartext-cert"))
+        return run_plan(plan, args)
     except DemoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
