@@ -581,8 +581,9 @@ def ensure_certificates(certs, target, verbose):
     say so in one line (with --verbose: every openssl command it ran)."""
     for tool in ("make", "openssl"):
         if shutil.which(tool) is None:
-            raise DemoError("missing tool", f"'{tool}' is not installed, and the demo builds its "
-                            f"certificates with make and openssl", "apt-get install make openssl")
+            raise DemoError("missing tool", f"this demo needs 'make' and 'openssl' to build its "
+                            f"certificates, and '{tool}' is not installed",
+                            "apt-get install make openssl")
     done = subprocess.run(["make", "-C", HERE, f"CERTS={os.path.abspath(certs)}", target],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
