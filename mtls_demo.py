@@ -351,9 +351,8 @@ class Screen:
         """Print prose wrapped to the width; `first` starts the first line
         (painted with `code`), `rest` indents the others."""
         rest = " " * len(first) if rest is None else rest
-        lines = wrap(text, self.width - len(first), self.width - len(rest))
-        for i, line in enumerate(lines):
-            self.print((self.paint(first, code) if i == 0 else rest) + line)
+        for i, line in enumerate(wrap(text, self.width, first, rest)):
+            self.print(self.paint(first, code) + line[len(first):] if i == 0 else line)
 
     def heading(self, text):
         """A case's title line, bold, after a blank line."""
@@ -376,26 +375,12 @@ class Screen:
         self.say(text, "why: ", code="1")
 
 
-def wrap(text, first_width, rest_width=None):
-    """Split text into lines of at most first_width (then rest_width)
-    characters, at spaces when possible; never drop a character."""
-    rest_width = first_width if rest_width is None else rest_width
-    if len(text) <= first_width:
-        return [text]
-    lines, line = [], ""
-    for word in re.split(r"(?<= )", text):        # keep each word's trailing space
-        limit = first_width if not lines else rest_width
-        if line and len((line + word).rstrip()) > limit:
-            lines.append(line.rstrip())
-            line = ""
-            limit = rest_width
-        while len(word.rstrip()) > limit:         # a word longer than a line: split it
-            lines.append(word[:limit])
-            word, limit = word[limit:], rest_width
-        line += word
-    if line.strip() or not lines:
-        lines.append(line.rstrip())
-    return lines
+def wrap(text, width, first="", rest=""):
+    """Split text into lines of at most `width` columns, the first starting
+    with `first`, the others with `rest`; at spaces when possible, and a
+    word longer than a line is split: nothing is ever cut off."""
+    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
+                         break_on_hyphens=False) or [first.rstrip()]
 
 
 def pair_options(words):
@@ -403,7 +388,8 @@ def pair_options(words):
     that a wrapped command keeps them on one line when it can."""
     units = []
     for word in words:
-        if units and len(units[-1]) == 1 and units[-1][0].startswith("-") and not word.startswith("-"):
+        after_option = units and len(units[-1]) == 1 and units[-1][0].startswith("-")
+        if after_option and not word.startswith("-"):
             units[-1].append(word)
         else:
             units.append([word])
@@ -418,7 +404,8 @@ def wrap_command(units, width, prompt="$ ", indent="    "):
     lines, line = [], prompt + " ".join(units[0])
     for unit in units[1:]:
         text = " ".join(unit)
-        if len(line) + 1 + len(text) + 2 > width and len(indent + text) + 2 > width and len(unit) > 1:
+        too_long = len(line) + 1 + len(text) + 2 > width and len(indent + text) + 2 > width
+        if too_long and len(unit) > 1:
             for word in unit:
                 lines, line = add_word(lines, line, word, width, indent)
             continue
@@ -532,7 +519,8 @@ class ServerProcess:
         if self.shown:
             return
         self.shown = True
-        screen.say(f"The demo started this server in the background (port 0: it chose {self.port}):")
+        screen.say(f"The demo started this server in the background "
+                   f"(port 0: it chose {self.port}):")
         screen.command(self.command)
         for warning in self.warnings:
             screen.say(warning, "server log: ")
@@ -665,7 +653,8 @@ def run_case(scenario, server, certs, opts):
     observed = observe_client(proc)
     server_line = server_lines[-1]
     ok = observed == scenario.expect and scenario.server_says in server_line
-    result = Result(scenario.name, (f"client: {scenario.expect}", f"server: {scenario.server_says}"),
+    result = Result(scenario.name,
+                    (f"client: {scenario.expect}", f"server: {scenario.server_says}"),
                     (f"client: {observed}", f"server: {summarize_log_line(server_line)}"), ok)
     return CaseRun(result, words, proc, server_lines, tls12)
 
@@ -717,7 +706,7 @@ def print_table(results):
     screen.print()
     for row in rows:
         cells = [sum((wrap(line, widths[i]) for line in row[i].splitlines() or [""]), [])
-                 for i in range(4)]
+                 for i in range(4)]      # each cell wrapped to its column
         for n in range(max(len(c) for c in cells)):
             parts = [(c[n] if n < len(c) else "").ljust(widths[i]) for i, c in enumerate(cells)]
             colour = {"yes": "32", "NO": "31"}.get(parts[3].strip()) if n == 0 else None
@@ -736,7 +725,7 @@ def rerun_tls12(scenario, server, certs, opts):
     handshake ended and what curl says. Return a Result for the table."""
     screen.print()
     screen.say("The same case, with the client limited to TLS 1.2:", code="1")
-    steps = trace_case(scenario, server, certs, "1.2", opts, summary=True)
+    steps = trace_case(scenario, server, certs, "1.2", opts)
     sender, alert = first_fatal_alert(steps)
     observed = [f"alert: {sender} sends {alert}" if alert else "alert: none"]
     if opts.curl:
@@ -745,7 +734,8 @@ def rerun_tls12(scenario, server, certs, opts):
         said = re.search(r"alert ([a-z ]+?)(?:,|$)", done.stderr, re.M)
         observed.append(f"curl: exit {done.returncode}"
                         + (f", alert {said.group(1).replace(' ', '_')}" if said else ""))
-        if scenario.tls12[1] == "certificate_expired" and done.returncode == 60 and sender == "server":
+        expired = scenario.tls12[1] == "certificate_expired" and sender == "server"
+        if expired and done.returncode == 60:
             screen.why("curl exits 60 and says it failed to verify the legitimacy of the "
                        "server, but the server's certificate was fine: the server sent "
                        "certificate_expired about the client's certificate, and curl files "
@@ -753,7 +743,8 @@ def rerun_tls12(scenario, server, certs, opts):
     want_sender, want_alert, want_exit = scenario.tls12
     expected = [f"alert: {want_sender} sends {want_alert}" if want_alert else "alert: none"]
     if opts.curl:       # curl names the alert only when it exits 35 (a TLS error)
-        expected.append(f"curl: exit {want_exit}" + (f", alert {want_alert}" if want_exit == 35 else ""))
+        named = f", alert {want_alert}" if want_exit == 35 else ""
+        expected.append(f"curl: exit {want_exit}{named}")
     ok = observed == expected
     return Result("  + TLS 1.2", tuple(expected), tuple(observed), ok)
 
@@ -827,8 +818,9 @@ def parse_trace(output, version="1.3"):
                     if version == "1.3" else "from here on, this side encrypts")
             steps.append(Step(direction, "ChangeCipherSpec", note))
         elif kind == "ApplicationData":
-            if not steps or steps[-1].message != "ApplicationData" or steps[-1].direction != direction:
-                steps.append(Step(direction, "ApplicationData", NOTES[(direction, "ApplicationData")]))
+            data = Step(direction, "ApplicationData", NOTES[(direction, "ApplicationData")])
+            if not steps or steps[-1] != data:          # one arrow for several records
+                steps.append(data)
         for m in re.finditer(r"^ {4}(\w+), Length=(\d+)$", record, re.M):
             name, length = m.group(1), int(m.group(2))
             note = NOTES.get((direction, name), "")
@@ -927,15 +919,14 @@ def attach_note(arrow, note, width, beside, bar):
     if not note:
         return [arrow]
     if beside:
-        parts = wrap(note, width - len(arrow) - 2)
-        return [arrow + "  " + parts[0]] + [bar + "  " + p for p in parts[1:]]
-    return [arrow] + [bar.rstrip("|")[:4] + p for p in wrap(note, width - 6)]
+        return wrap(note, width, arrow + "  ", bar + "  ")
+    return [arrow] + wrap(note, width, "|   ", "|   ")
 
 
-def trace_case(scenario, server, certs, version, opts, summary=False):
+def trace_case(scenario, server, certs, version, opts):
     """Replay one scenario with openssl s_client -trace; draw the ladder
-    (--trace), print the raw output (--raw-trace), or just one sentence
-    (summary). Returns the steps."""
+    (--trace), print the raw output (--raw-trace), and say in one sentence
+    where the handshake ended. Returns the steps."""
     command = s_client_command(fill(scenario.client, certs, server.port),
                                version if version == "1.2" else None)
     if shutil.which("openssl") is None:
@@ -1080,8 +1071,8 @@ def cleartext_case(server, certs):
                        f"bytes; the certificate is not among them, {also}.")
     screen.why("TLS 1.2 turns encryption on only at the end of the handshake (ChangeCipherSpec, "
                "then Finished), and the client sends its Certificate before that: whoever "
-               "watches the network learns who connects. TLS 1.3 encrypts every handshake message after ServerHello, the "
-               "client's certificate included.")
+               "watches the network learns who connects. TLS 1.3 encrypts every handshake "
+               "message after ServerHello, the client's certificate included.")
     observed = (f"TLS 1.2: {'seen' if found['1.2'] else 'not seen'}",
                 f"TLS 1.3: {'seen' if found['1.3'] else 'not seen'}")
     return Result("cleartext-cert", ("TLS 1.2: seen", "TLS 1.3: not seen"), observed,
@@ -1094,7 +1085,8 @@ def cleartext_case(server, certs):
 # runs (--markdown), so the README cannot quote a message the code does not
 # print: tests/test_demo.py compares the two.
 
-MARKDOWN_HEADER = ["scenario", "what the student does", "client.py says", "server logs", "cause", "fix"]
+MARKDOWN_HEADER = ["scenario", "what the student does", "client.py says", "server logs",
+                   "cause", "fix"]
 
 
 def client_says(proc):
@@ -1313,7 +1305,8 @@ def parse_args(argv):
     for dest in RUN_MODIFIERS:
         if getattr(args, dest) and mode in ("list", "check"):
             p.error(f"{option(dest)} does not apply to {option(mode)}")
-        if getattr(args, dest) and mode == "mistakes" and dest not in ("verbose", "no_curl", "pause"):
+        scenario_only = dest not in ("verbose", "no_curl", "pause")
+        if getattr(args, dest) and mode == "mistakes" and scenario_only:
             p.error(f"{option(dest)} applies to scenarios, not to --mistakes")
     if args.width is not None and args.width < 60:
         p.error(f"--width {args.width} is too narrow: use 60 or more")

@@ -16,11 +16,10 @@ import shlex
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 import unittest
 
-from tests.support import PYTHON, ROOT, RunningServer, path, pki, run_script
+from tests.support import PYTHON, ROOT, RunningServer, path, pki
 
 import mtls_demo
 
@@ -72,7 +71,7 @@ class LessonRunTest(unittest.TestCase):
     def test_lesson_runs_six_cases_in_teaching_order(self):
         self.assertEqual(self.done.returncode, 0, self.done.stdout[-3000:] + self.done.stderr)
         headings = re.findall(r"^== Case (\d) of 6: .* \(([a-z-]+)\)$", self.done.stdout, re.M)
-        self.assertEqual([name for _, name in headings], [lesson.name for lesson in mtls_demo.LESSON])
+        self.assertEqual([name for _, name in headings], [l.name for l in mtls_demo.LESSON])
         self.assertEqual([n for n, _ in headings], ["1", "2", "3", "4", "5", "6"])
 
     def test_each_case_ends_with_two_lines_of_what_you_just_saw(self):
@@ -80,7 +79,8 @@ class LessonRunTest(unittest.TestCase):
         starts = [i for i, line in enumerate(lines) if line.startswith("What you just saw: ")]
         self.assertEqual(len(starts), 6)
         for i in starts:
-            self.assertTrue(lines[i + 1].startswith(" " * 19) and lines[i + 1].strip(), lines[i + 1])
+            second = lines[i + 1]
+            self.assertTrue(second.startswith(" " * 19) and second.strip(), second)
             self.assertFalse(lines[i + 2].startswith(" " * 19), "three lines, not two")
 
     def test_no_line_is_wider_than_100_columns_and_no_colour(self):
@@ -224,7 +224,8 @@ class PasteTest(unittest.TestCase):
             command[-1] = re.sub(r":\d+/", f":{srv.port}/", command[-1])
             pasted = subprocess.run(shlex.join(command), shell=True, cwd=folder,
                                     capture_output=True, text=True, timeout=30)
-        self.assertEqual((pasted.returncode, pasted.stdout), (0, "Hello, my-client\n"), pasted.stderr)
+        self.assertEqual((pasted.returncode, pasted.stdout), (0, "Hello, my-client\n"),
+                         pasted.stderr)
 
     def test_server_that_does_not_start_gives_one_error_line(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -270,7 +271,8 @@ class LadderTest(unittest.TestCase):
         for step in [("->", "ClientHello"), ("<-", "ServerHello"), ("<-", "CertificateRequest"),
                      ("->", "Certificate"), ("->", "CertificateVerify"), ("->", "Finished")]:
             self.assertIn(step, pairs)
-        self.assertLess(pairs.index(("<-", "CertificateRequest")), pairs.index(("->", "CertificateVerify")))
+        self.assertLess(pairs.index(("<-", "CertificateRequest")),
+                        pairs.index(("->", "CertificateVerify")))
         self.assertTrue(any("handshake complete" in line for line in ladder))
         self.assertFalse(any("the failure" in line for line in ladder))
         self.assertTrue(all(len(line) <= 96 for line in ladder))
@@ -346,7 +348,7 @@ class WrapTest(unittest.TestCase):
 
     def test_wrap_keeps_every_character(self):
         text = "word " * 40 + "x" * 130 + " tail"
-        lines = mtls_demo.wrap(text, 50)
+        lines = mtls_demo.wrap(text, 50)     # textwrap, breaking long words
         self.assertTrue(all(len(line) <= 50 for line in lines))
         self.assertEqual("".join(lines).replace(" ", ""), text.replace(" ", ""))
 
