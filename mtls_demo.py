@@ -1501,6 +1501,12 @@ def main(argv=None):
                                     f"openssl x509 -in {shlex.quote(args.cacert)} -noout -text"))
             return checker(args.cacert, args.cert, args.key, args.urls[0] if args.urls else None)
         plan = choose_plan(args)
+        others = [name for kind, name in plan if kind != "scenario"]
+        if args.markdown and others:
+            raise DemoError("bad option", f"--markdown makes the failure-gallery table, of "
+                            f"scenarios only, and {others[0]!r} is not one",
+                            f"leave it out: {program()} --markdown "
+                            + " ".join(n for k, n in plan if k == "scenario"))
         # --tls1.2 shows both differences: the verdict inside the handshake
         # (each case's rerun), and the client certificate in clear (the relay).
         if args.tls12 and not args.markdown and ("demo", "cleartext-cert") not in plan:
