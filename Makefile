@@ -240,27 +240,41 @@ demo: ## run the story: the success and each failure, explained
 	$(PYTHON) mtls_demo.py --certs $(CERTS)
 	@echo "Next: python3 mtls_demo.py --all   (every scenario), then make inspect"
 
-# First a summary per certificate (who, signed by whom, when, for what),
-# then the full text. Scenario certificates are included once they exist.
+# make inspect: one line per certificate: its file, who it names (subject),
+# who signed it (issuer), when it expires (notAfter), and what it may be
+# used for (extendedKeyUsage; none on a CA, or on the article's v1 leaves).
+# One shell loop, echoed once, runs one openssl command per certificate.
+# make inspect FULL=1: every certificate in full (openssl x509 -text), one
+# echoed command each. Scenario certificates are included once they exist.
 SCENARIO_CRTS := $(addprefix $(CERTS)/,rogue-ca.crt rogue-client.crt expired-client.crt \
 	expired-server.crt elsewhere-server.crt revoked-client.crt other-client.crt \
 	int-ca.crt int-server.crt int-client.crt) $(ARTICLE_PKI)
 INSPECT = $(PKI) $(wildcard $(SCENARIO_CRTS))
-# One openssl command per certificate and per view, so make echoes each.
-define summarize
-	@echo "=== $(1)"
-	$(OPENSSL) x509 -in $(1) -noout -subject -issuer -serial -dates -ext basicConstraints,subjectAltName,keyUsage,extendedKeyUsage
-
-endef
 define full_text
 	@echo "=== $(1) (full)"
 	$(OPENSSL) x509 -in $(1) -noout -text
 
 endef
-inspect: $(PKI) ## summarize each certificate, then print it in full
-	$(foreach crt,$(INSPECT),$(call summarize,$(crt)))
+inspect: $(PKI) ## one line per certificate (FULL=1: each in full)
+ifeq ($(FULL),)
+	for crt in $(CERTS)/*.crt $(ARTICLE)/*.crt; do \
+	  [ -f "$$crt" ] || continue; \
+	  printf '%-26s ' "$$crt"; \
+	  $(OPENSSL) x509 -in "$$crt" -noout -nameopt RFC2253 -subject -issuer -enddate \
+	    -ext extendedKeyUsage 2>/dev/null | awk ' \
+	    /^subject=/  { s = substr($$0, 9) } \
+	    /^issuer=/   { i = substr($$0, 8) } \
+	    /^notAfter=/ { split(substr($$0, 10), d, " "); n = d[1] " " d[2] " " d[4] } \
+	    /Authentication/ { gsub(/TLS Web Server Authentication/, "serverAuth"); \
+	                       gsub(/TLS Web Client Authentication/, "clientAuth"); \
+	                       gsub(/^ +/, ""); e = $$0 } \
+	    END { printf "%s by %s, until %s, EKU: %s\n", s, i, n, (e == "" ? "none" : e) }'; \
+	done
+	@echo "Next: make inspect FULL=1   (every field), then make test   (the proof)"
+else
 	$(foreach crt,$(INSPECT),$(call full_text,$(crt)))
 	@echo "Next: make test   (the proof)"
+endif
 
 test: ## run the test suite (real handshakes on 127.0.0.1)
 	$(PYTHON) -m unittest discover -s tests -t . -v

@@ -1,35 +1,55 @@
 #!/usr/bin/env python3
 """mtls_demo.py: the mTLS story, run for real and explained.
 
-Builds the certificates if they are missing (make certs), starts server.py
-as its own process on a free port, then runs each case the way a student
-would type it: the exact command, its real output, the line the server
-logged about it, and why it happened. It ends with a table of what each
-case should do and what it did, and exits 0 only if every case matched.
+Builds the certificates if they are missing (make), starts server.py as its
+own process, then runs each case the way a student would type it: the exact
+command, its real output, the line the server logged about it, and why it
+happened. It ends with a table of what each case should do and what it did,
+and exits 0 only if every case matched.
 
-Run:   python3 mtls_demo.py              the article's three cases
-       python3 mtls_demo.py --list       every scenario, one line each
-       python3 mtls_demo.py --all        all of them
-       python3 mtls_demo.py expired-client wrong-purpose   just those
-       python3 mtls_demo.py --trace no-client-cert   with the TLS messages
+Run:   python3 mtls_demo.py                    the article's three cases
+       python3 mtls_demo.py NAME [NAME ...]    these scenarios / exhibits, in that order
+       python3 mtls_demo.py --all              every failure-gallery scenario
+       python3 mtls_demo.py --lesson --pause   the classroom path (six cases)
+       python3 mtls_demo.py --mistakes         the mistakes gallery (mistakes/gallery.py)
+       python3 mtls_demo.py --list             every name, one line each
+       python3 mtls_demo.py --check --cacert CA [--cert C --key K] [URL]
+       python3 mtls_demo.py --help             all options, with examples
 
 Reads:  certs/ (made by the Makefile); runs server.py, client.py, curl and
-        openssl as subprocesses, exactly as shown on screen.
+        openssl as subprocesses, exactly as shown on screen, from the folder
+        you run it in (so every printed command pastes as it is).
 
-Reading order: the scenarios (data), terminal output, running the servers,
-running one case, tracing a handshake, main.
+Reading order (banners): the scenarios (data), the lesson (data), terminal
+output, paths and commands, running the servers, running one case, TLS 1.2,
+the handshake ladder, the relay, the Markdown table, the mistakes gallery,
+the command line, checking your own certificates, main.
 """
 
-import argparse
-import os
-import queue
-import re
-import shlex
-import shutil
-import subprocess
 import sys
-import threading
-from collections import namedtuple
+
+# Before anything newer than Python 3.6 runs: one line, not a traceback.
+if sys.version_info < (3, 9):
+    sys.stderr.write("error: needs Python 3.9+: this is Python %d.%d -- run it with a newer "
+                     "python3, e.g. python3.12 mtls_demo.py\n" % sys.version_info[:2])
+    sys.exit(2)
+
+import argparse                # noqa: E402  (after the version check)
+import difflib                 # noqa: E402
+import importlib               # noqa: E402
+import os                      # noqa: E402
+import queue                   # noqa: E402
+import re                      # noqa: E402
+import select                  # noqa: E402
+import shlex                   # noqa: E402
+import shutil                  # noqa: E402
+import socket                  # noqa: E402
+import ssl                     # noqa: E402
+import subprocess              # noqa: E402
+import textwrap                # noqa: E402
+import threading               # noqa: E402
+import time                    # noqa: E402
+from collections import namedtuple   # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -38,11 +58,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # A scenario is one client request against one server configuration.
 # {certs} in an argument stands for the certificates folder, {url} for the
 # server's address. `expect` is the client's outcome: "ok" (it printed the
-# greeting), "HTTP 403", or the label client.py prints after "error:".
-# `server_says` is a phrase the server's log line for the connection holds.
+# greeting), "HTTP 403 Forbidden", or the label client.py prints after
+# "error:". `server_says` is a phrase of the server's log line for the
+# connection. `does`, `cause` and `fix` are the short cells of the Markdown
+# table. `tls12` is what the same client meets when limited to TLS 1.2:
+# (who sends the fatal alert, its name, curl's exit code), measured with
+# OpenSSL 3.0 and curl 7.88. `strict`: the case relies on OpenSSL 3.0's
+# strict RFC 5280 checks (a CA without keyUsage), so it is skipped on older ones.
 
-Scenario = namedtuple("Scenario", "name title server client expect server_says why curl",
-                      defaults=(None,))       # curl: the article's curl line, if any
+Scenario = namedtuple("Scenario", "name title server client expect server_says why "
+                      "curl does cause fix tls12 strict",
+                      defaults=(None, "", "", "", None, False))
 
 OK_CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/client.crt", "--key", "{certs}/client.key"]
 DEFAULT_SERVER = ()
@@ -56,7 +82,9 @@ SCENARIOS = [
         "proved it holds its private key by signing the handshake, so the server knows "
         "it is talking to my-client.",
         curl=["--cacert", "{certs}/ca.crt", "--key", "{certs}/client.key",
-              "--cert", "{certs}/client.crt", "{url}"]),
+              "--cert", "{certs}/client.crt", "{url}"],
+        does="sends its certificate, trusts my-ca", cause="both certificates check out",
+        fix="-", tls12=(None, None, 0)),
     Scenario(
         "no-cacert", "The client does not trust the server's CA (no --cacert)",
         DEFAULT_SERVER, ["--cert", "{certs}/client.crt", "--key", "{certs}/client.key", "{url}"],
@@ -64,7 +92,9 @@ SCENARIOS = [
         "Without --cacert the client trusts only the system's CAs, and my-ca is not one "
         "of them, so it refuses the server's certificate and aborts before sending anything. "
         "The fix is on the client: trust the CA that signed the server (--cacert certs/ca.crt).",
-        curl=["--key", "{certs}/client.key", "--cert", "{certs}/client.crt", "{url}"]),
+        curl=["--key", "{certs}/client.key", "--cert", "{certs}/client.crt", "{url}"],
+        does="leaves out `--cacert`", cause="the client does not trust my-ca",
+        fix="`--cacert certs/ca.crt`", tls12=("client", "unknown_ca", 60)),
     Scenario(
         "no-client-cert", "The client sends no certificate",
         DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "{url}"],
@@ -73,7 +103,10 @@ SCENARIOS = [
         "ended the connection with the alert certificate_required. Under TLS 1.3 the client "
         "has already finished its half of the handshake by then, so it learns this only "
         "when it reads the response: that is why curl reports it from SSL_read.",
-        curl=["--cacert", "{certs}/ca.crt", "{url}"]),
+        curl=["--cacert", "{certs}/ca.crt", "{url}"],
+        does="leaves out `--cert` and `--key`", cause="the server requires a client certificate",
+        fix="`--cert certs/client.crt --key certs/client.key`",
+        tls12=("server", "handshake_failure", 35)),
     Scenario(
         "other-ca", "A client certificate from another CA, claiming to be my-client",
         DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/rogue-client.crt",
@@ -81,7 +114,9 @@ SCENARIOS = [
         "unknown CA", "signed by an unknown CA",
         "Anyone can make a CA and write CN=my-client into a certificate. The server trusts "
         "only signatures by my-ca (--ca), cannot build a chain to it, and answers with the "
-        "alert unknown_ca. The name inside a certificate is worth exactly as much as its issuer."),
+        "alert unknown_ca. The name inside a certificate is worth exactly as much as its issuer.",
+        does="shows a certificate from rogue-ca", cause="not signed by the server's CA",
+        fix="a certificate signed by my-ca", tls12=("server", "unknown_ca", 35)),
     Scenario(
         "expired-client", "The client's certificate expired in 2020",
         DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/expired-client.crt",
@@ -90,28 +125,37 @@ SCENARIOS = [
         "Every certificate carries notBefore/notAfter dates, and the server checks them "
         "against its own clock. Same key, same name, but the dates are past, so the server "
         "sends certificate_expired. The fix is a new certificate for the same key: "
-        "rm certs/client.crt && make certs signs the CSR again."),
+        "rm certs/client.crt && make certs signs the CSR again.",
+        does="shows a certificate that expired", cause="its notAfter date has passed",
+        fix="a new certificate for the same key", tls12=("server", "certificate_expired", 60)),
     Scenario(
         "expired-server", "The server's certificate expired in 2020",
         ["--cert", "{certs}/expired-server.crt"], OK_CLIENT + ["{url}"],
         "server certificate expired", "client says a certificate in our chain has expired",
         "The client checks the same dates on the server's certificate and refuses it. This "
         "is the most common outage in real mTLS deployments: renew before notAfter, and "
-        "reload the server (kill -HUP) so it serves the new certificate."),
+        "reload the server (kill -HUP) so it serves the new certificate.",
+        does="connects to a server whose certificate expired", cause="the server's notAfter has passed",
+        fix="renew it, then `kill -HUP` the server", tls12=("client", "certificate_expired", 60)),
     Scenario(
         "wrong-hostname", "The server's certificate is for www.example.com",
         ["--cert", "{certs}/elsewhere-server.crt"], OK_CLIENT + ["{url}"],
         "hostname mismatch", "client refused our certificate",
         "A valid certificate proves nothing unless it names the host you asked for. The client "
         "compares 'localhost' with the subjectAltName (www.example.com only) and hangs up. "
-        "When a SAN is present the CN is ignored: put every name in the SAN."),
+        "When a SAN is present the CN is ignored: put every name in the SAN.",
+        does="connects to a server certified for www.example.com",
+        cause="the SAN does not name localhost", fix="list every host name in the SAN",
+        tls12=("client", "bad_certificate", 60)),
     Scenario(
         "ip-address", "https://127.0.0.1 works: the SAN lists IP:127.0.0.1",
         DEFAULT_SERVER, OK_CLIENT + ["{ipurl}"], "ok", "accepted",
         "An IP address is matched against the SAN's IP entries, never against DNS names or "
         "the CN. Our server certificate lists IP:127.0.0.1 and IP:::1 beside DNS:localhost, "
         "so https://127.0.0.1 passes the hostname check as localhost does (and https://[::1] "
-        "would, with a server listening there: --host ::1)."),
+        "would, with a server listening there: --host ::1).",
+        does="connects to https://127.0.0.1", cause="the SAN lists IP:127.0.0.1",
+        fix="-", tls12=(None, None, 0)),
     Scenario(
         "revoked-no-crl", "A revoked client certificate, but the server has no CRL",
         DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/revoked-client.crt",
@@ -119,7 +163,10 @@ SCENARIOS = [
         "ok", "accepted",
         "The CA revoked this certificate, but revocation lives in a separate list (the CRL) "
         "that the server must load and consult. Without --crl the signature and dates are "
-        "fine, so it gets in: the classic mistake. The next case fixes it."),
+        "fine, so it gets in: the classic mistake. The next case fixes it.",
+        does="shows a revoked certificate; the server has no `--crl`",
+        cause="the server never checks revocation", fix="start the server with `--crl certs/ca.crl`",
+        tls12=(None, None, 0)),
     Scenario(
         "revoked", "The same revoked certificate, server started with --crl",
         ["--crl", "{certs}/ca.crl"], ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/revoked-client.crt",
@@ -127,7 +174,10 @@ SCENARIOS = [
         "certificate revoked", "has been revoked",
         "With --crl the server loads the CRL and sets VERIFY_CRL_CHECK_LEAF, so OpenSSL looks "
         "the client's serial number up and finds it revoked. A CRL goes stale (nextUpdate): "
-        "regenerate it and reload the server (kill -HUP) to make new revocations count."),
+        "regenerate it and reload the server (kill -HUP) to make new revocations count.",
+        does="shows a revoked certificate; the server has `--crl`",
+        cause="its serial number is in the CRL", fix="a new key and certificate",
+        tls12=("server", "certificate_revoked", 35)),
     Scenario(
         "wrong-purpose", "The server's own certificate presented as a client certificate",
         DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/server.crt",
@@ -135,7 +185,9 @@ SCENARIOS = [
         "wrong purpose", "wrong purpose",
         "The certificate is signed by my-ca and the key matches, but its extendedKeyUsage "
         "says serverAuth only. A server asks for clientAuth and answers unsupported_certificate: "
-        "issue separate certificates for each role."),
+        "issue separate certificates for each role.",
+        does="shows the server's certificate as its own", cause="its EKU is serverAuth only",
+        fix="a certificate with clientAuth", tls12=("server", "unsupported_certificate", 35)),
     Scenario(
         "article-server-strict", "The article's exact certificates on both sides, checked strictly",
         ["--ca", "{certs}/article/ca.crt", "--cert", "{certs}/article/server.crt",
@@ -143,11 +195,17 @@ SCENARIOS = [
         ["--cacert", "{certs}/article/ca.crt", "--cert", "{certs}/article/client.crt",
          "--key", "{certs}/article/client.key", "{url}"],
         "server certificate invalid", "client refused our certificate",
-        "The article's CA has basicConstraints but no keyUsage, and its leaves are X.509 v1 "
-        "with no extensions at all. Strict verification (the default since Python 3.13) "
-        "rejects such a CA; curl, which is not strict, would have let this server through.",
+        "The article's CA has basicConstraints but no keyUsage. Strict X.509 checking "
+        "(VERIFY_X509_STRICT, which client.py and server.py set on every Python, and which "
+        "ssl.create_default_context(), so urllib, sets since Python 3.13) wants keyCertSign "
+        "in every CA's keyUsage, so client.py refuses the server. The article's leaves being "
+        "X.509 v1 is not the cause: a v1 leaf signed by our CA passes. curl is not strict: it "
+        "accepts this server, and then server.py refuses curl's article certificate.",
         curl=["--cacert", "{certs}/article/ca.crt", "--key", "{certs}/article/client.key",
-              "--cert", "{certs}/article/client.crt", "{url}"]),
+              "--cert", "{certs}/article/client.crt", "{url}"],
+        does="uses the article's certificates on both sides", cause="the article's CA lacks keyUsage",
+        fix="a CA with keyUsage keyCertSign (`make certs`)", tls12=("client", "certificate_unknown", 35),
+        strict=True),
     Scenario(
         "article-client-strict", "The article's client certificate, at a strict server",
         ["--ca", "{certs}/article/ca.crt"],
@@ -156,31 +214,42 @@ SCENARIOS = [
         "certificate rejected", "client certificate fails verification",
         "Now the server checks the article's client certificate strictly and refuses it: a "
         "strict verifier wants every CA to carry keyUsage with keyCertSign, and the article's "
-        "CA has only basicConstraints. Our openssl.cnf adds it, which is why 'success' passes."),
+        "CA has only basicConstraints. Our openssl.cnf adds it, which is why 'success' passes.",
+        does="shows the article's client certificate", cause="its CA lacks keyUsage",
+        fix="a CA with keyUsage keyCertSign (`make certs`)", tls12=("server", "certificate_unknown", 35),
+        strict=True),
     Scenario(
         "not-authorized", "A valid client that is not on the allow-list (--allow cn:my-client)",
         ["--allow", "cn:my-client"], ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/other-client.crt",
                                    "--key", "{certs}/other-client.key", "{url}"],
         "HTTP 403 Forbidden", "forbidden",
-        "TLS authenticated the client: its certificate is valid and names "
-        "spiffe://example.org/other-client. Authorization is a separate, later decision: "
-        "this server lets in only my-client, so it answers 403 over the working connection."),
+        "TLS authenticated the client: its certificate is valid, and its identity is "
+        "uri:spiffe://example.org/other-client. Authorization is a separate, later decision: "
+        "this server lets in only cn:my-client (--allow), so it answers 403 over the working "
+        "connection, and closes it.",
+        does="shows a valid certificate that is not on `--allow`",
+        cause="authenticated, but not authorized", fix="add its identity to `--allow`",
+        tls12=(None, None, 0)),
     Scenario(
         "spiffe-identity", "The same client, allowed by its URI identity",
         ["--allow", "uri:spiffe://example.org/other-client"],
         ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/other-client.crt",
          "--key", "{certs}/other-client.key", "{url}"],
         "ok", "accepted",
-        "The server names a client by its subjectAltName when it has one (a URI here, as "
-        "SPIFFE service meshes use), and by its CN only otherwise. Allow-list the identity "
-        "the certificate actually carries."),
+        "A client's identities are its subjectAltName entries, each with its type (a URI "
+        "here, as SPIFFE service meshes use), and its CN only when it has no SAN. --allow "
+        "takes them in the spelling the log prints: uri:spiffe://example.org/other-client.",
+        does="is allowed by its URI identity", cause="`--allow` names its URI SAN",
+        fix="-", tls12=(None, None, 0)),
     Scenario(
         "chain-leaf-only", "A server signed by an intermediate CA sends only its leaf",
         ["--cert", "{certs}/int-server.crt"], OK_CLIENT + ["{url}"],
         "server not trusted", "client does not trust our certificate",
         "The client trusts the root (my-ca), but the server's certificate was signed by "
         "my-intermediate-ca, which the client has never seen. Without the intermediate the "
-        "chain has a gap, so verification fails exactly as if the CA were unknown."),
+        "chain has a gap, so verification fails exactly as if the CA were unknown.",
+        does="connects to a server that sends its leaf alone", cause="the client cannot reach my-ca",
+        fix="serve the chain file (leaf + intermediate)", tls12=("client", "unknown_ca", 60)),
     Scenario(
         "chain-full", "Both sides send leaf + intermediate",
         ["--cert", "{certs}/int-server-chain.pem"],
@@ -189,45 +258,220 @@ SCENARIOS = [
         "ok", "accepted",
         "A chain file holds the leaf followed by the intermediate. Each side sends it, and "
         "the peer links leaf -> intermediate -> root it trusts. Only the root need be "
-        "configured as trusted (--ca, --cacert)."),
+        "configured as trusted (--ca, --cacert).",
+        does="sends leaf + intermediate, as does the server", cause="each side completes the chain",
+        fix="-", tls12=(None, None, 0)),
     Scenario(
         "client-chain-leaf-only", "The client sends its leaf without the intermediate",
         DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/int-client.crt",
                          "--key", "{certs}/client.key", "{url}"],
         "unknown CA", "signed by an unknown CA",
         "The same gap, the other way round: the server cannot link the client's leaf to "
-        "my-ca without the intermediate, and answers unknown_ca. Send the chain file."),
+        "my-ca without the intermediate, and answers unknown_ca. Send the chain file.",
+        does="sends its leaf without the intermediate", cause="the server cannot reach my-ca",
+        fix="`--cert` the chain file", tls12=("server", "unknown_ca", 35)),
 ]
 
-# The article's own cases, run when no scenario is named.
+# The article's own cases, run when no name is given.
 ARTICLE_CASES = ["success", "no-cacert", "no-client-cert"]
+
+# Demonstrations that are not a request against a server configuration.
+DEMOS = {"cleartext-cert": "TLS 1.2 sends the client's certificate unencrypted; TLS 1.3 does not"}
+
+# OpenSSL 3.0 refuses a CA without keyUsage under strict checks; 1.1.1 does not.
+STRICT_CHECKS = ssl.OPENSSL_VERSION_INFO >= (3, 0)
+
+
+# --- the lesson ----------------------------------------------------------
+#
+# Six cases in teaching order. Each opens with a one-line heading and ends
+# with two lines of "what you just saw" (each under 80 characters, so the
+# pair fits 100 columns with its label).
+
+Lesson = namedtuple("Lesson", "name heading saw")
+
+LESSON = [
+    Lesson("success", "mutual TLS working: each side proves who it is",
+           ("Both sides showed a certificate signed by my-ca and proved they hold its key.",
+            "The server knows the client is my-client; the client knows it reached localhost.")),
+    Lesson("no-cacert", "the client does not trust the server's CA",
+           ("The client checks the server first: without --cacert it trusts only system CAs.",
+            "It hung up in the handshake; the server logs that the client did not trust it.")),
+    Lesson("no-client-cert", "the client shows no certificate",
+           ("The server asked (CertificateRequest), got none, and sent certificate_required.",
+            "Under TLS 1.3 the client had finished its handshake: it hears at its first read.")),
+    Lesson("other-ca", "a certificate from another CA, claiming to be my-client",
+           ("Anyone can write CN=my-client into a certificate: the signature is what counts.",
+            "The server could not chain it to my-ca, the only CA it trusts: alert unknown_ca.")),
+    Lesson("expired-client", "the client's certificate has expired",
+           ("Same key, name and CA: only the dates are wrong, and the server checks them.",
+            "The server's log names the cause; the client only gets the alert.")),
+    Lesson("not-authorized", "a valid client that this server does not allow",
+           ("TLS worked: the server knows exactly who the client is (authentication).",
+            "It is not on --allow, so the server answers 403 (authorization).")),
+]
+
+
+LESSON_INTRO = (
+    "Six cases, each a real request to a real server.py. Who holds what: the server holds "
+    "{certs}/server.key and {certs}/server.crt, and trusts {certs}/ca.crt to vouch for clients "
+    "(--ca); the client holds {certs}/client.key and {certs}/client.crt, and trusts "
+    "{certs}/ca.crt to vouch for the server (--cacert). ca.crt is the certificate of my-ca, "
+    "whose key (ca.key) signed both the others.")
 
 
 # --- terminal output -----------------------------------------------------
+#
+# Everything we print goes through one Screen: it knows the width (the
+# terminal's, 100 when unknown, or --width), wraps long lines instead of
+# cutting them, and colours only a terminal without NO_COLOR (no-color.org).
+# Bold, red and green only: dim text (ANSI 2) vanishes on a projector.
 
-COLOUR = sys.stdout.isatty() and not os.environ.get("NO_COLOR")      # see no-color.org
-
-
-def paint(text, code):
-    """Wrap text in an ANSI colour code, only on a terminal without NO_COLOR."""
-    return f"\033[{code}m{text}\033[0m" if COLOUR else text
-
-
-def heading(text):
-    """Print a case's title line."""
-    print("\n" + paint(f"== {text}", "1"))
+def terminal_width():
+    """The terminal's width: $COLUMNS, else the terminal's, else 100."""
+    return shutil.get_terminal_size(fallback=(100, 24)).columns
 
 
-def show_output(text):
-    """Print a program's output indented, so it stands apart from ours."""
-    for line in text.rstrip("\n").splitlines() or ["(no output)"]:
-        print("   | " + line)
+class Screen:
+    """Prints wrapped, optionally coloured text at a given width."""
+
+    def __init__(self, width=100, colour=False, quiet=False):
+        self.width, self.colour, self.quiet = max(width, 60), colour, quiet
+
+    def paint(self, text, code):
+        """Wrap text in an ANSI colour code when colour is on."""
+        return f"\033[{code}m{text}\033[0m" if self.colour and code else text
+
+    def print(self, text=""):
+        """Print one line as it is (callers keep it within the width)."""
+        if not self.quiet:
+            print(text, flush=True)
+
+    def say(self, text, first="", rest=None, code=None):
+        """Print prose wrapped to the width; `first` starts the first line
+        (painted with `code`), `rest` indents the others."""
+        rest = " " * len(first) if rest is None else rest
+        for i, line in enumerate(wrap(text, self.width, first, rest)):
+            self.print(self.paint(first, code) + line[len(first):] if i == 0 else line)
+
+    def heading(self, text):
+        """A case's title line, bold, after a blank line."""
+        self.print()
+        self.say(text, "== ", "   ", code="1")
+
+    def command(self, words, prompt="$ "):
+        """Print a command line that pastes: wrapped at spaces between words
+        with ' \\' continuations, each word shell-quoted."""
+        for line in wrap_command(pair_options([shlex.quote(w) for w in words]), self.width, prompt):
+            self.print(line)
+
+    def output(self, text, empty="(no output)"):
+        """Print a program's output indented behind '| ', wrapped."""
+        for line in text.rstrip("\n").splitlines() or [empty]:
+            self.say(line.expandtabs(), "   | ", "   |   ")
+
+    def why(self, text):
+        """The explanation of a case, behind a bold 'why:'."""
+        self.say(text, "why: ", code="1")
 
 
-def fail(message):
-    """Print an error line (what, why, fix) and exit 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+def wrap(text, width, first="", rest=""):
+    """Split text into lines of at most `width` columns, the first starting
+    with `first`, the others with `rest`; at spaces when possible, and a
+    word longer than a line is split: nothing is ever cut off."""
+    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
+                         break_on_hyphens=False) or [first.rstrip()]
+
+
+def pair_options(words):
+    """Group each option with its value (["--cacert", "certs/ca.crt"]), so
+    that a wrapped command keeps them on one line when it can."""
+    units = []
+    for word in words:
+        after_option = units and len(units[-1]) == 1 and units[-1][0].startswith("-")
+        if after_option and not word.startswith("-"):
+            units[-1].append(word)
+        else:
+            units.append([word])
+    return units
+
+
+def wrap_command(units, width, prompt="$ ", indent="    "):
+    """Lay units (lists of words) out as shell lines of at most `width`
+    columns, ending every line but the last with ' \\' so that the whole
+    pastes as one command. A unit too long for a line is split into its
+    words; a word too long for a line stands alone (it cannot be split)."""
+    lines, line = [], prompt + " ".join(units[0])
+    for unit in units[1:]:
+        text = " ".join(unit)
+        too_long = len(line) + 1 + len(text) + 2 > width and len(indent + text) + 2 > width
+        if too_long and len(unit) > 1:
+            for word in unit:
+                lines, line = add_word(lines, line, word, width, indent)
+            continue
+        lines, line = add_word(lines, line, text, width, indent)
+    return lines + [line]
+
+
+def add_word(lines, line, text, width, indent):
+    """Append text to the current line, or end it with ' \\' and start a new one."""
+    if len(line) + 1 + len(text) + 2 <= width:
+        return lines, line + " " + text
+    return lines + [line + " \\"], indent + text
+
+
+screen = Screen()          # replaced in main() by one set up from the options
+
+
+# --- paths and commands --------------------------------------------------
+#
+# Printed commands must paste from the folder the user is in. So we run
+# every program from that folder, with paths as the user would type them
+# there, and print exactly what we ran.
+
+def shown_path(path):
+    """A path as typed from the current folder: relative when it lies
+    below it, absolute otherwise."""
+    path = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:                   # another drive, on Windows
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def shown_python():
+    """How to name this interpreter in a printed command: 'python3' when
+    that is what PATH finds, else its full path (a venv, pyenv, python3.9)."""
+    found = shutil.which("python3")
+    if found and os.path.realpath(found) == os.path.realpath(sys.executable):
+        return "python3"
+    return sys.executable
+
+
+def script(name):
+    """A project script (client.py, server.py) as a printed command starts."""
+    return [shown_python(), shown_path(os.path.join(HERE, name))]
+
+
+def fill(args, certs, port=0):
+    """Substitute {certs}, {url} and {ipurl} in a scenario's arguments."""
+    return [a.format(certs=certs, url=f"https://localhost:{port}/",
+                     ipurl=f"https://127.0.0.1:{port}/") for a in args]
+
+
+def run(words, **options):
+    """Run a printed command (as printed, but with this very interpreter)."""
+    if words[0] == shown_python():
+        words = [sys.executable] + words[1:]
+    return subprocess.run(words, capture_output=True, text=True, **options)
+
+
+class DemoError(Exception):
+    """Something the user can fix: printed as 'error: <label>: <what> -- <fix>'."""
+
+    def __init__(self, label, what, fix):
+        super().__init__(f"{label}: {what} -- {fix}")
 
 
 # --- running the servers -------------------------------------------------
@@ -236,25 +480,50 @@ class ServerProcess:
     """server.py in its own process on a free port; its log read by a thread."""
 
     def __init__(self, args):
-        self.command = [sys.executable, "server.py", "--port", "0"] + list(args)
-        print(paint("Starting a server: " + shlex.join(["python3"] + self.command[1:]), "2"))
-        self.proc = subprocess.Popen(self.command, cwd=HERE, stdin=subprocess.DEVNULL,
+        self.command = script("server.py") + ["--port", "0"] + list(args)
+        self.proc = subprocess.Popen([sys.executable] + self.command[1:], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
+        self.port, self.shown, self.warnings = None, False, []
         threading.Thread(target=self._read_log, daemon=True).start()
-        first = self.next_line(timeout=15)
-        while first is not None and " warning: " in first:     # e.g. key permissions
-            print(paint("server log: ", "2") + first.split(" ", 1)[1])
-            first = self.next_line(timeout=15)
-        if first is None or "serving https://" not in first:
-            self.stop()
-            fail(f"server.py did not start: {first or 'no output'} -- try 'python3 server.py' by hand")
-        self.port = int(first.split("serving https://")[1].split("/")[0].rsplit(":", 1)[1])
 
     def _read_log(self):
         for line in self.proc.stderr:
             self.lines.put(line.rstrip("\n"))
         self.lines.put(None)
+
+    def wait_ready(self):
+        """Wait for the 'serving https://...' line; learn the port from it."""
+        if self.port is not None:
+            return
+        first = self.next_line(timeout=15)
+        while first is not None and " warning: " in first:     # e.g. key permissions
+            self.warnings.append(first.split(" ", 1)[1])
+            first = self.next_line(timeout=15)
+        if first is None or "serving https://" not in first:
+            self.stop()
+            said = (first or "").strip()
+            said = said[len("error: "):] if said.startswith("error: ") else said
+            if not said:
+                raise DemoError("server did not start", f"{shlex.join(self.command)} exited "
+                                f"with code {self.proc.returncode} and said nothing",
+                                "run that command by hand to see why")
+            # server.py's own line is already "<label>: <what> -- <fix>".
+            raise DemoError("server did not start", said.split(" -- ")[0],
+                            said.split(" -- ", 1)[1] if " -- " in said else
+                            "run " + shlex.join(self.command) + " by hand")
+        self.port = int(first.split("serving https://")[1].split("/")[0].rsplit(":", 1)[1])
+
+    def show(self):
+        """Print how this server was started, the first time it is used."""
+        if self.shown:
+            return
+        self.shown = True
+        screen.say(f"The demo started this server in the background "
+                   f"(port 0: it chose {self.port}):")
+        screen.command(self.command)
+        for warning in self.warnings:
+            screen.say(warning, "server log: ")
 
     def next_line(self, timeout=5):
         """The server's next log line, or None if none comes within `timeout`."""
@@ -265,15 +534,16 @@ class ServerProcess:
 
     def case_lines(self, phrase, timeout=5):
         """The log lines about one connection, without timestamps: read until
-        one holds `phrase` or gives a verdict (rejected, forbidden), or until
-        nothing more comes within `timeout` seconds."""
+        one holds `phrase` or gives a verdict (rejected, forbidden, or accepted
+        when no 403 is expected), or until nothing comes within `timeout` s."""
+        verdicts = ("rejected", "forbidden") + (() if phrase == "forbidden" else ("accepted",))
         lines = []
         while True:
             line = self.next_line(timeout)
             if line is None:
                 return lines or ["(no log line)"]
             lines.append(line.split(" ", 1)[1])
-            if phrase in lines[-1] or lines[-1].startswith(("rejected", "forbidden")):
+            if phrase in lines[-1] or lines[-1].startswith(verdicts):
                 return lines
 
     def forget_old_lines(self):
@@ -294,32 +564,36 @@ class ServerProcess:
                 self.proc.wait()
 
 
-def ensure_certificates(certs, target):
-    """Run `make <target>` for the certificates the chosen scenarios need;
-    show the openssl commands it ran, if any (none when all are there)."""
-    if shutil.which("make") is None or shutil.which("openssl") is None:
-        fail("this demo needs 'make' and 'openssl' to build certificates -- install them "
-             "(e.g. apt-get install make openssl)")
-    done = subprocess.run(["make", f"CERTS={certs}", target], cwd=HERE,
+def ensure_certificates(certs, target, verbose):
+    """Run `make <target>` for the certificates the chosen cases need and
+    say so in one line (with --verbose: every openssl command it ran)."""
+    for tool in ("make", "openssl"):
+        if shutil.which(tool) is None:
+            raise DemoError("missing tool", f"this demo needs 'make' and 'openssl' to build its "
+                            f"certificates, and '{tool}' is not installed",
+                            "apt-get install make openssl")
+    done = subprocess.run(["make", "-C", HERE, f"CERTS={os.path.abspath(certs)}", target],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
-        show_output(done.stdout[-2000:])
-        fail(f"'make {target} CERTS={certs}' failed (output above) -- fix that, then run the demo again")
-    ran = [line for line in done.stdout.splitlines() if "openssl " in line]
-    if ran:
-        print(paint(f"Built the certificates first (make {target}):", "2"))
-        show_output("\n".join(ran))
+        screen.output(done.stdout[-2000:])
+        raise DemoError("certificates not built", f"make {target} failed (its output is above)",
+                        f"make -C {shlex.quote(shown_path(HERE))} {target} "
+                        f"CERTS={shlex.quote(os.path.abspath(certs))}")
+    ran = [line for line in done.stdout.splitlines() if re.search(r"\bopenssl ", line)]
+    if not ran:
+        screen.say(f"Certificates: all present in {certs}/ (make {target} had nothing to do).")
+    elif verbose:
+        screen.say(f"Certificates: make {target} built them in {certs}/ with these commands:")
+        screen.output("\n".join(ran))
+    else:
+        screen.say(f"Certificates: make {target} built them in {certs}/ ({len(ran)} openssl "
+                   f"commands; --verbose shows them, make inspect shows the result).")
 
 
 # --- running one case ----------------------------------------------------
 
-Result = namedtuple("Result", "name expected observed ok")
-
-
-def fill(args, certs, port=0):
-    """Substitute {certs}, {url} and {ipurl} in a scenario's arguments."""
-    return [a.format(certs=certs, url=f"https://localhost:{port}/",
-                     ipurl=f"https://127.0.0.1:{port}/") for a in args]
+Result = namedtuple("Result", "name expected observed ok")     # as mistakes/gallery.py's
+CaseRun = namedtuple("CaseRun", "result client_words client server_lines tls12")
 
 
 def server_command(scenario, certs):
@@ -333,7 +607,7 @@ def server_command(scenario, certs):
 
 
 def observe_client(proc):
-    """What client.py's run amounts to: "ok", "HTTP 403", or its error label."""
+    """What client.py's run amounts to: "ok", or the label after "error:"."""
     if proc.returncode == 0:
         return "ok"
     last = (proc.stderr.strip().splitlines() or [""])[-1]
@@ -342,92 +616,172 @@ def observe_client(proc):
     return f"exit {proc.returncode}"
 
 
-def show_log(lines):
-    """Print the server's log lines for a connection."""
-    for line in lines:
-        print(paint("server log: ", "2") + line)
-
-
-def run_case(scenario, server, certs, use_curl, trace=False):
-    """Run one scenario, print what happened and why, and return a Result."""
-    heading(f"{scenario.name}: {scenario.title}")
-    server.forget_old_lines()
-    client_args = fill(scenario.client, certs, server.port)
-    print("$ " + shlex.join(["python3", "client.py"] + client_args))
-    proc = subprocess.run([sys.executable, "client.py"] + client_args, cwd=HERE,
-                          capture_output=True, text=True, timeout=30)
-    show_output(proc.stdout + proc.stderr)
-    print(f"   (exit {proc.returncode})")
-    server_lines = server.case_lines(scenario.server_says)
-    show_log(server_lines)
-
-    if use_curl and scenario.curl:
-        curl_args = fill(scenario.curl, certs, server.port)
-        print("$ " + shlex.join(["curl"] + curl_args) + "      # the article's command")
-        done = subprocess.run(["curl", "-sS"] + curl_args, capture_output=True, text=True, timeout=30)
-        show_output(done.stdout + done.stderr)
-        print(f"   (curl exit {done.returncode})")
-        show_log(server.case_lines(scenario.server_says))
-
-    if trace:
-        trace_case(scenario, server, certs)
-    print(paint("why: ", "1") + scenario.why)
-    observed = observe_client(proc)
-    server_line = server_lines[-1]
-    server_observed = summarize_log_line(server_line)
-    ok = observed == scenario.expect and scenario.server_says in server_line
-    return Result(scenario.name, (f"client: {scenario.expect}", f"server: {scenario.server_says}"),
-                  (f"client: {observed}", f"server: {server_observed}"), ok)
-
-
 def summarize_log_line(line):
-    """The gist of a server log line: "accepted as CN=x" or the reason, no details."""
+    """The gist of a server log line, without the client's address and the
+    parenthesis: "accepted as cn:my-client", or the reason for a refusal."""
     what, _, rest = line.partition(" ")
     if what not in ("accepted", "rejected", "forbidden"):
         return line
     if what == "accepted":
         return "accepted as " + rest.split(" as ", 1)[-1]
-    return rest.split(": ", 1)[-1].split(" (")[0]
+    return re.sub(r" \([^()]*\)", "", rest.split(": ", 1)[-1])
+
+
+def run_case(scenario, server, certs, opts):
+    """Run one scenario, print what happened and why; return a CaseRun."""
+    server.wait_ready()
+    server.show()
+    server.forget_old_lines()
+    words = script("client.py") + fill(scenario.client, certs, server.port)
+    screen.command(words)
+    proc = run(words, timeout=30)
+    screen.output(proc.stdout + proc.stderr)
+    screen.print(f"   (exit {proc.returncode})")
+    server_lines = server.case_lines(scenario.server_says)
+    for line in server_lines:
+        screen.say(line, "server log: ")
+
+    if opts.curl and scenario.curl:
+        curl_words = ["curl", "-sS"] + fill(scenario.curl, certs, server.port)
+        screen.print("The article's curl command, for comparison:")
+        run_curl(curl_words, server, scenario)
+    if opts.trace or opts.raw_trace:
+        trace_case(scenario, server, certs, "1.3", opts)
+    screen.why(scenario.why)
+    tls12 = rerun_tls12(scenario, server, certs, opts) if opts.tls12 else None
+
+    observed = observe_client(proc)
+    server_line = server_lines[-1]
+    ok = observed == scenario.expect and scenario.server_says in server_line
+    result = Result(scenario.name,
+                    (f"client: {scenario.expect}", f"server: {scenario.server_says}"),
+                    (f"client: {observed}", f"server: {summarize_log_line(server_line)}"), ok)
+    return CaseRun(result, words, proc, server_lines, tls12)
+
+
+def run_curl(words, server, scenario):
+    """Run a curl command, print it, its output and the server's log line;
+    return curl's exit code."""
+    screen.command(words)
+    done = run(words, timeout=30)
+    screen.output(done.stdout + done.stderr)
+    screen.print(f"   (curl exit {done.returncode})")
+    lines = server.case_lines(scenario.server_says)
+    for line in lines:
+        screen.say(line, "server log: ")
+    if done.returncode == 60 and lines[-1].startswith("accepted"):
+        screen.why("curl checks the server's name itself, after the handshake has completed: "
+                   "so server.py logged 'accepted', and then curl hung up without a request.")
+    return done
+
+
+def skipped_case(scenario):
+    """A Result for a scenario this OpenSSL cannot show, and one line saying why."""
+    screen.say(f"skipped: this case needs the strict RFC 5280 checks of OpenSSL 3.0 or newer, "
+               f"and this Python uses {ssl.OPENSSL_VERSION}.")
+    return Result(scenario.name, ("needs OpenSSL 3.0+", ""), ("skipped", ""), None)
 
 
 def print_table(results):
-    """The closing table: case | expected | observed | ok, two lines a case."""
+    """The closing table, fitted to the width: cells wrap when they must."""
     rows = [("case", "expected", "observed", "ok")]
     for r in results:
-        rows.append((r.name, r.expected[0], r.observed[0], "yes" if r.ok else "NO"))
-        rows.append(("", r.expected[1], r.observed[1], ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    print()
+        mark = {True: "yes", False: "NO", None: "skip"}[r.ok]
+        rows.append((r.name, "\n".join(filter(None, r.expected)),
+                     "\n".join(filter(None, r.observed)), mark))
+    natural = [max(len(line) for row in rows for line in row[i].splitlines() or [""])
+               for i in range(4)]
+    room = screen.width - natural[0] - natural[3] - 9          # 3 separators of 3
+    if room < 30:                        # too narrow for columns: one block a case
+        for name, expected, observed, mark in rows[1:]:
+            screen.print()
+            screen.say(f"{name}: {mark}")
+            screen.say(expected.replace("\n", "; "), "   expected: ")
+            screen.say(observed.replace("\n", "; "), "   observed: ")
+        return
+    widths = natural[:]
+    if natural[1] + natural[2] > room:
+        widths[1] = max(min(natural[1], room // 2), room - natural[2])
+        widths[2] = room - widths[1]
+    screen.print()
     for row in rows:
-        cells = [row[i].ljust(widths[i]) for i in range(3)]
-        colour = {"yes": "32", "NO": "31"}.get(row[3])
-        print(" | ".join(cells + [paint(row[3], colour) if colour else row[3]]).rstrip())
+        cells = [sum((wrap(line, widths[i]) for line in row[i].splitlines() or [""]), [])
+                 for i in range(4)]      # each cell wrapped to its column
+        for n in range(max(len(c) for c in cells)):
+            parts = [(c[n] if n < len(c) else "").ljust(widths[i]) for i, c in enumerate(cells)]
+            colour = {"yes": "32", "NO": "31"}.get(parts[3].strip()) if n == 0 else None
+            parts[3] = screen.paint(parts[3].rstrip(), colour)
+            screen.print(" | ".join(parts).rstrip())
 
 
-# --- tracing a handshake -------------------------------------------------
+# --- TLS 1.2 -------------------------------------------------------------
+#
+# client.py always offers TLS 1.3. To show the same case under TLS 1.2 we
+# use the two real tools that can be limited to it: openssl s_client -tls1_2
+# (whose trace shows where the alert came) and curl --tls-max 1.2.
+
+def rerun_tls12(scenario, server, certs, opts):
+    """Replay a case with the client limited to TLS 1.2; print where the
+    handshake ended and what curl says. Return a Result for the table."""
+    screen.print()
+    screen.say("The same case, with the client limited to TLS 1.2:", code="1")
+    steps = trace_case(scenario, server, certs, "1.2", opts)
+    sender, alert = first_fatal_alert(steps)
+    observed = [f"alert: {sender} sends {alert}" if alert else "alert: none"]
+    if opts.curl:
+        words = ["curl", "-sS", "--tls-max", "1.2"] + fill(scenario.client, certs, server.port)
+        done = run_curl(words, server, scenario)
+        said = re.search(r"alert ([a-z ]+?)(?:,|$)", done.stderr, re.M)
+        observed.append(f"curl: exit {done.returncode}"
+                        + (f", alert {said.group(1).replace(' ', '_')}" if said else ""))
+        expired = scenario.tls12[1] == "certificate_expired" and sender == "server"
+        if expired and done.returncode == 60:
+            screen.why("curl exits 60 and says it failed to verify the legitimacy of the "
+                       "server, but the server's certificate was fine: the server sent "
+                       "certificate_expired about the client's certificate, and curl files "
+                       "that alert under its own check of the server. Trust the server's log.")
+    want_sender, want_alert, want_exit = scenario.tls12
+    expected = [f"alert: {want_sender} sends {want_alert}" if want_alert else "alert: none"]
+    if opts.curl:       # curl names the alert only when it exits 35 (a TLS error)
+        named = f", alert {want_alert}" if want_exit == 35 else ""
+        expected.append(f"curl: exit {want_exit}{named}")
+    ok = observed == expected
+    return Result("  + TLS 1.2", tuple(expected), tuple(observed), ok)
+
+
+# --- the handshake ladder ------------------------------------------------
 #
 # `openssl s_client -trace` prints every TLS record it sends and receives.
-# We run it with the same certificates as the case's client.py command and
-# keep only the handshake messages and alerts, as a readable sequence.
+# We replay the case's client with it (same files, same checks) and draw
+# the messages as a ladder: client on the left, server on the right.
 
-ALERTS = {0: "close_notify", 40: "handshake_failure", 42: "bad_certificate",
-          43: "unsupported_certificate", 44: "certificate_revoked", 45: "certificate_expired",
-          46: "certificate_unknown", 48: "unknown_ca", 70: "protocol_version",
-          50: "decode_error", 116: "certificate_required"}
+ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac",
+          40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate",
+          44: "certificate_revoked", 45: "certificate_expired", 46: "certificate_unknown",
+          47: "illegal_parameter", 48: "unknown_ca", 49: "access_denied", 50: "decode_error",
+          51: "decrypt_error", 70: "protocol_version", 80: "internal_error",
+          109: "missing_extension", 112: "unrecognized_name", 116: "certificate_required"}
 
 NOTES = {
-    ("<-", "CertificateRequest"): "the server asks for a client certificate: this is mTLS",
+    ("<-", "ServerHello"): "the server picks the TLS version and the cipher",
     ("<-", "Certificate"): "the server's certificate chain",
+    ("<-", "CertificateRequest"): "the server asks for a client certificate: mTLS",
     ("<-", "CertificateVerify"): "signed with the server's key: it owns that certificate",
     ("->", "Certificate"): "the client's certificate chain",
     ("->", "CertificateVerify"): "signed with the client's key: it owns that certificate",
-    ("->", "Finished"): "TLS 1.3: the client's handshake is done; it sends its request next",
+    ("->", "ApplicationData"): "the HTTP request, encrypted",
+    ("<-", "ApplicationData"): "the HTTP response, encrypted",
 }
 
+Step = namedtuple("Step", "direction message note")     # direction: "->" client to server
 
-def s_client_command(client_args):
-    """The openssl s_client command equivalent to a client.py argument list."""
-    command = ["openssl", "s_client", "-trace", "-ign_eof", "-verify_return_error"]
+
+def s_client_command(client_args, version=None):
+    """The openssl s_client command equivalent to a client.py argument list
+    (-x509_strict: client.py verifies strictly too)."""
+    command = ["openssl", "s_client", "-trace", "-ign_eof", "-verify_return_error", "-x509_strict"]
+    if version:
+        command.append("-tls1_2" if version == "1.2" else "-tls1_3")
     options = {"--cacert": "-CAfile", "--cert": "-cert", "--key": "-key"}
     it = iter(client_args)
     for arg in it:
@@ -451,121 +805,722 @@ def count_certificates(path):
         return 0
 
 
-def parse_trace(output):
-    """Turn s_client -trace output into (direction, message, note) triples."""
-    steps, direction = [], None
-    for line in output.splitlines():
-        if line.startswith(("Sent Record", "Received Record")):
-            direction = "->" if line.startswith("Sent") else "<-"
-            continue
-        m = re.match(r"^ {4}(\w+), Length=(\d+)$", line)
-        if m and direction:
+def parse_trace(output, version="1.3"):
+    """Turn s_client -trace output (its stdout) into Steps, record by record."""
+    steps = []
+    for record in re.split(r"\n(?=(?:Sent|Received) Record\n)", output)[1:]:
+        direction = "->" if record.startswith("Sent") else "<-"
+        outer = re.search(r"^  Content Type = (\w+)", record, re.M)
+        inner = re.search(r"^  Inner Content Type = (\w+)", record, re.M)
+        kind = (inner or outer).group(1) if (inner or outer) else ""
+        if kind == "ChangeCipherSpec":
+            note = ("no meaning in TLS 1.3: sent for old middleboxes (RFC 8446 D.4)"
+                    if version == "1.3" else "from here on, this side encrypts")
+            steps.append(Step(direction, "ChangeCipherSpec", note))
+        elif kind == "ApplicationData":
+            data = Step(direction, "ApplicationData", NOTES[(direction, "ApplicationData")])
+            if not steps or steps[-1] != data:          # one arrow for several records
+                steps.append(data)
+        for m in re.finditer(r"^ {4}(\w+), Length=(\d+)$", record, re.M):
             name, length = m.group(1), int(m.group(2))
             note = NOTES.get((direction, name), "")
             if direction == "->" and name == "Certificate" and length <= 4:
-                note = "EMPTY: the client has no certificate to send"
-            steps.append((direction, name, note))
-        m = re.match(r"^ +Level=(\w+)\(\d\), description=.*\((\d+)\)$", line)
-        if m and direction:
+                name, note = "Certificate (empty)", "the client has no certificate to send"
+            steps.append(Step(direction, name, note))
+        for m in re.finditer(r"^ +Level=(\w+)\(\d\), description=.*\((\d+)\)$", record, re.M):
             alert = ALERTS.get(int(m.group(2)), f"alert {m.group(2)}")
-            steps.append((direction, f"Alert: {alert} ({m.group(1)})", ""))
-        if "Inner Content Type = ApplicationData" in line and direction:
-            if not steps or steps[-1][1] != "ApplicationData":
-                steps.append((direction, "ApplicationData", "HTTP, encrypted"))
+            steps.append(Step(direction, f"Alert {alert} ({m.group(1)})", ""))
     return steps
 
 
 def run_trace(command):
     """Run s_client with one HTTP request (Connection: close, so it ends);
-    return the parsed message sequence."""
+    return (parsed steps, raw output)."""
+    version = "1.2" if "-tls1_2" in command else "1.3"
     request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     try:
         done = subprocess.run(command, input=request, capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
-        return []
-    return parse_trace(done.stdout + done.stderr)
+        return [], "(openssl s_client did not finish within 20 s)"
+    return parse_trace(done.stdout, version), done.stdout + done.stderr
 
 
-def trace_case(scenario, server, certs):
-    """Show the TLS messages of one scenario, as openssl s_client saw them."""
-    command = s_client_command(fill(scenario.client, certs, server.port))
-    print(paint("TLS messages (client's view, from " + shlex.join(command[:3]) + " ...):", "2"))
+def first_fatal_alert(steps):
+    """(who sent it, alert name) for the first fatal alert, or (None, None)."""
+    for step in steps:
+        if step.message.startswith("Alert ") and step.message.endswith("(fatal)"):
+            return ("client" if step.direction == "->" else "server"), step.message.split()[1]
+    return None, None
+
+
+def handshake_done_at(steps):
+    """Index after which the client has sent and received Finished (its
+    handshake is complete), or None if that never happened."""
+    sent = received = False
+    for i, step in enumerate(steps):
+        if step.message == "Finished":
+            sent, received = sent or step.direction == "->", received or step.direction == "<-"
+            if sent and received:
+                return i
+    return None
+
+
+def describe_replay(steps, version):
+    """One sentence: did the handshake complete, and who sent which alert when."""
+    sender, alert = first_fatal_alert(steps)
+    done = handshake_done_at(steps)
+    if alert is None:
+        return f"TLS {version}: the handshake completed and the request was answered."
+    index = next(i for i, s in enumerate(steps) if s.message.startswith(f"Alert {alert}"))
+    if done is None or index < done:
+        return (f"TLS {version}: the {sender} sent the alert {alert} during the handshake, "
+                f"which never completed.")
+    return (f"TLS {version}: the client's handshake was complete; the {sender} sent the alert "
+            f"{alert} afterwards, and the client met it at its first read.")
+
+
+def draw_ladder(steps, width):
+    """The steps as a client<->server ladder, notes on the right when there
+    is room, else under each arrow. Returns the lines."""
+    rungs = max([len(s.message) + 8 for s in steps] + [40])      # 40: the marker fits
+    rungs = min(rungs, max(width - 4, 40))
+    beside = width - rungs - 4 >= 26                    # room for notes on the right
+    lines = ["client" + " " * (rungs - 10) + "server"]
+    bar = "|" + " " * (rungs - 2) + "|"
+    done = handshake_done_at(steps)
+    failed = False
+    for i, step in enumerate(steps):
+        alert = step.message.startswith("Alert ")
+        fatal = alert and step.message.endswith("(fatal)") and not failed
+        fill_char = "=" if alert else "-"
+        label = f" {step.message} "
+        pad = rungs - 2 - len(label) - 2
+        if step.direction == "->":
+            arrow = "|" + fill_char * 2 + label + fill_char * max(pad - 1, 1) + ">|"
+        else:
+            arrow = "|<" + fill_char * max(pad - 1, 1) + label + fill_char * 2 + "|"
+        note = step.note
+        if fatal:
+            failed = True
+            note = f"sent by the {'client' if step.direction == '->' else 'server'}: the failure"
+        elif alert:
+            note = f"sent by the {'client' if step.direction == '->' else 'server'}"
+        lines += attach_note(arrow, note, width, beside, bar)
+        if i == done:
+            text = " handshake complete (client's view) "
+            lines.append("|" + text.center(rungs - 2, "~") + "|")
+    if steps and not failed and done is None:
+        lines.append("(the connection ended without a Finished from both sides)")
+    return lines
+
+
+def attach_note(arrow, note, width, beside, bar):
+    """An arrow with its note: beside it, wrapped, or on lines under it."""
+    if not note:
+        return [arrow]
+    if beside:
+        return wrap(note, width, arrow + "  ", bar + "  ")
+    return [arrow] + wrap(note, width, "|   ", "|   ")
+
+
+def trace_case(scenario, server, certs, version, opts):
+    """Replay one scenario with openssl s_client -trace; draw the ladder
+    (--trace), print the raw output (--raw-trace), and say in one sentence
+    where the handshake ended. Returns the steps."""
+    command = s_client_command(fill(scenario.client, certs, server.port),
+                               version if version == "1.2" else None)
     if shutil.which("openssl") is None:
-        print("   (openssl not found: no trace)")
-        return
-    steps = run_trace(command)
+        screen.say("(openssl is not installed: no replay; apt-get install openssl)")
+        return []
+    screen.say(f"Replay with openssl s_client (a second connection, made for this picture; "
+               f"TLS {version}):")
+    screen.command(command)
+    steps, raw = run_trace(command)
+    server.case_lines(scenario.server_says, timeout=2)     # this replay's log line
+    if opts.raw_trace:
+        screen.output(raw)
     if not steps:
-        print("   (this openssl has no -trace; build it with enable-ssl-trace to see messages)")
-    for direction, message, note in steps:
-        arrow = "client --> server" if direction == "->" else "client <-- server"
-        print(f"   {arrow}  {message:32} {note}".rstrip())
-    server.case_lines(scenario.server_says, timeout=2)     # its log line is not this case's
+        screen.say("(no messages: this openssl has no -trace; build it with enable-ssl-trace)")
+        return steps
+    if opts.trace:
+        for line in draw_ladder(steps, screen.width - 3):
+            screen.print("   " + line)
+    screen.say(describe_replay(steps, version), "=> ", code="1")
+    return steps
+
+
+# --- the relay: what TLS 1.2 shows to the network ------------------------
+#
+# A TLS 1.2 client sends its Certificate before the handshake's keys are in
+# use, so the certificate crosses the network in clear; TLS 1.3 encrypts
+# every handshake message after ServerHello (RFC 8446, section 2). A relay
+# in the middle that keeps a copy of the bytes proves it.
+
+class Relay:
+    """A loopback TCP relay: forwards one connection to localhost:port and
+    keeps a copy of what each side sent (.sent: client's, .received: server's)."""
+
+    def __init__(self, port):
+        self.target, self.sent, self.received = port, bytearray(), bytearray()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._relay_one, daemon=True)
+        self.thread.start()
+
+    def _relay_one(self):
+        self.listener.settimeout(10)
+        try:
+            near, _ = self.listener.accept()
+            far = socket.create_connection(("localhost", self.target), timeout=10)
+        except OSError:
+            return
+        finally:
+            self.listener.close()
+        copies = {near: (far, self.sent), far: (near, self.received)}
+        deadline = time.monotonic() + 10
+        while copies and time.monotonic() < deadline:
+            for sock in select.select(list(copies), [], [], 0.5)[0]:
+                other, copy = copies[sock]
+                try:
+                    data = sock.recv(65536)
+                    other.sendall(data) if data else other.shutdown(socket.SHUT_WR)
+                except OSError:
+                    data = b""
+                if data:
+                    copy.extend(data)
+                else:
+                    del copies[sock]
+        near.close()
+        far.close()
+
+    def join(self):
+        """Wait (at most 10 s) until both sides have finished."""
+        self.thread.join(10)
+
+
+def fetch_through_relay(port, certs, version):
+    """Make one mTLS request via a Relay to localhost:port, with the client
+    limited to one TLS version; return (the relay, the response's status line)."""
+    relay = Relay(port)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(os.path.join(certs, "ca.crt"))
+    context.load_cert_chain(os.path.join(certs, "client.crt"), os.path.join(certs, "client.key"))
+    context.minimum_version = context.maximum_version = version
+    status = ""
+    try:
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                reply = b""
+                while len(reply) < 65536:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+                status = reply.split(b"\r\n", 1)[0].decode("ascii", "replace")
+    except (OSError, ssl.SSLError) as exc:
+        status = f"failed: {exc}"
+    relay.join()
+    return relay, status
+
+
+def certificate_der(path):
+    """The DER bytes of the first certificate in a PEM file (what goes on the wire)."""
+    with open(path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+def hex_lines(data, start, count=2):
+    """`count` lines of a hex dump of data from `start`, 16 bytes a line."""
+    lines = []
+    for offset in range(start, min(start + 16 * count, len(data)), 16):
+        chunk = data[offset:offset + 16]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset:06x}  {chunk.hex(' '):47}  {text}")
+    return lines
+
+
+def cleartext_case(server, certs):
+    """Find the client certificate's bytes in what the client sent, under
+    TLS 1.2 and TLS 1.3; print it; return a Result."""
+    server.wait_ready()
+    server.show()
+    der = certificate_der(os.path.join(certs, "client.crt"))
+    screen.say(f"A relay on 127.0.0.1 passes one connection through to the server and keeps a "
+               f"copy of the bytes, as anyone on the network path could. The client sends "
+               f"{certs}/client.crt ({len(der)} bytes in DER, the form TLS sends); we look for "
+               f"those bytes in what the client sent.")
+    found = {}
+    for version, name in ((ssl.TLSVersion.TLSv1_2, "1.2"), (ssl.TLSVersion.TLSv1_3, "1.3")):
+        server.forget_old_lines()
+        relay, status = fetch_through_relay(server.port, certs, version)
+        server.case_lines("accepted")
+        sent = bytes(relay.sent)
+        where = sent.find(der)
+        found[name] = where >= 0
+        if where >= 0:
+            screen.say(f"TLS {name}: the response was {status!r}. The client sent {len(sent)} "
+                       f"bytes; the certificate is among them, byte for byte, at offset {where}. "
+                       f"Its name, readable:")
+            name_at = sent.find(b"my-client", where)
+            screen.output("\n".join(hex_lines(sent, max(name_at - 8, where))))
+        else:
+            also = "nor is the text 'my-client'" if b"my-client" not in sent else \
+                "but the text 'my-client' is"
+            screen.say(f"TLS {name}: the response was {status!r}. The client sent {len(sent)} "
+                       f"bytes; the certificate is not among them, {also}.")
+    screen.why("TLS 1.2 turns encryption on only at the end of the handshake (ChangeCipherSpec, "
+               "then Finished), and the client sends its Certificate before that: whoever "
+               "watches the network learns who connects. TLS 1.3 encrypts every handshake "
+               "message after ServerHello, the client's certificate included.")
+    observed = (f"TLS 1.2: {'seen' if found['1.2'] else 'not seen'}",
+                f"TLS 1.3: {'seen' if found['1.3'] else 'not seen'}")
+    return Result("cleartext-cert", ("TLS 1.2: seen", "TLS 1.3: not seen"), observed,
+                  found == {"1.2": True, "1.3": False})
+
+
+# --- the Markdown table --------------------------------------------------
+#
+# The README's failure-gallery table is this function's output, from real
+# runs (--markdown), so the README cannot quote a message the code does not
+# print: tests/test_demo.py compares the two.
+
+MARKDOWN_HEADER = ["scenario", "what the student does", "client.py says", "server logs",
+                   "cause", "fix"]
+
+
+def client_says(proc):
+    """client.py's outcome in a short cell: its greeting, or its error label and exit code."""
+    if proc.returncode == 0:
+        return f"`{(proc.stdout.strip().splitlines() or [''])[0]}`"
+    last = (proc.stderr.strip().splitlines() or [""])[-1]
+    if last.startswith("error: "):
+        last = "error: " + last[len("error: "):].split(":", 1)[0]
+    return f"`{last}` (exit {proc.returncode})"
+
+
+def server_logs(lines):
+    """The server's verdict in a short cell: the log line, with '...' for
+    the client's address and for a closing parenthesis."""
+    line = lines[-1]
+    line = re.sub(r"^(\w+) \S+:\d+", r"\1 ...", line)
+    line = re.sub(r" \([^()]*\)", " (...)", line)
+    return f"`{line}`"
+
+
+def markdown_table(runs):
+    """The gallery table as Markdown lines, one row per CaseRun."""
+    lines = ["| " + " | ".join(MARKDOWN_HEADER) + " |", "|" + "---|" * len(MARKDOWN_HEADER)]
+    for run_ in runs:
+        s = SCENARIO_BY_NAME[run_.result.name]
+        cells = [f"`{s.name}`", s.does, client_says(run_.client), server_logs(run_.server_lines),
+                 s.cause, s.fix]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines
+
+
+SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+# --- the mistakes gallery ------------------------------------------------
+#
+# Wrong code lives apart, in mistakes/, and is run through mistakes/gallery.py
+# (EXHIBITS, run_exhibit). We import it only when an exhibit is asked for.
+
+GALLERY_FILE = os.path.join(HERE, "mistakes", "gallery.py")
+
+
+def load_gallery():
+    """mistakes/gallery.py as a module, or None while it is not built yet."""
+    if not os.path.exists(GALLERY_FILE):
+        return None
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    try:
+        return importlib.import_module("mistakes.gallery")
+    except Exception as exc:             # its own bug: one line, not a traceback
+        raise DemoError("broken gallery", f"mistakes/gallery.py does not import ({exc!r})",
+                        f"run {shown_python()} {shown_path(GALLERY_FILE)} to see why")
+
+
+def exhibit_names():
+    """The exhibits' names, or [] when the gallery is not built yet."""
+    gallery = load_gallery()
+    return [e.name for e in gallery.EXHIBITS] if gallery else []
+
+
+def gallery_missing():
+    """The one-line error for an exhibit asked for before the gallery exists."""
+    return DemoError("not built yet", "the mistakes gallery (mistakes/gallery.py) does not exist "
+                     "yet", f"run the failure gallery meanwhile: {shown_python()} "
+                     f"{shown_path(__file__)} --all")
+
+
+# --- the command line ----------------------------------------------------
+
+def program():
+    """How the user runs this script, for usage lines and fixes."""
+    return f"{shown_python()} {shown_path(__file__)}"
+
+
+EXAMPLES = """\
+names: scenarios, demonstrations and exhibits share one namespace (--list
+shows them); they never start with "-" and never contain "://". A
+positional argument with "://" is a URL and belongs to --check.
+
+modes (one at a time):
+  (nothing)               the article's three cases: success, no-cacert, no-client-cert
+  NAME [NAME ...]         these cases, in the order given
+  --all                   every failure-gallery scenario
+  --lesson [--pause]      six cases in teaching order, each with "what you just saw"
+  --mistakes              every exhibit of the mistakes gallery
+  --list                  every name, one line each
+  --check --cacert CA [--cert CERT --key KEY] [https://HOST:PORT/]
+                          check your own certificates (and a server)
+
+modifiers (with a run of cases):
+  --tls1.2 --trace --raw-trace --verbose --markdown --certs DIR --no-curl
+  --width N --pause
+
+examples:
+{examples}"""
+
+
+EXAMPLE_LINES = [
+    ("", "the article's three cases"),
+    ("expired-client revoked", "two scenarios, in this order"),
+    ("--lesson --pause", "teach: Enter between cases"),
+    ("--trace no-client-cert", "the handshake, as a ladder"),
+    ("--tls1.2 expired-client", "the same under TLS 1.2"),
+    ("cleartext-cert", "TLS 1.2 shows the certificate"),
+    ("--all --width 80", "every scenario, 80 columns"),
+    ("--markdown > gallery.md", "the README's gallery table"),
+]
+
+
+def examples():
+    """The worked examples of --help: comments beside the commands when they
+    fit in 100 columns, else above them (a long interpreter path)."""
+    p, lines = program(), []
+    for args, comment in EXAMPLE_LINES:
+        command = f"  {p} {args}".rstrip()
+        if len(p) + 2 + 26 + 4 + len(comment) <= 100:
+            lines.append(f"{command:{len(p) + 2 + 26}}  # {comment}")
+        else:
+            lines += [f"  # {comment}", command]
+    certs = shown_path(os.path.join(HERE, "certs"))
+    words = shlex.split(p) + ["--check", "--cacert", f"{certs}/ca.crt", "--cert",
+                              f"{certs}/client.crt", "--key", f"{certs}/client.key",
+                              "https://localhost:3000/"]
+    lines.append("  # check your own files, and a running server")
+    lines += wrap_command(pair_options([shlex.quote(w) for w in words]), 100, "  ", "      ")
+    return "\n".join(lines) + "\n"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its usage errors in the one error format."""
+
+    def error(self, message):
+        self.exit(2, f"error: bad option: {message} -- see {self.prog} --help\n")
+
+
+def make_parser():
+    """The demo's options (designed once: see EXAMPLES and the README)."""
+    p = ArgumentParser(prog=program(), allow_abbrev=False,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       usage="%(prog)s [NAME ...] [--all|--lesson|--mistakes|--list|--check] "
+                             "[modifiers]",
+                       description="Run mutual TLS for real: success and failures, explained.",
+                       epilog=EXAMPLES.format(examples=examples()))
+    p.add_argument("names", nargs="*", metavar="NAME", help="scenarios, demonstrations or exhibits "
+                   "to run, in this order (see --list)")
+    mode = p.add_argument_group("modes")
+    mode.add_argument("--all", action="store_true", help="run every failure-gallery scenario")
+    mode.add_argument("--lesson", action="store_true", help="the classroom path: six cases")
+    mode.add_argument("--mistakes", action="store_true", help="run every mistakes-gallery exhibit")
+    mode.add_argument("--list", action="store_true", help="list every name and exit")
+    mode.add_argument("--check", action="store_true", help="check your own certificates "
+                      "(--cacert, --cert, --key) and, given a URL, a server")
+    check = p.add_argument_group("files for --check")
+    check.add_argument("--cacert", metavar="CA", help="the CA certificate you trust")
+    check.add_argument("--cert", metavar="CERT", help="your client certificate")
+    check.add_argument("--key", metavar="KEY", help="its private key")
+    mod = p.add_argument_group("modifiers")
+    mod.add_argument("--tls1.2", dest="tls12", action="store_true",
+                     help="rerun each case with the client limited to TLS 1.2, then show "
+                          "the client certificate in clear (cleartext-cert)")
+    mod.add_argument("--trace", action="store_true",
+                     help="draw each handshake as a ladder, from openssl s_client -trace")
+    mod.add_argument("--raw-trace", action="store_true", help="print s_client -trace's raw output")
+    mod.add_argument("--verbose", action="store_true",
+                     help="show every openssl command that builds the certificates")
+    mod.add_argument("--markdown", action="store_true", help="print only the gallery table, "
+                     "as Markdown, from real runs (every scenario unless NAMEs are given)")
+    mod.add_argument("--certs", default=os.path.join(HERE, "certs"), metavar="DIR",
+                     help="certificates folder (default: certs/ next to this script)")
+    mod.add_argument("--no-curl", action="store_true", help="do not run the curl commands")
+    mod.add_argument("--width", type=int, metavar="N",
+                     help="wrap output at N columns (default: the terminal's, else 100)")
+    mod.add_argument("--pause", action="store_true", help="wait for Enter between cases")
+    return p
+
+
+MODES = ("all", "lesson", "mistakes", "list", "check")
+RUN_MODIFIERS = ("tls12", "trace", "raw_trace", "verbose", "markdown", "no_curl", "pause")
+
+
+def option(dest):
+    """An option's spelling on the command line, from its argparse dest."""
+    return "--tls1.2" if dest == "tls12" else "--" + dest.replace("_", "-")
+
+
+def parse_args(argv):
+    """Read the command line and refuse, in one line, what does not fit."""
+    p = make_parser()
+    args = p.parse_intermixed_args(argv)
+    modes = [m for m in MODES if getattr(args, m)]
+    urls = [n for n in args.names if "://" in n]
+    names = [n for n in args.names if "://" not in n]
+    if len(modes) > 1:
+        p.error(f"{option(modes[0])} and {option(modes[1])} are two modes; choose one")
+    mode = modes[0] if modes else None
+    if mode in ("all", "lesson", "mistakes", "list") and names:
+        p.error(f"{option(mode)} takes no NAME (got {names[0]!r}); to run just that, "
+                f"leave out {option(mode)}: {program()} {shlex.join(names)}")
+    if urls and mode != "check":
+        p.error(f"{urls[0]!r} is a URL, which only --check takes: {program()} --check "
+                f"--cacert CA {urls[0]}")
+    if mode == "check":
+        if names:
+            p.error(f"--check takes no NAME (got {names[0]!r}), only an optional URL")
+        if len(urls) > 1:
+            p.error(f"--check takes one URL (got {len(urls)})")
+        if not args.cacert:
+            p.error("--check needs --cacert CA: the CA certificate you trust")
+        if bool(args.cert) != bool(args.key):
+            p.error("--cert and --key go together: give both or neither")
+    for dest in ("cacert", "cert", "key"):
+        if getattr(args, dest) and mode != "check":
+            p.error(f"{option(dest)} belongs to --check (the demo's cases use files from --certs)")
+    for dest in RUN_MODIFIERS:
+        if getattr(args, dest) and mode in ("list", "check"):
+            p.error(f"{option(dest)} does not apply to {option(mode)}")
+        scenario_only = dest not in ("verbose", "no_curl", "pause")
+        if getattr(args, dest) and mode == "mistakes" and scenario_only:
+            p.error(f"{option(dest)} applies to scenarios, not to --mistakes")
+    if args.width is not None and args.width < 60:
+        p.error(f"--width {args.width} is too narrow: use 60 or more")
+    args.mode, args.urls = mode, urls
+    args.names = names
+    return args
+
+
+def list_names():
+    """Print every scenario, demonstration and exhibit, one line each."""
+    gallery = load_gallery()
+    exhibits = [(e.name, e.title) for e in gallery.EXHIBITS] if gallery else []
+    entries = [(s.name, s.title) for s in SCENARIOS] + list(DEMOS.items()) + exhibits
+    width = max(len(name) for name, _ in entries)
+    for name, title in entries:
+        screen.say(title, f"{name:{width}}  ")
+    if gallery is None:
+        screen.say("(the mistakes gallery, mistakes/gallery.py, is not built yet: no exhibits)")
+    return 0
+
+
+def resolve_names(names):
+    """Check each name; return [(kind, name)] in the order given, kind being
+    'scenario', 'demo' or 'exhibit'."""
+    plan, gallery = [], None
+    for name in names:
+        if name in SCENARIO_BY_NAME:
+            plan.append(("scenario", name))
+        elif name in DEMOS:
+            plan.append(("demo", name))
+        else:
+            gallery = gallery or load_gallery()
+            exhibits = [e.name for e in gallery.EXHIBITS] if gallery else []
+            if name not in exhibits:
+                known = list(SCENARIO_BY_NAME) + list(DEMOS) + exhibits
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                what = "a scenario or an exhibit" if gallery else \
+                    "a scenario (and the mistakes gallery, mistakes/gallery.py, is not built yet)"
+                raise DemoError("unknown name", f"{name!r} is not {what}",
+                                f"{hint}see {program()} --list")
+            plan.append(("exhibit", name))
+    return plan
+
+
+# --- checking your own certificates --------------------------------------
+# (built separately: check_certificates(cacert, cert, key, url) -> exit code)
 
 
 # --- main ----------------------------------------------------------------
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error on one line, like every other error here."""
+def choose_plan(args):
+    """The cases to run, in order, as [(kind, name)]."""
+    if args.mode == "all":
+        return [("scenario", s.name) for s in SCENARIOS]
+    if args.mode == "lesson":
+        return [("scenario", lesson.name) for lesson in LESSON]
+    if args.mode == "mistakes":
+        gallery = load_gallery()
+        if gallery is None:
+            raise gallery_missing()
+        return [("exhibit", e.name) for e in gallery.EXHIBITS]
+    if args.names:
+        return resolve_names(args.names)
+    if args.markdown:
+        return [("scenario", s.name) for s in SCENARIOS]
+    return [("scenario", name) for name in ARTICLE_CASES]
 
-    def error(self, message):
-        self.exit(2, f"error: {message} -- see {self.prog} --help\n")
+
+class Pauser:
+    """--pause: wait for Enter between cases, if there is someone to press it."""
+
+    def __init__(self, wanted):
+        self.wanted, self.told = wanted, False
+
+    def wait(self, what):
+        """Wait for Enter before `what`; without a terminal, say once that we do not."""
+        if not self.wanted:
+            return
+        stdin = sys.stdin
+        if stdin is None or stdin.closed or not stdin.isatty():
+            if not self.told:
+                screen.say("(--pause: input is not a terminal, so the demo does not pause)")
+                self.told = True
+            self.wanted = False
+            return
+        screen.print()
+        try:
+            input(f"-- press Enter for {what} (Ctrl-C stops) --")
+        except EOFError:
+            screen.say("(--pause: input closed, so the demo does not pause any more)")
+            self.wanted = False
 
 
-def parse_args(argv):
-    """Read the command line."""
-    names = [s.name for s in SCENARIOS]
-    p = ArgumentParser(description="Run the mTLS walkthrough: success and failures, explained.")
-    p.add_argument("names", nargs="*", metavar="SCENARIO", help="scenarios to run (see --list)")
-    p.add_argument("--all", action="store_true", help="run every scenario")
-    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    p.add_argument("--certs", default=os.path.join(HERE, "certs"),
-                   help="certificates folder (default: certs/ next to this script)")
-    p.add_argument("--no-curl", action="store_true", help="do not run the curl commands")
-    p.add_argument("--trace", action="store_true",
-                   help="also show each handshake's TLS messages (openssl s_client -trace)")
-    args = p.parse_args(argv)
-    unknown = [n for n in args.names if n not in names]
-    if unknown:
-        p.error(f"unknown scenario {unknown[0]!r}: choose from {', '.join(names)} (see --list)")
-    return args
+def run_plan(plan, args):
+    """Run the planned cases, print the table; return the exit code."""
+    certs = shown_path(args.certs)
+    kinds = {kind for kind, _ in plan}
+    names = [name for _, name in plan]
+    article_only = kinds == {"scenario"} and set(names) <= set(ARTICLE_CASES)
+    ensure_certificates(certs, "certs" if article_only or kinds == {"demo"} else "scenarios",
+                        args.verbose)
+    args.no_curl = args.no_curl or args.markdown          # the table has no curl column
+    args.curl = not args.no_curl and shutil.which("curl") is not None
+    if not args.no_curl and not args.curl:
+        screen.say("note: curl is not installed, so the curl commands are left out "
+                   "(apt-get install curl; --no-curl hides this note).")
+    if args.tls12 and shutil.which("openssl") is None:
+        screen.say("note: openssl is not installed, so the TLS 1.2 replay shows curl only.")
+
+    # Start every server the plan needs at once: they boot in parallel.
+    servers = {}
+    for kind, name in plan:
+        options = tuple(server_command(SCENARIO_BY_NAME[name], certs)) if kind == "scenario" \
+            else tuple(server_command(SCENARIO_BY_NAME["success"], certs))
+        if kind != "exhibit" and options not in servers:
+            servers[options] = ServerProcess(options)
+
+    if args.mode == "lesson":
+        screen.print()
+        screen.say(LESSON_INTRO.format(certs=certs))
+    results, runs, pauser = [], [], Pauser(args.pause)
+    lessons = {lesson.name: lesson for lesson in LESSON}
+    try:
+        for number, (kind, name) in enumerate(plan, 1):
+            if number > 1:
+                pauser.wait(f"case {number} of {len(plan)}")
+            if kind == "exhibit":
+                gallery = load_gallery()
+                title = next(e.title for e in gallery.EXHIBITS if e.name == name)
+                screen.heading(f"{name}: {title} (mistakes gallery)")
+                result = gallery.run_exhibit(name, os.path.abspath(args.certs), width=screen.width)
+                results.append(Result(*result))
+                continue
+            if kind == "demo":
+                screen.heading(f"{name}: {DEMOS[name]}")
+                server = servers[tuple(server_command(SCENARIO_BY_NAME["success"], certs))]
+                results.append(cleartext_case(server, certs))
+                continue
+            scenario = SCENARIO_BY_NAME[name]
+            if args.mode == "lesson":
+                screen.heading(f"Case {number} of {len(plan)}: {lessons[name].heading} ({name})")
+            else:
+                screen.heading(f"{name}: {scenario.title}")
+            if scenario.strict and not STRICT_CHECKS:
+                results.append(skipped_case(scenario))
+                continue
+            case = run_case(scenario, servers[tuple(server_command(scenario, certs))], certs, args)
+            runs.append(case)
+            results += [case.result] + ([case.tls12] if case.tls12 else [])
+            if args.mode == "lesson":
+                saw = lessons[name].saw
+                screen.say(saw[0], "What you just saw: ", code="1")
+                screen.say(saw[1], " " * len("What you just saw: "))
+    finally:
+        for server in servers.values():
+            server.stop()
+    if args.markdown:
+        screen.quiet = False
+        for line in markdown_table(runs):
+            print(line)
+        return 0 if all(r.ok is not False for r in results) else 1
+    print_table(results)
+    matched = sum(r.ok is True for r in results)
+    skipped = sum(r.ok is None for r in results)
+    counted = len(results) - skipped
+    screen.print()
+    screen.say(f"{matched} of {counted} cases behaved as expected."
+               + (f" {skipped} skipped (see above)." if skipped else ""))
+    if args.mode == "lesson":
+        screen.say(f"Next: {program()} --all (every scenario), --trace NAME (the handshake, "
+                   f"drawn), --tls1.2 NAME (the same under TLS 1.2).")
+    return 0 if matched == counted else 1
 
 
 def main(argv=None):
-    """Run the chosen scenarios and print the table; exit 0 if all matched."""
+    """Run the chosen cases and print the table; exit 0 if all matched."""
+    global screen
     args = parse_args(argv)
-    if args.list:
-        width = max(len(s.name) for s in SCENARIOS)
-        for s in SCENARIOS:
-            print(f"{s.name:{width}}  {s.title}")
-        return 0
-    chosen = [s for s in SCENARIOS if args.all or s.name in (args.names or ARTICLE_CASES)]
-    certs = os.path.relpath(os.path.abspath(args.certs), HERE)
-    if certs.startswith(".."):
-        certs = os.path.abspath(args.certs)
-    only_article = all(s.name in ARTICLE_CASES for s in chosen)
-    ensure_certificates(certs, "certs" if only_article else "scenarios")
-    use_curl = not args.no_curl and shutil.which("curl") is not None
-
-    servers, results = {}, []
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")      # see no-color.org
+    screen = Screen(args.width or terminal_width(), colour, quiet=args.markdown)
     try:
-        for scenario in chosen:
-            server_args = tuple(server_command(scenario, certs))
-            if server_args not in servers:
-                servers[server_args] = ServerProcess(server_args)
-            results.append(run_case(scenario, servers[server_args], certs, use_curl, args.trace))
+        if args.mode == "list":
+            return list_names()
+        if args.mode == "check":
+            checker = globals().get("check_certificates")
+            if checker is None:
+                raise DemoError("not built yet", "--check (checking your own certificates) is "
+                                "not built yet", "meanwhile: " + (
+                                    f"openssl verify -CAfile {shlex.quote(args.cacert)} "
+                                    f"{shlex.quote(args.cert)}" if args.cert else
+                                    f"openssl x509 -in {shlex.quote(args.cacert)} -noout -text"))
+            return checker(args.cacert, args.cert, args.key, args.urls[0] if args.urls else None)
+        plan = choose_plan(args)
+        others = [name for kind, name in plan if kind != "scenario"]
+        if args.markdown and others:
+            raise DemoError("bad option", f"--markdown makes the failure-gallery table, of "
+                            f"scenarios only, and {others[0]!r} is not one",
+                            f"leave it out: {program()} --markdown "
+                            + " ".join(n for k, n in plan if k == "scenario"))
+        # --tls1.2 shows both differences: the verdict inside the handshake
+        # (each case's rerun), and the client certificate in clear (the relay).
+        if args.tls12 and not args.markdown and ("demo", "cleartext-cert") not in plan:
+            plan.append(("demo", "cleartext-cert"))
+        return run_plan(plan, args)
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: stopping the servers")
+        print("\ninterrupted: the demo's servers are stopped", file=sys.stderr)
         return 130
     except BrokenPipeError:            # output piped into `head`, say: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    finally:
-        for server in servers.values():
-            server.stop()
-    print_table(results)
-    matched = sum(r.ok for r in results)
-    print(f"\n{matched} of {len(results)} cases behaved as expected.")
-    return 0 if matched == len(results) else 1
 
 
 if __name__ == "__main__":

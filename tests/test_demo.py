@@ -1,0 +1,404 @@
+"""mtls_demo.py as a student and an instructor meet it.
+
+The command line (modes, names in the order given, refusals in one line),
+output that fits 100 columns and wraps without cutting, printed commands
+that paste from another folder, the handshake ladder, TLS 1.2 beside
+TLS 1.3, the relay that finds a TLS 1.2 client certificate on the wire,
+and the Markdown gallery table that the README includes.
+
+Each demo run here is a real subprocess with real servers; the runs that
+several tests read are made once per class.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import ssl
+import subprocess
+import tempfile
+import unittest
+
+from tests.support import PYTHON, ROOT, RunningServer, path, pki
+
+import mtls_demo
+
+DEMO = os.path.join(ROOT, "mtls_demo.py")
+ANSI = re.compile(r"\x1b\[")
+
+
+def demo(*args, cwd=ROOT, env=None, timeout=90, stdin=subprocess.DEVNULL):
+    """Run mtls_demo.py as a user would, at 100 columns, without colour."""
+    environ = dict(os.environ, COLUMNS="100", NO_COLOR="1")
+    environ.update(env or {})
+    return subprocess.run([PYTHON, DEMO] + list(args), cwd=cwd, env=environ, stdin=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def unwrap(text):
+    """Join our wrapped lines back: drop the '   |   ' and indentation of
+    continuation lines and collapse all whitespace."""
+    text = re.sub(r"\n {3}\| {3}", " ", text)
+    return re.sub(r"\s+", " ", text)
+
+
+def printed_commands(output, program):
+    """The commands the demo printed ('$ ...' plus ' \\' continuations)
+    whose first words end with `program`, as lists of words."""
+    commands, current = [], None
+    for line in output.splitlines():
+        if current is not None:
+            current += " " + line.strip()
+        elif line.startswith("$ "):
+            current = line[2:]
+        if current is not None and not current.endswith(" \\"):
+            words = shlex.split(current)
+            if any(w.endswith(program) for w in words[:2]):
+                commands.append(words)
+            current = None
+        elif current is not None:
+            current = current[:-2]
+    return commands
+
+
+class LessonRunTest(unittest.TestCase):
+    """python3 mtls_demo.py --lesson --pause, piped, at COLUMNS=100 under NO_COLOR."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.done = demo("--lesson", "--pause", "--certs", pki())
+
+    def test_lesson_runs_six_cases_in_teaching_order(self):
+        self.assertEqual(self.done.returncode, 0, self.done.stdout[-3000:] + self.done.stderr)
+        headings = re.findall(r"^== Case (\d) of 6: .* \(([a-z-]+)\)$", self.done.stdout, re.M)
+        self.assertEqual([name for _, name in headings], [l.name for l in mtls_demo.LESSON])
+        self.assertEqual([n for n, _ in headings], ["1", "2", "3", "4", "5", "6"])
+
+    def test_each_case_ends_with_two_lines_of_what_you_just_saw(self):
+        lines = self.done.stdout.splitlines()
+        starts = [i for i, line in enumerate(lines) if line.startswith("What you just saw: ")]
+        self.assertEqual(len(starts), 6)
+        for i in starts:
+            second = lines[i + 1]
+            self.assertTrue(second.startswith(" " * 19) and second.strip(), second)
+            self.assertFalse(lines[i + 2].startswith(" " * 19), "three lines, not two")
+
+    def test_no_line_is_wider_than_100_columns_and_no_colour(self):
+        for line in self.done.stdout.splitlines():
+            self.assertLessEqual(len(line), 100, line)
+        self.assertIsNone(ANSI.search(self.done.stdout), "colour under NO_COLOR")
+
+    def test_pause_without_a_terminal_says_so_once_and_does_not_hang(self):
+        self.assertEqual(self.done.stdout.count("input is not a terminal"), 1)
+        self.assertNotIn("press Enter", self.done.stdout)
+
+    def test_certificate_build_is_one_line(self):
+        self.assertEqual(len(re.findall(r"^Certificates: ", self.done.stdout, re.M)), 1)
+        self.assertNotRegex(self.done.stdout, r"(?m)^   \| openssl ")
+
+
+class SubsetRunTest(unittest.TestCase):
+    """Named scenarios with --trace --tls1.2: order kept, 100 columns, nothing cut."""
+
+    NAMES = ["wrong-hostname", "no-client-cert", "success", "expired-client"]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.done = demo(*cls.NAMES, "--trace", "--tls1.2", "--certs", pki())
+
+    def test_every_case_and_its_tls12_rerun_behaved_as_expected(self):
+        self.assertEqual(self.done.returncode, 0, self.done.stdout[-3000:] + self.done.stderr)
+        self.assertIn("9 of 9 cases behaved as expected", self.done.stdout)   # 4 + 4 + relay
+
+    def test_names_run_in_the_order_given(self):
+        headings = re.findall(r"^== ([a-z-]+): ", self.done.stdout, re.M)
+        self.assertEqual(headings, self.NAMES + ["cleartext-cert"])    # --tls1.2 adds the relay
+        table = re.findall(r"^([a-z-]+) +\| ", self.done.stdout, re.M)
+        self.assertEqual(table, ["case"] + self.NAMES + ["cleartext-cert"])
+
+    def test_no_line_is_wider_than_100_columns(self):
+        for line in self.done.stdout.splitlines():
+            self.assertLessEqual(len(line), 100, line)
+
+    def test_long_lines_are_wrapped_not_cut(self):
+        text = unwrap(self.done.stdout)
+        for name in self.NAMES:
+            why = mtls_demo.SCENARIO_BY_NAME[name].why
+            self.assertIn("why: " + re.sub(r"\s+", " ", why), text)
+        # client.py's own long error line, joined back, is whole.
+        self.assertIn("-- get a new one (if it has not expired, the server's CRL has: see the "
+                      "server's log)", text)
+
+    def test_expired_client_under_tls12_shows_curl_blaming_the_server(self):
+        if not shutil.which("curl"):
+            self.skipTest("curl not installed: apt-get install curl")
+        part = self.done.stdout.split("== expired-client")[1]
+        self.assertIn("(curl exit 60)", part)
+        self.assertIn("files that alert under its own check of the server", unwrap(part))
+
+    def test_tls12_moves_the_rejection_into_the_handshake(self):
+        part = unwrap(self.done.stdout.split("== no-client-cert")[1].split("== success")[0])
+        self.assertIn("TLS 1.3: the client's handshake was complete; the server sent the alert "
+                      "certificate_required afterwards", part)
+        self.assertIn("TLS 1.2: the server sent the alert handshake_failure during the "
+                      "handshake, which never completed", part)
+
+
+class CommandLineTest(unittest.TestCase):
+    """One command line: modes exclude each other, and nothing is silently ignored."""
+
+    def refused(self, *args):
+        done = demo(*args, timeout=30)
+        self.assertEqual(done.returncode, 2, done.stdout + done.stderr)
+        lines = done.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, done.stderr)
+        self.assertRegex(lines[0], r"^error: [a-z .0-9-]+: .+ -- .+")
+        self.assertNotIn("Traceback", done.stderr)
+        self.assertEqual(done.stdout, "")
+        return lines[0]
+
+    def test_list_or_all_with_a_name_is_refused(self):
+        self.assertIn("--list takes no NAME (got 'success')", self.refused("--list", "success"))
+        self.assertIn("--all takes no NAME", self.refused("--all", "expired-client"))
+        self.assertIn("--lesson takes no NAME", self.refused("success", "--lesson"))
+
+    def test_options_are_not_names_and_urls_belong_to_check(self):
+        self.assertIn("bad option", self.refused("--no-such-option"))
+        self.assertIn("only --check takes", self.refused("https://localhost:3000/"))
+        self.assertIn("belongs to --check", self.refused("--cacert", "x.crt", "success"))
+        self.assertIn("two modes", self.refused("--all", "--lesson"))
+        self.assertIn("unknown name: 'expird-client'", self.refused("expird-client"))
+
+    def test_check_is_wired_or_says_not_built_yet(self):
+        done = demo("--check", "--cacert", path("ca.crt"), timeout=30)
+        if "check_certificates" not in vars(mtls_demo):
+            self.assertEqual(done.returncode, 2)
+            self.assertRegex(done.stderr, r"^error: not built yet: ")
+
+    def test_mistakes_without_the_gallery_says_so(self):
+        if os.path.exists(mtls_demo.GALLERY_FILE):
+            self.skipTest("mistakes/gallery.py exists: its own tests cover it")
+        self.assertIn("mistakes gallery (mistakes/gallery.py) does not exist yet",
+                      self.refused("--mistakes"))
+
+    def test_list_names_every_scenario_once(self):
+        done = demo("--list")
+        self.assertEqual(done.returncode, 0)
+        listed = [line.split()[0] for line in done.stdout.splitlines() if line and line[0] != "("]
+        self.assertEqual(listed[:len(mtls_demo.SCENARIOS)], [s.name for s in mtls_demo.SCENARIOS])
+        self.assertIn("cleartext-cert", listed)
+
+    def test_help_documents_the_whole_command_line(self):
+        done = demo("--help")
+        for word in ["--lesson", "--pause", "--mistakes", "--check", "--tls1.2", "--trace",
+                     "--raw-trace", "--markdown", "--width", "--list", "examples:"]:
+            self.assertIn(word, done.stdout)
+
+    def test_old_python_says_needs_3_9_in_one_line(self):
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() \
+            if shutil.which("pyenv") else ""
+        olds = [os.path.join(root, "versions", v, "bin", "python3") for v in
+                (sorted(os.listdir(os.path.join(root, "versions"))) if root and
+                 os.path.isdir(os.path.join(root, "versions")) else [])
+                if re.match(r"3\.[678]\.", v)]
+        olds = [p for p in olds if os.path.exists(p)]
+        if not olds:
+            self.skipTest("no Python 3.6-3.8 installed (pyenv install 3.8)")
+        for old in olds:
+            done = subprocess.run([old, DEMO, "--list"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(done.returncode, 2, old)
+            self.assertRegex(done.stderr, r"^error: needs Python 3\.9\+: this is Python 3\.[678] "
+                                          r"-- .+\n$")
+
+
+class PasteTest(unittest.TestCase):
+    """A printed command pastes: run it from the same folder, get the same result."""
+
+    def test_printed_client_command_pastes_from_another_folder(self):
+        folder = os.path.dirname(pki())                    # certs/ is right below it
+        done = demo("success", "--no-curl", "--certs", pki(), cwd=folder)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        (command,) = printed_commands(done.stdout, "client.py")
+        self.assertIn("certs/client.crt", command, "a path relative to where the user stands")
+        with RunningServer() as srv:
+            command[-1] = re.sub(r":\d+/", f":{srv.port}/", command[-1])
+            pasted = subprocess.run(shlex.join(command), shell=True, cwd=folder,
+                                    capture_output=True, text=True, timeout=30)
+        self.assertEqual((pasted.returncode, pasted.stdout), (0, "Hello, my-client\n"),
+                         pasted.stderr)
+
+    def test_server_that_does_not_start_gives_one_error_line(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            certs = os.path.join(tmp, "certs")
+            shutil.copytree(pki(), certs)
+            shutil.copy(os.path.join(certs, "client.key"), os.path.join(certs, "server.key"))
+            for name in ("server.csr", "server.crt"):          # newer than the key: make keeps them
+                os.utime(os.path.join(certs, name))
+            done = demo("success", "--no-curl", "--certs", certs)
+        self.assertEqual(done.returncode, 2, done.stdout + done.stderr)
+        self.assertEqual(len(done.stderr.strip().splitlines()), 1, done.stderr)
+        self.assertRegex(done.stderr, r"^error: server did not start: ")
+        self.assertEqual(done.stderr.count("error:"), 1, "no doubled prefix")
+
+    def test_without_curl_it_says_so_once(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for tool in ("make", "openssl", "sh", "grep", "sed", "python3"):
+                if shutil.which(tool):
+                    os.symlink(shutil.which(tool), os.path.join(tmp, tool))
+            done = demo("success", "no-cacert", "--certs", pki(), env={"PATH": tmp})
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertEqual(done.stdout.count("curl is not installed"), 1)
+        self.assertNotIn("$ curl", done.stdout)
+
+
+@unittest.skipUnless(shutil.which("openssl"), "openssl not installed: apt-get install openssl")
+class LadderTest(unittest.TestCase):
+    """--trace draws the real message sequence of an s_client replay."""
+
+    def replay(self, name, version=None):
+        scenario = mtls_demo.SCENARIO_BY_NAME[name]
+        with RunningServer() as srv:
+            command = mtls_demo.s_client_command(mtls_demo.fill(scenario.client, pki(), srv.port),
+                                                 version)
+            steps, raw = mtls_demo.run_trace(command)
+        if not steps:
+            self.skipTest("this openssl was built without -trace")
+        return steps, mtls_demo.draw_ladder(steps, 96)
+
+    def test_success_shows_the_certificate_request_and_the_client_proof(self):
+        steps, ladder = self.replay("success")
+        pairs = [(s.direction, s.message) for s in steps]
+        for step in [("->", "ClientHello"), ("<-", "ServerHello"), ("<-", "CertificateRequest"),
+                     ("->", "Certificate"), ("->", "CertificateVerify"), ("->", "Finished")]:
+            self.assertIn(step, pairs)
+        self.assertLess(pairs.index(("<-", "CertificateRequest")),
+                        pairs.index(("->", "CertificateVerify")))
+        self.assertTrue(any("handshake complete" in line for line in ladder))
+        self.assertFalse(any("the failure" in line for line in ladder))
+        self.assertTrue(all(len(line) <= 96 for line in ladder))
+
+    def test_no_client_cert_tls13_alert_sent_by_server_after_the_handshake(self):
+        steps, ladder = self.replay("no-client-cert")
+        self.assertIn(("<-", "CertificateRequest"), [(s.direction, s.message) for s in steps])
+        self.assertIn(("->", "Certificate (empty)"), [(s.direction, s.message) for s in steps])
+        (alert,) = [line for line in ladder if "certificate_required" in line]
+        self.assertRegex(alert, r"^\|<=+ Alert certificate_required \(fatal\) =+\|  "
+                                r"sent by the server: the failure$")
+        done = [i for i, line in enumerate(ladder) if "handshake complete" in line]
+        self.assertTrue(done and done[0] < ladder.index(alert), "TLS 1.3: late")
+
+    def test_no_client_cert_tls12_alert_inside_the_handshake(self):
+        steps, ladder = self.replay("no-client-cert", "1.2")
+        self.assertIn(("<-", "ServerHelloDone"), [(s.direction, s.message) for s in steps])
+        self.assertEqual(mtls_demo.first_fatal_alert(steps), ("server", "handshake_failure"))
+        self.assertFalse(any("handshake complete" in line for line in ladder))
+        self.assertIn("during the handshake", mtls_demo.describe_replay(steps, "1.2"))
+
+    def test_client_side_alert_is_marked_as_sent_by_the_client(self):
+        steps, ladder = self.replay("no-cacert")
+        self.assertEqual(mtls_demo.first_fatal_alert(steps), ("client", "unknown_ca"))
+        self.assertTrue(any(line.startswith("|==") and "sent by the client: the failure" in line
+                            for line in ladder))
+
+
+class Tls12OutcomesTest(unittest.TestCase):
+    """Each scenario's `tls12` data is what s_client -tls1_2 and curl --tls-max 1.2 meet."""
+
+    def test_every_scenario_under_tls12(self):
+        if not shutil.which("openssl"):
+            self.skipTest("openssl not installed: apt-get install openssl")
+        from tests.test_scenarios import start_server
+        curl = shutil.which("curl")
+        for scenario in mtls_demo.SCENARIOS:
+            if scenario.strict and not mtls_demo.STRICT_CHECKS:
+                continue
+            with start_server(scenario) as srv:
+                args = mtls_demo.fill(scenario.client, pki(), srv.port)
+                steps, raw = mtls_demo.run_trace(mtls_demo.s_client_command(args, "1.2"))
+                if curl:
+                    done = subprocess.run(["curl", "-sS", "--tls-max", "1.2"] + args,
+                                          capture_output=True, text=True, timeout=30)
+            sender, alert, curl_exit = scenario.tls12
+            self.assertEqual(mtls_demo.first_fatal_alert(steps), (sender, alert), scenario.name)
+            if alert:
+                self.assertIn("during the handshake", mtls_demo.describe_replay(steps, "1.2"))
+            if curl:        # curl's wording changes between versions: exit code and alert only
+                self.assertEqual(done.returncode, curl_exit, f"{scenario.name}: {done.stderr}")
+                if curl_exit == 35:
+                    self.assertIn(alert.replace("_", " "), done.stderr, scenario.name)
+
+
+class RelayTest(unittest.TestCase):
+    """TLS 1.2 sends the client certificate in clear; TLS 1.3 encrypts it."""
+
+    def test_certificate_bytes_visible_under_tls12_only(self):
+        der = mtls_demo.certificate_der(path("client.crt"))
+        with RunningServer() as srv:
+            seen = {}
+            for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+                relay, status = mtls_demo.fetch_through_relay(srv.port, pki(), version)
+                self.assertEqual(status, "HTTP/1.1 200 OK", version)
+                self.assertGreater(len(relay.received), 1000, "the relay saw the server's flight")
+                seen[version] = der in bytes(relay.sent)
+        self.assertEqual(seen, {ssl.TLSVersion.TLSv1_2: True, ssl.TLSVersion.TLSv1_3: False})
+
+
+class WrapTest(unittest.TestCase):
+    """wrap() and wrap_command() never drop a character, and commands still parse."""
+
+    def test_wrap_keeps_every_character(self):
+        text = "word " * 40 + "x" * 130 + " tail"
+        lines = mtls_demo.wrap(text, 50)     # textwrap, breaking long words
+        self.assertTrue(all(len(line) <= 50 for line in lines))
+        self.assertEqual("".join(lines).replace(" ", ""), text.replace(" ", ""))
+
+    def test_wrapped_command_is_the_same_command(self):
+        words = ["python3", "client.py", "--cacert", "my certs/ca.crt", "--cert", "c.crt",
+                 "--key", "c.key", "https://localhost:3000/"]
+        lines = mtls_demo.wrap_command(mtls_demo.pair_options([shlex.quote(w) for w in words]), 30)
+        self.assertTrue(all(len(line) <= 30 for line in lines), lines)
+        self.assertTrue(all(line.endswith(" \\") for line in lines[:-1]))
+        joined = " ".join(line[:-2] if line.endswith(" \\") else line for line in lines)
+        self.assertEqual(shlex.split(joined[2:]), words)
+
+    def test_lesson_summaries_fit_two_lines_at_100_columns(self):
+        for lesson in mtls_demo.LESSON:
+            self.assertEqual(len(lesson.saw), 2)
+            for line in lesson.saw:
+                self.assertLessEqual(len("What you just saw: " + line), 100, line)
+
+
+class MarkdownTest(unittest.TestCase):
+    """--markdown prints the gallery table from real runs; the README includes it."""
+
+    def test_markdown_rows_come_from_real_runs(self):
+        done = demo("--markdown", "success", "no-client-cert", "--certs", pki())
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = done.stdout.splitlines()
+        self.assertEqual(lines[0], "| " + " | ".join(mtls_demo.MARKDOWN_HEADER) + " |")
+        self.assertEqual(len(lines), 4, done.stdout)
+        self.assertIn("| `Hello, my-client` |", lines[2])
+        self.assertIn("`error: certificate required` (exit 5)", lines[3])
+        self.assertIn("`rejected ...: no client certificate (...)`", lines[3])
+
+    def test_readme_gallery_table_matches_the_code(self):
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        header = "| " + " | ".join(mtls_demo.MARKDOWN_HEADER) + " |"
+        if header not in readme:
+            self.skipTest("README.md has no failure-gallery table yet (its header would be: "
+                          f"{header})")
+        start = readme.splitlines().index(header)
+        table = []
+        for line in readme.splitlines()[start:]:
+            if not line.startswith("|"):
+                break
+            table.append(line)
+        done = demo("--markdown", "--certs", pki(), timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(table, done.stdout.splitlines(),
+                         "README's gallery table differs from: python3 mtls_demo.py --markdown")
+
+
+if __name__ == "__main__":
+    unittest.main()
