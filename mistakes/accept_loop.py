@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""accept-loop: the TLS handshake runs inside accept(), on the server's only accepting thread.
+
+The pattern most tutorials show wraps the *listening* socket:
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+Then accept() does each client's handshake before it returns, on the one
+thread that accepts, with no timeout. One TCP connection that sends
+nothing freezes the whole server. A handshake that fails raises out of
+accept(), and socketserver drops it without a word: no log line.
+
+Attack this wrong server by hand:
+    python3 mistakes/accept_loop.py --port 3001 &
+    nc localhost 3001          (send nothing; leave it open)
+    python3 client.py --cacert certs/ca.crt --cert certs/client.crt \\
+        --key certs/client.key --timeout 5 https://localhost:3001/
+"""
+
+TITLE = "The handshake inside accept() (a wrapped listening socket)"
+FILE = "server.py"
+EDITS = [
+    ("        super().__init__(address, GreetingHandler)\n",
+     "        super().__init__(address, GreetingHandler)\n"
+     "        self.socket = context.wrap_socket(self.socket, server_side=True)\n"),
+    ("        peer = format_address(address)\n"
+     "        deadline = time.monotonic() + self.handshake_timeout\n",
+     "        peer = format_address(address)\n"
+     "        tls = sock                       # accept() has done the handshake\n"
+     "        kind, name = client_identity(tls.getpeercert())\n"
+     "        tls.identity = (kind, name)\n"
+     "        self.log(f\"accepted {peer} as {kind}={name}\")\n"
+     "        return tls\n"
+     "        deadline = time.monotonic() + self.handshake_timeout\n"),
+]
+ATTACK = "silence"
+SERVER = []
+ATTACKER = ("a TCP connection that sends nothing (nc localhost PORT); and, to test the "
+            "log, a client with no certificate.")
+WHY = ("The accepting thread is the only way in, and it is stuck in a handshake that "
+       "never starts. server.py accepts plain TCP and does each handshake in a worker "
+       "thread, under --handshake-timeout, logging every rejection.")
+FIX = ("accept plain TCP; wrap and handshake each connection in its own thread, with a "
+       "timeout (server.py's MTLSServer.handshake)")
+
+if __name__ == "__main__":
+    import sys
+    import gallery
+    sys.exit(gallery.main_wrong(__file__))

@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""cert-none: the client checks nothing about the server (CERT_NONE).
+
+The other usual answer to a certificate error: `verify=False`, `curl -k`,
+`rejectUnauthorized: false`, or in Python check_hostname = False and
+verify_mode = ssl.CERT_NONE. The connection is still encrypted, to
+whoever answers: a self-signed certificate for localhost is enough.
+
+Try it by hand: this file runs client.py with the mistake:
+    python3 mistakes/cert_none.py --cacert certs/ca.crt \\
+        --cert certs/client.crt --key certs/client.key https://localhost:PORT/
+"""
+
+TITLE = "No server verification at all on the client (CERT_NONE)"
+FILE = "client.py"
+EDITS = [
+    ("    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n",
+     "    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+     "    context.check_hostname = False\n"
+     "    context.verify_mode = ssl.CERT_NONE\n"),
+]
+ATTACK = "impostor"
+IMPOSTOR_FILES = ["selfsigned-server.crt", "impostor-server.key"]
+ATTACKER = ("a server with a self-signed certificate naming localhost "
+            "(certs/selfsigned-server.crt), made a minute ago by anyone.")
+CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/client.crt",
+          "--key", "{certs}/client.key", "{url}"]
+WHY = ("Encryption to an unauthenticated peer protects nothing: the attacker is the "
+       "peer. --cacert was given and ignored, which is what makes this mistake hard "
+       "to spot in a review.")
+FIX = "keep verify_mode = ssl.CERT_REQUIRED and check_hostname = True, as client.py does"
+
+if __name__ == "__main__":
+    import sys
+    import gallery
+    sys.exit(gallery.main_wrong(__file__))

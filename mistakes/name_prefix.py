@@ -1,0 +1,33 @@
+#!/usr/bin/env python3
+"""name-prefix: authorization by a pattern in the name, not the exact name.
+
+An allow-list check written as `name.startswith("my-client")`, or as
+`"my-client" in subject`, or a regular expression without an anchor,
+passes names the CA issued to someone else: my-client-evil, my-client.old,
+not-my-client. Any client our CA ever named that way gets in.
+
+Attack this wrong server by hand:
+    python3 mistakes/name_prefix.py --port 3001 --allow my-client
+    python3 client.py --cacert certs/ca.crt --cert certs/evil-client.crt \\
+        --key certs/evil-client.key https://localhost:3001/
+"""
+
+TITLE = "Authorization by a name pattern (startswith)"
+FILE = "server.py"
+EDITS = [
+    ("        if allow and name not in allow:\n",
+     "        if allow and not any(name.startswith(allowed) for allowed in allow):\n"),
+]
+ATTACK = "client"
+SERVER = ["--allow", "my-client"]
+ATTACKER = "a client whose certificate, from our own CA, names it my-client-evil."
+CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/evil-client.crt",
+          "--key", "{certs}/evil-client.key", "{url}"]
+WHY = ("TLS proved the name is my-client-evil; the allow-list check then compared it "
+       "loosely. Compare the whole identity, typed, with ==: a name is not a pattern.")
+FIX = "an exact comparison: if identity not in allow (server.py --allow)"
+
+if __name__ == "__main__":
+    import sys
+    import gallery
+    sys.exit(gallery.main_wrong(__file__))
