@@ -21,15 +21,15 @@ EDITS = [
     ("        super().__init__(address, GreetingHandler)\n",
      "        super().__init__(address, GreetingHandler)\n"
      "        self.socket = context.wrap_socket(self.socket, server_side=True)\n"),
-    ("        peer = format_address(address)\n"
-     "        deadline = time.monotonic() + self.handshake_timeout\n",
-     "        peer = format_address(address)\n"
-     "        tls = sock                       # accept() has done the handshake\n"
-     "        kind, name = client_identity(tls.getpeercert())\n"
-     "        tls.identity = (kind, name)\n"
-     "        self.log(f\"accepted {peer} as {kind}={name}\")\n"
-     "        return tls\n"
-     "        deadline = time.monotonic() + self.handshake_timeout\n"),
+    ("    peer = format_address(address)\n"
+     "    sock.settimeout(max(deadline - time.monotonic(), 0.001))\n",
+     "    peer = format_address(address)\n"
+     "    tls = sock                            # accept() has done the handshake\n"
+     "    tls.ids = identities_of(read_certificate(tls.getpeercert(binary_form=True)))\n"
+     "    tls.name, tls.proxy, tls.refusal = greeting_name(tls.ids), False, None\n"
+     "    server.log(f\"accepted {peer} as {spell_all(tls.ids)}\")\n"
+     "    return tls\n"
+     "    sock.settimeout(max(deadline - time.monotonic(), 0.001))\n"),
 ]
 ATTACK = "silence"
 SERVER = []

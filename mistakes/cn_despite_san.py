@@ -4,12 +4,14 @@
 The most copied line of Python TLS code is
     dict(x[0] for x in cert["subject"])["commonName"]
 It ignores the subjectAltName, which is where a CA puts the identity it
-checked (RFC 6125 6.4.4: when there is a SAN, the CN is not an identity).
-A CA that vouches for SANs, as service-mesh CAs do, may copy the CN from
-the signing request untouched: whatever the requester wrote.
+checked. (For server names RFC 6125 6.4.4 says it outright: when there is
+a SAN, the CN is not looked at.) A CA that vouches for SANs, as
+service-mesh CAs do, may copy the CN from the signing request untouched:
+whatever the requester wrote. The wrong code below forgets that a SAN
+replaces the CN, as that line does.
 
 Attack this wrong server by hand:
-    python3 mistakes/cn_despite_san.py --port 3001 --allow my-client
+    python3 mistakes/cn_despite_san.py --port 3001 --allow cn:my-client
     python3 client.py --cacert certs/ca.crt --cert certs/spoofed-cn-client.crt \\
         --key certs/evil-client.key https://localhost:3001/
 """
@@ -17,12 +19,11 @@ Attack this wrong server by hand:
 TITLE = "Naming the client by its CN when it has a subjectAltName"
 FILE = "server.py"
 EDITS = [
-    ("    its subjectAltName if it has one (as service meshes use), else its CN.\"\"\"\n",
-     "    its subjectAltName if it has one (as service meshes use), else its CN.\"\"\"\n"
-     "    return \"CN\", dict(x[0] for x in peercert[\"subject\"])[\"commonName\"]\n"),
+    ("    if info[\"has_san\"]:\n"
+     "        return info[\"san\"]\n", ""),
 ]
 ATTACK = "client"
-SERVER = ["--allow", "my-client"]
+SERVER = ["--allow", "cn:my-client"]
 ATTACKER = ("the workload spiffe://example.org/other-client, whose certificate from our "
             "CA carries the CN my-client that its signing request asked for.")
 CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/spoofed-cn-client.crt",

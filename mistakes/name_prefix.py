@@ -7,7 +7,7 @@ passes names the CA issued to someone else: my-client-evil, my-client.old,
 not-my-client. Any client our CA ever named that way gets in.
 
 Attack this wrong server by hand:
-    python3 mistakes/name_prefix.py --port 3001 --allow my-client
+    python3 mistakes/name_prefix.py --port 3001 --allow cn:my-client
     python3 client.py --cacert certs/ca.crt --cert certs/evil-client.crt \\
         --key certs/evil-client.key https://localhost:3001/
 """
@@ -15,17 +15,17 @@ Attack this wrong server by hand:
 TITLE = "Authorization by a name pattern (startswith)"
 FILE = "server.py"
 EDITS = [
-    ("        if allow and name not in allow:\n",
-     "        if allow and not any(name.startswith(allowed) for allowed in allow):\n"),
+    ("    if allow and not allow.intersection(ids):\n",
+     "    if allow and not any(spell_all(ids).startswith(spell(a)) for a in allow):\n"),
 ]
 ATTACK = "client"
-SERVER = ["--allow", "my-client"]
+SERVER = ["--allow", "cn:my-client"]
 ATTACKER = "a client whose certificate, from our own CA, names it my-client-evil."
 CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/evil-client.crt",
           "--key", "{certs}/evil-client.key", "{url}"]
 WHY = ("TLS proved the name is my-client-evil; the allow-list check then compared it "
        "loosely. Compare the whole identity, typed, with ==: a name is not a pattern.")
-FIX = "an exact comparison: if identity not in allow (server.py --allow)"
+FIX = "compare whole typed identities: allow.intersection(ids), as server.py --allow does"
 
 if __name__ == "__main__":
     import sys

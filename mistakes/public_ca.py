@@ -12,7 +12,7 @@ and a check by name alone then lets them in.
 Here public-ca stands in for those CAs: the gallery starts both servers
 with SSL_CERT_FILE=certs/public-ca.crt, which is where OpenSSL looks for
 "the system's CAs". Attack this wrong server by hand:
-    SSL_CERT_FILE=certs/public-ca.crt python3 mistakes/public_ca.py --port 3001 --allow my-client
+    SSL_CERT_FILE=certs/public-ca.crt python3 mistakes/public_ca.py --port 3001 --allow cn:my-client
 """
 
 TITLE = "Trusting public CAs for client certificates (the system store)"
@@ -23,7 +23,7 @@ EDITS = [
      "        context.load_default_certs(ssl.Purpose.CLIENT_AUTH)   # and the system's CAs\n"),
 ]
 ATTACK = "client"
-SERVER = ["--allow", "my-client"]
+SERVER = ["--allow", "cn:my-client"]
 ENV = {"SSL_CERT_FILE": "{certs}/public-ca.crt"}
 ATTACKER = ("anyone with a certificate from a public CA naming them my-client "
             "(certs/public-client.crt, issued by public-ca).")

@@ -14,7 +14,8 @@ Attack this wrong server by hand (see the gallery's output for the header):
 TITLE = "A client-identity header trusted from anyone (X-Client-Cert)"
 FILE = "server.py"
 EDITS = [
-    ("PLACEHOLDER: the lead's --trust-proxy check\n", "\n"),
+    ("    tls.proxy = server.trust_proxy is not None and server.trust_proxy in tls.ids\n",
+     "    tls.proxy = server.trust_proxy is not None          # any client may forward one\n"),
 ]
 ATTACK = "forged-header"
 SERVER = ["--trust-proxy", "cn:my-proxy", "--allow", "cn:my-client"]
