@@ -38,8 +38,8 @@ ATTACKER = ("a TCP connection that sends nothing (nc localhost PORT); and, to te
 WHY = ("The accepting thread is the only way in, and it is stuck in a handshake that "
        "never starts. server.py accepts plain TCP and does each handshake in a worker "
        "thread, under --handshake-timeout, logging every rejection.")
-FIX = ("accept plain TCP; wrap and handshake each connection in its own thread, with a "
-       "timeout (server.py's MTLSServer.handshake)")
+FIX = ("accept plain TCP, and do each handshake in a worker thread under a deadline "
+       "(server.py: get_request, WaitingRoom, handshake)")
 
 if __name__ == "__main__":
     import sys
