@@ -604,9 +604,13 @@ ATTACKS = {"client": attack_with_client, "forged-header": attack_with_forged_hea
            "silence": attack_with_silence}
 
 
-def run_exhibit(name, certs, width=100):
+def run_exhibit(name, certs, width=100, control=False):
     """Run one exhibit: the diff, the attack on the wrong code, the same
-    attack on the project's code, the fix. Print the story; return a Result."""
+    attack on the project's code, the fix. Print the story; return a Result.
+
+    control=True is the control experiment (for the tests): the mistake is
+    left out, so the "wrong" side runs the project's own file, and the
+    attack must fail on both sides."""
     exhibit = find_exhibit(name)
     out = Output(width)
     certs = relative(certs)
@@ -617,13 +621,16 @@ def run_exhibit(name, certs, width=100):
     out.heading(f"{exhibit.name}: {exhibit.title}")
     try:
         ensure_certificates(certs, out)
-        out.say(f"The wrong code, {wrong_file}: {m.FILE} with these lines changed:")
-        out.program_output("\n".join(wrong_diff(exhibit)), "   ")
+        if control:
+            out.say(f"Control run: the mistake is left out; both sides run {m.FILE} itself.")
+        else:
+            out.say(f"The wrong code, {wrong_file}: {m.FILE} with these lines changed:")
+            out.program_output("\n".join(wrong_diff(exhibit)), "   ")
         out.say(f"The attacker: {m.ATTACKER}")
         if m.FILE == "client.py":
-            results = run_client_side(exhibit, certs, out)
+            results = run_client_side(exhibit, certs, out, control)
         else:
-            results = run_server_side(exhibit, certs, out)
+            results = run_server_side(exhibit, certs, out, control)
     except ExhibitError as exc:
         out.say(f"error: exhibit failed: {exc}")
         return Result(exhibit.name, expected, ("error: exhibit failed", shorten(str(exc))), False)
@@ -637,19 +644,18 @@ def run_exhibit(name, certs, width=100):
                   wrong_worked and not right_worked)
 
 
-def run_server_side(exhibit, certs, out):
+def run_server_side(exhibit, certs, out, control=False):
     """The attack on the wrong server, then on server.py; two (worked, got) pairs."""
     m = exhibit.module
+    wrong_program = "server.py" if control else f"mistakes/{os.path.basename(exhibit.path)}"
     attack = ATTACKS[m.ATTACK]
     files = ["--ca", f"{certs}/ca.crt", "--cert", f"{certs}/server.crt",
              "--key", f"{certs}/server.key"]
     env = {k: v.format(certs=certs) for k, v in getattr(m, "ENV", {}).items()}
     outcomes = []
-    for who, program, options in [("the wrong server", f"mistakes/{os.path.basename(exhibit.path)}",
-                                   getattr(m, "WRONG_SERVER", m.SERVER)),
-                                  ("server.py", "server.py", m.SERVER)]:
+    for who, program in [("the wrong server", wrong_program), ("server.py", "server.py")]:
         out.say(f"-- against {who}:")
-        command = ["python3", program, "--port", "0"] + files + fill(options, certs)
+        command = ["python3", program, "--port", "0"] + files + fill(m.SERVER, certs)
         with running(command, out, env) as server:
             worked, what = attack(exhibit, server, certs, out)
         out.verdict(who, success_words(exhibit) if worked else REFUSED, what)
@@ -657,11 +663,12 @@ def run_server_side(exhibit, certs, out):
     return outcomes
 
 
-def run_client_side(exhibit, certs, out):
+def run_client_side(exhibit, certs, out, control=False):
     """The impostor against the wrong client, then against client.py."""
-    wrong_file = f"mistakes/{os.path.basename(exhibit.path)}"
+    wrong = (client, "client.py") if control else \
+        (load_wrong(exhibit), f"mistakes/{os.path.basename(exhibit.path)}")
     outcomes = []
-    for who, module, label in [("the wrong client", load_wrong(exhibit), wrong_file),
+    for who, module, label in [("the wrong client",) + wrong,
                                ("client.py", client, "client.py")]:
         out.say(f"-- {who} asks https://localhost/, where the impostor listens:")
         worked, what = attack_with_impostor(exhibit, module, label, certs, out)
