@@ -233,6 +233,12 @@ EXTRA_CERTIFICATES = [
      CSR.format(key="{c}/impostor-server.key", subj="/CN=www.example.com", out="{out}")),
     ("{c}/impostor-server.crt", ["{c}/impostor-server.csr", "{c}/ca.crt"],
      SIGN.format(csr="{c}/impostor-server.csr", ca="{c}/ca", ext="server_elsewhere", out="{out}")),
+    # my-proxy: the reverse proxy's client certificate (server.py --trust-proxy cn:my-proxy).
+    ("{c}/my-proxy.key", [], GENKEY),
+    ("{c}/my-proxy.csr", ["{c}/my-proxy.key"],
+     CSR.format(key="{c}/my-proxy.key", subj="/CN=my-proxy", out="{out}")),
+    ("{c}/my-proxy.crt", ["{c}/my-proxy.csr", "{c}/ca.crt"],
+     SIGN.format(csr="{c}/my-proxy.csr", ca="{c}/ca", ext="client", out="{out}")),
     # selfsigned-server: names localhost, signed by nobody but itself.
     ("{c}/selfsigned-server.crt", ["{c}/impostor-server.key"],
      "openssl req -new -x509 -key {c}/impostor-server.key -days 365 -subj /CN=localhost "
@@ -319,10 +325,10 @@ class Output:
         for line in text.rstrip("\n").splitlines() or ["(no output)"]:
             pieces = []
             while len(line) > chunk:
-                cut = line.rfind(" ", len(line) - len(line.lstrip()) + 1, chunk + 1)
-                cut = cut if cut > 0 else chunk
+                space = line.rfind(" ", len(line) - len(line.lstrip()) + 1, chunk + 1)
+                cut = space if space > 0 else chunk
                 pieces.append(line[:cut])
-                line = line[cut:]
+                line = line[cut + 1:] if space > 0 else line[cut:]
             pieces.append(line)
             print(prefix + pieces[0])
             for piece in pieces[1:]:
@@ -372,16 +378,17 @@ class ServerProcess:
         except queue.Empty:
             return None
 
-    def verdict_lines(self, timeout=3.0):
+    def verdict_lines(self, timeout=3.0, until=("accepted", "rejected", "forbidden", "closed",
+                                                "error")):
         """Log lines up to and including the next verdict on a connection
-        (accepted, rejected, forbidden, closed), waiting at most `timeout`."""
+        (a line starting with one of `until`), waiting at most `timeout`."""
         lines = []
         while True:
             line = self.next_line(timeout)
             if line is None:
                 return lines
             lines.append(line)
-            if line.startswith(("accepted", "rejected", "forbidden", "closed", "error")):
+            if line.startswith(until):
                 return lines
 
     def stop(self):
@@ -472,27 +479,42 @@ def attack_with_client(exhibit, server, certs, out):
 
 def attack_with_forged_header(exhibit, server, certs, out):
     """The attacker, a valid client that is not allowed in, forwards
-    my-client's certificate in X-Client-Cert, as if it were the proxy."""
+    my-client's certificate in X-Client-Cert, as if it were the proxy.
+    Then, for comparison, the real proxy forwards the same header."""
     with open(os.path.join(ROOT, certs, "client.crt")) as f:
         forged = urllib.parse.quote(f.read())    # nginx's $ssl_client_escaped_cert
-    cert, key = (os.path.join(ROOT, certs, name) for name in exhibit.module.ATTACKER_FILES)
+    header = f"X-Client-Cert: <{certs}/client.crt, URL-encoded: {len(forged)} characters>"
+    attacker, proxy = exhibit.module.ATTACKER_FILES, exhibit.module.PROXY_FILES
+    out.say(f"The attacker ({certs}/{attacker[0]}) sends GET / with {header}")
+    forwarded = ("proxied", "forbidden", "rejected", "error")    # the request's verdict
+    status, body = forwarded_request(server.port, certs, attacker, forged)
+    out.program_output(f"HTTP {status}: {body}" if status else body)
+    show_log(out, server.verdict_lines(until=forwarded))
+    worked = status == 200 and body.startswith("Hello, ")
+
+    out.say(f"For comparison, the real proxy ({certs}/{proxy[0]}) sends the same request:")
+    proxy_status, proxy_body = forwarded_request(server.port, certs, proxy, forged)
+    out.program_output(f"HTTP {proxy_status}: {proxy_body}" if proxy_status else proxy_body)
+    show_log(out, server.verdict_lines(until=forwarded))
+    if worked:
+        return True, "as " + body[len("Hello, "):]
+    return False, f"HTTP {status}" if status else body
+
+
+def forwarded_request(port, certs, files, forged):
+    """GET / over mTLS with the certificate and key in `files`, carrying the
+    X-Client-Cert header; return (status or None, body or error)."""
+    cert, key = (os.path.join(ROOT, certs, name) for name in files)
     context = client.make_client_context(os.path.join(ROOT, certs, "ca.crt"), cert, key)
-    out.say(f"The attacker ({relative(cert)}) sends: GET / with X-Client-Cert: "
-            f"<{certs}/client.crt, URL-encoded: {len(forged)} characters>")
-    connection = http.client.HTTPSConnection("localhost", server.port, context=context, timeout=5)
+    connection = http.client.HTTPSConnection("localhost", port, context=context, timeout=5)
     try:
         connection.request("GET", "/", headers={"X-Client-Cert": forged, "Connection": "close"})
         response = connection.getresponse()
-        status, body = response.status, response.read().decode("utf-8", "replace").strip()
+        return response.status, response.read().decode("utf-8", "replace").strip()
     except (OSError, http.client.HTTPException) as exc:
-        status, body = None, f"{type(exc).__name__}: {exc}"
+        return None, f"{type(exc).__name__}: {exc}"
     finally:
         connection.close()
-    out.program_output(f"HTTP {status}: {body}" if status else body)
-    show_log(out, server.verdict_lines())
-    if status == 200 and body.startswith("Hello, "):
-        return True, "as " + body[len("Hello, "):]
-    return False, f"HTTP {status}" if status else body
 
 
 def attack_with_silence(exhibit, server, certs, out):

@@ -20,6 +20,7 @@ EDITS = [
 ATTACK = "forged-header"
 SERVER = ["--trust-proxy", "cn:my-proxy", "--allow", "cn:my-client"]
 ATTACKER_FILES = ["other-client.crt", "other-client.key"]
+PROXY_FILES = ["my-proxy.crt", "my-proxy.key"]
 ATTACKER = ("other-client, a valid client of our CA that is not on the allow-list, "
             "sending my-client's certificate in X-Client-Cert.")
 WHY = ("A header says whatever its sender wants. Believe it only on a connection that "
