@@ -40,6 +40,8 @@ WHY = ("The accepting thread is the only way in, and it is stuck in a handshake 
        "thread, under --handshake-timeout, logging every rejection.")
 FIX = ("accept plain TCP, and do each handshake in a worker thread under a deadline "
        "(server.py: get_request, WaitingRoom, handshake)")
+SEEN_IN = ['hashview/hashview#528 (Werkzeug wraps the listening socket)',
+           'dpallot/simple-websocket-server#13, nesquena/hermes-webui#4727']
 
 if __name__ == "__main__":
     import sys

@@ -29,6 +29,7 @@ WHY = ("Encryption to an unauthenticated peer protects nothing: the attacker is 
        "peer. --cacert was given and ignored, which is what makes this mistake hard "
        "to spot in a review.")
 FIX = "keep verify_mode = ssl.CERT_REQUIRED and check_hostname = True, as client.py does"
+SEEN_IN = ['infamousjoeg/pyaim#35 (ssl._create_unverified_context())']
 
 if __name__ == "__main__":
     import sys

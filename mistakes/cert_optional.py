@@ -32,6 +32,8 @@ WHY = ("CERT_OPTIONAL asks for a certificate and checks one if it comes, but let
        "handshake finish without one. The server then serves an anonymous client, as if it "
        "had authenticated it. CERT_REQUIRED makes the handshake itself fail.")
 FIX = "context.verify_mode = ssl.CERT_REQUIRED (as server.py does)"
+SEEN_IN = ['UnivaCorporation/tortuga#268 "Change from ssl.CERT_REQUIRED to ssl.CERT_OPTIONAL"',
+           'enablebanking/open_banking_eidas_broker#67 "Security: ssl_verify_client is optional"']
 
 if __name__ == "__main__":
     import sys

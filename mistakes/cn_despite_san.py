@@ -32,6 +32,7 @@ WHY = ("The CA checked and signed the SAN URI; the CN came from the requester. R
        "the identities the CA vouches for: the SAN entries, and the CN only when there is "
        "no SAN at all.")
 FIX = "name the client by its SAN entries; the CN only when it has no SAN (server.py does)"
+SEEN_IN = ['etcd-io/etcd#10366, CVE-2018-16886 (a CN taken as the user name)']
 
 if __name__ == "__main__":
     import sys

@@ -33,6 +33,7 @@ WHY = ("A loaded CRL is data, not a check. Without VERIFY_CRL_CHECK_LEAF the ver
        "never opens it, so the certificate that the CA revoked (its key leaked) still "
        "passes: signature and dates are fine.")
 FIX = "context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF after loading the CRL"
+SEEN_IN = []
 
 if __name__ == "__main__":
     import sys

@@ -659,6 +659,8 @@ def run_exhibit(name, certs, width=100, control=False):
     (wrong_worked, wrong_got), (right_worked, right_got) = results
     out.say(f"why: {m.WHY}")
     out.say(f"fix: {m.FIX}")
+    if m.SEEN_IN:
+        out.say("seen in: " + "; ".join(m.SEEN_IN))
     # Each row of the table is one side; `expected` names it, `observed` need not.
     observed = (f"{got if wrong_worked else REFUSED} ({wrong_got})",
                 f"{got if right_worked else REFUSED} ({right_got})")

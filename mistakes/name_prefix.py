@@ -26,6 +26,7 @@ CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/evil-client.crt",
 WHY = ("TLS proved the name is my-client-evil; the allow-list check then compared it "
        "loosely. Compare the whole identity, typed, with ==: a name is not a pattern.")
 FIX = "compare whole typed identities: allow.intersection(ids), as server.py --allow does"
+SEEN_IN = ['zentyal/zentyal#1874 and #1923 (OpenVPN clients authorized by CN prefix)']
 
 if __name__ == "__main__":
     import sys

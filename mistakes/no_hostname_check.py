@@ -29,6 +29,7 @@ WHY = ("A CA signature says who a certificate belongs to; only the name check sa
        "belongs to the server you meant. Without it, every server our CA ever certified "
        "can receive this client's requests.")
 FIX = "leave check_hostname on (PROTOCOL_TLS_CLIENT's default), as client.py does"
+SEEN_IN = ['NVIDIA/ai-cloud-validation#538 (review: check_hostname = False with a CA)']
 
 if __name__ == "__main__":
     import sys

@@ -33,6 +33,8 @@ WHY = ("The handshake checks that *some* trusted CA signed the certificate, noth
        "which one. With public CAs in the client trust store, the name inside means only "
        "what a stranger's CA let someone write there. A client CA must be yours alone.")
 FIX = "trust only your own CA for clients: context.load_verify_locations(cafile='certs/ca.crt')"
+SEEN_IN = ['luraproject/lura#596 (the client CA pool started from the system pool)',
+           "rmqtt/rmqtt#362 (a public CA's chain used as the client trust store)"]
 
 if __name__ == "__main__":
     import sys

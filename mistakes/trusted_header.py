@@ -26,6 +26,8 @@ ATTACKER = ("other-client, a valid client of our CA that is not on the allow-lis
 WHY = ("A header says whatever its sender wants. Believe it only on a connection that "
        "TLS authenticated as your proxy, and make the proxy overwrite it.")
 FIX = "read X-Client-Cert only from the authenticated proxy: server.py --trust-proxy cn:my-proxy"
+SEEN_IN = ['traefik/traefik#5061 (X-Forwarded-Ssl-Client-Cert-Infos passed from clients)',
+           'webmin/webmin#2782 (X-SSL-Client-* headers honoured from any peer)']
 
 if __name__ == "__main__":
     import sys

@@ -130,6 +130,10 @@ class EveryExhibit(unittest.TestCase):
     def test_trusted_header_server_py_ignores_it_from_a_non_proxy(self):
         self.check_right_side("trusted-header")
         self.assertIn("HTTP 403", self.results["trusted-header"].observed[1])
+        # The same header from the real proxy does get through: the refusal is
+        # about who sent it, not a server that ignores the header altogether.
+        story = self.output.split("== trusted-header: ", 1)[1].split("-- against server.py:")[1]
+        self.assertRegex(story, r"proxied 127\.0\.0\.1:\d+: cn:my-client \(forwarded by cn:my-proxy\)")
 
     def test_accept_loop_freezes_and_loses_rejections(self):
         """The good client gave up after PATIENCE seconds; the rejection left no line."""
