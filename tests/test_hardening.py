@@ -875,6 +875,13 @@ class KeylogTest(unittest.TestCase):
         return done
 
     def test_sslkeylogfile_in_the_environment_is_ignored(self):
+        """ssl.create_default_context() honours SSLKEYLOGFILE (shown here first, so this
+        test can fail); server.py and client.py build their contexts without it."""
+        probe_keys = os.path.join(self.folder, "probe-keys.txt")
+        probe = subprocess.run([PYTHON, "-c", "import ssl; print(ssl.create_default_context()"
+                                ".keylog_filename)"], env=dict(os.environ, SSLKEYLOGFILE=probe_keys),
+                               capture_output=True, text=True, timeout=20)
+        self.assertEqual(probe.stdout.strip(), probe_keys, "the default context reads the variable")
         keys = os.path.join(self.folder, "keys.txt")
         env = dict(os.environ, SSLKEYLOGFILE=keys)
         srv = ServerProcess(env=env)
