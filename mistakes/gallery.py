@@ -322,19 +322,29 @@ class Output:
         self.say(self.paint(f"== {text}", "1"))
 
     def program_output(self, text, prefix="   | "):
-        """Print a program's output (or a diff) indented, long lines wrapped."""
-        chunk = self.width - len(prefix)
-        for line in text.rstrip("\n").splitlines() or ["(no output)"]:
-            pieces = []
-            while len(line) > chunk:
+        """Print a program's output indented, long lines wrapped (the
+        continuation marked with ':' instead of '|')."""
+        self.wrapped(text.rstrip("\n").splitlines() or ["(no output)"], prefix,
+                     lambda line: prefix.replace("|", ":"))
+
+    def diff(self, lines, prefix="   "):
+        """Print a diff indented; a long line wraps onto a line with the
+        same +/- mark, indented two more."""
+        self.wrapped(lines, prefix, lambda line: prefix + line[:1] + " " * 2)
+
+    def wrapped(self, lines, prefix, continuation):
+        """Print lines after `prefix`, each wrapped at a space where it can
+        be, its continuation lines after continuation(line)."""
+        for line in lines:
+            lead, more = prefix, continuation(line)
+            while len(lead) + len(line) > self.width:
+                chunk = self.width - len(lead)
                 space = line.rfind(" ", len(line) - len(line.lstrip()) + 1, chunk + 1)
                 cut = space if space > 0 else chunk
-                pieces.append(line[:cut])
+                print(lead + line[:cut])
                 line = line[cut + 1:] if space > 0 else line[cut:]
-            pieces.append(line)
-            print(prefix + pieces[0])
-            for piece in pieces[1:]:
-                print(prefix.replace("|", ":") + piece)
+                lead = more
+            print(lead + line)
 
     def verdict(self, who, verdict, detail):
         """Print one side's outcome: the attacker's success in red capitals,
@@ -649,7 +659,7 @@ def run_exhibit(name, certs, width=100, control=False):
             out.say(f"Control run: the mistake is left out; both sides run {m.FILE} itself.")
         else:
             out.say(f"The wrong code, {wrong_file}: {m.FILE} with these lines changed:")
-            out.program_output("\n".join(wrong_diff(exhibit)), "   ")
+            out.diff(wrong_diff(exhibit))
         out.say(f"The attacker: {m.ATTACKER}")
         if m.FILE == "client.py":
             results = run_client_side(exhibit, certs, out, control)
