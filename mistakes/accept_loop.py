@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """accept-loop: the TLS handshake runs inside accept(), on the server's only accepting thread.
 
-The pattern most tutorials show wraps the *listening* socket:
+The pattern many tutorials show (and Werkzeug's development server uses)
+wraps the *listening* socket:
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
 Then accept() does each client's handshake before it returns, on the one
 thread that accepts, with no timeout. One TCP connection that sends

@@ -4,7 +4,8 @@
 An allow-list check written as `name.startswith("my-client")`, or as
 `"my-client" in subject`, or a regular expression without an anchor,
 passes names the CA issued to someone else: my-client-evil, my-client.old,
-not-my-client. Any client our CA ever named that way gets in.
+not-my-client. Any client our CA ever named that way gets in. The wrong
+code below compares the client's identities, as text, with startswith.
 
 Attack this wrong server by hand:
     python3 mistakes/name_prefix.py --port 3001 --allow cn:my-client

@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """public-ca: the server trusts the system's public CAs to vouch for its clients.
 
-A client certificate proves only what its issuer checked. Public CAs check
-that you control a domain, and will name you whatever that domain allows;
-none of them knows who "my-client" is in *your* system. Trusting the
-system store for clients (load_default_certs(Purpose.CLIENT_AUTH), or
-nginx's ssl_client_certificate pointed at ca-certificates.crt) lets anyone
-who can get a certificate from any of some 150 CAs through the handshake,
-and a check by name alone then lets them in.
+A client certificate proves only what its issuer checked, and no public CA
+knows who "my-client" is in *your* system. Trusting the system store for
+clients (load_default_certs(Purpose.CLIENT_AUTH), or nginx's
+ssl_client_certificate pointed at ca-certificates.crt) lets anyone with a
+certificate from any of those CAs through the handshake, and a check by
+name alone then lets them in.
 
 Here public-ca stands in for those CAs: the gallery starts both servers
 with SSL_CERT_FILE=certs/public-ca.crt, which is where OpenSSL looks for
 "the system's CAs". Attack this wrong server by hand:
-    SSL_CERT_FILE=certs/public-ca.crt python3 mistakes/public_ca.py --port 3001 --allow cn:my-client
+    SSL_CERT_FILE=certs/public-ca.crt \
+        python3 mistakes/public_ca.py --port 3001 --allow cn:my-client
+    python3 client.py --cacert certs/ca.crt --cert certs/public-client.crt \
+        --key certs/public-client.key https://localhost:3001/
 """
 
 TITLE = "Trusting public CAs for client certificates (the system store)"
