@@ -755,7 +755,8 @@ def main(argv=None):
     worked against the wrong code and failed against the project's."""
     names = [e.name for e in EXHIBITS]
     p = ArgumentParser(prog="mistakes/gallery.py",
-                       description="How mTLS deployments go wrong: each mistake, attacked for real.")
+                       description="How mTLS deployments go wrong: each mistake, "
+                                   "attacked for real.")
     p.add_argument("names", nargs="*", metavar="NAME", help="exhibits to run (default: all)")
     p.add_argument("--list", action="store_true", help="list the exhibits and exit")
     p.add_argument("--certs", default=os.path.join(ROOT, "certs"),
@@ -776,8 +777,11 @@ def main(argv=None):
         for name in args.names or names:
             results.append(run_exhibit(name, os.path.abspath(args.certs), args.width))
     except KeyboardInterrupt:
-        print("\ninterrupted")
+        print("\ninterrupted: the servers are stopped")
         return 130
+    except BrokenPipeError:            # output piped into `head`, say: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     print_table(results, out)
     shown = sum(r.ok for r in results)
     print()

@@ -56,7 +56,8 @@ class EveryExhibit(unittest.TestCase):
 
     def test_the_gallery_has_the_exhibits_of_the_issue(self):
         """Exhibits 1-7 of issue 10 (4 as two), and one more, each with a name and title."""
-        self.assertEqual(sorted(SERVER_SIDE + CLIENT_SIDE), sorted(e.name for e in gallery.EXHIBITS))
+        self.assertEqual(sorted(SERVER_SIDE + CLIENT_SIDE),
+                         sorted(e.name for e in gallery.EXHIBITS))
         for exhibit in gallery.EXHIBITS:
             self.assertTrue(exhibit.title)
             self.assertFalse(exhibit.name.startswith("-") or "://" in exhibit.name)
@@ -133,7 +134,8 @@ class EveryExhibit(unittest.TestCase):
         # The same header from the real proxy does get through: the refusal is
         # about who sent it, not a server that ignores the header altogether.
         story = self.output.split("== trusted-header: ", 1)[1].split("-- against server.py:")[1]
-        self.assertRegex(story, r"proxied 127\.0\.0\.1:\d+: cn:my-client \(forwarded by cn:my-proxy\)")
+        self.assertRegex(story, r"proxied 127\.0\.0\.1:\d+: cn:my-client "
+                                r"\(forwarded by cn:my-proxy\)")
 
     def test_accept_loop_freezes_and_loses_rejections(self):
         """The good client gave up after PATIENCE seconds; the rejection left no line."""
@@ -270,7 +272,8 @@ class GalleryCommandLine(unittest.TestCase):
         done = run_gallery("no-such-mistake")
         self.assertEqual(done.returncode, 2)
         self.assertRegex(done.stderr, r"^error: bad option: unknown exhibit 'no-such-mistake': "
-                                      r"choose from cert-optional, .* -- see mistakes/gallery.py --help\n$")
+                                      r"choose from cert-optional, .* "
+                                      r"-- see mistakes/gallery.py --help\n$")
 
     def test_a_wrong_server_file_runs_by_hand(self):
         """python3 mistakes/NAME.py takes server.py's options (here --help) and says what it is."""
