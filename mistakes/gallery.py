@@ -646,6 +646,9 @@ def run_exhibit(name, certs, width=100, control=False):
     left out, so the "wrong" side runs the project's own file, and the
     attack must fail on both sides."""
     exhibit = find_exhibit(name)
+    if exhibit is None:
+        raise ValueError(f"unknown exhibit {name!r}: choose from "
+                         f"{', '.join(e.name for e in EXHIBITS)}")
     out = Output(width)
     certs = relative(certs)
     m = exhibit.module
