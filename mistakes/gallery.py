@@ -436,17 +436,27 @@ def fill(args, certs, url=""):
 
 # --- clients -------------------------------------------------------------
 
-def run_client(module, argv):
+def run_client(module, argv, expect_timeout=False):
     """Call a client's main(argv) here, capturing what it prints; return
-    (exit code, stdout + stderr, seconds it took)."""
+    (exit code, stdout + stderr, seconds it took). `argv` is the command as
+    typed in the project folder: its relative file names are resolved there,
+    wherever this runs from. A client that could not even try (exit 2, a
+    usage or file error; exit 3, no connection) is the exhibit's failure,
+    not a refusal: that raises ExhibitError."""
+    run = [os.path.join(ROOT, a) if not a.startswith(("-", "https://")) and
+           os.path.exists(os.path.join(ROOT, a)) else a for a in argv]
     captured = io.StringIO()
     start = time.monotonic()
     with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
         try:
-            code = module.main(argv)
+            code = module.main(run)
         except SystemExit as exc:             # argparse, on a bad command line
             code = exc.code
-    return code, captured.getvalue(), time.monotonic() - start
+    seconds, output = time.monotonic() - start, captured.getvalue()
+    timed_out = code == client.EXIT_CONNECT and error_label(output) == "timeout"
+    if code in (client.EXIT_USAGE, client.EXIT_CONNECT) and not (expect_timeout and timed_out):
+        raise ExhibitError(f"the client could not make its request: {first_line(output)}")
+    return code, output, seconds
 
 
 def show_client(out, label, argv, code, output):
@@ -540,6 +550,8 @@ def attack_with_silence(exhibit, server, certs, out):
     code, output, _ = run_client(client, no_cert)
     show_client(out, "client.py", no_cert, code, output)
     code, output, _ = run_client(client, ["--cacert", ca] + good + [server.url])
+    if code != 0:
+        raise ExhibitError(f"a good client was refused: {first_line(output)}")
     log = server.verdict_lines()
     log += [] if log and log[-1].startswith("accepted") else server.verdict_lines()
     rejections = [line for line in log if line.startswith("rejected")]
@@ -552,11 +564,13 @@ def attack_with_silence(exhibit, server, certs, out):
     silent = socket.create_connection(("localhost", server.port), timeout=5)
     try:
         argv = ["--cacert", ca] + good + ["--timeout", f"{PATIENCE:g}", server.url]
-        code, output, seconds = run_client(client, argv)
+        code, output, seconds = run_client(client, argv, expect_timeout=True)
         show_client(out, "client.py", argv, code, output)
     finally:
         silent.close()
     served = code == 0 and output.startswith("Hello")
+    if not served and error_label(output) != "timeout":
+        raise ExhibitError(f"the good client failed, without waiting: {first_line(output)}")
     wait = f"a good client {'was served in' if served else 'gave up after'} {seconds:.3f} s"
     out.say(f"measured: {wait}; the rejected client was "
             f"{'logged' if logged else 'NOT LOGGED'}", "   ")

@@ -40,10 +40,11 @@ def run_exhibits(names, width=100):
 
 
 def run_gallery(*args, env=None, timeout=60):
-    """Run mistakes/gallery.py as a user would, output to a pipe."""
+    """Run mistakes/gallery.py as a user would, output to a pipe, from
+    another folder than the project's (paths must not depend on it)."""
     return subprocess.run([sys.executable, os.path.join(ROOT, "mistakes", "gallery.py")]
                           + list(args), capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})))
+                          env=dict(os.environ, **(env or {})), cwd="/")
 
 
 class EveryExhibit(unittest.TestCase):
@@ -205,6 +206,20 @@ class WrongCodeStaysApart(unittest.TestCase):
         self.assertIn("error: exhibit failed: server.py changed: mistakes/cert_optional.py "
                       "replaces 'this line is not in server.py', found 0 times instead of once "
                       "-- update its EDITS", " ".join(out.getvalue().split()))
+
+    def test_a_client_that_cannot_even_try_is_no_refusal(self):
+        """A missing file (exit 2) is the exhibit failing, never "refused"."""
+        module = gallery.find_exhibit("cert-optional").module
+        saved = module.CLIENT
+        module.CLIENT = ["--cacert", "{certs}/no-such-ca.crt", "{url}"]
+        try:
+            results, output = run_exhibits(["cert-optional"])
+        finally:
+            module.CLIENT = saved
+        self.assertFalse(results["cert-optional"].ok)
+        self.assertEqual(results["cert-optional"].observed[0], "error: exhibit failed")
+        self.assertIn("error: exhibit failed: the client could not make its request: "
+                      "error: missing file:", " ".join(output.split()))
 
     def test_control_without_the_mistake_every_attack_fails(self):
         """The control experiment: with the mistake left out, the same attacks are
