@@ -164,6 +164,18 @@ class EveryExhibit(unittest.TestCase):
             self.assertRegex(story, r"=> the wrong (server|client): ATTACKER")
             self.assertRegex(story, rf"=> {re.escape(exhibit.module.FILE)}: refused")
 
+    def test_the_readme_draft_has_a_row_per_exhibit_and_quotes_this_run(self):
+        """docs/mistakes.md: one row per exhibit, and each greeting it quotes
+        is one the gallery printed."""
+        with open(os.path.join(ROOT, "docs", "mistakes.md"), encoding="utf-8") as f:
+            doc = f.read()
+        rows = re.findall(r"^\| `([a-z-]+)` \|", doc, re.MULTILINE)
+        self.assertEqual(rows, [e.name for e in gallery.EXHIBITS])
+        greetings = re.findall(r"`(Hello, [^`]+)`", doc)
+        self.assertGreaterEqual(len(greetings), 5)
+        for greeting in greetings:
+            self.assertIn("   | " + greeting + "\n", self.output)
+
     def test_output_fits_100_columns(self):
         """Projector rule: no line wider than the width asked for."""
         for line in self.output.splitlines():
