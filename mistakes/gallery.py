@@ -46,6 +46,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import socket
 import ssl
 import subprocess
@@ -778,7 +779,8 @@ def main(argv=None):
     p.add_argument("--list", action="store_true", help="list the exhibits and exit")
     p.add_argument("--certs", default=os.path.join(ROOT, "certs"),
                    help="certificates folder (default: certs/ in the project)")
-    p.add_argument("--width", type=int, default=100, help="columns to wrap at (default 100)")
+    p.add_argument("--width", type=int, default=None,
+                   help="columns to wrap at (default: the terminal's width, else 100)")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in names]
     if unknown:
@@ -788,6 +790,8 @@ def main(argv=None):
         for e in EXHIBITS:
             print(f"{e.name:{width}}  {e.title}")
         return 0
+    if args.width is None:
+        args.width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
     out = Output(args.width)
     results = []
     try:
