@@ -37,8 +37,9 @@ SERVER = []
 ATTACKER = ("a TCP connection that sends nothing (nc localhost PORT); and, to test the "
             "log, a client with no certificate.")
 WHY = ("The accepting thread is the only way in, and it is stuck in a handshake that "
-       "never starts. server.py accepts plain TCP and does each handshake in a worker "
-       "thread, under --handshake-timeout, logging every rejection.")
+       "never starts. server.py's accept() returns plain TCP; a silent connection waits "
+       "in its waiting room (no thread) until --handshake-timeout, and each handshake "
+       "runs in a worker thread that logs every rejection.")
 FIX = ("accept plain TCP, and do each handshake in a worker thread under a deadline "
        "(server.py: get_request, WaitingRoom, handshake)")
 SEEN_IN = ['hashview/hashview#528 (Werkzeug wraps the listening socket)',

@@ -550,13 +550,15 @@ def attack_with_silence(exhibit, server, certs, out):
     no_cert = ["--cacert", ca, server.url]
     code, output, _ = run_client(client, no_cert)
     show_client(out, "client.py", no_cert, code, output)
-    code, output, _ = run_client(client, ["--cacert", ca] + good + [server.url])
+    argv = ["--cacert", ca] + good + [server.url]
+    code, output, _ = run_client(client, argv)
+    show_client(out, "client.py", argv, code, output)
     if code != 0:
         raise ExhibitError(f"a good client was refused: {first_line(output)}")
     log = server.verdict_lines()
     log += [] if log and log[-1].startswith("accepted") else server.verdict_lines()
     rejections = [line for line in log if line.startswith("rejected")]
-    out.say("the server's log, up to the next good client's line:", "   ")
+    out.say("the server's log, up to the good client's line:", "   ")
     show_log(out, log)
     logged = bool(rejections)
 
