@@ -781,6 +781,10 @@ class WaitingRoom:
         for sock in list(self.waiting):
             self.leave(sock)
             sock.close()
+        with self.lock:
+            for sock, _, _ in self.arrivals:     # accepted, never admitted
+                sock.close()
+            self.arrivals = []
         self.selector.close()
         self.bell.close()
         self.bell_rope.close()

@@ -752,7 +752,7 @@ class BrokenInputTest(unittest.TestCase):
             (ca + cert + [url], "holds no private key -- pass the key too"),
             (ca + cert + ["--key", path("server.key"), url], "is not the private key of"),
             (ca + cert + ["--key", extra("encrypted.key"), url], "needs a passphrase"),
-            (ca + ["http://localhost:3000/"], "is not an https:// URL"),
+            (ca + ["localhost:3000"], "has no https:// in front -- use https://localhost:3000/"),
             (ca + ["https://localhost:99999/"], "Port out of range"),
             (ca + ["https://[::1/"], "bad URL"),
             (ca + ["https://localhost:1/a b"], "bad URL"),

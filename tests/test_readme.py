@@ -127,8 +127,9 @@ def hostile_clients():
     except ssl.SSLWantReadError:                     # it has written its ClientHello
         pass
     hello = outgoing.read()
-    with RunningServer(handshake_timeout=0.5, request_timeout=0.5, idle_timeout=0.5,
-                       max_connections=1, max_pending=1) as srv:
+    lines = []
+    limits = dict(handshake_timeout=0.5, request_timeout=0.5, idle_timeout=0.5)
+    with RunningServer(max_pending=1, **limits) as srv:
         def wait(phrase):
             return srv.log.wait_for(lambda l: phrase in l, timeout=5)
         with socket.create_connection(("127.0.0.1", srv.port)) as silent:
@@ -139,13 +140,6 @@ def hostile_clients():
         with socket.create_connection(("127.0.0.1", srv.port)) as plain:
             plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             wait("plain HTTP")
-        with socket.create_connection(("127.0.0.1", srv.port)) as busy, \
-                socket.create_connection(("127.0.0.1", srv.port)) as extra:
-            busy.sendall(hello[:20])                  # holds the one worker
-            srv.log.wait_for(lambda l: False, timeout=0.1)
-            extra.sendall(hello[:20])
-            wait("too many connections")
-            wait("handshake not finished in time")
         with context.wrap_socket(socket.create_connection(("127.0.0.1", srv.port)),
                                  server_hostname="localhost") as slow:
             slow.sendall(b"GET / HTTP/1.1\r\n")
@@ -153,7 +147,17 @@ def hostile_clients():
         with context.wrap_socket(socket.create_connection(("127.0.0.1", srv.port)),
                                  server_hostname="localhost") as idle:
             wait("idle for")
-        return list(srv.log.lines)
+        lines += srv.log.lines
+    with RunningServer(max_connections=1, **limits) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port)) as busy, \
+                socket.create_connection(("127.0.0.1", srv.port)) as extra:
+            busy.sendall(hello[:20])                       # holds the one worker...
+            srv.log.wait_for(lambda l: False, timeout=0.1)
+            extra.sendall(hello[:20])                      # ...so this one finds none
+            srv.log.wait_for(lambda l: "too many connections" in l, timeout=5)
+            srv.log.wait_for(lambda l: "handshake not finished in time" in l, timeout=5)
+        lines += srv.log.lines
+    return lines
 
 
 class QuotesTest(unittest.TestCase):

@@ -678,6 +678,30 @@ class FilesTest(unittest.TestCase):
                     self.assertIn(words, line)
 
 
+# --- old Pythons --------------------------------------------------------------------------
+
+class OldPythonTest(unittest.TestCase):
+
+    def test_python_older_than_3_9_gets_one_line(self):
+        """3.6 to 3.8 (where pyenv has them): one line saying 3.9+ is needed, exit 2."""
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() \
+            if shutil.which("pyenv") else ""
+        olds = sorted(p for p in (os.path.join(root, "versions", v, "bin", "python3")
+                                  for v in (os.listdir(os.path.join(root, "versions"))
+                                            if root and os.path.isdir(os.path.join(root, "versions")) else ())
+                                  if re.match(r"3\.[678]\.", v)) if os.path.exists(p))
+        if not olds:
+            self.skipTest("no Python 3.6-3.8 here (pyenv)")
+        for python in olds:
+            with self.subTest(python=python):
+                done = subprocess.run([python, os.path.join(ROOT, "server.py")], capture_output=True,
+                                      text=True, timeout=20, stdin=subprocess.DEVNULL)
+                self.assertEqual(done.returncode, 2)
+                self.assertRegex(done.stderr, r"^error: unsupported Python: server.py needs Python "
+                                              r"3\.9\+ \(this is 3\.[678]\) -- run it with python3\.9 "
+                                              r"or newer\n$")
+
+
 # --- what the log says ---------------------------------------------------------------------
 
 class LogTest(unittest.TestCase):
