@@ -349,9 +349,13 @@ class Output:
 
     def verdict(self, who, verdict, detail):
         """Print one side's outcome: the attacker's success in red capitals,
-        a refusal in green, and the words alone say which."""
+        a refusal in green, and the words alone say which. The verdict is
+        never split across lines (textwrap breaks only at ASCII spaces)."""
         code = "1;31" if verdict.isupper() else "32"
-        self.say(f"=> {who}: {self.paint(verdict, code)}: {detail}", "   ")
+        whole = self.paint(verdict.replace(" ", "\u00a0"), code)
+        line = textwrap.fill(f"=> {who}: {whole}: {detail}", self.width, initial_indent="   ",
+                             subsequent_indent="     ", break_on_hyphens=False)
+        print(line.replace("\u00a0", " "))
 
 
 # --- servers -------------------------------------------------------------
@@ -792,8 +796,9 @@ def main(argv=None):
         for e in EXHIBITS:
             print(f"{e.name:{width}}  {e.title}")
         return 0
-    if args.width is None:
-        args.width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
+    if args.width is None:          # a terminal that reports no size counts as 100 wide
+        columns = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 0
+        args.width = columns or 100
     out = Output(args.width)
     results = []
     try:

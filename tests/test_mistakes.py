@@ -10,12 +10,15 @@ the attack failing (so a success is never by construction).
 """
 
 import contextlib
+import fcntl
 import io
 import os
 import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 import unittest
 
 from tests.support import ROOT, pki
@@ -277,6 +280,8 @@ class GalleryCommandLine(unittest.TestCase):
             env = dict(os.environ, NO_COLOR=no_color) if no_color else \
                 {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
             primary, secondary = pty.openpty()
+            # A terminal 120 columns wide (a new pty may report 0 x 0).
+            fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
             proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "mistakes", "gallery.py"),
                                      "--certs", pki(), "cert-none"],
                                     stdout=secondary, stderr=subprocess.DEVNULL, env=env)
