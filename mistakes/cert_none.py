@@ -6,9 +6,12 @@ The other usual answer to a certificate error: `verify=False`, `curl -k`,
 verify_mode = ssl.CERT_NONE. The connection is still encrypted, to
 whoever answers: a self-signed certificate for localhost is enough.
 
-Try it by hand: this file runs client.py with the mistake:
+Try it by hand: this file runs client.py with the mistake, and openssl
+s_server makes a fine impostor (it answers with a page of its own):
+    openssl s_server -accept 3002 -www -cert certs/selfsigned-server.crt \\
+        -key certs/impostor-server.key &
     python3 mistakes/cert_none.py --cacert certs/ca.crt \\
-        --cert certs/client.crt --key certs/client.key https://localhost:PORT/
+        --cert certs/client.crt --key certs/client.key https://localhost:3002/
 """
 
 TITLE = "No server verification at all on the client (CERT_NONE)"
@@ -22,7 +25,7 @@ EDITS = [
 ATTACK = "impostor"
 IMPOSTOR_FILES = ["selfsigned-server.crt", "impostor-server.key"]
 ATTACKER = ("a server with a self-signed certificate naming localhost "
-            "(certs/selfsigned-server.crt), made a minute ago by anyone.")
+            "(certs/selfsigned-server.crt), which anyone makes with one openssl command.")
 CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/client.crt",
           "--key", "{certs}/client.key", "{url}"]
 WHY = ("Encryption to an unauthenticated peer protects nothing: the attacker is the "

@@ -7,9 +7,12 @@ CA signs many servers, and any of them can now pose as any other. Here a
 server with a valid certificate for www.example.com answers for localhost,
 and the client hands it the request (and would hand it any token in it).
 
-Try it by hand: this file runs client.py with the mistake:
+Try it by hand: this file runs client.py with the mistake, and openssl
+s_server makes a fine impostor (it answers with a page of its own):
+    openssl s_server -accept 3002 -www -cert certs/impostor-server.crt \\
+        -key certs/impostor-server.key &
     python3 mistakes/no_hostname_check.py --cacert certs/ca.crt \\
-        --cert certs/client.crt --key certs/client.key https://localhost:PORT/
+        --cert certs/client.crt --key certs/client.key https://localhost:3002/
 """
 
 TITLE = "Hostname checking off on the client (check_hostname = False)"
