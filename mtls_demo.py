@@ -94,7 +94,7 @@ SCENARIOS = [
     Scenario(
         "expired-server", "The server's certificate expired in 2020",
         ["--cert", "{certs}/expired-server.crt"], OK_CLIENT + ["{url}"],
-        "server certificate expired", "client says our certificate has expired",
+        "server certificate expired", "client says a certificate in our chain has expired",
         "The client checks the same dates on the server's certificate and refuses it. This "
         "is the most common outage in real mTLS deployments: renew before notAfter, and "
         "reload the server (kill -HUP) so it serves the new certificate."),
@@ -158,8 +158,8 @@ SCENARIOS = [
         "strict verifier wants every CA to carry keyUsage with keyCertSign, and the article's "
         "CA has only basicConstraints. Our openssl.cnf adds it, which is why 'success' passes."),
     Scenario(
-        "not-authorized", "A valid client that is not on the allow-list (--allow my-client)",
-        ["--allow", "my-client"], ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/other-client.crt",
+        "not-authorized", "A valid client that is not on the allow-list (--allow cn:my-client)",
+        ["--allow", "cn:my-client"], ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/other-client.crt",
                                    "--key", "{certs}/other-client.key", "{url}"],
         "HTTP 403 Forbidden", "forbidden",
         "TLS authenticated the client: its certificate is valid and names "
@@ -167,7 +167,7 @@ SCENARIOS = [
         "this server lets in only my-client, so it answers 403 over the working connection."),
     Scenario(
         "spiffe-identity", "The same client, allowed by its URI identity",
-        ["--allow", "spiffe://example.org/other-client"],
+        ["--allow", "uri:spiffe://example.org/other-client"],
         ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/other-client.crt",
          "--key", "{certs}/other-client.key", "{url}"],
         "ok", "accepted",

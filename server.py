@@ -10,45 +10,57 @@ client by the name in that certificate: the server knows who called.
 Reads:   certs/ca.crt      the CA whose signature a client certificate needs
          certs/server.crt  our certificate, sent to every client
          certs/server.key  our private key, which proves we own server.crt
-         a CRL file, if --crl is given (revoked client certificates)
+         CRL files, if --crl is given (revoked client certificates)
 Writes:  one log line per connection to stderr:
-           accepted 127.0.0.1:51000 as CN=my-client
-           rejected 127.0.0.1:51002: no client certificate (...)
+           accepted 127.0.0.1:51000 as cn:my-client
+           rejected 127.0.0.1:51002: no client certificate (the client sent none)
+           forbidden 127.0.0.1:51004: cn:other is not on the allow-list (--allow)
            closed 127.0.0.1:51000: idle for 30 s with no request (--idle-timeout)
 Run:     python3 server.py                  (https://localhost:3000/)
-         python3 server.py --port 8443 --allow my-client --crl certs/ca.crl
-         kill -HUP <pid>   re-reads certificate, key, CA and CRL files
-         Ctrl-C or SIGTERM stops it at once, open connections or not.
+         python3 server.py --port 8443 --allow cn:my-client --crl certs/ca.crl
+         kill -HUP PID     re-reads certificate, key, CA and CRL files
+         Ctrl-C, or kill PID (SIGTERM), stops it at once.
 
-Limits, so that no client can hang it: a deadline for the handshake, one
-for each request head (slowloris), one for an idle keep-alive connection,
-and a cap on connections served at once (see "settings"). Errors in its
-files or options are one line and exit code 2; a client, however broken,
-gets one log line and never a traceback.
+Reading order. The mTLS path first: the TLS context (what we prove, what we
+demand), who the client is (identity and the allow-list), the handshake, and
+the response. Then the armour, each piece named after the failure it
+prevents: the waiting room and the worker pool (no client can hang the
+server), why a client was rejected (one plain log line each), checks of our
+own files (dates, wrong certificates, key log), and main.
 
-Reading order: settings, the TLS context, who the client is, why a client
-was rejected, one connection, the server, main.
-
-Simplified on purpose: one thread per open connection (threads are reused)
-and a fixed greeting. A production service would use an event loop for
-many idle connections, and would add real routes and structured logs; the
-TLS part stays as it is here.
+Simplified on purpose: a fixed greeting, and one worker thread per
+connection being served. A production service would add real routes and
+structured logs; the TLS part stays as it is here.
 """
 
+import sys
+
+if sys.version_info < (3, 9):       # before anything newer can fail with a traceback
+    sys.stderr.write("error: unsupported Python: server.py needs Python 3.9+ (this is %d.%d) "
+                     "-- run it with python3.9 or newer\n" % sys.version_info[:2])
+    sys.exit(2)
+
 import argparse
+import base64
+import binascii
+import calendar
+import concurrent.futures
 import errno
 import http.server
 import io
+import ipaddress
 import math
 import os
-import queue
+import re
+import selectors
 import signal
 import socket
 import socketserver
 import ssl
-import sys
+import stat
 import threading
 import time
+import urllib.parse
 
 # --- settings ------------------------------------------------------------
 
@@ -58,12 +70,13 @@ CERTS = os.path.join(HERE, "certs")
 # Limits that keep one client (or a crowd of them) from tying the server up.
 # Each is a total deadline, not a per-read timeout: a client sending one
 # byte at a time must not be able to stretch it.
-HANDSHAKE_TIMEOUT = 10.0   # seconds for a client to finish the TLS handshake
+HANDSHAKE_TIMEOUT = 10.0   # seconds from connect to a finished TLS handshake
 REQUEST_TIMEOUT = 10.0     # seconds to send a whole request head (slowloris)
 IDLE_TIMEOUT = 30.0        # seconds a keep-alive connection may sit idle
-MAX_CONNECTIONS = 256      # connections served at once; more are refused
-WORKER_IDLE_TIMEOUT = 1.0  # seconds an idle worker thread waits for another connection
+MAX_CONNECTIONS = 128      # connections served at once (one worker thread each)
+MAX_PENDING = 1000         # connections waiting for their first byte (no thread)
 LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
+WARN_DAYS = 30             # warn when a certificate or CRL expires within this many days
 
 # TLS 1.2 ciphers: ECDHE key exchange (forward secrecy) with AEAD encryption
 # only, as in Mozilla's "intermediate" profile. TLS 1.3 suites are fixed by
@@ -76,7 +89,12 @@ TLS12_CIPHERS = ":".join([
 
 
 class ConfigError(Exception):
-    """A problem the person starting the server can fix (file, port, ...)."""
+    """A problem the person starting the server can fix (file, port, ...):
+    a short label, what is wrong, and the fix."""
+
+    def __init__(self, label, what, fix):
+        super().__init__(f"{label}: {what} -- {fix}")
+        self.label, self.what, self.fix = label, what, fix
 
 
 def log(message):
@@ -90,13 +108,13 @@ def log(message):
 
 # --- the TLS context: what we prove, and what we demand ------------------
 
-def make_server_context(ca, cert, key, crl=None, keylog=None):
+def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     """Build the TLS settings of an mTLS server: our identity, and the CA a
-    client certificate must come from."""
+    client certificate must come from. `crl` is one CRL file or a list."""
+    crls = [crl] if isinstance(crl, str) else list(crl or ())
     for path, what, flag in [(ca, "CA certificate", "--ca"), (cert, "server certificate", "--cert"),
-                             (key, "server key", "--key"), (crl, "CRL", "--crl")]:
-        if path is not None:
-            check_readable(path, what, flag)
+                             (key, "server key", "--key")] + [(c, "CRL", "--crl") for c in crls]:
+        check_readable(path, what, flag)
 
     # PROTOCOL_TLS_SERVER: negotiate the best version both sides have...
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -114,178 +132,392 @@ def make_server_context(ca, cert, key, crl=None, keylog=None):
     try:
         context.load_cert_chain(cert, key, password=lambda: refuse_passphrase(key))
     except ssl.SSLError as exc:
-        raise ConfigError(explain_load_error(exc, cert, key)) from None
+        raise explain_load_error(exc, cert, key) from None
     except OSError as exc:                    # e.g. permission denied despite os.access
-        raise ConfigError(f"cannot read {exc.filename or cert!r}: {exc.strerror}") from None
+        raise ConfigError("unreadable file", f"cannot read {exc.filename or cert!r} "
+                          f"({exc.strerror})", "check its permissions") from None
+    check_server_certificate(cert)
 
     # The heart of mTLS. CERT_REQUIRED makes the server send a
     # CertificateRequest in the handshake and fail the handshake when the
     # client sends no certificate, or one that does not chain to `ca`.
     context.verify_mode = ssl.CERT_REQUIRED
+    load_client_ca(context, ca)
+    # Strict X.509 rules (RFC 5280, as ssl.create_default_context() asks for
+    # since Python 3.13; here on every version): e.g. a CA must carry keyUsage.
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+
+    for path in crls:
+        load_crl(context, path)
+    if crls:
+        # Loading a CRL is not enough: this flag tells OpenSSL to look the
+        # client's certificate up in the CRL of the CA that issued it. With
+        # --crl-chain, every certificate in the client's chain is looked up
+        # (a revoked intermediate is caught too), and then every CA in the
+        # chain, the root included, must have a current CRL here.
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN if crl_chain else ssl.VERIFY_CRL_CHECK_LEAF
+
+    if keylog:
+        open_keylog(context, keylog)
+    return context
+
+
+def load_client_ca(context, ca):
+    """Trust `ca` (and only it) to vouch for clients; refuse a file that
+    holds no CA certificate, which would start a server that refuses everyone."""
     try:
         context.load_verify_locations(cafile=ca)
     except ssl.SSLError:
-        raise ConfigError(f"CA certificate {ca!r} holds no PEM certificate: pass the CA's "
-                          f"certificate (certs/ca.crt) with --ca") from None
-    # Strict X.509 rules (Python 3.13's default, here on every version): the
-    # client's CA must carry keyUsage, the leaf an authority key id, etc.
-    context.verify_flags |= ssl.VERIFY_X509_STRICT
+        raise ConfigError("bad file", f"CA certificate {ca!r} holds no PEM certificate"
+                          + der_hint(ca), "pass the CA's certificate, e.g. --ca certs/ca.crt") from None
+    if context.cert_store_stats()["x509_ca"] == 0:
+        raise ConfigError("bad file", f"{ca!r} holds no CA certificate (none has "
+                          f"basicConstraints CA:TRUE), so no client could ever get in",
+                          "pass the certificate of the CA that signs your clients, e.g. --ca certs/ca.crt")
 
-    if crl is not None:
-        # A CRL lists revoked serial numbers. Loading it is not enough:
-        # VERIFY_CRL_CHECK_LEAF tells OpenSSL to look the client up in it.
-        # (A certificate passed here by mistake would load without complaint,
-        # and then no client could pass the check: so look at the label too.)
-        not_a_crl = ConfigError(f"CRL {crl!r} is not a PEM CRL: make one with "
-                                f"'openssl ca -gencrl' (make crl)")
-        if not pem_holds(crl, "X509 CRL"):
-            raise not_a_crl
-        try:
-            context.load_verify_locations(cafile=crl)
-        except ssl.SSLError:
-            raise not_a_crl from None
-        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
-    if keylog:
-        # Session secrets let Wireshark decrypt a capture -- and anyone else.
-        try:
-            os.close(os.open(keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # private
-            context.keylog_filename = keylog
-        except OSError as exc:
-            raise ConfigError(f"cannot write the key log {keylog!r} ({exc.strerror}): "
-                              f"pass --keylog a file in a folder you can write") from None
-        log(f"warning: writing TLS session secrets to {keylog}; use only for debugging")
-    return context
+def load_crl(context, path):
+    """Add the revocation list in `path`, and nothing else.
+
+    load_verify_locations() loads *every* certificate in a file as trusted,
+    CRL or not: a CRL file with another CA's certificate appended would make
+    that CA trusted. So we read the file first, refuse anything but CRLs, and
+    check the trust store before and after."""
+    labels = pem_labels(path)
+    if not labels:
+        raise ConfigError("bad file", f"CRL {path!r} is not a PEM CRL" + der_hint(path, "crl"),
+                          "make one with 'openssl ca -gencrl' (make crl)")
+    others = sorted(set(labels) - {"X509 CRL"})
+    if others:
+        raise ConfigError("bad file", f"CRL file {path!r} also holds {', '.join(others)} "
+                          f"blocks; a certificate loaded from it would be trusted like --ca",
+                          "pass a file with only CRLs (-----BEGIN X509 CRL-----), one --crl each")
+    before = context.cert_store_stats()
+    try:
+        context.load_verify_locations(cafile=path)
+    except ssl.SSLError:
+        raise ConfigError("bad file", f"CRL {path!r} cannot be read as a CRL",
+                          "make a fresh one with 'openssl ca -gencrl' (make crl)") from None
+    after = context.cert_store_stats()
+    if (after["x509"], after["x509_ca"]) != (before["x509"], before["x509_ca"]):
+        raise ConfigError("bad file", f"loading CRL {path!r} added a trusted certificate",
+                          "pass a file with only CRLs")
 
 
 def check_readable(path, what, flag):
     """Fail with a clear message unless `path` is a readable file."""
     if os.path.isdir(path):
-        raise ConfigError(f"{what} {path!r} is a folder, not a file: pass {flag} FILE")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{what} {path!r} not found: run 'make certs' first, or pass {flag} FILE")
+        raise ConfigError("bad file", f"{what} {path!r} is a folder, not a file", f"pass {flag} FILE")
+    if not os.path.exists(path):
+        made_by = "'make certs'" if flag in ("--ca", "--cert", "--key") else "'make crl'"
+        raise ConfigError("missing file", f"{what} {path!r} not found",
+                          f"run {made_by} first, or pass {flag} FILE")
     if not os.access(path, os.R_OK):
-        raise ConfigError(f"{what} {path!r} is not readable by this user: check its permissions")
-
-
-def pem_holds(path, label):
-    """True if the file holds a PEM block such as -----BEGIN CERTIFICATE-----.
-
-    OpenSSL's own complaint about a wrong file is "PEM lib" or nothing at
-    all; looking for the label lets us say which file is wrong, and how.
-    """
-    try:
-        with open(path, "rb") as f:
-            text = f.read(1 << 20)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path!r}: {exc.strerror}") from None
-    return f"{label}-----".encode() in text    # also matches "RSA PRIVATE KEY-----" etc.
+        raise ConfigError("unreadable file", f"{what} {path!r} is not readable by this user",
+                          "check its permissions")
 
 
 def refuse_passphrase(key):
     """Called by OpenSSL when a key is encrypted: refuse, rather than prompt."""
-    raise ConfigError(f"server key {key!r} is encrypted with a passphrase: decrypt it with "
-                      f"'openssl pkey -in {key} -out server-plain.key' and pass that with --key")
+    raise ConfigError("encrypted key", f"server key {key!r} is encrypted with a passphrase",
+                      f"decrypt it with 'openssl pkey -in {key} -out server-plain.key' "
+                      f"and pass that with --key")
 
 
 def explain_load_error(exc, cert, key):
-    """Turn OpenSSL's complaint about a certificate/key pair into a sentence."""
+    """Turn OpenSSL's complaint about a certificate/key pair into a ConfigError."""
     reason = getattr(exc, "reason", None) or str(exc)
     if reason == "KEY_VALUES_MISMATCH":
-        return f"{key!r} is not the private key of {cert!r}: pass the key made with that certificate"
-    if not pem_holds(cert, "CERTIFICATE"):
-        return (f"server certificate {cert!r} is not a PEM certificate (no '-----BEGIN "
-                f"CERTIFICATE-----' line): pass --cert certs/server.crt")
-    if not pem_holds(key, "PRIVATE KEY"):
-        return (f"server key {key!r} is not a PEM private key (no '-----BEGIN ... PRIVATE "
-                f"KEY-----' line): pass --key certs/server.key")
-    return (f"cannot load certificate {cert!r} with key {key!r} ({reason}): both must be "
-            f"PEM files from 'make certs'")
-
-
-def warn_if_key_exposed(key):
-    """Warn when the private key file is readable by group or others."""
-    mode = os.stat(key).st_mode & 0o777
-    if mode & 0o077:
-        log(f"warning: {key} has mode {mode:04o}, readable by other users: chmod 600 {key}")
+        return ConfigError("wrong key", f"{key!r} is not the private key of {cert!r}",
+                           "pass the key that was made with that certificate")
+    if "CERTIFICATE" not in pem_labels(cert):
+        return ConfigError("bad file", f"server certificate {cert!r} is not a PEM certificate "
+                           f"(no '-----BEGIN CERTIFICATE-----' line)" + der_hint(cert),
+                           "pass --cert certs/server.crt")
+    if not any(label.endswith("PRIVATE KEY") for label in pem_labels(key)):
+        return ConfigError("bad file", f"server key {key!r} is not a PEM private key (no "
+                           f"'-----BEGIN ... PRIVATE KEY-----' line)", "pass --key certs/server.key")
+    return ConfigError("bad file", f"cannot load certificate {cert!r} with key {key!r} ({reason})",
+                       "both must be PEM files, e.g. from 'make certs'")
 
 
 # --- who the client is ---------------------------------------------------
+#
+# A certificate's identities are its subjectAltName (SAN) entries, each with
+# its type, or its subject's CN when it has no SAN at all (RFC 6125 and
+# service meshes name peers by SAN). We spell each one with its type, the
+# same way in the log and in --allow: cn:my-client, dns:svc.example,
+# uri:spiffe://example.org/x, ip:10.0.0.1, email:a@example.org. Values are
+# compared raw, exactly; they are escaped only when printed.
 
-def client_identity(peercert):
-    """Name the client from its verified certificate: a URI or DNS name in
-    its subjectAltName if it has one (as service meshes use), else its CN."""
-    for kind in ("URI", "DNS"):
-        for san_kind, value in peercert.get("subjectAltName", ()):
-            if san_kind == kind:
-                return kind, printable(value)
-    for rdn in peercert.get("subject", ()):
-        for attr, value in rdn:
-            if attr == "commonName":
-                return "CN", printable(value)
-    return "CN", "(no name)"
+IDENTITY_TYPES = ("cn", "dns", "uri", "ip", "email")
+
+
+def identities_of(info):
+    """The typed identities of a certificate read by read_certificate()."""
+    if info["has_san"]:
+        return info["san"]
+    return [("cn", info["cn"])] if info["cn"] is not None else []
+
+
+def greeting_name(ids):
+    """The bare name to greet: the URI, else the DNS name, else whatever there is."""
+    for wanted in ("uri", "dns"):
+        for kind, value in ids:
+            if kind == wanted:
+                return value
+    return ids[0][1] if ids else "(no name)"
+
+
+def spell(identity):
+    """An identity as the log and --allow write it: cn:my-client."""
+    kind, value = identity
+    return f"{kind}:{printable(value)}"
+
+
+def spell_all(ids):
+    return ", ".join(spell(i) for i in ids) or "(no identity)"
 
 
 def printable(name):
-    """Escape control characters: a certificate's name is the client's text,
-    and a newline in it must not forge a second line in our log."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    """Escape control and non-ASCII characters: a certificate's name is the
+    client's text, and a newline in it must not forge a second log line."""
+    return "".join(c if c.isprintable() and c.isascii() else ascii(c)[1:-1] for c in name)
 
 
-# --- why a client was rejected -------------------------------------------
-
-# OpenSSL's verify codes (X509_V_ERR_*), for a client certificate we refused.
-VERIFY_REASONS = {
-    3: "no CRL for the client's CA: pass --crl the CRL of the CA that issued it",
-    9: "client certificate is not valid yet",
-    10: "client certificate has expired",
-    11: "our CRL is not valid yet: check this machine's clock",
-    12: "our CRL has expired (its nextUpdate passed): run 'make crl', then kill -HUP the server",
-    18: "client certificate is self-signed, not issued by our CA",
-    19: "client certificate is signed by an unknown CA (its chain ends in a root we do not trust)",
-    20: "client certificate is signed by an unknown CA (or it came without its intermediate CA)",
-    23: "client certificate has been revoked (it is listed in the CRL)",
-    26: "client certificate has the wrong purpose (its extendedKeyUsage lacks clientAuth)",
-}
-
-# OpenSSL's reason codes, for handshakes that failed for other reasons.
-SSL_REASONS = {
-    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "no client certificate (the client sent none)",
-    "UNSUPPORTED_PROTOCOL": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
-    "TLSV1_ALERT_PROTOCOL_VERSION": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
-    "NO_SHARED_CIPHER": "no cipher in common with the client",
-    "TLSV1_ALERT_UNKNOWN_CA": "client does not trust our certificate (it lacks our CA, or "
-                              "we did not send our intermediate CA)",
-    "SSLV3_ALERT_BAD_CERTIFICATE": "client refused our certificate (wrong hostname or not trusted)",
-    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "client refused our certificate",
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "client says our certificate has expired",
-    "UNEXPECTED_EOF_WHILE_READING": "client hung up during the handshake",
-    "HTTP_REQUEST": "not TLS at all: plain HTTP on the TLS port",
-}
+def refusal_for(ids, allow):
+    """Why these identities may not be served, or None if they may."""
+    uris = [value for kind, value in ids if kind == "uri"]
+    if len(uris) > 1:
+        # SPIFFE: an SVID has exactly one URI SAN. With two, which one is it?
+        return f"{spell_all(ids)}: {len(uris)} URI names, so no single identity"
+    if allow and not allow.intersection(ids):
+        return f"{spell_all(ids)} is not on the allow-list (--allow)"
+    return None
 
 
-def describe_rejection(exc):
-    """Say in plain words why a TLS handshake with a client failed."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return VERIFY_REASONS.get(
-            exc.verify_code, f"client certificate fails verification: {exc.verify_message}")
-    if isinstance(exc, socket.timeout):
-        return "handshake not finished in time (--handshake-timeout): an idle or slow client"
-    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):   # the latter on 3.9
-        return "client hung up during the handshake"
-    if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or ""
-        if reason in SSL_REASONS:
-            return SSL_REASONS[reason]
-        if reason.startswith("TLSV1_ALERT_") or reason.startswith("SSLV3_ALERT_"):
-            return f"client aborted the handshake (alert {reason.split('ALERT_')[1].lower()})"
-        return f"not a TLS handshake we accept ({reason or exc})"
-    if isinstance(exc, ConnectionResetError):
-        return "client reset the connection during the handshake"
-    return f"connection failed: {exc}"
+def parse_identity(text):
+    """Read a typed identity from the command line (--allow, --trust-proxy):
+    "cn:my-client" -> ("cn", "my-client"). Any other spelling is refused,
+    with the right one in the message."""
+    kind, sep, value = text.partition(":")
+    if sep and kind in IDENTITY_TYPES and value:
+        if kind == "ip":
+            try:
+                value = str(ipaddress.ip_address(value))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not an IP address -- write e.g. "
+                                                 f"ip:10.0.0.1 or ip:::1") from None
+        return kind, value
+    raise argparse.ArgumentTypeError(f"{text!r} is not a typed identity -- write "
+                                     f"{suggest_identity(text)} (types: {', '.join(IDENTITY_TYPES)})")
 
 
-# --- one connection ------------------------------------------------------
+def suggest_identity(text):
+    """The typed spelling a user most likely meant, from a name copied out of
+    a log, a greeting, openssl x509 -subject or openssl x509 -ext."""
+    text = text.strip()
+    if not text:
+        return "cn:NAME (an empty name matches nothing)"
+    match = re.search(r"(?:^|[/,=\s])CN\s*=\s*([^,/]+)", text, re.IGNORECASE)
+    if match:
+        return "cn:" + match.group(1).strip()
+    kind, sep, value = text.partition(":")
+    aliases = {"dns": "dns", "uri": "uri", "ip": "ip", "ip address": "ip", "email": "email", "cn": "cn"}
+    if sep and kind.strip().lower() in aliases and "//" not in kind + sep + value[:2]:
+        return f"{aliases[kind.strip().lower()]}:{value.strip()}"
+    if "://" in text:
+        return "uri:" + text
+    return "cn:" + text
+
+
+# --- the handshake and the response --------------------------------------
+
+def handshake(server, sock, address, deadline):
+    """Do the TLS handshake on a new connection; return the verified TLS
+    socket, with .ids, .name, .refusal and .proxy set, or log why not and
+    return None."""
+    peer = format_address(address)
+    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+    try:
+        # Peek at the first bytes without consuming them. A TLS connection
+        # starts with a handshake record, content type 22 (RFC 8446 5.1).
+        first = sock.recv(8, socket.MSG_PEEK)
+    except OSError as exc:
+        server.log(f"rejected {peer}: {describe_rejection(exc, server.context)}")
+        return None
+    if not first:
+        server.log(f"rejected {peer}: connected and closed without a word (a port scan?)")
+        return None
+    if first[0] != 22:
+        reject_non_handshake(server, sock, peer, first)
+        return None
+
+    context = server.context    # read once: a reload may swap it meanwhile
+    tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    server.track(sock, tls)
+    # What is left of the deadline covers the whole handshake: CPython's
+    # do_handshake() counts its timeout from the start of the call, not
+    # per read, so a client dribbling its messages is cut off too.
+    tls.settimeout(max(deadline - time.monotonic(), 0.001))
+    try:
+        tls.do_handshake()
+    except (ssl.SSLError, OSError) as exc:
+        server.log(f"rejected {peer}: {describe_rejection(exc, context)}")
+        close_gently(tls)
+        return None
+
+    # OpenSSL has verified the chain. Read the names from the certificate.
+    try:
+        info = read_certificate(tls.getpeercert(binary_form=True))
+    except ValueError as exc:
+        server.log(f"rejected {peer}: cannot read the client certificate's fields ({exc})")
+        close_gently(tls)
+        return None
+    if tls.session_reused:
+        # A resumed session (a ticket from an earlier connection) skips the
+        # certificate checks: OpenSSL made them when the session began. Each
+        # resumption also hands out a new ticket, so without this check an
+        # expired client could stay in for ever by reconnecting often enough.
+        # (A revoked one stays in until the next reload: a new context's
+        # tickets do not match old ones, and kill -HUP is how a CRL arrives.)
+        late = out_of_date(info, time.time())
+        if late:
+            server.log(f"rejected {peer}: client certificate {late} (checked again on a "
+                       f"resumed session)")
+            close_gently(tls)
+            return None
+
+    tls.ids = identities_of(info)
+    tls.name = greeting_name(tls.ids)
+    tls.proxy = server.trust_proxy is not None and server.trust_proxy in tls.ids
+    # Authorization belongs to the connection: decide once, here. (Behind a
+    # trusted proxy each request carries its own client: see the handler.)
+    tls.refusal = None if tls.proxy else refusal_for(tls.ids, server.allow)
+    resumed = " (resumed session)" if tls.session_reused else ""
+    if tls.refusal:
+        server.log(f"forbidden {peer}: {tls.refusal}{resumed}")
+    elif tls.proxy:
+        server.log(f"accepted {peer} as {spell_all(tls.ids)}, a trusted proxy (--trust-proxy){resumed}")
+    else:
+        server.log(f"accepted {peer} as {spell_all(tls.ids)}{resumed}")
+    return tls
+
+
+class GreetingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers GET with a greeting to the client named by its certificate."""
+
+    protocol_version = "HTTP/1.1"   # keep-alive: many requests per handshake
+    server_version = "mtls-server/1.0"
+    # http.server's own errors (400, 414, 431, 501) in plain text, like ours.
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s: %(explain)s\n"
+
+    def version_string(self):
+        """The Server header: our name only, not the Python version."""
+        return self.server_version
+
+    def setup(self):
+        """Wrap the verified TLS socket in a deadline reader and a buffered
+        writer; each response leaves in one write (see handle_one_request)."""
+        self.connection = self.request
+        self.reader = DeadlineReader(self.connection, self.server.idle_timeout,
+                                     self.server.request_timeout)
+        self.rfile = io.BufferedReader(self.reader)
+        self.wfile = self.connection.makefile("wb", 65536)
+        self.name = self.connection.name
+
+    def handle_one_request(self):
+        """Serve one request; BaseHTTPRequestHandler flushes wfile after it,
+        so headers and body go out in a single TLS record."""
+        self.reader.expect_request()
+        super().handle_one_request()
+
+    def parse_request(self):
+        """After http.server has read the request head, and before it picks
+        a do_* method: refuse a client that may not be served, whatever the
+        method (GET, HEAD, POST, ...)."""
+        if not super().parse_request():
+            return False
+        refusal = self.connection.refusal
+        if refusal:                      # decided at the handshake: 403, and hang up
+            self.reply(403, f"403 Forbidden: {refusal}\n", close=True)
+            self.wfile.flush()
+            return False
+        if self.connection.proxy:        # a trusted proxy: who is its client?
+            refusal = self.identify_forwarded_client()
+            if refusal:
+                self.reply(403, f"403 Forbidden: {refusal}\n")
+                self.wfile.flush()
+                return False
+        return True
+
+    def identify_forwarded_client(self):
+        """Behind a TLS-terminating proxy (--trust-proxy), the client's
+        certificate arrives in a header: X-Client-Cert, the URL-encoded PEM
+        (nginx: proxy_set_header X-Client-Cert $ssl_client_escaped_cert).
+        We trust it only on this connection, authenticated as the proxy.
+        Set self.name, or return why the request is refused."""
+        peer = format_address(self.client_address)
+        proxy = spell_all(self.connection.ids)
+        header = self.headers.get_all("X-Client-Cert") or []
+        if len(header) != 1 or not header[0].strip():
+            self.server.log(f"forbidden {peer}: the proxy {proxy} forwarded "
+                            f"{len(header) or 'no'} X-Client-Cert headers")
+            return "the proxy forwarded no single client certificate (X-Client-Cert)"
+        try:
+            ders = pem_to_ders(urllib.parse.unquote(header[0]).encode("ascii", "replace"))
+            info = read_certificate(ders[0])
+        except (ValueError, IndexError) as exc:
+            self.server.log(f"forbidden {peer}: the proxy {proxy} forwarded an X-Client-Cert "
+                            f"we cannot read ({exc})")
+            return "the forwarded client certificate cannot be read"
+        ids = identities_of(info)
+        refusal = refusal_for(ids, self.server.allow)
+        if refusal:
+            self.server.log(f"forbidden {peer}: {refusal} (forwarded by {proxy})")
+            return refusal
+        self.server.log(f"proxied {peer}: {spell_all(ids)} (forwarded by {proxy})")
+        self.name = greeting_name(ids)
+        return None
+
+    def do_GET(self):
+        """Greet the client by the name in its certificate."""
+        self.reply(200, f"Hello, {self.name}\n")
+
+    def do_HEAD(self):
+        """Like GET, without the body."""
+        self.do_GET()
+
+    def reply(self, status, text, close=False):
+        """Send a text/plain response with a Content-Length (keep-alive needs it)."""
+        body = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_request(self, code="-", size="-"):
+        """Stay quiet per request: the connection line already says who came."""
+
+    def log_message(self, format, *args):
+        """Route http.server's own messages (e.g. code 400, Bad request) to our
+        log, escaped: they can quote what the client sent."""
+        self.server.log(f"answered {format_address(self.client_address)}: "
+                        f"{printable(format % args)}")
+
+    def log_error(self, format, *args):
+        """http.server reports a read past our deadline as "Request timed
+        out: TimeoutError(...)"; log which deadline it was instead."""
+        if args and isinstance(args[-1], socket.timeout):
+            self.server.log(f"closed {format_address(self.client_address)}: {args[-1]}")
+        else:
+            self.log_message(format, *args)
+
 
 class DeadlineReader(io.RawIOBase):
     """Reads a socket under a total deadline, not a per-read timeout, so a
@@ -327,145 +559,55 @@ class DeadlineReader(io.RawIOBase):
                 f"(--request-timeout): a slow or stalled client")
 
 
-class GreetingHandler(http.server.BaseHTTPRequestHandler):
-    """Answers GET with a greeting to the client named by its certificate."""
-
-    protocol_version = "HTTP/1.1"   # keep-alive: many requests per handshake
-    server_version = "mtls-server/1.0"
-    # http.server's own errors (400, 414, 431, 501) in plain text, like ours.
-    error_content_type = "text/plain; charset=utf-8"
-    error_message_format = "%(code)d %(message)s: %(explain)s\n"
-
-    def version_string(self):
-        """The Server header: our name only, not the Python version."""
-        return self.server_version
-
-    def setup(self):
-        """Wrap the verified TLS socket in a deadline reader and a buffered
-        writer; each response leaves in one write (see handle_one_request)."""
-        self.connection = self.request
-        self.reader = DeadlineReader(self.connection, self.server.idle_timeout,
-                                     self.server.request_timeout)
-        self.rfile = io.BufferedReader(self.reader)
-        self.wfile = self.connection.makefile("wb", 65536)
-        self.identity = self.connection.identity      # found by MTLSServer.handshake
-
-    def handle_one_request(self):
-        """Serve one request; BaseHTTPRequestHandler flushes wfile after it,
-        so headers and body go out in a single TLS record."""
-        self.reader.expect_request()
-        super().handle_one_request()
-
-    def do_GET(self):
-        """Greet an authorized client by name; refuse one not on the allow-list."""
-        kind, name = self.identity
-        allow = self.server.allow
-        if allow and name not in allow:
-            # Authentication (TLS) said who it is; authorization says no.
-            self.server.log(f"forbidden {format_address(self.client_address)}: "
-                            f"{kind}={name} is not on the allow-list")
-            self.reply(403, f"{name} is authenticated, but not on this server's allow-list\n")
-        else:
-            self.reply(200, f"Hello, {name}\n")
-
-    def do_HEAD(self):
-        """Like GET, without the body."""
-        self.do_GET()
-
-    def reply(self, status, text):
-        """Send a text/plain response with a Content-Length (keep-alive needs it)."""
-        body = text.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_request(self, code="-", size="-"):
-        """Stay quiet per request: the connection line already says who came."""
-
-    def log_message(self, format, *args):
-        """Route http.server's own messages (e.g. code 400, Bad request) to our
-        log, escaped: they can quote what the client sent."""
-        self.server.log(f"answered {format_address(self.client_address)}: "
-                        f"{printable(format % args)}")
-
-    def log_error(self, format, *args):
-        """http.server reports a read past our deadline as "Request timed
-        out: TimeoutError(...)"; log which deadline it was instead."""
-        if args and isinstance(args[-1], socket.timeout):
-            self.server.log(f"closed {format_address(self.client_address)}: {args[-1]}")
-        else:
-            self.log_message(format, *args)
-
-
 def format_address(address):
     """127.0.0.1:5000, or [::1]:5000 for IPv6."""
     host, port = address[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def drain_input(sock, seconds, limit=65536, until=None):
-    """Read and return what the client sends, for at most `seconds` in all
-    and `limit` bytes, stopping at end of input or once `until` arrives.
-    One total deadline, so a client sending a byte at a time cannot stretch it."""
-    deadline = time.monotonic() + seconds
-    data = b""
-    while len(data) < limit and not (until and until in data):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        sock.settimeout(remaining)
-        try:
-            chunk = sock.recv(4096)
-        except socket.timeout:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-# --- the server ----------------------------------------------------------
+# --- the server: accepting, waiting, serving -----------------------------
+#
+# Why not wrap the listening socket in TLS, as most tutorials do? Then the
+# handshake runs inside accept(), on the one thread that accepts: a single
+# client that connects and sends nothing stops every other client, and a
+# failed handshake is raised out of accept() and lost without a log line
+# (mistakes/ shows both). Here a connection goes through three stations:
+#
+#   1. the accept loop (serve_forever, the main thread) only accepts;
+#   2. the waiting room (one thread, a selector) holds each new connection
+#      until its first bytes arrive, costing no thread; a silent one is
+#      closed at the handshake deadline, and when the room is full the
+#      connection that has waited longest makes room for the newcomer;
+#   3. a worker from a fixed pool (concurrent.futures, --max-connections
+#      threads) does the handshake under the rest of that deadline, then
+#      serves HTTP. A connection takes a slot before it is handed over, so
+#      none ever queues behind a busy pool: with no slot free it is refused.
 
 class MTLSServer(http.server.HTTPServer):
-    """An http.server that does the TLS handshake itself, per connection.
-
-    The common tutorial pattern wraps the *listening* socket in TLS, so the
-    handshake runs inside accept() on the one thread that accepts. Then a
-    single client that connects and sends nothing stalls every other client,
-    and a failed handshake raises out of accept() where it is silently
-    dropped. Here accept() returns plain TCP sockets and each connection's
-    worker thread does its own handshake, under a timeout, and logs the result.
-
-    Worker threads are reused: starting a new thread for every connection
-    cost some 0.2 ms of CPU per connection in bench/bench.py, close to a
-    tenth of a whole mTLS handshake. A worker that has finished a connection
-    waits a moment for the next, and ends after WORKER_IDLE_TIMEOUT seconds
-    without one. The bookkeeping: `slots` counts connections being served
-    (at most max_connections); `idle_workers` counts workers waiting on the
-    `connections` queue. A new connection either takes an idle worker's
-    token (so some idle worker will pick it up) or starts a thread. A worker
-    whose wait times out leaves only if it can take its token back;
-    otherwise a connection is already on its way to it.
-    """
+    """An http.server that does the TLS handshake itself, per connection,
+    in a worker thread, after the connection has said something."""
 
     request_queue_size = 128
 
-    def __init__(self, address, context, *, allow=(), log=log,
+    def __init__(self, address, context, *, allow=(), trust_proxy=None, log=log,
                  handshake_timeout=HANDSHAKE_TIMEOUT, request_timeout=REQUEST_TIMEOUT,
-                 idle_timeout=IDLE_TIMEOUT, max_connections=MAX_CONNECTIONS, reload=None):
+                 idle_timeout=IDLE_TIMEOUT, max_connections=MAX_CONNECTIONS,
+                 max_pending=MAX_PENDING, reload=None):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.context, self.allow, self.log = context, set(allow), log
+        self.context, self.log = context, log
+        self.allow = {parse_identity(a) if isinstance(a, str) else tuple(a) for a in allow}
+        if isinstance(trust_proxy, str):
+            trust_proxy = parse_identity(trust_proxy)
+        self.trust_proxy = trust_proxy
         self.handshake_timeout, self.request_timeout = handshake_timeout, request_timeout
         self.idle_timeout, self.max_connections = idle_timeout, max_connections
         self.reload_context = reload         # a function returning a fresh context
         self.reload_requested = False
         self.slots = threading.BoundedSemaphore(max_connections)
-        self.connections = queue.SimpleQueue()       # accepted, waiting for a worker
-        self.idle_workers = threading.Semaphore(0)   # workers free to take one
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_connections, "mtls-worker")
+        self.open_sockets, self.open_lock = {}, threading.Lock()   # see track()
         super().__init__(address, GreetingHandler)
+        self.waiting_room = WaitingRoom(self, max_pending)
 
     def server_bind(self):
         """Bind without HTTPServer's reverse DNS lookup of our own address."""
@@ -480,148 +622,77 @@ class MTLSServer(http.server.HTTPServer):
         return sock, address
 
     def process_request(self, sock, address):
-        """Hand the connection to an idle worker thread, or start a new one,
-        unless all slots are taken."""
+        """Station 1 -> 2: start the handshake clock, and let it wait."""
+        self.waiting_room.add(sock, address, time.monotonic() + self.handshake_timeout)
+
+    def start_worker(self, sock, address, deadline):
+        """Station 2 -> 3, called by the waiting room when a connection has
+        spoken: give it a slot and a worker, or refuse it if none is free."""
         if not self.slots.acquire(blocking=False):
             self.log(f"rejected {format_address(address)}: too many connections "
                      f"(limit {self.max_connections}, --max-connections)")
             sock.close()
             return
-        if not self.idle_workers.acquire(blocking=False):
-            try:
-                # daemon: Ctrl-C must not wait for idle keep-alive connections.
-                threading.Thread(target=self.work, daemon=True).start()
-            except RuntimeError as exc:          # could not start a thread
-                self.log(f"rejected {format_address(address)}: cannot start a thread ({exc})")
-                self.slots.release()
-                sock.close()
-                return
-        self.connections.put((sock, address))
-
-    def work(self):
-        """A worker thread: serve one connection after another; end when none
-        has come for WORKER_IDLE_TIMEOUT seconds."""
-        sock, address = self.connections.get()
-        while True:
-            self.process_request_thread(sock, address)
-            self.idle_workers.release()          # idle first, then free the slot,
-            self.slots.release()                 # so workers never outnumber slots
-            try:
-                sock, address = self.connections.get(timeout=WORKER_IDLE_TIMEOUT)
-            except queue.Empty:
-                if self.idle_workers.acquire(blocking=False):
-                    return                       # no connection counts on us: end
-                sock, address = self.connections.get()   # one is being handed to us
-
-    def process_request_thread(self, sock, address):
-        """In a worker thread: handshake, then serve HTTP, then clean up."""
-        tls = None
+        self.track(sock, sock)
         try:
-            tls = self.handshake(sock, address)
+            self.pool.submit(self.serve_connection, sock, address, deadline)
+        except RuntimeError as exc:          # shut down, or no thread could start
+            self.log(f"rejected {format_address(address)}: no worker ({exc})")
+            self.finish_connection(sock)
+
+    def serve_connection(self, sock, address, deadline):
+        """Station 3, in a worker thread: handshake, then HTTP, then clean up."""
+        try:
+            tls = handshake(self, sock, address, deadline)
             if tls is not None:
                 self.finish_request(tls, address)
+                close_tls(tls)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError):
+            pass                                 # the client went away mid-request
+        except ssl.SSLError as exc:              # e.g. a broken record after the handshake
+            self.log(f"closed {format_address(address)}: TLS error after the handshake "
+                     f"({describe_ssl_error(exc)})")
         except OSError:
             pass                                 # the client went away mid-request
         except Exception as exc:                 # a bug of ours: log it, keep serving
             self.log(f"error {format_address(address)}: {exc!r}")
         finally:
-            if tls is not None:
-                self.close_tls(tls)
-            else:
-                sock.close()
+            self.finish_connection(sock)
 
-    def handshake(self, sock, address):
-        """Return the connection as a verified TLS socket, or log why not and
-        return None."""
-        peer = format_address(address)
-        deadline = time.monotonic() + self.handshake_timeout
-        sock.settimeout(self.handshake_timeout)
-        try:
-            # Peek at the first bytes without consuming them. A TLS connection
-            # starts with a handshake record, content type 22 (RFC 8446 5.1).
-            first = sock.recv(8, socket.MSG_PEEK)
-        except OSError as exc:
-            self.log(f"rejected {peer}: {describe_rejection(exc)}")
-            return None
-        if not first:
-            self.log(f"rejected {peer}: connected and closed without a word (a port scan?)")
-            return None
-        if first[0] != 22:
-            if first.split(b" ")[0].isalpha():
-                self.answer_plain_http(sock, peer)
-            else:
-                self.log(f"rejected {peer}: not TLS at all (first bytes {first[:4].hex()})")
-                self.close_gently(sock)
-            return None
+    def track(self, sock, current):
+        """Remember each open connection by its TCP socket, and the object
+        that now owns it (the TLS socket, after wrap_socket), so that
+        server_close() can end it and finish_connection() can close it."""
+        with self.open_lock:
+            self.open_sockets[sock] = current
 
-        context = self.context    # read once: a reload may swap it meanwhile
-        tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        # What is left of the deadline covers the whole handshake: CPython's
-        # do_handshake() counts its timeout from the start of the call, not
-        # per read, so a client dribbling its ClientHello is cut off too.
-        tls.settimeout(max(deadline - time.monotonic(), 0.001))
-        try:
-            tls.do_handshake()
-        except (ssl.SSLError, OSError) as exc:
-            self.log(f"rejected {peer}: {describe_rejection(exc)}")
-            self.close_gently(tls)
-            return None
-        # Decoding the certificate into a dict takes ~50 us: do it once, and
-        # keep the result on the socket for the request handler.
-        kind, name = client_identity(tls.getpeercert())
-        tls.identity = (kind, name)
-        # A resumed session (a ticket from an earlier connection) skips the
-        # certificate checks: they were made when the session began. A reload
-        # (kill -HUP) makes a new context, whose tickets old ones do not match.
-        resumed = " (resumed session)" if tls.session_reused else ""
-        self.log(f"accepted {peer} as {kind}={name}{resumed}")
-        return tls
+    def finish_connection(self, sock):
+        """Close a connection and free its slot."""
+        with self.open_lock:
+            current = self.open_sockets.pop(sock, sock)
+        current.close()
+        self.slots.release()
 
-    def close_tls(self, tls):
-        """End a served connection with a close_notify alert (RFC 8446 6.1):
-        it tells the client the data is complete, not cut off by an attacker.
-        unwrap() sends it and waits briefly for the client's reply."""
-        try:
-            tls.settimeout(LINGER_TIMEOUT)
-            tls.unwrap()
-        except (OSError, ValueError):      # the client has gone already
-            pass
-        tls.close()
+    def server_close(self):
+        """Stop listening, close waiting connections, and end open ones: after
+        this, no request is served, not even on a keep-alive connection."""
+        super().server_close()
+        if not hasattr(self, "waiting_room"):    # bind() failed: nothing else started
+            return
+        # The connections we end now would each log a misleading line
+        # ("client hung up"): from here on, log nothing.
+        self.log = lambda message: None
+        self.waiting_room.close()
+        with self.open_lock:
+            open_now = list(self.open_sockets.values())
+        for sock in open_now:
+            try:      # shutdown() wakes a worker blocked in recv(); close() would not
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def close_gently(self, sock):
-        """Close so the client surely reads our last words (a TLS alert, a 400).
-
-        Under TLS 1.3 the client finishes its side of the handshake before the
-        server has checked the client certificate, and sends its request at
-        once. If we close while that request sits unread in our receive buffer,
-        the kernel answers with a TCP reset, which can destroy the alert
-        before the client reads it. So: send FIN, read what the client sent
-        (briefly, bounded), then close.
-        """
-        try:
-            sock.shutdown(socket.SHUT_WR)   # on an SSLSocket, also drops TLS state
-            drain_input(sock, LINGER_TIMEOUT)
-        except OSError:
-            pass
-        sock.close()
-
-    def answer_plain_http(self, sock, peer):
-        """Tell a plain-HTTP client, in HTTP, to come back with TLS (as nginx does)."""
-        self.log(f"rejected {peer}: not TLS at all: plain HTTP on the TLS port")
-        body = (b"400 Bad Request: this server speaks HTTPS with a client certificate.\n"
-                b"Use https://, and present a certificate, e.g.\n"
-                b"  curl --cacert certs/ca.crt --cert certs/client.crt --key certs/client.key https://...\n")
-        try:
-            # Consume the request head first (bounded), so closing sends no reset.
-            drain_input(sock, LINGER_TIMEOUT, limit=16384, until=b"\r\n\r\n")
-            sock.settimeout(LINGER_TIMEOUT)
-            sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
-                         b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        except OSError:
-            pass
-        self.close_gently(sock)
-
-    # Live reload. `kill -HUP <pid>` asks for it; a rotated certificate or a
+    # Live reload. `kill -HUP PID` asks for it; a rotated certificate or a
     # fresh CRL then takes effect for new connections, without a restart and
     # without touching connections already open (they keep their session).
 
@@ -646,12 +717,587 @@ class MTLSServer(http.server.HTTPServer):
         try:
             self.context = self.reload_context()   # one assignment: atomic for other threads
             self.log("reloaded certificates: new connections use them")
+        except ConfigError as exc:
+            self.log(f"reload failed, still serving with the previous certificates: {exc.what} "
+                     f"-- fix the file on disk, then kill -HUP {os.getpid()} again")
         except Exception as exc:     # whatever it was, a reload must not stop a running server
-            self.log(f"reload failed, still serving with the previous certificates: {exc}")
+            self.log(f"reload failed, still serving with the previous certificates: {exc!r}")
 
     def handle_error(self, request, client_address):
         """Never print a traceback for something a client did."""
         self.log(f"error {format_address(client_address)}: {sys.exc_info()[1]!r}")
+
+
+class WaitingRoom:
+    """Station 2: new connections wait here for their first bytes, all of
+    them watched by one thread with a selector, so a crowd of silent
+    connections costs no worker and cannot lock real clients out."""
+
+    def __init__(self, server, capacity):
+        self.server, self.capacity = server, capacity
+        self.selector = selectors.DefaultSelector()
+        self.arrivals = []                       # handed over by the accept loop
+        self.lock = threading.Lock()
+        self.bell, self.bell_rope = socket.socketpair()   # wakes the selector
+        self.bell.setblocking(False)
+        self.selector.register(self.bell, selectors.EVENT_READ)
+        self.waiting = {}                        # sock -> (address, deadline), oldest first
+        self.closing = False
+        self.thread = threading.Thread(target=self.run, name="waiting-room", daemon=True)
+        self.thread.start()
+
+    def add(self, sock, address, deadline):
+        """Called by the accept loop: queue the connection, ring the bell."""
+        with self.lock:
+            self.arrivals.append((sock, address, deadline))
+        self.ring()
+
+    def close(self):
+        """Stop the thread; it closes every connection still waiting."""
+        self.closing = True
+        self.ring()
+        self.thread.join(5)
+
+    def ring(self):
+        try:
+            self.bell_rope.send(b"!")
+        except OSError:                          # full (it is ringing already) or closed
+            pass
+
+    def run(self):
+        """Wait for bytes, arrivals or deadlines; hand over, admit, expire."""
+        while not self.closing:
+            timeout = None
+            if self.waiting:
+                earliest = min(deadline for _, deadline in self.waiting.values())
+                timeout = max(earliest - time.monotonic(), 0)
+            for key, _ in self.selector.select(timeout):
+                if key.fileobj is self.bell:
+                    self.admit()
+                else:
+                    address, deadline = self.leave(key.fileobj)
+                    self.server.start_worker(key.fileobj, address, deadline)
+            self.expire()
+        for sock in list(self.waiting):
+            self.leave(sock)
+            sock.close()
+        self.selector.close()
+        self.bell.close()
+        self.bell_rope.close()
+
+    def admit(self):
+        """Take the new arrivals in; if the room is full, the connection that
+        has waited longest (and said nothing) is closed to make room."""
+        try:
+            while self.bell.recv(4096):
+                pass
+        except OSError:
+            pass
+        with self.lock:
+            arrivals, self.arrivals = self.arrivals, []
+        for sock, address, deadline in arrivals:
+            if len(self.waiting) >= self.capacity:
+                oldest = next(iter(self.waiting))
+                self.server.log(f"rejected {format_address(self.leave(oldest)[0])}: sent nothing, "
+                                f"closed to make room for a new connection (--max-pending "
+                                f"{self.capacity})")
+                oldest.close()
+            self.waiting[sock] = (address, deadline)
+            self.selector.register(sock, selectors.EVENT_READ)
+
+    def expire(self):
+        """Close the connections whose handshake deadline passed in silence."""
+        now = time.monotonic()
+        for sock, (address, deadline) in list(self.waiting.items()):
+            if deadline <= now:
+                self.leave(sock)
+                self.server.log(f"rejected {format_address(address)}: sent nothing within "
+                                f"{self.server.handshake_timeout:g} s (--handshake-timeout): "
+                                f"an idle or silent client")
+                sock.close()
+
+    def leave(self, sock):
+        """Take a connection out of the room; return its (address, deadline)."""
+        self.selector.unregister(sock)
+        return self.waiting.pop(sock)
+
+
+def close_tls(tls):
+    """End a served connection with a close_notify alert (RFC 8446 6.1):
+    it tells the client the data is complete, not cut off by an attacker.
+    unwrap() sends it and waits briefly for the client's reply."""
+    try:
+        tls.settimeout(LINGER_TIMEOUT)
+        tls.unwrap()
+    except (OSError, ValueError):      # the client has gone already
+        pass
+
+
+def close_gently(sock):
+    """Prepare to close so that the client surely reads our last words (a
+    TLS alert, a 400); the caller then closes.
+
+    Under TLS 1.3 the client finishes its side of the handshake before the
+    server has checked the client certificate, and sends its request at
+    once. If we close while that request sits unread in our receive buffer,
+    the kernel answers with a TCP reset, which can destroy the alert
+    before the client reads it. So: send FIN, read what the client sent
+    (briefly, bounded), then close.
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)   # on an SSLSocket, also drops TLS state
+        drain_input(sock, LINGER_TIMEOUT)
+    except OSError:
+        pass
+
+
+def drain_input(sock, seconds, limit=65536, until=None):
+    """Read and return what the client sends, for at most `seconds` in all
+    and `limit` bytes, stopping at end of input or once `until` arrives.
+    One total deadline, so a client sending a byte at a time cannot stretch it."""
+    deadline = time.monotonic() + seconds
+    data = b""
+    while len(data) < limit and not (until and until in data):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(4096)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def reject_non_handshake(server, sock, peer, first):
+    """A connection that does not start with a TLS handshake record: answer
+    plain HTTP in HTTP (as nginx does), name anything else, and close."""
+    if first[0] == 21:                   # an alert record (RFC 8446 5.1): TLS, but a goodbye
+        alert = ALERTS.get(first[6], f"alert {first[6]}") if len(first) >= 7 else "an alert"
+        server.log(f"rejected {peer}: the client sent a TLS alert ({alert}) instead of a "
+                   f"ClientHello: it gave up before the handshake")
+    elif first.split(b" ")[0].isalpha():
+        server.log(f"rejected {peer}: not TLS at all: plain HTTP on the TLS port")
+        body = (b"400 Bad Request: this server speaks HTTPS with a client certificate.\n"
+                b"Use https://, and present a certificate, e.g.\n"
+                b"  curl --cacert certs/ca.crt --cert certs/client.crt --key certs/client.key https://...\n")
+        try:
+            # Consume the request head first (bounded), so closing sends no reset.
+            drain_input(sock, LINGER_TIMEOUT, limit=16384, until=b"\r\n\r\n")
+            sock.settimeout(LINGER_TIMEOUT)
+            sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        except OSError:
+            pass
+    else:
+        server.log(f"rejected {peer}: not TLS at all (first bytes {first[:4].hex()})")
+    close_gently(sock)
+
+
+# --- why a client was rejected -------------------------------------------
+
+# OpenSSL's verify codes (X509_V_ERR_*), for a client certificate we refused.
+VERIFY_REASONS = {
+    3: "no CRL for a CA in the client's chain: pass --crl with the CRL of the CA that "
+       "issued it (with --crl-chain: of every CA in the chain, the root included)",
+    9: "a certificate in the client's chain is not valid yet (check the clocks)",
+    10: "a certificate in the client's chain (leaf or intermediate) has expired",
+    11: "our CRL is not valid yet (its lastUpdate is in the future): check this machine's clock",
+    12: "our CRL has expired (its nextUpdate passed): publish a fresh one (make crl), then "
+        "kill -HUP the server",
+    18: "client certificate is self-signed, not issued by our CA",
+    19: "client certificate is signed by an unknown CA (its chain ends in a root we do not trust)",
+    20: "client certificate is signed by an unknown CA (or it came without its intermediate CA)",
+    23: "client certificate has been revoked (it is listed in the CRL)",
+    26: "client certificate has the wrong purpose (its extendedKeyUsage lacks clientAuth)",
+}
+
+# OpenSSL's reason codes, for handshakes that failed for other reasons.
+SSL_REASONS = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "no client certificate (the client sent none)",
+    "UNSUPPORTED_PROTOCOL": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
+    "NO_SHARED_CIPHER": "no cipher in common with the client",
+    "TLSV1_ALERT_UNKNOWN_CA": "client does not trust our certificate (it lacks our CA, or "
+                              "we did not send our intermediate CA)",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "client refused our certificate (wrong hostname or not trusted)",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "client refused our certificate",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "client says a certificate in our chain has expired",
+    "UNEXPECTED_EOF_WHILE_READING": "client hung up during the handshake",
+    "HTTP_REQUEST": "not TLS at all: plain HTTP on the TLS port",
+}
+
+# TLS alert descriptions (RFC 8446 6.2), for an alert sent instead of a hello.
+ALERTS = {0: "close_notify", 10: "unexpected_message", 40: "handshake_failure",
+          42: "bad_certificate", 46: "certificate_unknown", 48: "unknown_ca",
+          50: "decode_error", 70: "protocol_version", 80: "internal_error", 90: "user_canceled"}
+
+
+def describe_rejection(exc, context=None):
+    """Say in plain words why a TLS handshake with a client failed."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if exc.verify_code == 10 and context is not None:
+            expired = expired_cas(context)
+            if expired:     # our own CA expired: it is not the client's fault
+                return (f"a certificate in the client's chain has expired: our CA {expired} "
+                        f"(--ca); every client is refused until the CA is renewed")
+        return VERIFY_REASONS.get(
+            exc.verify_code, f"client certificate fails verification: {exc.verify_message}")
+    if isinstance(exc, socket.timeout):
+        return "handshake not finished in time (--handshake-timeout): an idle or slow client"
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):   # the latter on 3.9
+        return "client hung up during the handshake"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ""
+        if reason in SSL_REASONS:
+            return SSL_REASONS[reason]
+        if reason.startswith("TLSV1_ALERT_") or reason.startswith("SSLV3_ALERT_"):
+            return f"client aborted the handshake (alert {reason.split('ALERT_')[1].lower()})"
+        if exc.library == "ASN1" or "ASN1" in reason:
+            return f"client certificate could not be parsed (malformed DER: {describe_ssl_error(exc)})"
+        return f"not a TLS handshake we accept ({describe_ssl_error(exc)})"
+    if isinstance(exc, ConnectionResetError):
+        return "client reset the connection during the handshake"
+    return f"connection failed: {exc}"
+
+
+def describe_ssl_error(exc):
+    """OpenSSL's reason, without the interpreter's source position."""
+    text = exc.reason or getattr(exc, "strerror", None) or str(exc)
+    return re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(text)).replace("_", " ").lower()
+
+
+def expired_cas(context):
+    """The CAs in our trust store that have expired, named, or ""."""
+    now = time.time()
+    names = []
+    for ca in context.get_ca_certs():
+        if ssl.cert_time_to_seconds(ca["notAfter"]) < now:
+            cn = [v for rdn in ca.get("subject", ()) for k, v in rdn if k == "commonName"]
+            names.append(f"{printable(cn[0]) if cn else '(no CN)'} (expired {ca['notAfter']})")
+    return ", ".join(names)
+
+
+# --- checks of our own files ---------------------------------------------
+#
+# Python's ssl module gives the fields of the peer's certificate
+# (getpeercert) and the dates of trusted CAs (get_ca_certs), but nothing
+# for our own certificate, a CRL, or a certificate that arrives in a
+# header. Rather than call private functions or the openssl binary, we read
+# the few fields we need from the DER bytes ourselves (X.509 is ASN.1 DER,
+# RFC 5280 4.1 and 5.1): names, dates, basicConstraints, extendedKeyUsage,
+# subjectAltName. It only reads; OpenSSL still does all verifying.
+
+OID_CN = bytes.fromhex("550403")                    # 2.5.4.3 commonName
+OID_SAN = bytes.fromhex("551d11")                   # 2.5.29.17 subjectAltName
+OID_BASIC_CONSTRAINTS = bytes.fromhex("551d13")     # 2.5.29.19
+OID_EKU = bytes.fromhex("551d25")                   # 2.5.29.37 extendedKeyUsage
+OID_SERVER_AUTH = bytes.fromhex("2b06010505070301")  # 1.3.6.1.5.5.7.3.1
+OID_ANY_EKU = bytes.fromhex("551d2500")             # 2.5.29.37.0
+SAN_TYPES = {0x81: "email", 0x82: "dns", 0x86: "uri", 0x87: "ip"}   # GeneralName tags
+
+
+def der_items(data, start=0, end=None):
+    """The DER elements in data[start:end], as (tag, content start, content end)."""
+    end = len(data) if end is None else end
+    items, pos = [], start
+    while pos < end:
+        if pos + 2 > end:
+            raise ValueError("truncated DER")
+        tag, length = data[pos], data[pos + 1]
+        pos += 2
+        if length & 0x80:                               # long form: length in n bytes
+            n = length & 0x7F
+            if not 1 <= n <= 4 or pos + n > end:
+                raise ValueError("bad DER length")
+            length, pos = int.from_bytes(data[pos:pos + n], "big"), pos + n
+        if pos + length > end:
+            raise ValueError("DER element runs past its end")
+        items.append((tag, pos, pos + length))
+        pos += length
+    return items
+
+
+def der_inside(data, item):
+    """The elements inside a constructed DER element."""
+    return der_items(data, item[1], item[2])
+
+
+def der_time(data, item):
+    """A UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime as seconds since the epoch."""
+    tag, start, end = item
+    text = data[start:end].decode("ascii")
+    if tag == 0x17:
+        text = ("19" if int(text[:2]) >= 50 else "20") + text
+    elif tag != 0x18:
+        raise ValueError("not a time")
+    return calendar.timegm(time.strptime(text[:14], "%Y%m%d%H%M%S"))
+
+
+def der_string(data, item):
+    """A DirectoryString as text (BMPString is UTF-16, UniversalString UTF-32)."""
+    tag, start, end = item
+    raw = data[start:end]
+    codec = {0x1E: "utf-16-be", 0x1C: "utf-32-be"}.get(tag, "utf-8")
+    return raw.decode(codec, "replace")
+
+
+def common_name(data, name):
+    """The (last) CN of a Name, or None."""
+    cn = None
+    for rdn in der_inside(data, name):
+        for attribute in der_inside(data, rdn):
+            oid, value = der_inside(data, attribute)[:2]
+            if data[oid[1]:oid[2]] == OID_CN:
+                cn = der_string(data, value)
+    return cn
+
+
+def read_certificate(der):
+    """The fields of an X.509 certificate this server uses, as a dict:
+    cn, issuer_cn, not_before, not_after (epoch seconds), ca (bool),
+    eku (list of OIDs, or None when absent), has_san, san [(type, value)]."""
+    try:
+        certificate = der_inside(der, der_items(der)[0])
+        tbs = der_inside(der, certificate[0])
+        if tbs[0][0] == 0xA0:                           # [0] version, absent in v1
+            tbs = tbs[1:]
+        # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
+        validity = der_inside(der, tbs[3])
+        info = {"cn": common_name(der, tbs[4]), "issuer_cn": common_name(der, tbs[2]),
+                "not_before": der_time(der, validity[0]), "not_after": der_time(der, validity[1]),
+                "ca": False, "eku": None, "has_san": False, "san": []}
+        for tag, start, end in tbs[6:]:
+            if tag != 0xA3:                              # [3] extensions
+                continue
+            for extension in der_inside(der, der_items(der, start, end)[0]):
+                parts = der_inside(der, extension)       # id, [critical], OCTET STRING
+                oid, value = der[parts[0][1]:parts[0][2]], der_items(der, parts[-1][1], parts[-1][2])[0]
+                if oid == OID_BASIC_CONSTRAINTS:
+                    inner = der_inside(der, value)
+                    info["ca"] = bool(inner) and inner[0][0] == 0x01 and der[inner[0][1]] != 0
+                elif oid == OID_EKU:
+                    info["eku"] = [der[s:e] for _, s, e in der_inside(der, value)]
+                elif oid == OID_SAN:
+                    info["has_san"] = True
+                    for name_tag, s, e in der_inside(der, value):
+                        if name_tag in SAN_TYPES:
+                            raw = der[s:e]
+                            text = (str(ipaddress.ip_address(raw)) if name_tag == 0x87
+                                    else raw.decode("utf-8", "replace"))
+                            info["san"].append((SAN_TYPES[name_tag], text))
+        return info
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a well-formed X.509 certificate: {exc}") from None
+
+
+def read_crl(der):
+    """The issuer's CN and the thisUpdate/nextUpdate dates of a CRL (RFC 5280 5.1)."""
+    try:
+        tbs = der_inside(der, der_inside(der, der_items(der)[0])[0])
+        if tbs[0][0] == 0x02:                            # version, absent in v1 CRLs
+            tbs = tbs[1:]
+        # signature, issuer, thisUpdate, nextUpdate (optional), ...
+        next_update = der_time(der, tbs[3]) if len(tbs) > 3 and tbs[3][0] in (0x17, 0x18) else None
+        return {"issuer_cn": common_name(der, tbs[1]), "this_update": der_time(der, tbs[2]),
+                "next_update": next_update}
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a well-formed CRL: {exc}") from None
+
+
+PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
+
+
+def pem_labels(path):
+    """The labels of the PEM blocks in a file: ["CERTIFICATE", "X509 CRL", ...]."""
+    return [label for label, _ in read_pem(path)]
+
+
+def read_pem(path, want=None):
+    """The PEM blocks in a file, as (label, DER bytes), optionally only `want`."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 22)
+    except OSError as exc:
+        raise ConfigError("unreadable file", f"cannot read {path!r} ({exc.strerror})",
+                          "check its permissions") from None
+    blocks = []
+    for label, body in PEM_BLOCK.findall(text):
+        if want is None or label.decode() == want:
+            try:
+                blocks.append((label.decode(), base64.b64decode(b"".join(body.split()))))
+            except binascii.Error:
+                blocks.append((label.decode(), b""))
+    return blocks
+
+
+def pem_to_ders(text):
+    """The certificates in a PEM text (bytes), as DER."""
+    return [base64.b64decode(b"".join(body.split()))
+            for label, body in PEM_BLOCK.findall(text) if label == b"CERTIFICATE"]
+
+
+def der_hint(path, kind="x509"):
+    """If `path` looks like DER rather than PEM, the command that converts it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return ""
+    if head[:1] == b"\x30" and len(head) == 2 and head[1] >= 0x80:
+        return (f"; it looks like DER (binary): convert it with "
+                f"'openssl {kind} -inform DER -in {path} -out {path}.pem'")
+    return ""
+
+
+def check_server_certificate(cert):
+    """Refuse, at start, a --cert that no client would accept as a server:
+    a CA certificate, or a certificate for client authentication only."""
+    blocks = read_pem(cert, "CERTIFICATE")
+    try:
+        info = read_certificate(blocks[0][1])
+    except (IndexError, ValueError):
+        return                          # OpenSSL loaded it; leave the verdict to the clients
+    if info["ca"]:
+        raise ConfigError("wrong certificate", f"{cert!r} is a CA certificate (basicConstraints "
+                          f"CA:TRUE), not a server certificate", "pass --cert certs/server.crt")
+    eku = info["eku"]
+    if eku is not None and OID_SERVER_AUTH not in eku and OID_ANY_EKU not in eku:
+        raise ConfigError("wrong certificate", f"{cert!r} is not for TLS servers (its "
+                          f"extendedKeyUsage lacks serverAuth: a client certificate?)",
+                          "pass --cert certs/server.crt")
+
+
+def out_of_date(info, now):
+    """"expired on DATE" or "not valid until DATE" for a certificate, or None."""
+    if now > info["not_after"]:
+        return f"expired on {format_date(info['not_after'])}"
+    if now < info["not_before"]:
+        return f"is not valid until {format_date(info['not_before'])}"
+    return None
+
+
+def format_date(seconds):
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
+def date_warnings(ca, cert, crls, warn_days, now=None):
+    """Warnings, one line each, for files that will make handshakes fail:
+    certificates (ours, our chain, the CAs) and CRLs that are out of date
+    or expire within `warn_days` days."""
+    now = time.time() if now is None else now
+    soon = now + warn_days * 86400
+    pid = os.getpid()
+    checks = [(cert, "server certificate", "every client refuses this server",
+               f"renew it, then kill -HUP {pid}"),
+              (ca, "CA certificate", "every client certificate it signed is refused",
+               f"renew the CA (same key), then kill -HUP {pid}")]
+    warnings = []
+    for path, what, consequence, fix in checks:
+        for _, der in read_pem(path, "CERTIFICATE"):
+            try:
+                info = read_certificate(der)
+            except ValueError:
+                continue
+            name = f"{what} {path!r} ({printable(info['cn'] or '(no CN)')})"
+            late = out_of_date(info, now)
+            if late:
+                warnings.append(f"warning: {name} {late}: {consequence} -- {fix}")
+            elif info["not_after"] < soon:
+                days = int((info["not_after"] - now) // 86400)
+                warnings.append(f"warning: {name} expires in {days} days, on "
+                                f"{format_date(info['not_after'])} -- {fix}")
+    for path in crls:
+        for _, der in read_pem(path, "X509 CRL"):
+            try:
+                crl = read_crl(der)
+            except ValueError:
+                continue
+            name = f"CRL {path!r} (from {printable(crl['issuer_cn'] or '(no CN)')})"
+            fix = f"publish a fresh CRL (make crl), then kill -HUP {pid}"
+            if crl["next_update"] is not None and crl["next_update"] < now:
+                warnings.append(f"warning: {name} expired on {format_date(crl['next_update'])} "
+                                f"(its nextUpdate): every client is refused -- {fix}")
+            elif crl["this_update"] > now:
+                warnings.append(f"warning: {name} is not valid until "
+                                f"{format_date(crl['this_update'])}: every client is refused "
+                                f"-- check this machine's clock")
+            elif crl["next_update"] is not None and crl["next_update"] < soon:
+                days = int((crl["next_update"] - now) // 86400)
+                warnings.append(f"warning: {name} expires in {days} days, on "
+                                f"{format_date(crl['next_update'])} -- {fix}")
+    return warnings
+
+
+def warn_if_key_exposed(key):
+    """A warning when the private key file is readable by group or others, or None."""
+    mode = os.stat(key).st_mode & 0o777
+    if mode & 0o077:
+        return f"warning: {key} has mode {mode:04o}, readable by other users -- chmod 600 {key}"
+    return None
+
+
+def open_keylog(context, path):
+    """Write TLS secrets to `path` (for Wireshark), refusing any file that
+    someone else could read or has planted.
+
+    The file is created (or opened) with O_NOFOLLOW and mode 0600, and
+    checked: a regular file, ours, no group or other bits. Then Python opens
+    the path again itself (keylog_filename takes a name, not a descriptor),
+    so we look at the path once more and refuse if it is no longer the file
+    we checked. The race that remains: someone who can write to the folder
+    could swap the file and swap it back between those two looks. Keep key
+    logs in a folder only you can write to."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+        try:
+            checked = os.fstat(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise ConfigError("bad key log", f"cannot use {path!r} as the key log ({why})",
+                          "pass --keylog a new file in a folder only you can write to") from None
+    problem = None
+    if not stat.S_ISREG(checked.st_mode):
+        problem = "it is not a regular file"
+    elif checked.st_uid != os.geteuid():
+        problem = "it belongs to another user"
+    elif checked.st_mode & 0o077:
+        problem = f"its mode is {checked.st_mode & 0o777:04o}: others could read the secrets"
+    if problem is None:
+        context.keylog_filename = path
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) != (checked.st_dev, checked.st_ino) or not stat.S_ISREG(now.st_mode):
+            problem = "it was replaced while we opened it"
+    if problem:
+        raise ConfigError("bad key log", f"refusing the key log {path!r}: {problem}",
+                          f"remove it, or chmod 600 {path}, or pass --keylog a new file")
+    log(f"warning: writing TLS session secrets to {path}; use only for debugging")
+
+
+def raise_open_file_limit(needed):
+    """Raise the soft limit on open files to the hard limit, so that the
+    waiting room and the workers fit; return a warning if they do not."""
+    try:
+        import resource             # Unix only
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        return (f"warning: only {soft} open files allowed (ulimit -n), {needed} wanted for "
+                f"--max-pending and --max-connections -- raise it with ulimit -n {needed}")
+    return None
 
 
 # --- main ----------------------------------------------------------------
@@ -660,7 +1306,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, with a usage error on one line, like every other error here."""
 
     def error(self, message):
-        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+        fix = "" if " -- " in message else f" -- see {self.prog} --help"
+        self.exit(2, f"error: bad option: {message}{fix}\n")
 
 
 def seconds(text):
@@ -670,7 +1317,19 @@ def seconds(text):
     except ValueError:
         value = math.nan
     if not 0 < value <= 86400:                      # also false for nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 86400")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds: use more than 0, "
+                                         f"at most 86400")
+    return value
+
+
+def count(text):
+    """Read a count from the command line: a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return value
 
 
@@ -678,29 +1337,43 @@ def parse_args(argv):
     """Read the command line."""
     p = ArgumentParser(
         description="HTTPS server that requires a client certificate (mutual TLS).",
-        epilog="example: python3 server.py --port 3000 --allow my-client")
+        epilog="example: python3 server.py --port 3000 --allow cn:my-client")
     p.add_argument("--host", default="localhost", help="address to listen on (default localhost)")
     p.add_argument("--port", type=int, default=3000, help="TCP port (default 3000; 0 = any free port)")
     p.add_argument("--ca", default=os.path.join(CERTS, "ca.crt"), help="CA that signs client certificates (default certs/ca.crt)")
     p.add_argument("--cert", default=os.path.join(CERTS, "server.crt"), help="server certificate, PEM (default certs/server.crt)")
     p.add_argument("--key", default=os.path.join(CERTS, "server.key"), help="server private key, PEM (default certs/server.key)")
-    p.add_argument("--crl", help="certificate revocation list to check clients against (PEM)")
-    p.add_argument("--allow", action="append", default=[], metavar="NAME",
-                   help="only this client identity may get a greeting (repeatable)")
+    p.add_argument("--crl", action="append", default=[], metavar="FILE",
+                   help="a certificate revocation list (PEM) to check clients against; "
+                        "repeat for each CA's CRL")
+    p.add_argument("--crl-chain", action="store_true",
+                   help="check every certificate of the client's chain against the CRLs, not "
+                        "just its own (needs a current CRL from every CA, the root included)")
+    p.add_argument("--allow", action="append", default=[], metavar="ID", type=parse_identity,
+                   help="only this client identity is served, e.g. cn:my-client or "
+                        "uri:spiffe://example.org/x (repeatable)")
+    p.add_argument("--trust-proxy", metavar="ID", type=parse_identity,
+                   help="a client with this identity (e.g. cn:my-proxy) is a reverse proxy: "
+                        "take each request's client from its X-Client-Cert header")
     p.add_argument("--keylog", metavar="FILE", help="write TLS secrets for Wireshark (debug only)")
+    p.add_argument("--warn-days", type=int, default=WARN_DAYS, metavar="N",
+                   help=f"warn when a certificate or CRL expires within N days (default {WARN_DAYS})")
     p.add_argument("--handshake-timeout", type=seconds, default=HANDSHAKE_TIMEOUT, metavar="S",
-                   help=f"seconds to finish the TLS handshake (default {HANDSHAKE_TIMEOUT:g})")
+                   help=f"seconds from connect to a finished TLS handshake (default {HANDSHAKE_TIMEOUT:g})")
     p.add_argument("--request-timeout", type=seconds, default=REQUEST_TIMEOUT, metavar="S",
                    help=f"seconds to send a request head, once begun (default {REQUEST_TIMEOUT:g})")
     p.add_argument("--idle-timeout", type=seconds, default=IDLE_TIMEOUT, metavar="S",
                    help=f"seconds a keep-alive connection may wait idle (default {IDLE_TIMEOUT:g})")
-    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+    p.add_argument("--max-connections", type=count, default=MAX_CONNECTIONS, metavar="N",
                    help=f"connections served at once; more are refused (default {MAX_CONNECTIONS})")
+    p.add_argument("--max-pending", type=count, default=MAX_PENDING, metavar="N",
+                   help=f"connections that have sent nothing yet; the oldest makes room "
+                        f"(default {MAX_PENDING})")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
-        p.error(f"--port {args.port} is not a TCP port: use 1-65535 (or 0 for any free port)")
-    if args.max_connections < 1:
-        p.error(f"--max-connections {args.max_connections} must be at least 1")
+        p.error(f"--port {args.port} is not a TCP port -- use 1-65535 (or 0 for any free port)")
+    if args.warn_days < 0:
+        p.error(f"--warn-days {args.warn_days} is negative -- use 0 to warn only when expired")
     return args
 
 
@@ -714,7 +1387,8 @@ def resolve(host, port):
         info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         why = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"cannot resolve --host {host!r} ({why}): try 127.0.0.1") from None
+        raise ConfigError("bad option", f"cannot resolve --host {host!r} ({why})",
+                          "try --host 127.0.0.1") from None
     info.sort(key=lambda entry: entry[0] != socket.AF_INET)
     return info[0][4][:2]
 
@@ -722,13 +1396,13 @@ def resolve(host, port):
 def explain_listen_error(exc, host, port):
     """Say why we cannot listen on host:port, and what to do about it."""
     if exc.errno == errno.EADDRINUSE:
-        return (f"port {port} on {host} is in use: is another server running? "
-                f"Stop it, or pass --port N (0 = any free port)")
+        return (f"port in use: port {port} on {host} is in use (is another server running?) "
+                f"-- stop it, or pass --port N (0 = any free port)")
     if exc.errno == errno.EACCES:
-        return f"not allowed to listen on port {port} ({exc.strerror}): use a port above 1023"
+        return f"port not allowed: cannot listen on port {port} ({exc.strerror}) -- use a port above 1023"
     if exc.errno == errno.EADDRNOTAVAIL:
-        return f"{host!r} is not an address of this machine: pass --host localhost"
-    return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+        return f"bad option: {host!r} is not an address of this machine -- pass --host localhost"
+    return f"cannot listen: {host}:{port} ({exc.strerror or exc}) -- pass another --host or --port"
 
 
 def fail(message):
@@ -742,18 +1416,26 @@ def main(argv=None):
     args = parse_args(argv)
 
     def build_context():
-        return make_server_context(args.ca, args.cert, args.key, args.crl, args.keylog)
+        context = make_server_context(args.ca, args.cert, args.key, args.crl, args.keylog,
+                                      args.crl_chain)
+        for warning in date_warnings(args.ca, args.cert, args.crl, args.warn_days):
+            log(warning)
+        return context
     try:
         context = build_context()
-        warn_if_key_exposed(args.key)
         address = resolve(args.host, args.port)
     except ConfigError as exc:
         return fail(exc)
+    for warning in (warn_if_key_exposed(args.key),
+                    raise_open_file_limit(args.max_pending + args.max_connections + 64)):
+        if warning:
+            log(warning)
     try:
-        server = MTLSServer(address, context, allow=args.allow,
+        server = MTLSServer(address, context, allow=args.allow, trust_proxy=args.trust_proxy,
                             handshake_timeout=args.handshake_timeout,
                             request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
-                            max_connections=args.max_connections, reload=build_context)
+                            max_connections=args.max_connections, max_pending=args.max_pending,
+                            reload=build_context)
     except OSError as exc:
         return fail(explain_listen_error(exc, args.host, args.port))
 
@@ -762,16 +1444,17 @@ def main(argv=None):
     # SIGTERM (kill, systemd, docker stop) stops us the way Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     host = args.host if ":" not in args.host else f"[{args.host}]"
-    allowed = f"; allowed: {', '.join(args.allow)}" if args.allow else ""
+    allowed = f"; allowed: {', '.join(spell(a) for a in args.allow)}" if args.allow else ""
+    proxy = f"; trusted proxy: {spell(args.trust_proxy)}" if args.trust_proxy else ""
     log(f"serving https://{host}:{server.server_port}/ (pid {os.getpid()}): client certificate "
-        f"signed by {args.ca} required, TLS 1.2+{allowed}. Ctrl-C stops.")
+        f"signed by {args.ca} required, TLS 1.2+{allowed}{proxy}. "
+        f"Ctrl-C, or kill {os.getpid()}, stops it.")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        # Worker threads are daemons: open connections do not delay the exit.
-        server.server_close()
+        server.server_close()       # ends open connections too: workers finish at once
         log("stopped")
     return 0
 

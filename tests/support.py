@@ -98,8 +98,9 @@ class RunningServer:
     def __init__(self, ca="ca.crt", cert="server.crt", key="server.key", crl=None,
                  host="127.0.0.1", **options):
         self.log = LogCollector()
+        crls = [crl] if isinstance(crl, str) else list(crl or ())
         self.paths = dict(ca=path(ca), cert=path(cert), key=path(key),
-                          crl=path(crl) if crl else None)
+                          crl=[path(c) for c in crls])
         context = server.make_server_context(**self.paths)
         self.server = server.MTLSServer((host, 0), context, log=self.log,
                                         reload=lambda: server.make_server_context(**self.paths),

@@ -297,7 +297,9 @@ class CrowdTest(unittest.TestCase):
                 crowd.append(slow)
             accepted = wait_for_lines(srv.log, lambda l: l.startswith("accepted"), 20)
             self.assertEqual(len(accepted), 20)
-            self.assertGreaterEqual(threading.active_count(), 70, "each of the crowd holds a thread")
+            # The 20 slow clients hold a worker each; the 50 silent ones wait
+            # in the waiting room and cost no thread.
+            self.assertLess(threading.active_count(), 50, "silent connections hold no thread")
 
             started = time.monotonic()
             self.assertEqual(client.fetch(srv.url, context), GREETING)
@@ -306,7 +308,7 @@ class CrowdTest(unittest.TestCase):
             for sock in crowd[:50]:
                 sock.close()
             idle_lines = wait_for_lines(srv.log, lambda l: "closed without a word" in l
-                                        or "handshake not finished in time" in l, 50)
+                                        or "sent nothing within" in l, 50)
             self.assertEqual(len(idle_lines), 50, "one line for each idle connection")
 
 
@@ -367,7 +369,7 @@ class SlowClientTest(unittest.TestCase):
             "idle keep-alive connection -> --idle-timeout":
                 (self.idle_keep_alive, "idle for 1 s with no request", 2.0),
             "TCP connection that says nothing -> --handshake-timeout":
-                (self.silent_tcp, "handshake not finished in time", 2.0),
+                (self.silent_tcp, "sent nothing within 1 s (--handshake-timeout)", 2.0),
             # Answered with a 400 after at most 1 s of reading, then a 1 s linger.
             "plain HTTP a byte at a time -> 400, bounded":
                 (self.dribbled_plain_http, "plain HTTP on the TLS port", 3.0),
@@ -537,11 +539,15 @@ class HostileInputTest(unittest.TestCase):
 class MaxConnectionsTest(unittest.TestCase):
 
     def test_beyond_max_connections_new_ones_are_closed_at_once_and_logged(self):
-        """--max-connections 3: a 4th connection is closed at once and logged; a freed slot serves again."""
+        """--max-connections 3: with three connections in their handshake, a 4th that speaks
+        is closed at once and logged; a freed slot serves again."""
         with RunningServer(max_connections=3, handshake_timeout=5) as srv:
-            threads = threading.active_count()
+            hello = client_hello()
             idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(3)]
+            for sock in idle:
+                sock.sendall(hello[:40])          # a worker each, waiting for the rest
             with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as fourth:
+                fourth.sendall(hello[:40])
                 started = time.monotonic()
                 self.assertEqual(read_until_closed(fourth, timeout=3), b"")
                 self.assertLess(time.monotonic() - started, 1.0)
@@ -550,8 +556,7 @@ class MaxConnectionsTest(unittest.TestCase):
                                        f"(limit 3, --max-connections)")
             for sock in idle:
                 sock.close()
-            wait_for_lines(srv.log, lambda l: "closed without a word" in l, 3)
-            self.assertTrue(wait_until(lambda: threading.active_count() <= threads))
+            wait_for_lines(srv.log, lambda l: "hung up during the handshake" in l, 3)
             self.assertEqual(client.fetch(srv.url, client_context()), GREETING)
 
 
@@ -631,7 +636,7 @@ class SoakTest(unittest.TestCase):
         contexts = {"good": client_context(), "no-cert": client_context(cert=None, key=None),
                     "wrong-CA": client_context(cert=extra("intruder.crt"), key=extra("intruder.key"))}
         client_sees = {"good": GREETING, "no-cert": "certificate required", "wrong-CA": "unknown CA"}
-        server_says = {"good": "as CN=my-client", "no-cert": ": no client certificate",
+        server_says = {"good": "as cn:my-client", "no-cert": ": no client certificate",
                        "wrong-CA": ": client certificate is signed by an unknown CA"}
         kinds = ["good", "no-cert", "good", "wrong-CA"] * 250
 
@@ -655,7 +660,11 @@ class SoakTest(unittest.TestCase):
             for kind, words in server_says.items():
                 self.assertEqual(sum(words in line for line in lines), kinds.count(kind), kind)
 
-            settled = wait_until(lambda: threading.active_count() <= threads
+            # Worker threads stay in the pool for the next connections: a
+            # few per client (one may still be closing its last connection
+            # while the next begins), never one per request. File descriptors
+            # all return.
+            settled = wait_until(lambda: threading.active_count() <= threads + 2 * 8 + 1
                                  and (fds is None or fd_count() <= fds))
             self.assertTrue(settled, f"threads {threading.active_count()} (was {threads}), "
                                      f"fds {fd_count()} (was {fds})")
@@ -685,7 +694,7 @@ class BrokenInputTest(unittest.TestCase):
         base = server_files() + ["--host", "127.0.0.1", "--port", "0"]
         self.check_all("server.py", base, [
             (["--cert", "/nonexistent/server.crt"],
-             "server certificate '/nonexistent/server.crt' not found: run 'make certs' first"),
+             "server certificate '/nonexistent/server.crt' not found -- run 'make certs' first"),
             (["--ca", "/nonexistent/ca.crt"], "CA certificate '/nonexistent/ca.crt' not found"),
             (["--cert", extra("junk.pem")], f"{extra('junk.pem')!r} is not a PEM certificate"),
             (["--cert", path("server.csr")], "is not a PEM certificate"),
@@ -693,18 +702,19 @@ class BrokenInputTest(unittest.TestCase):
             (["--key", path("client.key")], f"{path('client.key')!r} is not the private key of"),
             (["--ca", path("ca.key")], f"CA certificate {path('ca.key')!r} holds no PEM certificate"),
             (["--ca", extra("junk.pem")], "holds no PEM certificate"),
-            (["--key", extra("encrypted.key")], "is encrypted with a passphrase: decrypt it with 'openssl pkey"),
-            (["--crl", path("ca.crt")], "is not a PEM CRL"),
-            (["--keylog", "/nonexistent/keys.txt"], "cannot write the key log '/nonexistent/keys.txt'"),
+            (["--key", extra("encrypted.key")], "is encrypted with a passphrase -- decrypt it with 'openssl pkey"),
+            (["--crl", path("ca.crt")], "also holds CERTIFICATE blocks"),
+            (["--crl", extra("junk.pem")], "is not a PEM CRL"),
+            (["--keylog", "/nonexistent/keys.txt"], "cannot use '/nonexistent/keys.txt' as the key log"),
         ])
 
     def test_server_bad_flags(self):
         self.check_all("server.py", server_files() + ["--host", "127.0.0.1"], [
             (["--port", "abc"], "argument --port: invalid int value: 'abc'"),
-            (["--port", "70000"], "--port 70000 is not a TCP port: use 1-65535"),
+            (["--port", "70000"], "--port 70000 is not a TCP port -- use 1-65535"),
             (["--handshake-timeout", "-1"], "'-1' is not a number of seconds"),
             (["--idle-timeout", "nan"], "'nan' is not a number of seconds"),
-            (["--max-connections", "0"], "--max-connections 0 must be at least 1"),
+            (["--max-connections", "0"], "'0' is not a whole number of at least 1"),
             (["--bogus"], "unrecognized arguments: --bogus"),
             (["--host", "a" * 64, "--port", "0"], "cannot resolve --host"),
         ])
@@ -763,7 +773,7 @@ class BrokenInputTest(unittest.TestCase):
                 os.chmod(key, mode)
                 srv = ServerProcess(key=key)
                 self.assertEqual(srv.stop(), 0)
-                warning = f"warning: {key} has mode {mode:04o}, readable by other users: chmod 600 {key}"
+                warning = f"warning: {key} has mode {mode:04o}, readable by other users -- chmod 600 {key}"
                 self.assertEqual(warning in srv.text(), warned, srv.text())
 
     def test_demo_without_make_and_openssl_says_so_in_one_line(self):
@@ -954,7 +964,7 @@ class IPv6Test(unittest.TestCase):
         with RunningServer(host="::1") as srv:
             self.assertEqual(client.fetch(f"https://[::1]:{srv.port}/", client_context()), GREETING)
             line = srv.log.wait_for(lambda l: l.startswith("accepted"))
-            self.assertRegex(line, r"^accepted \[::1\]:\d+ as CN=my-client$")
+            self.assertRegex(line, r"^accepted \[::1\]:\d+ as cn:my-client$")
 
 
 if __name__ == "__main__":
