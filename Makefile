@@ -354,11 +354,12 @@ nginx-conf: $(PKI) $(CERTS)/proxy.crt deploy/nginx.conf.in | have-nginx
 	sed -e 's|@CERTS@|$(abspath $(CERTS))|g' -e 's|@NGINX_DIR@|$(abspath $(NGINX_DIR))|g' -e 's|@PORT@|$(PORT)|g' -e 's|@BACKEND_PORT@|$(BACKEND_PORT)|g' deploy/nginx.conf.in > $(NGINX_DIR)/nginx.conf
 	$(NGINX) -t -q -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
 
-# server.py runs in the background (a script's background job ignores
-# Ctrl-C, so the trap stops it when nginx ends), nginx in the foreground.
+# server.py runs in the background, nginx in the foreground. A script's
+# background job ignores Ctrl-C, so the trap stops server.py (once, and
+# waits for it) when nginx ends, however it ends.
 proxy: nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behind it
 	$(PYTHON) server.py --host 127.0.0.1 --port $(BACKEND_PORT) --ca $(CERTS)/ca.crt --cert $(CERTS)/server.crt --key $(CERTS)/server.key --trust-proxy cn:my-proxy & \
-	backend=$$!; trap 'kill $$backend 2>/dev/null' EXIT INT TERM; \
+	backend=$$!; trap 'kill $$backend 2>/dev/null; wait $$backend' EXIT; trap 'exit 130' INT TERM; \
 	$(NGINX) -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
 
 # Rotation. A running server re-reads its files on `kill -HUP <pid>` and
