@@ -89,14 +89,19 @@ KEPT_NOTE = $(CERTS)/ already held these certificates, so they were kept: $(NEW_
 	bench clean p12 proxy nginx-conf have-nginx renew-server ca-2 rollover-phase1 rollover-phase2 \
 	rollover-phase3
 
+# Lines longer than 100 columns (a long CERTS path) wrap under the
+# description column: read on a projector, never cut.
+WRAP = awk '{ s = $$0; while (length(s) > 100) { i = 100; while (i > 25 && substr(s, i, 1) != " ") i--; \
+	if (i <= 25) i = 100; print substr(s, 1, i - 1); s = sprintf("%24s%s", "", substr(s, i + 1)) } print s }'
+
 help: ## list the targets (this text)
 	@echo "mTLS walkthrough. Start with: make certs && make run  (then: make client)"
 	@echo
 	@grep -E '^[a-z][a-zA-Z0-9_-]*:.*## ' $(MAKEFILE_LIST) | \
 	  sed -E 's/^([^:]*):.*## (.*)/  make \1\t\2/' | expand -t 24 | \
-	  sed -e 's|\$$(PORT)|$(PORT)|g' -e 's|\$$(CERTS)|$(CERTS)|g'
+	  sed -e 's|\$$(PORT)|$(PORT)|g' -e 's|\$$(CERTS)|$(CERTS)|g' | $(WRAP)
 	@echo
-	@echo "Settings: CERTS=$(CERTS) DAYS=$(DAYS) KEY=$(KEY) PORT=$(PORT) PYTHON=$(PYTHON)"
+	@echo "Settings: CERTS=$(CERTS) DAYS=$(DAYS) KEY=$(KEY) PORT=$(PORT) PYTHON=$(PYTHON)" | $(WRAP)
 
 # --- the tutorial, one openssl step per file ----------------------------
 
@@ -144,7 +149,7 @@ $(CERTS)/client.crt: $(CERTS)/client.csr $(CERTS)/ca.crt $(CERTS)/ca.key $(CNF)
 	$(OPENSSL) x509 -req -in $(CERTS)/client.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $@
 
 # (PKI, the three certificates, is defined with the settings above.)
-certs: $(PKI) ## build the CA, server and client certificates (in CERTS=certs)
+certs: $(PKI) ## build the CA, server and client certificates into $(CERTS)/
 	@$(if $(and $(NEW_SETTINGS),$(filter 3,$(words $(KEPT))),$(if $(filter clean,$(MAKECMDGOALS)),,x)),printf '$(KEPT_NOTE)\n',:)
 	@echo "certificates are in $(CERTS)/."
 	@echo "Next: make run$(AGAIN)   (and make client$(AGAIN) in a second terminal)"
