@@ -590,6 +590,39 @@ class RotationTests(unittest.TestCase):
         self.assertTrue(srv.log.wait_for(lambda l: "does not trust our certificate" in l, 5),
                         "\n".join(srv.log.lines))
 
+    def test_skipping_phase_two_breaks_clients(self):
+        """Dropping the old CA while its certificates are in use (phase 3 before 2): requests fail."""
+        if "repeat" not in server_help("--crl"):
+            self.skipTest("server.py's --crl is not repeatable yet (the trust audit makes it so)")
+        certs = own_pki(self)
+        srv, hammer = self.rollover_server(certs)
+        self.step(srv, hammer, f"CERTS={certs}", "rollover-phase1")
+        self.step(srv, hammer, f"CERTS={certs}", "rollover-phase3")
+        hammer.stop()
+        print(f"\n    phase 2 skipped: {hammer.done} requests, {len(hammer.failures)} failed",
+              end=" ")
+        self.assertGreater(len(hammer.failures), 0)
+        # The client trusts only my-ca-2 now; the server still shows its my-ca certificate.
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", hammer.failures[-1])
+
+    def test_without_the_new_cas_crl_reissued_clients_are_refused(self):
+        """A server checking CRLs but without the new CA's CRL refuses every reissued client."""
+        if "repeat" not in server_help("--crl"):
+            self.skipTest("server.py's --crl is not repeatable yet (the trust audit makes it so)")
+        certs = own_pki(self)
+        done = make(f"CERTS={certs}", "ca-2")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        srv, hammer = self.start(certs, "--ca", f"{certs}/trust.pem", "--crl", f"{certs}/ca.crl",
+                                 cacert=f"{certs}/trust.pem")
+        self.step(srv, hammer, f"CERTS={certs}", "rollover-phase1")
+        self.step(srv, hammer, f"CERTS={certs}", "rollover-phase2")
+        hammer.stop()
+        print(f"\n    new CA's CRL missing: {hammer.done} requests, {len(hammer.failures)} failed",
+              end=" ")
+        self.assertGreater(len(hammer.failures), 0)
+        self.assertTrue(srv.log.wait_for(lambda l: "no CRL for a CA in the client's chain" in l, 5),
+                        "\n".join(srv.log.lines[-5:]))
+
 
 if __name__ == "__main__":
     unittest.main()
