@@ -29,7 +29,10 @@ PYTHON  ?= python3
 PORT    ?= 3000
 # make proxy: nginx listens on PORT, server.py behind it on BACKEND_PORT.
 BACKEND_PORT ?= 3001
-NGINX   ?= nginx
+# nginx lives in /usr/sbin on Debian, off a normal user's PATH. (Not named
+# NGINX: make exports command-line settings, and nginx reads a variable of
+# that name from its environment, as sockets inherited from an old nginx.)
+NGINX_BIN ?= $(or $(shell command -v nginx 2>/dev/null),$(wildcard /usr/sbin/nginx),nginx)
 CNF     := openssl.cnf
 
 # --- the settings, checked before any openssl step runs ------------------
@@ -350,14 +353,14 @@ $(CERTS)/proxy.crt: $(CERTS)/proxy.csr $(CERTS)/ca.crt $(CERTS)/ca.key $(CNF)
 NGINX_DIR := $(patsubst %/,%,$(CERTS))-nginx
 
 have-nginx: check-settings
-	@command -v $(NGINX) >/dev/null || { echo "error: missing tool: '$(NGINX)' not found, and make proxy runs nginx -- install it (apt-get install nginx-light) or pass NGINX=/path/to/nginx" >&2; exit 2; }
+	@command -v $(NGINX_BIN) >/dev/null || { echo "error: missing tool: '$(NGINX_BIN)' not found, and make proxy runs nginx -- install it (apt-get install nginx-light) or pass NGINX_BIN=/path/to/nginx" >&2; exit 2; }
 
 # The config: deploy/nginx.conf.in with this run's folders and ports, then
 # checked by nginx itself (-t).
 nginx-conf: $(PKI) $(CERTS)/proxy.crt deploy/nginx.conf.in | have-nginx
 	mkdir -p $(NGINX_DIR)
 	sed -e 's|@CERTS@|$(abspath $(CERTS))|g' -e 's|@NGINX_DIR@|$(abspath $(NGINX_DIR))|g' -e 's|@PORT@|$(PORT)|g' -e 's|@BACKEND_PORT@|$(BACKEND_PORT)|g' deploy/nginx.conf.in > $(NGINX_DIR)/nginx.conf
-	$(NGINX) -t -q -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
+	$(NGINX_BIN) -t -q -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
 
 # server.py runs in the background, nginx in the foreground. A script's
 # background job ignores Ctrl-C, so the trap stops server.py (once, and
@@ -365,7 +368,7 @@ nginx-conf: $(PKI) $(CERTS)/proxy.crt deploy/nginx.conf.in | have-nginx
 proxy: nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behind it
 	$(PYTHON) server.py --host 127.0.0.1 --port $(BACKEND_PORT) --ca $(CERTS)/ca.crt --cert $(CERTS)/server.crt --key $(CERTS)/server.key --trust-proxy cn:my-proxy & \
 	backend=$$!; trap 'kill $$backend 2>/dev/null; wait $$backend' EXIT; trap 'exit 130' INT TERM; \
-	$(NGINX) -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
+	$(NGINX_BIN) -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
 
 # Rotation. A running server re-reads its files on `kill -HUP <pid>` and
 # keeps the old ones if the new ones fail to load. Each target below writes

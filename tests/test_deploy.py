@@ -393,7 +393,9 @@ class ProxyTests(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not shutil.which("nginx"):
+        # Debian puts nginx in /usr/sbin, off a normal user's PATH.
+        nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+        if not nginx:
             raise unittest.SkipTest("nginx not installed: apt-get install nginx-light")
         if not server_help("--trust-proxy"):
             raise unittest.SkipTest("server.py has no --trust-proxy yet (the trust audit adds it)")
@@ -404,7 +406,8 @@ class ProxyTests(unittest.TestCase):
         # in the foreground; its own process group, so one signal stops all.
         cls.proc = subprocess.Popen(
             ["make", "--no-print-directory", "-C", ROOT, "proxy", f"CERTS={cls.certs}",
-             f"PORT={cls.port}", f"BACKEND_PORT={cls.backend}", f"PYTHON={PYTHON}"],
+             f"PORT={cls.port}", f"BACKEND_PORT={cls.backend}", f"PYTHON={PYTHON}",
+             f"NGINX_BIN={nginx}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True)
         read_lines(cls.proc.stdout, cls.log)
