@@ -376,7 +376,10 @@ proxy: nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behin
 # reads it at that moment gets the old file or the new one, never half.
 ISSUER ?= ca
 
-renew-server: $(CERTS)/server.csr $(CERTS)/$(ISSUER).crt | check-settings ## a new server certificate, same key; then kill -HUP the server
+# It renews from a CA that exists; it never makes one (ISSUER=ca-2 before
+# `make ca-2` would otherwise create a CA no client trusts yet).
+renew-server: $(CERTS)/server.csr | check-settings ## a new server certificate, same key; then kill -HUP the server
+	@test -f $(CERTS)/$(ISSUER).key || { echo "error: missing file: $(CERTS)/$(ISSUER).key not found, so CA '$(ISSUER)' cannot sign -- use ISSUER=ca (or ISSUER=ca-2 after make ca-2)" >&2; exit 2; }
 	$(OPENSSL) x509 -req -in $(CERTS)/server.csr -CA $(CERTS)/$(ISSUER).crt -CAkey $(CERTS)/$(ISSUER).key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_$(KEY) -out $(CERTS)/server.crt.new
 	mv $(CERTS)/server.crt.new $(CERTS)/server.crt
 	@echo "Next: kill -HUP <server pid>   (new connections get the new certificate)"

@@ -560,6 +560,25 @@ class RotationTests(unittest.TestCase):
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("revoked", done.stderr)
 
+    def test_expiring_crl_is_warned_about_at_reload_until_refreshed(self):
+        """A CRL that expires within --warn-days draws a warning at reload; a fresh one does not."""
+        if not server_help("--warn-days"):
+            self.skipTest("server.py has no --warn-days yet (the trust audit adds it)")
+        certs = own_pki(self)
+        srv = ServerProcess(self, certs, "--crl", f"{certs}/ca.crl", "--warn-days", "30")
+        self.assertEqual(srv.count("warning:"), 0, "\n".join(srv.log.lines))
+        for days, warned in (("5", True), ("365", False)):
+            with self.subTest(DAYS=days):
+                done = make(f"CERTS={certs}", f"DAYS={days}", "crl")
+                self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+                start = len(srv.log.lines)
+                srv.reload()
+                warnings = [l for l in srv.log.lines[start:] if "warning:" in l and "CRL" in l]
+                self.assertEqual(bool(warnings), warned, "\n".join(srv.log.lines[start:]))
+                if warned:
+                    self.assertIn("expires in 4 days", warnings[0])
+                    self.assertIn("make crl", warnings[0])
+
     def rollover_server(self, certs):
         """Phase 0, before the rollover: the new CA and its CRL exist, and
         server and client trust the CAs in trust.pem (still only the old one)."""

@@ -231,6 +231,13 @@ class MakefileTests(unittest.TestCase):
                                  "-issuer"], capture_output=True, text=True).stdout
         self.assertIn("my-ca-2", issuer)
 
+    def test_renew_server_never_makes_a_ca(self):
+        """make renew-server ISSUER=ca-2 before make ca-2 is refused; it does not create a CA."""
+        self.assertEqual(make("certs", f"CERTS={self.certs}", "KEY=ec").returncode, 0)
+        done = make("renew-server", f"CERTS={self.certs}", "ISSUER=ca-2")
+        self.assertRefused(done, "missing file", f"{self.certs}/ca-2.key", "make ca-2")
+        self.assertFalse(os.path.exists(f"{self.certs}/ca-2.crt"))
+
 
 if __name__ == "__main__":
     unittest.main()
