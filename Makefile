@@ -49,7 +49,7 @@ ifeq ($(strip $(DAYS)),)
 BAD_SETTING := DAYS is empty: certificates need a lifetime in days -- e.g. make certs DAYS=30
 endif
 ifneq ($(words $(CERTS)),1)
-BAD_SETTING := CERTS='$(CERTS)' $(if $(CERTS),has a space in it; make cannot handle one in a file name,is empty) -- use a folder without spaces, e.g. make certs CERTS=$(if $(strip $(CERTS)),$(subst $() ,_,$(strip $(CERTS))),certs)
+BAD_SETTING := CERTS='$(CERTS)' $(if $(CERTS),has a space in it; make cannot handle one in a file name,is empty) -- name a folder without spaces, e.g. make certs CERTS=$(if $(strip $(CERTS)),$(subst $() ,_,$(strip $(CERTS))),certs)
 override CERTS := certs-unused-because-the-setting-was-refused
 endif
 
@@ -81,6 +81,7 @@ AGAIN := $(if $(strip $(call given,CERTS) $(call given,PORT)), $(strip $(call gi
 PKI := $(CERTS)/ca.crt $(CERTS)/server.crt $(CERTS)/client.crt
 KEPT := $(wildcard $(PKI))
 NEW_SETTINGS := $(strip $(call given,KEY) $(call given,DAYS))
+SAY_KEPT := $(and $(NEW_SETTINGS),$(filter 3,$(words $(KEPT))),$(if $(filter clean,$(MAKECMDGOALS)),,yes))
 KEPT_NOTE = $(CERTS)/ already held these certificates, so they were kept: $(NEW_SETTINGS) \
 	applies to new files only.\nTo rebuild them: make clean certs$(AGAIN) $(NEW_SETTINGS)
 
@@ -153,7 +154,7 @@ $(CERTS)/client.crt: $(CERTS)/client.csr $(CERTS)/ca.crt $(CERTS)/ca.key $(CNF)
 
 # (PKI, the three certificates, is defined with the settings above.)
 certs: $(PKI) ## build the CA, server and client certificates into $(CERTS)/
-	@$(if $(and $(NEW_SETTINGS),$(filter 3,$(words $(KEPT))),$(if $(filter clean,$(MAKECMDGOALS)),,x)),printf '$(KEPT_NOTE)\n',:)
+	@$(if $(SAY_KEPT),printf '$(KEPT_NOTE)\n',:)
 	@echo "certificates are in $(CERTS)/."
 	@echo "Next: make run$(AGAIN)   (and make client$(AGAIN) in a second terminal)"
 
@@ -224,6 +225,7 @@ $(CERTS)/ca.crl: $(CERTS)/revoked-client.crt
 
 # A fresh CRL goes to a new name first and then replaces the old one in one
 # step (mv), so a server reloading at that moment never reads half a file.
+# During a CA rollover (once `make ca-2` has run) the new CA's CRL too.
 crl: $(CERTS)/revoked-client.crt ## publish fresh CRLs now (then kill -HUP the server)
 	$(CA) -gencrl -crldays $(DAYS) -out $(CERTS)/ca.crl.new
 	mv $(CERTS)/ca.crl.new $(CERTS)/ca.crl
