@@ -318,13 +318,13 @@ $(CERTS)/p12.pass: | have-openssl
 	umask 077 && $(OPENSSL) rand -base64 12 > $@
 
 # The modern file: OpenSSL 3's defaults, AES-256-CBC with PBKDF2 and a
-# SHA-256 MAC. Current Firefox, Chromium and macOS import it.
+# SHA-256 MAC. Chromium imports it (tests/test_deploy.py).
 $(CERTS)/client.p12: $(CERTS)/client.crt $(CERTS)/client.key $(CERTS)/ca.crt $(CERTS)/p12.pass
 	umask 077 && $(OPENSSL) pkcs12 -export -name my-client -in $(CERTS)/client.crt -inkey $(CERTS)/client.key -certfile $(CERTS)/ca.crt -passout file:$(CERTS)/p12.pass -out $@
 
-# The same for older importers (Windows before 10 1709, macOS before 14, old
-# Java and Android), which call the modern file's password "wrong": 3DES
-# with a SHA-1 MAC. Weaker; use it only where the modern file is refused.
+# The same for older importers, which call the modern file's password
+# "wrong": 3DES with a SHA-1 MAC. Weaker; use it only where the modern file
+# is refused.
 # (openssl's -legacy would mean RC2-40, which OpenSSL 3 cannot even read
 # back without its legacy provider.)
 $(CERTS)/client-legacy.p12: $(CERTS)/client.crt $(CERTS)/client.key $(CERTS)/ca.crt $(CERTS)/p12.pass
