@@ -475,7 +475,7 @@ inspect: $(PKI) ## summarize each certificate, then print it in full
 
 test: ## run the test suite (real handshakes on 127.0.0.1)
 	$(PYTHON) -m unittest discover -s tests -t . -v
-	@echo "All tests passed. Next: make demo"
+	@echo "All tests passed. Next: make demo$(AGAIN)"
 
 bench: ## server.py against openssl s_server: bench/results.json (about 45 s)
 	$(PYTHON) bench/bench.py

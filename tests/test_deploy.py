@@ -17,7 +17,9 @@ Chapters: helpers (a PKI made by the Makefile, server.py as a subprocess, a
 client that never stops asking), the browser, the reverse proxy, rotation.
 """
 
+import atexit
 import http.client
+import json
 import os
 import re
 import shutil
@@ -59,7 +61,6 @@ def base_pki():
     with _base_lock:
         if _base_dir is None:
             tmp = tempfile.mkdtemp(prefix="mtls-deploy-")
-            import atexit
             atexit.register(shutil.rmtree, tmp, True)
             certs = os.path.join(tmp, "certs")
             targets = [t.format(certs=certs) for t in BASE_TARGETS]
@@ -111,7 +112,7 @@ class ServerProcess:
              *files, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True)
         test.addCleanup(self.stop)
-        read_lines(self.proc.stderr, self.log)
+        self.reader = read_lines(self.proc.stderr, self.log)
         started = self.log.wait_for(lambda l: "serving https://" in l or "error:" in l, 15)
         if not started or "error:" in started:
             raise AssertionError(f"server.py did not start: {started}\n" + "\n".join(self.log.lines))
@@ -131,6 +132,7 @@ class ServerProcess:
         return sum(text in line for line in list(self.log.lines))
 
     def stop(self):
+        """Stop the server as kill does (SIGTERM), and collect its last lines."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -138,6 +140,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        self.reader.join(5)                   # its last lines, then the pipe is done
         self.proc.stderr.close()
 
 
@@ -263,7 +266,6 @@ class BrowserTests(unittest.TestCase):
         profile = os.path.join(self.home, "profile")
         os.makedirs(os.path.join(profile, "Default"))
         if auto_select:
-            import json
             setting = {"last_modified": "13300000000000000",
                        "setting": {"filters": [{"ISSUER": {"CN": "my-ca"}}]}}
             prefs = {"profile": {"content_settings": {"exceptions": {
