@@ -752,7 +752,7 @@ class BrokenInputTest(unittest.TestCase):
             (ca + cert + [url], "holds no private key -- pass the key too"),
             (ca + cert + ["--key", path("server.key"), url], "is not the private key of"),
             (ca + cert + ["--key", extra("encrypted.key"), url], "needs a passphrase"),
-            (ca + ["http://localhost:3000/"], "is not an https:// URL"),
+            (ca + ["localhost:3000"], "has no https:// in front -- use https://localhost:3000/"),
             (ca + ["https://localhost:99999/"], "Port out of range"),
             (ca + ["https://[::1/"], "bad URL"),
             (ca + ["https://localhost:1/a b"], "bad URL"),
@@ -875,6 +875,13 @@ class KeylogTest(unittest.TestCase):
         return done
 
     def test_sslkeylogfile_in_the_environment_is_ignored(self):
+        """ssl.create_default_context() honours SSLKEYLOGFILE (shown here first, so this
+        test can fail); server.py and client.py build their contexts without it."""
+        probe_keys = os.path.join(self.folder, "probe-keys.txt")
+        probe = subprocess.run([PYTHON, "-c", "import ssl; print(ssl.create_default_context()"
+                                ".keylog_filename)"], env=dict(os.environ, SSLKEYLOGFILE=probe_keys),
+                               capture_output=True, text=True, timeout=20)
+        self.assertEqual(probe.stdout.strip(), probe_keys, "the default context reads the variable")
         keys = os.path.join(self.folder, "keys.txt")
         env = dict(os.environ, SSLKEYLOGFILE=keys)
         srv = ServerProcess(env=env)

@@ -26,11 +26,13 @@ def start_server(scenario):
     return RunningServer(ca=args.ca, cert=args.cert, key=args.key, crl=args.crl, allow=args.allow)
 
 
-def run_scenario(scenario):
-    """Run one scenario in-process; return (client outcome, server log lines).
+def run_scenario(scenario, with_message=False):
+    """Run one scenario in-process; return (client outcome, server log lines),
+    and with_message, the error line client.py would print (or None).
 
     The outcome is what the demo's table calls it: "ok", "HTTP 403 Forbidden",
     or the label client.py prints after "error:"."""
+    message = None
     with start_server(scenario) as srv:
         client_args = client.parse_args(mtls_demo.fill(scenario.client, pki(), srv.port))
         context = client.make_client_context(client_args.cacert, client_args.cert, client_args.key)
@@ -39,8 +41,10 @@ def run_scenario(scenario):
             outcome = "ok" if status == 200 else f"HTTP {status} {http.client.responses[status]}"
         except client.Failure as failure:
             outcome = failure.label
+            message = f"error: {failure.label}: {failure.message}"
         srv.log.wait_for(lambda line: scenario.server_says in line or line.startswith(("rejected", "forbidden")))
-        return outcome, list(srv.log.lines)
+        lines = list(srv.log.lines)
+    return (outcome, lines, message) if with_message else (outcome, lines)
 
 
 class ScenarioTest(unittest.TestCase):

@@ -1,0 +1,188 @@
+"""The README cannot rot: its code runs, and its quotes are what the code prints.
+
+- The minimal server and client of section 3 are taken out of README.md as
+  they stand, and run against each other, against server.py and against
+  client.py, on the test PKI.
+- Every server log line and client.py error line the README quotes (in
+  backticks, starting with accepted/rejected/forbidden/closed or "error: ")
+  must match a line that server.py or client.py really printed in a run of
+  every failure-gallery scenario, or of the hostile clients of the
+  robustness table. `PORT` stands for any port, `N` for any number, and
+  `...` for any text.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from tests.support import PYTHON, ROOT, RunningServer, path, pki, run_script
+
+README = os.path.join(ROOT, "README.md")
+
+
+def readme():
+    with open(README, encoding="utf-8") as f:
+        return f.read()
+
+
+def code_block(name):
+    """The fenced code block that follows `<!-- readme-test: NAME -->`."""
+    match = re.search(r"<!-- readme-test: %s -->\s*```python\n(.*?)```" % re.escape(name),
+                      readme(), re.DOTALL)
+    if match is None:
+        raise AssertionError(f"README.md has no code block marked readme-test: {name}")
+    return match.group(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MinimalCodeTest(unittest.TestCase):
+    """Section 3's minimal server and client work, and refuse what they should."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.folder = tempfile.mkdtemp(prefix="mtls-readme-")
+        os.symlink(pki(), os.path.join(cls.folder, "certs"))
+        cls.port = free_port()
+        for name in ("minimal-server", "minimal-client"):
+            with open(os.path.join(cls.folder, name + ".py"), "w") as f:
+                f.write(code_block(name).replace("3000", str(cls.port)))
+        cls.server = subprocess.Popen([PYTHON, "minimal-server.py"], cwd=cls.folder,
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 10          # until it listens (bounded)
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("localhost", cls.port), timeout=1).close()
+                break
+            except OSError:
+                if cls.server.poll() is not None:
+                    break
+                time.sleep(0.05)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.terminate()
+        cls.server.wait(10)
+        cls.server.stdout.close()
+        shutil.rmtree(cls.folder, ignore_errors=True)
+
+    def test_minimal_client_and_minimal_server(self):
+        done = subprocess.run([PYTHON, "minimal-client.py"], cwd=self.folder, capture_output=True,
+                              text=True, timeout=20, env=dict(os.environ, https_proxy=""))
+        self.assertEqual((done.returncode, done.stdout), (0, "Hello, my-client\n"), done.stderr)
+
+    def test_client_py_at_the_minimal_server(self):
+        url = f"https://localhost:{self.port}/"
+        done = run_script("client.py", "--cacert", path("ca.crt"), "--cert", path("client.crt"),
+                          "--key", path("client.key"), url)
+        self.assertEqual((done.returncode, done.stdout), (0, "Hello, my-client\n"), done.stderr)
+        refused = run_script("client.py", "--cacert", path("ca.crt"), url)
+        self.assertEqual(refused.returncode, 5, refused.stderr)
+        self.assertIn("certificate required", refused.stderr)
+
+    def test_minimal_client_at_server_py(self):
+        with RunningServer(host="127.0.0.1") as srv:
+            source = code_block("minimal-client").replace("3000", str(srv.port))
+            done = subprocess.run([PYTHON, "-c", source], cwd=os.path.dirname(pki()),
+                                  capture_output=True, text=True, timeout=20)
+            self.assertEqual((done.returncode, done.stdout), (0, "Hello, my-client\n"), done.stderr)
+
+
+QUOTE = re.compile(r"`((?:accepted|rejected|forbidden|closed|proxied|error:) [^`<]+)`")
+
+
+def readme_quotes():
+    """The log and error lines the README quotes."""
+    return sorted(set(QUOTE.findall(readme())))
+
+
+def quote_pattern(quote):
+    """A regex for a quoted line: PORT is any port, N any number, `...` any text."""
+    parts = re.split(r"(PORT|\bN\b|\.\.\.)", quote)
+    regex = "".join({"PORT": r"\d+", "N": r"\d+(?:\.\d+)?", "...": ".*"}.get(p, re.escape(p))
+                    for p in parts)
+    return re.compile(regex)
+
+
+def hostile_clients():
+    """The log lines of the robustness table, from real hostile clients
+    against a server with short limits; returns the lines."""
+    import ssl
+    import client
+    context = client.make_client_context(path("ca.crt"), path("client.crt"), path("client.key"))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    try:
+        context.wrap_bio(incoming, outgoing, server_hostname="localhost").do_handshake()
+    except ssl.SSLWantReadError:                     # it has written its ClientHello
+        pass
+    hello = outgoing.read()
+    lines = []
+    limits = dict(handshake_timeout=0.5, request_timeout=0.5, idle_timeout=0.5)
+    with RunningServer(max_pending=1, **limits) as srv:
+        def wait(phrase):
+            return srv.log.wait_for(lambda l: phrase in l, timeout=5)
+        with socket.create_connection(("127.0.0.1", srv.port)) as silent:
+            wait("sent nothing within")
+        with socket.create_connection(("127.0.0.1", srv.port)) as first, \
+                socket.create_connection(("127.0.0.1", srv.port)) as second:
+            wait("to make room")
+        with socket.create_connection(("127.0.0.1", srv.port)) as plain:
+            plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait("plain HTTP")
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", srv.port)),
+                                 server_hostname="localhost") as slow:
+            slow.sendall(b"GET / HTTP/1.1\r\n")
+            wait("request head not complete")
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", srv.port)),
+                                 server_hostname="localhost") as idle:
+            wait("idle for")
+        lines += srv.log.lines
+    with RunningServer(max_connections=1, **limits) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port)) as busy, \
+                socket.create_connection(("127.0.0.1", srv.port)) as extra:
+            busy.sendall(hello[:20])                       # holds the one worker...
+            srv.log.wait_for(lambda l: False, timeout=0.1)
+            extra.sendall(hello[:20])                      # ...so this one finds none
+            srv.log.wait_for(lambda l: "too many connections" in l, timeout=5)
+            srv.log.wait_for(lambda l: "handshake not finished in time" in l, timeout=5)
+        lines += srv.log.lines
+    return lines
+
+
+class QuotesTest(unittest.TestCase):
+    """Each quoted line is one the code really printed, in a run of every scenario."""
+
+    @classmethod
+    def setUpClass(cls):
+        from tests import test_scenarios
+        import mtls_demo
+        cls.printed = []
+        for scenario in mtls_demo.SCENARIOS:
+            outcome, lines, message = test_scenarios.run_scenario(scenario, with_message=True)
+            cls.printed += lines
+            if message:
+                cls.printed.append(message)
+        cls.printed += hostile_clients()
+
+    def test_the_readme_quotes_something(self):
+        self.assertGreater(len(readme_quotes()), 5)
+
+    def test_every_quote_was_printed(self):
+        missing = [q for q in readme_quotes()
+                   if not any(quote_pattern(q).fullmatch(line) for line in self.printed)]
+        self.assertEqual(missing, [], "README quotes that no run printed:\n" + "\n".join(missing))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,718 @@
+"""The trust audit, proven: nothing gets in that shouldn't.
+
+Each test states one rule of server.py's trust boundary and breaks it the
+way a real deployment would: a CRL file with a CA appended, an expired
+client that keeps resuming its session, a client that is not on the
+allow-list sending a second request, a crowd of silent connections, a
+planted key log file. Real handshakes on 127.0.0.1, real certificates made
+here with the openssl binary (a small CA of our own, through `openssl ca`,
+which can set any date and revoke).
+
+Chapters: a CA for the tests, what --crl and --ca may hold, revocation
+through a chain, resumption after expiry, authorization per connection,
+typed identities, the waiting room, shutdown, the key log, warnings and
+wrong files, what the log says.
+"""
+
+import http.client
+import os
+import re
+import resource
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from tests.support import PYTHON, ROOT, RunningServer, path, server_files
+
+import client
+import server
+
+GREETING = (200, "Hello, my-client\n")
+EXTENSIONS = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+
+
+def openssl(*args, cwd=None, env=None):
+    env = dict(env or os.environ)
+    env.setdefault("TEST_CN", "unused")      # ext.cnf names it; only `req` uses it
+    done = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=30, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done
+
+
+def stamp(seconds_from_now):
+    """A date for openssl ca (YYYYMMDDHHMMSSZ), relative to now."""
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() + seconds_from_now))
+
+
+class TestCA:
+    """A CA made with `openssl ca`, in a folder of its own: it issues
+    certificates with any dates and extensions, revokes, and publishes CRLs."""
+
+    def __init__(self, folder, name, issuer=None, start=None, end=None):
+        self.folder, self.name = folder, name
+        self.db = os.path.join(folder, name + "-db")
+        os.makedirs(self.db)
+        for file, text in [("index.txt", ""), ("serial", "1000\n"), ("crlnumber", "1000\n")]:
+            with open(os.path.join(self.db, file), "w") as f:
+                f.write(text)
+        self.key = self.new_key(name)
+        self.crt = os.path.join(folder, name + ".crt")
+        csr = self.request(name, name)
+        signer = issuer or self
+        signer.sign(csr, self.crt, "ca", start=start or stamp(-3600), end=end or stamp(86400),
+                    selfsign=issuer is None)
+
+    def new_key(self, name):
+        key = os.path.join(self.folder, name + ".key")
+        if not os.path.exists(key):
+            openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key)
+        return key
+
+    def request(self, name, cn, key=None):
+        csr = os.path.join(self.folder, name + ".csr")
+        env = dict(os.environ, TEST_CN=cn)
+        config = os.path.join(self.folder, "ext.cnf")
+        if not os.path.exists(config):
+            with open(config, "w") as f:
+                f.write(EXTENSIONS.replace("CN = unused", "CN = $ENV::TEST_CN"))
+        openssl("req", "-new", "-utf8", "-key", key or self.new_key(name), "-config", config,
+                "-out", csr, env=env)
+        return csr
+
+    def sign(self, csr, out, extensions, start=None, end=None, selfsign=False, extfile=None):
+        args = ["ca", "-batch", "-notext", "-config", os.path.join(ROOT, "ca.cnf"),
+                "-keyfile", self.key, "-in", csr, "-out", out, "-md", "sha256",
+                "-extfile", extfile or os.path.join(self.folder, "ext.cnf"), "-extensions", extensions,
+                "-startdate", start or stamp(-3600), "-enddate", end or stamp(86400), "-utf8"]
+        args += ["-selfsign"] if selfsign else ["-cert", self.crt]
+        openssl(*args, env=dict(os.environ, CA_DIR=self.db))
+
+    def issue(self, name, cn=None, extensions="client", start=None, end=None, key=None, extra=None):
+        """A certificate for `name` (CN `cn`), signed by this CA; returns (crt, key)."""
+        key = key or self.new_key(name)
+        csr = self.request(name, cn or name, key)
+        crt = os.path.join(self.folder, name + ".crt")
+        extfile = None
+        if extra:                       # extra extension lines for this one certificate
+            extfile = os.path.join(self.folder, name + ".ext")
+            with open(os.path.join(self.folder, "ext.cnf")) as f:
+                base = f.read()
+            with open(extfile, "w") as f:
+                f.write(base.replace(f"[{extensions}]", f"[{extensions}]\n{extra}"))
+        self.sign(csr, crt, extensions, start, end, extfile=extfile)
+        return crt, key
+
+    def revoke(self, crt):
+        openssl("ca", "-config", os.path.join(ROOT, "ca.cnf"), "-keyfile", self.key,
+                "-cert", self.crt, "-revoke", crt, env=dict(os.environ, CA_DIR=self.db))
+
+    def crl(self, name=None, last=None, next=None):
+        out = os.path.join(self.folder, (name or self.name) + ".crl")
+        args = ["ca", "-gencrl", "-config", os.path.join(ROOT, "ca.cnf"), "-keyfile", self.key,
+                "-cert", self.crt, "-out", out]
+        args += ["-crl_lastupdate", last] if last else []
+        args += ["-crl_nextupdate", next] if next else ["-crldays", "1"]
+        openssl(*args, env=dict(os.environ, CA_DIR=self.db))
+        return out
+
+
+FOLDER = None
+CA = None          # our own CA for these tests, with an intermediate below it
+
+
+def setUpModule():
+    global FOLDER, CA
+    FOLDER = tempfile.mkdtemp(prefix="mtls-trust-")
+    CA = TestCA(FOLDER, "root")
+    CA.server = CA.issue("server", "localhost", "server")
+    CA.client = CA.issue("client", "my-client")
+    CA.rogue = TestCA(FOLDER, "rogue")
+    CA.rogue_client = CA.rogue.issue("rogue-client", "my-client")
+    CA.int = TestCA(FOLDER, "int", issuer=CA)
+    CA.int_client = CA.int.issue("int-client", "my-client")
+
+
+def tearDownModule():
+    shutil.rmtree(FOLDER, ignore_errors=True)
+
+
+def concat(name, *files):
+    """A file holding the given files one after the other (as `cat` makes)."""
+    out = os.path.join(FOLDER, name)
+    with open(out, "w") as f:
+        for file in files:
+            with open(file) as part:
+                f.write(part.read())
+    return out
+
+
+def our_server(**options):
+    """A RunningServer on our test CA's files, unless options say otherwise."""
+    files = dict(ca=CA.crt, cert=CA.server[0], key=CA.server[1])
+    files.update({k: options.pop(k) for k in list(options) if k in ("ca", "cert", "key", "crl")})
+    return RunningServer(**files, **options)
+
+
+def context(cert=None, key=None, cacert=None, tls12=False):
+    ctx = client.make_client_context(cacert or CA.crt, cert or CA.client[0], key or CA.client[1])
+    if tls12:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def fetch(srv, ctx):
+    """(200, body) for a greeting, "HTTP 403" for another status, else client.py's label."""
+    try:
+        status, body = client.fetch(srv.url, ctx, timeout=5)
+    except client.Failure as failure:
+        return failure.label
+    return (status, body) if status == 200 else f"HTTP {status}"
+
+
+def run(*args, timeout=20):
+    return subprocess.run([PYTHON, os.path.join(ROOT, "server.py"), "--host", "127.0.0.1",
+                           "--port", "0"] + list(args), cwd=ROOT, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+class ServerProcess:
+    """server.py in its own process; .lines holds its log, without timestamps."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "server.py"), "--host", "127.0.0.1",
+                                      "--port", "0"] + list(args), cwd=ROOT,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines, self.changed = [], threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        serving = self.wait_for(lambda l: l.startswith("serving"), 10)
+        if serving is None:
+            self.stop()
+            raise AssertionError("server.py did not start:\n" + "\n".join(self.lines))
+        self.port = int(re.search(r":(\d+)/", serving).group(1))
+        self.url = f"https://localhost:{self.port}/"
+
+    def _read(self):
+        for line in self.proc.stderr:
+            with self.changed:
+                self.lines.append(line.rstrip("\n")[9:])
+                self.changed.notify_all()
+
+    def wait_for(self, predicate, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                found = [l for l in self.lines if predicate(l)]
+                if found or time.monotonic() > deadline:
+                    return found[0] if found else None
+                self.changed.wait(max(deadline - time.monotonic(), 0.01))
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            return self.proc.wait(10)
+        finally:
+            self.proc.stderr.close()
+
+
+# --- what --crl and --ca may hold ---------------------------------------------------
+
+class CRLAddsNoTrustTest(unittest.TestCase):
+    """--crl must never add trust: a CRL file is read for CRLs only."""
+
+    def test_a_crl_file_with_another_ca_appended_is_refused_at_start(self):
+        """The attack: a rogue CA's certificate and CRL appended to our CRL file. Before this
+        rule, the rogue CA's client was greeted as my-client; now the server does not start."""
+        bundle = concat("bundle.crl", CA.crl(), CA.rogue.crt, CA.rogue.crl())
+        with self.assertRaises(server.ConfigError) as caught:
+            server.make_server_context(CA.crt, CA.server[0], CA.server[1], crl=[bundle])
+        self.assertIn("also holds CERTIFICATE blocks", str(caught.exception))
+        done = run("--ca", CA.crt, "--cert", CA.server[0], "--key", CA.server[1], "--crl", bundle)
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertRegex(done.stderr, r"^error: bad file: CRL file '.*bundle.crl' also holds "
+                                      r"CERTIFICATE blocks.* -- pass a file with only CRLs")
+
+    def test_loading_crls_leaves_the_trust_store_as_it_was(self):
+        """Two CRLs, each with its own --crl: one more CRL each, and no certificate."""
+        ctx = server.make_server_context(CA.crt, CA.server[0], CA.server[1],
+                                         crl=[CA.crl(), CA.int.crl()])
+        self.assertEqual(ctx.cert_store_stats(), {"x509": 1, "x509_ca": 1, "crl": 2})
+
+    def test_a_ca_file_without_a_ca_certificate_is_refused(self):
+        """--ca with a CRL or a leaf would start a server that refuses everyone: refuse it."""
+        for wrong in (CA.crl(), CA.client[0]):
+            with self.subTest(ca=os.path.basename(wrong)):
+                done = run("--ca", wrong, "--cert", CA.server[0], "--key", CA.server[1])
+                self.assertEqual(done.returncode, 2, done.stderr)
+                self.assertRegex(done.stderr, r"^error: bad file: .* (holds no CA certificate|"
+                                              r"holds no PEM certificate)")
+                self.assertEqual(len(done.stderr.splitlines()), 1)
+
+
+# --- revocation through a chain -----------------------------------------------------
+
+class RevocationTest(unittest.TestCase):
+    """CRLs from each CA, one --crl each; --crl-chain checks every link."""
+
+    def chain(self):
+        return concat("int-client-chain.pem", CA.int_client[0], CA.int.crt)
+
+    def test_leaf_checking_needs_the_issuers_crl(self):
+        """VERIFY_CRL_CHECK_LEAF: the intermediate's client needs the intermediate's CRL.
+        Without it: verify error 3, and the server says which CRL is missing."""
+        with our_server(crl=[CA.crl()]) as srv:
+            self.assertEqual(fetch(srv, context(self.chain(), CA.int_client[1])), "unknown CA")
+            line = srv.log.wait_for(lambda l: l.startswith("rejected"))
+            self.assertIn("no CRL for a CA in the client's chain", line)
+        with our_server(crl=[CA.crl(), CA.int.crl()]) as srv:
+            self.assertEqual(fetch(srv, context(self.chain(), CA.int_client[1])), GREETING)
+
+    def test_crl_chain_catches_a_revoked_intermediate(self):
+        """The root revokes the intermediate. Leaf checking does not notice; --crl-chain does."""
+        folder = tempfile.mkdtemp(dir=FOLDER)
+        root = TestCA(folder, "root2")
+        inter = TestCA(folder, "int2", issuer=root)
+        leaf = inter.issue("leaf2", "my-client")
+        chain = concat("leaf2-chain.pem", leaf[0], inter.crt)
+        root.revoke(inter.crt)
+        crls = [root.crl(), inter.crl()]
+        ctx = context(chain, leaf[1], cacert=CA.crt)
+        with our_server(ca=root.crt, crl=crls) as srv:
+            self.assertEqual(fetch(srv, ctx), GREETING)          # the hole leaf checking leaves
+        context_chain = server.make_server_context(root.crt, CA.server[0], CA.server[1],
+                                                   crl=crls, crl_chain=True)
+        self.assertTrue(context_chain.verify_flags & ssl.VERIFY_CRL_CHECK_CHAIN)
+        done = ServerProcess("--ca", root.crt, "--cert", CA.server[0], "--key", CA.server[1],
+                             "--crl", crls[0], "--crl", crls[1], "--crl-chain")
+        try:
+            self.assertEqual(fetch(done, ctx), "certificate revoked")
+            self.assertIsNotNone(done.wait_for(lambda l: "has been revoked" in l))
+        finally:
+            done.stop()
+
+
+# --- resumption after expiry ----------------------------------------------------------
+
+class ResumptionTest(unittest.TestCase):
+    """An expired client must not stay in by resuming its session."""
+
+    def test_an_expired_client_cannot_resume(self):
+        """TLS 1.3 and 1.2: a session begun while the certificate was valid is not
+        resumed once it has expired (each resumption would hand out a new ticket)."""
+        expires = int(time.time()) + 2
+        end = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(expires))
+        with our_server() as srv:
+            sessions = {}
+            for version in ("1.3", "1.2"):
+                crt, key = CA.issue(f"short-{version}", "my-client", end=end)
+                ctx = context(crt, key, tls12=version == "1.2")
+                first = http.client.HTTPSConnection("localhost", srv.port, context=ctx, timeout=5)
+                first.request("GET", "/")
+                self.assertEqual(first.getresponse().read(), b"Hello, my-client\n")
+                sessions[version] = (ctx, first.sock.session)
+                first.close()
+            while time.time() <= expires + 0.5:        # wait for the clock, not for a thread
+                time.sleep(0.1)
+            for version, (ctx, session) in sessions.items():
+                with self.subTest(version=version):
+                    start = len(srv.log.lines)
+                    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw:
+                        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                            self.assertTrue(tls.session_reused, "the session was not resumed")
+                            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                            try:
+                                reply = tls.recv(4096)
+                            except (ssl.SSLError, OSError):
+                                reply = b""
+                    self.assertNotIn(b"Hello", reply)
+                    line = srv.log.wait_for(lambda l: "checked again on a resumed session" in l,
+                                            start=start)
+                    self.assertRegex(line or "", r"^rejected 127\.0\.0\.1:\d+: client certificate "
+                                                 r"expired on \d{4}-\d\d-\d\d")
+
+    def test_a_valid_client_still_resumes(self):
+        ctx = context()
+        with our_server() as srv:
+            first = http.client.HTTPSConnection("localhost", srv.port, context=ctx, timeout=5)
+            first.request("GET", "/")
+            first.getresponse().read()
+            session = first.sock.session
+            first.close()
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    self.assertIn(b"Hello, my-client", tls.recv(4096))
+                    self.assertTrue(tls.session_reused)
+
+
+# --- authorization per connection -----------------------------------------------------
+
+class AuthorizationTest(unittest.TestCase):
+    """A client not on --allow gets one 403 with Connection: close, one 'forbidden' line,
+    and the connection ends: no second request, whatever the method."""
+
+    def setUp(self):
+        self.other = CA.issue("other", "other-client")
+        self.srv = our_server(allow=["cn:my-client"]).__enter__()
+        self.addCleanup(self.srv.__exit__)
+
+    def test_forbidden_ends_the_connection(self):
+        raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
+        with context(*self.other).wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            reply = b""
+            while True:                              # read until the server hangs up
+                try:
+                    chunk = tls.recv(4096)
+                except (ssl.SSLError, OSError):
+                    break
+                if not chunk:
+                    break
+                reply += chunk
+            head, _, body = reply.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 403 "), reply)
+            self.assertIn(b"\r\nConnection: close", head)
+            self.assertIn(b"cn:other-client is not on the allow-list", body)
+            with self.assertRaises(OSError):         # a second request finds the door shut
+                for _ in range(3):
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    if not tls.recv(4096):
+                        raise ConnectionResetError("closed")
+        lines = [l for l in self.srv.log.lines if "127.0.0.1" in l]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertRegex(lines[0], r"^forbidden 127\.0\.0\.1:\d+: cn:other-client is not on "
+                                   r"the allow-list \(--allow\)$")
+
+    def test_every_method_is_forbidden(self):
+        for method in ("HEAD", "POST", "PUT", "DELETE", "BREW"):
+            with self.subTest(method=method):
+                conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
+                                                   context=context(*self.other))
+                conn.request(method, "/", body=b"x" if method in ("POST", "PUT") else None)
+                self.assertEqual(conn.getresponse().status, 403)
+                conn.close()
+
+    def test_the_allowed_client_keeps_its_connection(self):
+        conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5, context=context())
+        for _ in range(3):
+            conn.request("HEAD", "/")
+            response = conn.getresponse()
+            response.read()
+            self.assertEqual(response.status, 200)
+        conn.close()
+
+
+# --- typed identities ---------------------------------------------------------------------
+
+class IdentityTest(unittest.TestCase):
+    """Identities are the SAN entries, typed, or the CN when there is no SAN;
+    --allow names one by type and exact value, and nothing else is accepted."""
+
+    def test_old_and_copied_spellings_are_refused_with_the_right_one(self):
+        for given, right in [("my-client", "cn:my-client"), ("CN=my-client", "cn:my-client"),
+                             ("/CN=my-client", "cn:my-client"),
+                             ("subject=CN = my-client", "cn:my-client"),
+                             ("spiffe://example.org/x", "uri:spiffe://example.org/x"),
+                             ("URI:spiffe://example.org/x", "uri:spiffe://example.org/x"),
+                             ("DNS:svc.local", "dns:svc.local"), ("IP Address:10.0.0.1", "ip:10.0.0.1"),
+                             ("", "cn:NAME")]:
+            with self.subTest(allow=given):
+                done = run(*server_files(), "--allow", given)
+                self.assertEqual(done.returncode, 2, done.stderr)
+                self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
+                self.assertIn(f"-- write {right}", done.stderr)
+
+    def test_a_san_hides_the_cn(self):
+        """CN=my-client with a SAN of dns:svc.local: its identity is dns:svc.local only."""
+        crt, key = CA.issue("san-client", "my-client", extra="subjectAltName = DNS:svc.local, DNS:b.local")
+        with our_server(allow=["cn:my-client"]) as srv:
+            self.assertEqual(fetch(srv, context(crt, key)), "HTTP 403")
+        with our_server(allow=["dns:b.local"]) as srv:
+            self.assertEqual(fetch(srv, context(crt, key)), (200, "Hello, svc.local\n"))
+            line = srv.log.wait_for(lambda l: l.startswith("accepted"))
+            self.assertRegex(line, r" as dns:svc\.local, dns:b\.local$")
+
+    def test_typed_values_match_exactly(self):
+        crt, key = CA.issue("spiffe", "x", extra="subjectAltName = URI:spiffe://example.org/a, IP:10.0.0.1")
+        for allow, expected in [("uri:spiffe://example.org/a", 200),
+                                ("uri:spiffe://example.org/", "HTTP 403"),
+                                ("dns:spiffe://example.org/a", "HTTP 403"), ("ip:10.0.0.1", 200),
+                                ("cn:x", "HTTP 403")]:
+            with self.subTest(allow=allow):
+                with our_server(allow=[allow]) as srv:
+                    outcome = fetch(srv, context(crt, key))
+                    self.assertEqual(outcome if outcome == "HTTP 403" else outcome[0], expected)
+
+    def test_two_uri_sans_are_refused(self):
+        crt, key = CA.issue("two-uris", "x", extra="subjectAltName = URI:spiffe://a.org/x, URI:spiffe://b.org/y")
+        with our_server() as srv:
+            self.assertEqual(fetch(srv, context(crt, key)), "HTTP 403")
+            line = srv.log.wait_for(lambda l: l.startswith("forbidden"))
+            self.assertIn("2 URI names, so no single identity", line)
+
+    def test_a_real_certificate_with_control_and_non_ascii_characters(self):
+        """A CN with a newline, an escape and non-ASCII letters: one log line, escaped."""
+        crt, key = CA.issue("odd", "évil\nfake line\x1b[2J")
+        with our_server() as srv:
+            status, body = fetch(srv, context(crt, key))
+            self.assertEqual(status, 200)
+            line = srv.log.wait_for(lambda l: l.startswith("accepted"))
+            self.assertEqual(line.split(" as ", 1)[1], "cn:\\xe9vil\\nfake line\\x1b[2J")
+        self.assertTrue(all(len(l.splitlines()) == 1 for l in srv.log.lines))
+
+
+# --- the waiting room -----------------------------------------------------------------------
+
+class CrowdTest(unittest.TestCase):
+    """Unauthenticated connections must not lock out authenticated clients."""
+
+    def test_1000_silent_and_50_dribbling_connections(self):
+        """1,000 silent TCP connections and 50 dribbling a ClientHello: a good client is still
+        greeted within 1 s, and the server's threads stay well under 200."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            self.skipTest(f"needs 1,200 open files, the hard limit here is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        srv = ServerProcess("--ca", CA.crt, "--cert", CA.server[0], "--key", CA.server[1])
+        crowd = []
+        try:
+            for _ in range(1000):
+                crowd.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+            hello = client_hello()
+            for _ in range(50):
+                sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                sock.sendall(hello[:20])                    # the rest never comes
+                crowd.append(sock)
+            times = []
+            for _ in range(3):
+                started = time.monotonic()
+                self.assertEqual(client.fetch(srv.url, context(), timeout=5), GREETING)
+                times.append(time.monotonic() - started)
+            self.assertLess(max(times), 1.0, times)
+            threads = len(os.listdir(f"/proc/{srv.proc.pid}/task"))
+            self.assertLess(threads, 200)
+        finally:
+            for sock in crowd:
+                sock.close()
+            srv.stop()
+
+    def test_when_the_room_is_full_the_oldest_makes_room(self):
+        with our_server(max_pending=5) as srv:
+            first = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            self.addCleanup(first.close)
+            first_peer = "%s:%d" % first.getsockname()[:2]
+            srv.log.wait_for(lambda l: False, timeout=0.01)
+            others = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(5)]
+            for sock in others:
+                self.addCleanup(sock.close)
+            line = srv.log.wait_for(lambda l: "to make room" in l)
+            self.assertEqual(line, f"rejected {first_peer}: sent nothing, closed to make room for "
+                                   f"a new connection (--max-pending 5)")
+            self.assertEqual(fetch(srv, context()), GREETING)
+
+
+def client_hello():
+    """The bytes of a real TLS ClientHello, made without a network."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+# --- shutdown ------------------------------------------------------------------------------
+
+class ShutdownTest(unittest.TestCase):
+
+    def test_after_server_close_an_open_keep_alive_connection_is_not_served(self):
+        srv = our_server().__enter__()
+        conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5, context=context())
+        conn.request("GET", "/")
+        self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
+        srv.__exit__(None, None, None)              # shutdown() and server_close()
+        with self.assertRaises((http.client.HTTPException, OSError)):
+            conn.request("GET", "/")
+            conn.getresponse()
+        conn.close()
+
+
+# --- the key log -------------------------------------------------------------------------
+
+class KeylogTest(unittest.TestCase):
+    """--keylog never leaks secrets to a file others can read, or to a planted one."""
+
+    def setUp(self):
+        self.folder = tempfile.mkdtemp(dir=FOLDER)
+
+    def start(self, keylog):
+        return run(*server_files(), "--keylog", keylog, "--port", "0", timeout=10)
+
+    def test_unsafe_files_are_refused(self):
+        readable = os.path.join(self.folder, "readable.txt")
+        with open(readable, "w"):
+            pass
+        os.chmod(readable, 0o644)
+        target = os.path.join(self.folder, "target.txt")
+        with open(target, "w"):
+            pass
+        os.chmod(target, 0o600)
+        link = os.path.join(self.folder, "link.txt")
+        os.symlink(target, link)
+        cases = [(readable, "its mode is 0644"), (link, "it is a symbolic link"),
+                 (self.folder, "cannot use")]
+        if os.geteuid() == 0:
+            foreign = os.path.join(self.folder, "foreign.txt")
+            with open(foreign, "w"):
+                pass
+            os.chmod(foreign, 0o600)
+            os.chown(foreign, 65534, 65534)
+            cases.append((foreign, "it belongs to another user"))
+        for file, words in cases:
+            with self.subTest(file=os.path.basename(file)):
+                done = run(*server_files(), "--keylog", file)
+                self.assertEqual(done.returncode, 2, done.stderr)
+                self.assertIn(words, done.stderr)
+                self.assertTrue(done.stderr.startswith("error: bad key log: "), done.stderr)
+        self.assertEqual(os.path.getsize(target), 0)
+
+    def test_a_new_key_log_is_0600_and_gets_the_secrets(self):
+        keys = os.path.join(self.folder, "keys.txt")
+        srv = ServerProcess(*server_files(), "--keylog", keys)
+        try:
+            self.assertEqual(client.fetch(srv.url, client.make_client_context(
+                path("ca.crt"), path("client.crt"), path("client.key"))), GREETING)
+        finally:
+            srv.stop()
+        self.assertEqual(os.stat(keys).st_mode & 0o777, 0o600)
+        with open(keys) as f:
+            self.assertIn("CLIENT_HANDSHAKE_TRAFFIC_SECRET", f.read())
+
+
+# --- warnings and wrong files --------------------------------------------------------------
+
+class FilesTest(unittest.TestCase):
+    """At start and at each reload: out-of-date files are named with their dates, and a
+    certificate no client would accept as a server's is refused."""
+
+    def test_wrong_certificates_as_cert_are_refused(self):
+        for crt, key, words in [(CA.crt, CA.key, "is a CA certificate"),
+                                (CA.client[0], CA.client[1], "lacks serverAuth")]:
+            with self.subTest(cert=os.path.basename(crt)):
+                done = run("--ca", CA.crt, "--cert", crt, "--key", key)
+                self.assertEqual(done.returncode, 2, done.stderr)
+                self.assertIn(words, done.stderr)
+                self.assertTrue(done.stderr.startswith("error: wrong certificate: "))
+
+    def test_expired_and_expiring_files_are_named_at_start(self):
+        folder = tempfile.mkdtemp(dir=FOLDER)
+        soon = TestCA(folder, "soon", end=stamp(5 * 86400))
+        cert = soon.issue("soon-server", "localhost", "server", end=stamp(3 * 86400))
+        stale = soon.crl("stale", last=stamp(-7200), next=stamp(-3600))
+        srv = ServerProcess("--ca", soon.crt, "--cert", cert[0], "--key", cert[1], "--crl", stale)
+        try:
+            text = "\n".join(srv.lines)
+            self.assertRegex(text, r"warning: server certificate '.*soon-server.crt' \(localhost\) "
+                                   r"expires in 2 days, on \d{4}-\d\d-\d\d")
+            self.assertRegex(text, r"warning: CA certificate '.*soon.crt' \(soon\) expires in 4 days")
+            self.assertRegex(text, r"warning: CRL '.*stale.crl' \(from soon\) expired on .* \(its "
+                                   r"nextUpdate\): every client is refused -- publish a fresh CRL")
+        finally:
+            srv.stop()
+
+    def test_an_expired_ca_is_named_not_blamed_on_the_client(self):
+        folder = tempfile.mkdtemp(dir=FOLDER)
+        old = TestCA(folder, "old-ca", start="20200101000000Z", end="20200201000000Z")
+        crt, key = old.issue("old-client", "my-client", start="20200101000000Z", end=stamp(86400))
+        srv = ServerProcess("--ca", old.crt, "--cert", CA.server[0], "--key", CA.server[1])
+        try:
+            self.assertRegex("\n".join(srv.lines), r"warning: CA certificate '.*old-ca.crt' "
+                                                   r"\(old-ca\) expired on 2020-02-01")
+            fetch(srv, context(crt, key))
+            line = srv.wait_for(lambda l: l.startswith("rejected"))
+            self.assertIn("our CA old-ca (expired Feb  1 00:00:00 2020 GMT) (--ca)", line)
+        finally:
+            srv.stop()
+
+    def test_crl_verify_reasons(self):
+        """A CRL past its nextUpdate, or not valid yet: the log says which, and the fix."""
+        for crl, words in [(CA.crl("old", last=stamp(-7200), next=stamp(-3600)), "our CRL has expired"),
+                           (CA.crl("future", last=stamp(3600), next=stamp(7200)), "our CRL is not valid yet")]:
+            with self.subTest(crl=os.path.basename(crl)):
+                with our_server(crl=[crl]) as srv:
+                    fetch(srv, context())
+                    line = srv.log.wait_for(lambda l: l.startswith("rejected"))
+                    self.assertIn(words, line)
+
+
+# --- what the log says ---------------------------------------------------------------------
+
+class LogTest(unittest.TestCase):
+
+    def test_an_alert_sent_first_is_named_as_tls(self):
+        with our_server() as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+                sock.sendall(b"\x15\x03\x03\x00\x02\x02\x28")     # alert: fatal handshake_failure
+                sock.recv(100)
+            line = srv.log.wait_for(lambda l: l.startswith("rejected"))
+            self.assertIn("sent a TLS alert (handshake_failure) instead of a ClientHello", line)
+
+    def test_a_fatal_tls_error_after_the_handshake_is_logged(self):
+        with our_server() as srv:
+            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            tls = context().wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            tls.recv(4096)
+            # A forged application-data record: the server cannot decrypt it.
+            with socket.socket(fileno=os.dup(tls.fileno())) as plain:
+                plain.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+            line = srv.log.wait_for(lambda l: l.startswith("closed"))
+            tls.close()
+            self.assertRegex(line or "", r"^closed 127\.0\.0\.1:\d+: TLS error after the handshake "
+                                         r"\(.+\)$")
+            self.assertNotIn("_ssl.c", line)
+
+    def test_tls12_without_a_client_certificate(self):
+        with our_server() as srv:
+            ctx = client.make_client_context(CA.crt)
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            fetch(srv, ctx)
+            line = srv.log.wait_for(lambda l: l.startswith("rejected"))
+            self.assertIn("no client certificate (the client sent none)", line)
+
+
+if __name__ == "__main__":
+    unittest.main()
