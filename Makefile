@@ -359,7 +359,7 @@ have-nginx: check-settings
 
 # The config: deploy/nginx.conf.in with this run's folders and ports, then
 # checked by nginx itself (-t).
-nginx-conf: $(PKI) $(CERTS)/proxy.crt deploy/nginx.conf.in | have-nginx
+nginx-conf: have-nginx $(PKI) $(CERTS)/proxy.crt deploy/nginx.conf.in
 	mkdir -p $(NGINX_DIR)
 	sed -e 's|@CERTS@|$(abspath $(CERTS))|g' -e 's|@NGINX_DIR@|$(abspath $(NGINX_DIR))|g' -e 's|@PORT@|$(PORT)|g' -e 's|@BACKEND_PORT@|$(BACKEND_PORT)|g' deploy/nginx.conf.in > $(NGINX_DIR)/nginx.conf
 	$(NGINX_BIN) -t -q -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf

@@ -106,6 +106,12 @@ class MakefileTests(unittest.TestCase):
                 self.assertRegex(message, ERROR_LINE)
         self.assertNotIn("$(error", text)     # make's own format: "Makefile:12: *** ...  Stop."
 
+    def test_missing_nginx_is_one_line_before_anything_is_made(self):
+        """make proxy without nginx: one line naming it and the package, and no files made."""
+        done = make("proxy", f"CERTS={self.certs}", "NGINX_BIN=/nonexistent/nginx")
+        self.assertRefused(done, "missing tool", "'/nonexistent/nginx'", "apt-get install nginx-light")
+        self.assertFalse(os.path.exists(self.certs))
+
     # --- certificates that exist are kept, and that is said ----------------
 
     def test_new_settings_over_existing_certificates_are_reported_with_the_rebuild(self):
