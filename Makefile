@@ -16,20 +16,49 @@
 #   ca.srl      the CA's next serial number (openssl -CAcreateserial)
 #
 # Start here: `make certs && make run`, then `make client` in a second terminal.
+# Beyond the article: `make scenarios` (the failure gallery), `make p12`
+# (the client certificate for a browser), `make proxy` (nginx in front of
+# server.py), and the rotation targets (renew-server, crl, rollover-*),
+# all explained in docs/deployment.md.
 
 # --- settings you may override: make certs DAYS=30 KEY=ec CERTS=/tmp/pki -
 CERTS   ?= certs
 DAYS    ?= 365
 OPENSSL ?= openssl
+PYTHON  ?= python3
+PORT    ?= 3000
+# make proxy: nginx listens on PORT, server.py behind it on BACKEND_PORT.
+BACKEND_PORT ?= 3001
+# nginx lives in /usr/sbin on Debian, off a normal user's PATH. (Not named
+# NGINX: make exports command-line settings, and nginx reads a variable of
+# that name from its environment, as sockets inherited from an old nginx.)
+NGINX_BIN ?= $(or $(shell command -v nginx 2>/dev/null),$(wildcard /usr/sbin/nginx),nginx)
+CNF     := openssl.cnf
+
+# --- the settings, checked before any openssl step runs ------------------
+# make splits file names at spaces, so a folder with a space in its name
+# cannot be a target; and openssl would refuse DAYS=abc only halfway, after
+# the CA key exists. So look first; `check-settings` (needed by every step
+# that runs openssl) refuses in one line.
+digits = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst 9,,$(1)))))))))))
+BAD_SETTING :=
+ifneq ($(call digits,$(DAYS))$(filter 0%,$(DAYS)),)
+BAD_SETTING := DAYS='$(DAYS)' is not a whole number of days above 0 -- e.g. make certs DAYS=30
+endif
+ifeq ($(strip $(DAYS)),)
+BAD_SETTING := DAYS is empty: certificates need a lifetime in days -- e.g. make certs DAYS=30
+endif
+ifneq ($(words $(CERTS)),1)
+BAD_SETTING := CERTS='$(CERTS)' $(if $(CERTS),has a space in it; make cannot handle one in a file name,is empty) -- name a folder without spaces, e.g. make certs CERTS=$(if $(strip $(CERTS)),$(subst $() ,_,$(strip $(CERTS))),certs)
+override CERTS := certs-unused-because-the-setting-was-refused
+endif
+
 # rsa (RSA-2048, as in the article) or ec (ECDSA P-256: smaller and faster).
 # Unless given, it follows the existing CA key, so that `make scenarios`
 # after `make certs KEY=ec` makes EC keys and EC-style certificates too.
 ifeq ($(origin KEY),undefined)
 KEY := $(if $(shell $(OPENSSL) pkey -in $(CERTS)/ca.key -noout -text 2>/dev/null | grep 'ASN1 OID'),ec,rsa)
 endif
-PYTHON  ?= python3
-PORT    ?= 3000
-CNF     := openssl.cnf
 
 # How to make a private key of type $(KEY) into the target file $@.
 # umask 077 makes the file 0600 from the moment it exists: a private key
@@ -39,28 +68,54 @@ GENKEY = umask 077 && $(OPENSSL) genpkey -algorithm EC -pkeyopt ec_paramgen_curv
 else ifeq ($(KEY),rsa)
 GENKEY = umask 077 && $(OPENSSL) genrsa -out $@ 2048
 else
-$(error KEY=$(KEY) is not a key type we know: use KEY=rsa or KEY=ec)
+BAD_SETTING := KEY='$(KEY)' is not a key type we know -- use KEY=rsa or KEY=ec
 endif
+
+# The settings given on the command line, repeated in the "Next:" hints so
+# that the next command works on the same files and port.
+given = $(if $(filter command line,$(origin $(1))),$(1)=$(value $(1)))
+# (With a space in front, as it follows a target name: make run$(AGAIN).)
+AGAIN := $(if $(strip $(call given,CERTS) $(call given,PORT)), $(strip $(call given,CERTS) $(call given,PORT)))
+# Certificates already here before this run: make keeps them whatever KEY
+# or DAYS says, so `make certs` must say so.
+PKI := $(CERTS)/ca.crt $(CERTS)/server.crt $(CERTS)/client.crt
+KEPT := $(wildcard $(PKI))
+NEW_SETTINGS := $(strip $(call given,KEY) $(call given,DAYS))
+SAY_KEPT := $(and $(NEW_SETTINGS),$(filter 3,$(words $(KEPT))),$(if $(filter clean,$(MAKECMDGOALS)),,yes))
+KEPT_NOTE = $(CERTS)/ already held these certificates, so they were kept: $(NEW_SETTINGS) \
+	applies to new files only.\nTo rebuild them: make clean certs$(AGAIN) $(NEW_SETTINGS)
 
 .DEFAULT_GOAL := help
 # One step at a time: `openssl ca` and -CAcreateserial keep serial numbers in
 # files, and two of them running at once (make -j) could issue the same one.
 .NOTPARALLEL:
-.PHONY: have-openssl help certs scenarios article-certs crl run client demo inspect test bench clean
+.PHONY: check-settings have-openssl help certs scenarios article-certs crl run client demo inspect test \
+	bench clean p12 proxy nginx-conf have-nginx renew-server ca-2 rollover-phase1 rollover-phase2 \
+	rollover-phase3
+
+# Lines longer than 100 columns (a long CERTS path) wrap under the
+# description column: read on a projector, never cut.
+WRAP = awk '{ s = $$0; while (length(s) > 100) { i = 100; while (i > 25 && substr(s, i, 1) != " ") i--; \
+	if (i <= 25) i = 100; print substr(s, 1, i - 1); s = sprintf("%24s%s", "", substr(s, i + 1)) } print s }'
 
 help: ## list the targets (this text)
 	@echo "mTLS walkthrough. Start with: make certs && make run  (then: make client)"
 	@echo
-	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | \
-	  sed -E 's/^([^:]*):.*## (.*)/  make \1\t\2/' | expand -t 24
+	@grep -E '^[a-z][a-zA-Z0-9_-]*:.*## ' $(MAKEFILE_LIST) | \
+	  sed -E 's/^([^:]*):.*## (.*)/  make \1\t\2/' | expand -t 24 | \
+	  sed -e 's|\$$(PORT)|$(PORT)|g' -e 's|\$$(CERTS)|$(CERTS)|g' | $(WRAP)
 	@echo
-	@echo "Settings: CERTS=$(CERTS) DAYS=$(DAYS) KEY=$(KEY) PORT=$(PORT) PYTHON=$(PYTHON)"
+	@echo "Settings: CERTS=$(CERTS) DAYS=$(DAYS) KEY=$(KEY) PORT=$(PORT) PYTHON=$(PYTHON)" | $(WRAP)
 
 # --- the tutorial, one openssl step per file ----------------------------
 
-# Every key rule needs this first: one clear line instead of "command not found".
-have-openssl:
-	@command -v $(OPENSSL) >/dev/null || { echo "error: '$(OPENSSL)' not found: the certificates are made with the openssl command -- install it (apt-get install openssl, brew install openssl) or pass OPENSSL=/path/to/openssl" >&2; exit 2; }
+# Every key rule needs these first: one clear line instead of openssl's
+# error halfway, or "command not found".
+check-settings:
+	@$(if $(BAD_SETTING),echo "error: bad setting: $(BAD_SETTING)" >&2; exit 2,:)
+
+have-openssl: check-settings
+	@command -v $(OPENSSL) >/dev/null || { echo "error: missing tool: '$(OPENSSL)' not found, and the certificates are made with the openssl command -- install it (apt-get install openssl, brew install openssl) or pass OPENSSL=/path/to/openssl" >&2; exit 2; }
 
 # Step 1: the certificate authority. A key, and a certificate for that key
 # signed by itself (-x509). The article does both in one command with
@@ -97,10 +152,11 @@ $(CERTS)/client.csr: $(CERTS)/client.key $(CNF)
 $(CERTS)/client.crt: $(CERTS)/client.csr $(CERTS)/ca.crt $(CERTS)/ca.key $(CNF)
 	$(OPENSSL) x509 -req -in $(CERTS)/client.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $@
 
-PKI := $(CERTS)/ca.crt $(CERTS)/server.crt $(CERTS)/client.crt
-
-certs: $(PKI) ## build the CA, server and client certificates (in CERTS=certs)
-	@echo "certificates are in $(CERTS)/. Next: make run   (and make client in a second terminal)"
+# (PKI, the three certificates, is defined with the settings above.)
+certs: $(PKI) ## build the CA, server and client certificates into $(CERTS)/
+	@$(if $(SAY_KEPT),printf '$(KEPT_NOTE)\n',:)
+	@echo "certificates are in $(CERTS)/."
+	@echo "Next: make run$(AGAIN)   (and make client$(AGAIN) in a second terminal)"
 
 # --- beyond the article: certificates for the failure gallery ------------
 # `make scenarios` builds these next to the main ones. Each exists to make
@@ -127,7 +183,7 @@ $(CERTS)/rogue-client.crt: $(CERTS)/rogue-client.csr $(CERTS)/rogue-ca.crt $(CNF
 CA_DB := $(CERTS)/ca-db
 CA    := CA_DIR=$(CA_DB) $(OPENSSL) ca -batch -notext -config ca.cnf -cert $(CERTS)/ca.crt -keyfile $(CERTS)/ca.key
 
-$(CA_DB)/index.txt:
+$(CA_DB)/index.txt: | check-settings
 	mkdir -p $(CA_DB)
 	$(OPENSSL) rand -hex 16 > $(CA_DB)/serial
 	echo 1000 > $(CA_DB)/crlnumber
@@ -147,19 +203,35 @@ $(CERTS)/elsewhere-server.csr: $(CERTS)/server.key $(CNF)
 $(CERTS)/elsewhere-server.crt: $(CERTS)/elsewhere-server.csr $(CERTS)/ca.crt $(CNF)
 	$(OPENSSL) x509 -req -in $(CERTS)/elsewhere-server.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_elsewhere -out $@
 
-# revoked: a client certificate that is issued, then revoked (as if its key
-# had leaked), and the CRL that says so. Revoking twice is an error, so both
-# steps live in this one rule. A CRL has an expiry of its own (nextUpdate):
-# after DAYS days, `make crl` publishes a fresh one.
-$(CERTS)/revoked-client.crt: $(CERTS)/client.csr $(CERTS)/ca.crt | $(CA_DB)/index.txt
-	$(CA) -in $(CERTS)/client.csr -days $(DAYS) -extfile $(CNF) -extensions client -out $@
+# revoked: a client certificate that is issued, then revoked because its key
+# leaked, and the CRL that says so. It has a key of its own: a leaked key is
+# never used again, and every certificate for it is revoked (revoking only
+# one of them would leave the thief the others). Revoking twice is an
+# error, so both steps live in this one rule. A CRL has an expiry of its own
+# (nextUpdate): after DAYS days, `make crl` publishes a fresh one.
+$(CERTS)/revoked-client.key: | have-openssl
+	@mkdir -p $(@D)
+	$(GENKEY)
+
+$(CERTS)/revoked-client.csr: $(CERTS)/revoked-client.key $(CNF)
+	$(OPENSSL) req -new -key $(CERTS)/revoked-client.key -subj '/CN=my-client' -config $(CNF) -out $@
+
+$(CERTS)/revoked-client.crt: $(CERTS)/revoked-client.csr $(CERTS)/ca.crt | $(CA_DB)/index.txt
+	$(CA) -in $(CERTS)/revoked-client.csr -days $(DAYS) -extfile $(CNF) -extensions client -out $@
 	$(CA) -revoke $@ -crl_reason keyCompromise
 
 $(CERTS)/ca.crl: $(CERTS)/revoked-client.crt
 	$(CA) -gencrl -crldays $(DAYS) -out $@
 
-crl: $(CERTS)/revoked-client.crt ## publish a fresh CRL now (then kill -HUP the server)
-	$(CA) -gencrl -crldays $(DAYS) -out $(CERTS)/ca.crl
+# A fresh CRL goes to a new name first and then replaces the old one in one
+# step (mv), so a server reloading at that moment never reads half a file.
+# During a CA rollover (once `make ca-2` has run) the new CA's CRL too.
+crl: $(CERTS)/revoked-client.crt ## publish fresh CRLs now (then kill -HUP the server)
+	$(CA) -gencrl -crldays $(DAYS) -out $(CERTS)/ca.crl.new
+	mv $(CERTS)/ca.crl.new $(CERTS)/ca.crl
+	$(if $(wildcard $(CERTS)/ca-2.crt),$(CA2) -gencrl -crldays $(DAYS) -out $(CERTS)/ca-2.crl.new)
+	$(if $(wildcard $(CERTS)/ca-2.crt),mv $(CERTS)/ca-2.crl.new $(CERTS)/ca-2.crl)
+	@echo "Next: kill -HUP <server pid>   (the server reads CRLs at start and on HUP only)"
 
 # not-authorized, spiffe-identity: a second, valid client whose identity is
 # the URI spiffe://example.org/other-client.
@@ -199,11 +271,11 @@ $(CERTS)/%-chain.pem: $(CERTS)/%.crt $(CERTS)/int-ca.crt
 # leaves, and a CA without keyUsage. Strict verification (Python 3.13) refuses them.
 ARTICLE := $(CERTS)/article
 
-$(ARTICLE)/ca.crt:
+$(ARTICLE)/ca.crt: | have-openssl
 	mkdir -p $(ARTICLE)
 	cd $(ARTICLE) && umask 077 && $(OPENSSL) req -new -x509 -nodes -days 365 -subj '/CN=my-ca' -keyout ca.key -out ca.crt
 
-$(ARTICLE)/%.key:
+$(ARTICLE)/%.key: | have-openssl
 	mkdir -p $(ARTICLE)
 	cd $(ARTICLE) && umask 077 && $(OPENSSL) genrsa -out $*.key 2048
 
@@ -216,29 +288,168 @@ $(ARTICLE)/client.csr: $(ARTICLE)/client.key
 $(ARTICLE)/%.crt: $(ARTICLE)/%.csr $(ARTICLE)/ca.crt
 	cd $(ARTICLE) && $(OPENSSL) x509 -req -in $*.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 -out $*.crt
 
+# The demo, as the hints spell it: with --certs when CERTS was given.
+DEMO := $(PYTHON) mtls_demo.py$(if $(call given,CERTS), --certs $(CERTS))
+
 ARTICLE_PKI := $(ARTICLE)/ca.crt $(ARTICLE)/server.crt $(ARTICLE)/client.crt
 SCENARIO_PKI := $(CERTS)/rogue-client.crt $(CERTS)/expired-client.crt $(CERTS)/expired-server.crt \
 	$(CERTS)/elsewhere-server.crt $(CERTS)/ca.crl $(CERTS)/other-client.crt \
 	$(CERTS)/int-server-chain.pem $(CERTS)/int-client-chain.pem $(ARTICLE_PKI)
 
-article-certs: $(ARTICLE_PKI) ## the article's own commands, verbatim, into certs/article/
-	@echo "the article's certificates are in $(ARTICLE)/. Next: python3 mtls_demo.py article-server-strict"
+article-certs: $(ARTICLE_PKI) ## the article's own commands, verbatim, into $(CERTS)/article/
+	@echo "the article's certificates are in $(ARTICLE)/. Next: $(DEMO) article-server-strict"
 
 scenarios: $(PKI) $(SCENARIO_PKI) ## certificates for every failure scenario (mtls_demo.py --all)
-	@echo "scenario certificates are in $(CERTS)/. Next: python3 mtls_demo.py --all"
+	@echo "scenario certificates are in $(CERTS)/. Next: $(DEMO) --all"
+
+# --- deployment: a browser, a reverse proxy, rotation ---------------------
+# Each is explained, with what to type and what you then see, in
+# docs/deployment.md.
+
+# The browser: a PKCS#12 (.p12) file holds the client certificate, its key
+# and our CA certificate, under a password; browsers and OS keychains import
+# it. The password is made at random, once, into p12.pass (0600): `cat` it
+# when the import asks. To choose your own, write it there before `make p12`:
+#   (umask 077; echo 'your password' > certs/p12.pass)
+# openssl reads it with -passout file:, never from the command line, where
+# `ps` would show it to every user of the machine.
+$(CERTS)/p12.pass: | have-openssl
+	@mkdir -p $(@D)
+	umask 077 && $(OPENSSL) rand -base64 12 > $@
+
+# The modern file: OpenSSL 3's defaults, AES-256-CBC with PBKDF2 and a
+# SHA-256 MAC. Chromium imports it (tests/test_deploy.py).
+$(CERTS)/client.p12: $(CERTS)/client.crt $(CERTS)/client.key $(CERTS)/ca.crt $(CERTS)/p12.pass
+	umask 077 && $(OPENSSL) pkcs12 -export -name my-client -in $(CERTS)/client.crt -inkey $(CERTS)/client.key -certfile $(CERTS)/ca.crt -passout file:$(CERTS)/p12.pass -out $@
+
+# The same for older importers, which call the modern file's password
+# "wrong": 3DES with a SHA-1 MAC. Weaker; use it only where the modern file
+# is refused.
+# (openssl's -legacy would mean RC2-40, which OpenSSL 3 cannot even read
+# back without its legacy provider.)
+$(CERTS)/client-legacy.p12: $(CERTS)/client.crt $(CERTS)/client.key $(CERTS)/ca.crt $(CERTS)/p12.pass
+	umask 077 && $(OPENSSL) pkcs12 -export -name my-client -in $(CERTS)/client.crt -inkey $(CERTS)/client.key -certfile $(CERTS)/ca.crt -passout file:$(CERTS)/p12.pass -certpbe PBE-SHA1-3DES -keypbe PBE-SHA1-3DES -macalg sha1 -out $@
+
+p12: $(CERTS)/client.p12 $(CERTS)/client-legacy.p12 ## client.p12 for a browser (and client-legacy.p12 for old importers)
+	@echo "$(CERTS)/client.p12 (and client-legacy.p12): my-client's certificate, key and CA."
+	@echo "Their password is in $(CERTS)/p12.pass (cat it when the import asks)."
+	@echo "Next: openssl pkcs12 -info -noout -in $(CERTS)/client.p12 -passin file:$(CERTS)/p12.pass"
+	@echo "      then import it into your browser (docs/deployment.md)"
+
+# The reverse proxy: nginx ends the client's mTLS and passes the client's
+# certificate on to server.py in the X-Client-Cert header. server.py must
+# believe that header only from nginx, so nginx proves who it is: the hop
+# from nginx to server.py is mTLS too, with nginx's own client certificate.
+$(CERTS)/proxy.key: | have-openssl
+	@mkdir -p $(@D)
+	$(GENKEY)
+
+$(CERTS)/proxy.csr: $(CERTS)/proxy.key $(CNF)
+	$(OPENSSL) req -new -key $(CERTS)/proxy.key -subj '/CN=my-proxy' -config $(CNF) -out $@
+
+$(CERTS)/proxy.crt: $(CERTS)/proxy.csr $(CERTS)/ca.crt $(CERTS)/ca.key $(CNF)
+	$(OPENSSL) x509 -req -in $(CERTS)/proxy.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $@
+
+# nginx's config and working files live beside the certificates folder:
+# nothing under /etc, /var or /run, and no root needed.
+NGINX_DIR := $(patsubst %/,%,$(CERTS))-nginx
+
+have-nginx: check-settings
+	@command -v $(NGINX_BIN) >/dev/null || { echo "error: missing tool: '$(NGINX_BIN)' not found, and make proxy runs nginx -- install it (apt-get install nginx-light) or pass NGINX_BIN=/path/to/nginx" >&2; exit 2; }
+
+# The config: deploy/nginx.conf.in with this run's folders and ports, then
+# checked by nginx itself (-t).
+nginx-conf: have-nginx $(PKI) $(CERTS)/proxy.crt deploy/nginx.conf.in
+	mkdir -p $(NGINX_DIR)
+	sed -e 's|@CERTS@|$(abspath $(CERTS))|g' -e 's|@NGINX_DIR@|$(abspath $(NGINX_DIR))|g' -e 's|@PORT@|$(PORT)|g' -e 's|@BACKEND_PORT@|$(BACKEND_PORT)|g' deploy/nginx.conf.in > $(NGINX_DIR)/nginx.conf
+	$(NGINX_BIN) -t -q -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
+
+# server.py runs in the background, nginx in the foreground. A script's
+# background job ignores Ctrl-C, so the trap stops server.py (once, and
+# waits for it) when nginx ends, however it ends.
+proxy: nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behind it
+	$(PYTHON) server.py --host 127.0.0.1 --port $(BACKEND_PORT) --ca $(CERTS)/ca.crt --cert $(CERTS)/server.crt --key $(CERTS)/server.key --trust-proxy cn:my-proxy & \
+	backend=$$!; trap 'kill $$backend 2>/dev/null; wait $$backend' EXIT; trap 'exit 130' INT TERM; \
+	$(NGINX_BIN) -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
+
+# Rotation. A running server re-reads its files on `kill -HUP <pid>` and
+# keeps the old ones if the new ones fail to load. Each target below writes
+# a new file under a temporary name, then renames it (mv, atomic): whoever
+# reads it at that moment gets the old file or the new one, never half.
+ISSUER ?= ca
+
+# It renews from a CA that exists; it never makes one (ISSUER=ca-2 before
+# `make ca-2` would otherwise create a CA no client trusts yet).
+renew-server: $(CERTS)/server.csr | check-settings ## a new server certificate, same key; then kill -HUP the server
+	@test -f $(CERTS)/$(ISSUER).key || { echo "error: missing file: $(CERTS)/$(ISSUER).key not found, so CA '$(ISSUER)' cannot sign -- use ISSUER=ca (or ISSUER=ca-2 after make ca-2)" >&2; exit 2; }
+	$(OPENSSL) x509 -req -in $(CERTS)/server.csr -CA $(CERTS)/$(ISSUER).crt -CAkey $(CERTS)/$(ISSUER).key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_$(KEY) -out $(CERTS)/server.crt.new
+	mv $(CERTS)/server.crt.new $(CERTS)/server.crt
+	@echo "Next: kill -HUP <server pid>   (new connections get the new certificate)"
+
+# CA rollover. The new CA has a name of its own (CN=my-ca-2): two CAs of one
+# name would make every verifier try the wrong key. Each side trusts the
+# CAs in trust.pem, a file of its own, not the CA's certificate: then a
+# rollover changes only what is in it, and a HUP applies it.
+CA2_DB := $(CERTS)/ca-2-db
+CA2    := CA_DIR=$(CA2_DB) $(OPENSSL) ca -batch -notext -config ca.cnf -cert $(CERTS)/ca-2.crt -keyfile $(CERTS)/ca-2.key
+
+$(CERTS)/ca-2.key: | have-openssl
+	@mkdir -p $(@D)
+	$(GENKEY)
+
+$(CERTS)/ca-2.crt: $(CERTS)/ca-2.key $(CNF)
+	$(OPENSSL) req -new -x509 -key $(CERTS)/ca-2.key -days $(DAYS) -subj '/CN=my-ca-2' -config $(CNF) -extensions v3_ca -out $@
+
+$(CA2_DB)/index.txt: | check-settings
+	mkdir -p $(CA2_DB)
+	$(OPENSSL) rand -hex 16 > $(CA2_DB)/serial
+	echo 1000 > $(CA2_DB)/crlnumber
+	touch $@
+
+# The new CA's first CRL, empty: a server checking CRLs (--crl) refuses a
+# client whose CA has none, so it must be there before phase 2.
+$(CERTS)/ca-2.crl: $(CERTS)/ca-2.crt | $(CA2_DB)/index.txt
+	$(CA2) -gencrl -crldays $(DAYS) -out $@
+
+$(CERTS)/trust.pem: | $(CERTS)/ca.crt
+	cp $(CERTS)/ca.crt $@
+
+ca-2: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/ca.crl $(CERTS)/trust.pem ## before a rollover: the new CA my-ca-2, its CRL, and trust.pem
+	@echo "Next: serve with --ca $(CERTS)/trust.pem --crl $(CERTS)/ca.crl --crl $(CERTS)/ca-2.crl"
+	@echo "      then: make rollover-phase1$(AGAIN)"
+
+rollover-phase1: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/trust.pem ## rollover 1/3: trust.pem = old + new CA; then kill -HUP, clients too
+	cat $(CERTS)/ca.crt $(CERTS)/ca-2.crt > $(CERTS)/trust.pem.new
+	mv $(CERTS)/trust.pem.new $(CERTS)/trust.pem
+	@echo "Next: kill -HUP <server pid>; give $(CERTS)/trust.pem to every client."
+	@echo "      Once all have it: make rollover-phase2$(AGAIN)"
+
+rollover-phase2: $(CERTS)/ca-2.crt $(CERTS)/server.csr $(CERTS)/client.csr | check-settings ## rollover 2/3: reissue server and client from the new CA; kill -HUP
+	$(OPENSSL) x509 -req -in $(CERTS)/server.csr -CA $(CERTS)/ca-2.crt -CAkey $(CERTS)/ca-2.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_$(KEY) -out $(CERTS)/server.crt.new
+	$(OPENSSL) x509 -req -in $(CERTS)/client.csr -CA $(CERTS)/ca-2.crt -CAkey $(CERTS)/ca-2.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $(CERTS)/client.crt.new
+	mv $(CERTS)/server.crt.new $(CERTS)/server.crt
+	mv $(CERTS)/client.crt.new $(CERTS)/client.crt
+	@echo "Next: kill -HUP <server pid>; give each client its new certificate."
+	@echo "      Once all have it: make rollover-phase3$(AGAIN)"
+
+rollover-phase3: $(CERTS)/ca-2.crt | check-settings ## rollover 3/3: trust.pem = new CA only; then kill -HUP, clients too
+	cp $(CERTS)/ca-2.crt $(CERTS)/trust.pem.new
+	mv $(CERTS)/trust.pem.new $(CERTS)/trust.pem
+	@echo "Next: kill -HUP <server pid>; give $(CERTS)/trust.pem to every client."
+	@echo "      From now on, renew with: make renew-server ISSUER=ca-2$(AGAIN)"
 
 # --- using them ----------------------------------------------------------
 
-run: $(PKI) ## serve https://localhost:3000/ (PORT=...), client certificate required (Ctrl-C stops)
+run: $(PKI) ## serve https://localhost:$(PORT)/, client certificate required (Ctrl-C stops)
 	$(PYTHON) server.py --port $(PORT) --ca $(CERTS)/ca.crt --cert $(CERTS)/server.crt --key $(CERTS)/server.key
 
 client: $(PKI) ## make the successful mTLS request to the running server
 	$(PYTHON) client.py --cacert $(CERTS)/ca.crt --cert $(CERTS)/client.crt --key $(CERTS)/client.key https://localhost:$(PORT)/
-	@echo "That was mTLS working. Next: make demo   (every failure case, explained)"
+	@echo "That was mTLS working. Next: make demo$(AGAIN)   (every failure case, explained)"
 
 demo: ## run the story: the success and each failure, explained
 	$(PYTHON) mtls_demo.py --certs $(CERTS)
-	@echo "Next: python3 mtls_demo.py --all   (every scenario), then make inspect"
+	@echo "Next: $(DEMO) --all   (every scenario), then make inspect$(AGAIN)"
 
 # make inspect: one line per certificate: its file, who it names (subject),
 # who signed it (issuer), when it expires (notAfter), and what it may be
@@ -278,12 +489,12 @@ endif
 
 test: ## run the test suite (real handshakes on 127.0.0.1)
 	$(PYTHON) -m unittest discover -s tests -t . -v
-	@echo "All tests passed. Next: make demo"
+	@echo "All tests passed. Next: make demo$(AGAIN)"
 
-bench: ## time server.py against openssl s_server: one table, bench/results.json (~1 min)
+bench: ## server.py against openssl s_server: bench/results.json (about 45 s)
 	$(PYTHON) bench/bench.py
 	@echo "Next: read the Performance section of README.md for what the numbers mean"
 
-clean: ## delete the certificates folder
-	rm -rf $(CERTS)
-	@echo "removed $(CERTS)/. Next: make certs"
+clean: ## delete the certificates folder (and make proxy's nginx folder)
+	rm -rf $(CERTS) $(NGINX_DIR)
+	@echo "removed $(CERTS)/. Next: make certs$(AGAIN)"

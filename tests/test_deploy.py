@@ -1,0 +1,668 @@
+"""Deployment, proven: a real browser, a real reverse proxy, and rotation under load.
+
+Every rule of the deployment issue (#11, parts 1-3) has a test here; each
+test's name or first docstring line states the rule. The peers are real and
+started by the tests themselves, each from a generated config in a
+temporary folder, never as a system service:
+
+  headless Chromium   with a throw-away NSS database and profile
+  nginx               foreground, from `make proxy` (deploy/nginx.conf.in)
+  server.py           a subprocess, reloaded with SIGHUP, as in production
+
+A test whose peer is missing skips with one line saying what to install.
+Nothing waits by sleeping: a test waits for a log line (bounded), for a
+count of requests (bounded), or for a process (with a timeout).
+
+Chapters: helpers (a PKI made by the Makefile, server.py as a subprocess, a
+client that never stops asking), the browser, the reverse proxy, rotation.
+"""
+
+import atexit
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import unittest
+import urllib.parse
+
+from tests.support import PYTHON, ROOT, LogCollector
+
+import client
+
+GREETING = b"Hello, my-client\n"
+
+# --- helpers -------------------------------------------------------------
+
+_base_lock = threading.Lock()
+_base_dir = None
+# What these tests need from the Makefile: the main PKI, the browser's .p12
+# files, nginx's client certificate, and a revoked client with its CRL.
+# EC keys: made in milliseconds, where RSA keys take a good part of a second.
+BASE_TARGETS = ["certs", "p12", "{certs}/proxy.crt", "{certs}/ca.crl", "{certs}/other-client.crt"]
+
+
+def make(*args, timeout=60):
+    """Run the project's Makefile as a user would; return CompletedProcess."""
+    return subprocess.run(["make", "--no-print-directory", "-C", ROOT] + list(args),
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def base_pki():
+    """Build, once per run, the PKI these tests start from; return its folder."""
+    global _base_dir
+    with _base_lock:
+        if _base_dir is None:
+            tmp = tempfile.mkdtemp(prefix="mtls-deploy-")
+            atexit.register(shutil.rmtree, tmp, True)
+            certs = os.path.join(tmp, "certs")
+            targets = [t.format(certs=certs) for t in BASE_TARGETS]
+            done = make(f"CERTS={certs}", "KEY=ec", *targets)
+            if done.returncode != 0:
+                raise RuntimeError("make failed:\n" + done.stdout + done.stderr)
+            _base_dir = certs
+    return _base_dir
+
+
+def own_pki(test):
+    """A private copy of the base PKI, for a test that changes its files."""
+    folder = tempfile.mkdtemp(prefix="mtls-deploy-")
+    test.addCleanup(shutil.rmtree, folder, True)
+    certs = os.path.join(folder, "certs")
+    shutil.copytree(base_pki(), certs)        # copy2 keeps the 0600 modes
+    return certs
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now, for a peer that cannot report
+    the port it got (nginx); server.py itself always listens on port 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_lines(stream, log):
+    """Feed each line of a child's output to a LogCollector, in a thread."""
+    def pump():
+        for line in stream:
+            log(line.rstrip("\n"))
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+class ServerProcess:
+    """server.py run as a user runs it: a subprocess on 127.0.0.1, port 0,
+    its log collected line by line. reload() sends SIGHUP and waits for the
+    server to say it reloaded."""
+
+    def __init__(self, test, certs, *args):
+        files = ["--ca", f"{certs}/ca.crt", "--cert", f"{certs}/server.crt",
+                 "--key", f"{certs}/server.key"]
+        self.log = LogCollector()
+        self.proc = subprocess.Popen(
+            [PYTHON, os.path.join(ROOT, "server.py"), "--host", "127.0.0.1", "--port", "0",
+             *files, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        test.addCleanup(self.stop)
+        self.reader = read_lines(self.proc.stderr, self.log)
+        started = self.log.wait_for(lambda l: "serving https://" in l or "error:" in l, 15)
+        if not started or "error:" in started:
+            raise AssertionError(f"server.py did not start: {started}\n" + "\n".join(self.log.lines))
+        self.port = int(re.search(r":(\d+)/", started).group(1))
+
+    def reload(self):
+        """kill -HUP the server; return its answer (bounded wait)."""
+        start = len(self.log.lines)
+        self.proc.send_signal(signal.SIGHUP)
+        answer = self.log.wait_for(lambda l: "reload" in l, 10, start=start)
+        if answer is None or "reloaded" not in answer:
+            raise AssertionError(f"server did not reload: {answer}")
+        return answer
+
+    def count(self, text):
+        """How many log lines so far contain text."""
+        return sum(text in line for line in list(self.log.lines))
+
+    def stop(self):
+        """Stop the server as kill does (SIGTERM), and collect its last lines."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.reader.join(5)                   # its last lines, then the pipe is done
+        self.proc.stderr.close()
+
+
+def request(port, cacert, cert, key, headers=None):
+    """One HTTPS request with a fresh TLS context: a full handshake, never a
+    resumed session (no session is passed in). Returns (status, body, the
+    server certificate as the client saw it)."""
+    context = client.make_client_context(cacert, cert, key)
+    conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=5)
+    try:
+        conn.request("GET", "/", headers=headers or {})
+        peer = conn.sock.getpeercert()    # now: a "Connection: close" answer drops conn.sock
+        response = conn.getresponse()
+        return response.status, response.read(), peer
+    finally:
+        conn.close()
+
+
+class Hammer(threading.Thread):
+    """A client that keeps making requests, each a full handshake, reading its
+    files anew each time (as a client restarted with new files would), and
+    counts every request that did not get the greeting."""
+
+    MAX_REQUESTS = 5000
+
+    def __init__(self, port, cacert, cert, key):
+        super().__init__(daemon=True)
+        self.port, self.files = port, (cacert, cert, key)
+        self.done, self.failures, self.issuers, self.serials = 0, [], set(), set()
+        self.stopping = threading.Event()
+        self.progress = threading.Condition()
+
+    def run(self):
+        while not self.stopping.is_set() and self.done < self.MAX_REQUESTS:
+            try:
+                status, body, peer = request(self.port, *self.files)
+                if (status, body) != (200, GREETING):
+                    self.failures.append(f"{status} {body!r}")
+                self.issuers.add(dict(x[0] for x in peer["issuer"])["commonName"])
+                self.serials.add(peer["serialNumber"])
+            except Exception as exc:                  # any failure is what we count
+                self.failures.append(repr(exc))
+            with self.progress:
+                self.done += 1
+                self.progress.notify_all()
+
+    def wait_for_more(self, n=5, timeout=20):
+        """Block until n more requests have been made (bounded in time)."""
+        with self.progress:
+            target = self.done + n
+            if not self.progress.wait_for(lambda: self.done >= target or not self.is_alive(),
+                                          timeout):
+                raise AssertionError(f"the client made {self.done} requests, not {target}")
+
+    def stop(self):
+        self.stopping.set()
+        self.join(10)
+
+
+def run_client_py(*args):
+    """client.py as a user runs it."""
+    return subprocess.run([PYTHON, os.path.join(ROOT, "client.py"), *args], cwd=ROOT,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+
+
+def server_help(option):
+    """The --help text of one server.py option ("" if it has none): some
+    options arrive with the trust audit."""
+    done = subprocess.run([PYTHON, os.path.join(ROOT, "server.py"), "--help"],
+                          capture_output=True, text=True, timeout=30)
+    match = re.search(r"^  %s\b.*?(?=^  -|\Z)" % re.escape(option), done.stdout, re.M | re.S)
+    return match.group(0) if match else ""
+
+
+# --- the browser: headless Chromium with our .p12 --------------------------
+
+def find_chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+class BrowserTests(unittest.TestCase):
+    """A real browser presents the client certificate from `make p12`."""
+
+    # A browser that waits for a certificate picker never ends by itself.
+    CHROMIUM_LIMIT = 20.0
+
+    def setUp(self):
+        self.certs = base_pki()
+        self.home = tempfile.mkdtemp(prefix="mtls-browser-")
+        self.addCleanup(shutil.rmtree, self.home, True)
+
+    def need_browser(self):
+        """Skip, in one line, unless Chromium and the NSS tools are installed."""
+        self.chromium = find_chromium()
+        if not self.chromium:
+            self.skipTest("chromium not installed: apt-get install chromium")
+        if not (shutil.which("certutil") and shutil.which("pk12util")):
+            self.skipTest("certutil/pk12util not installed: apt-get install libnss3-tools")
+
+    def nss_db(self, with_client_cert):
+        """A throw-away NSS database under a temporary HOME, where Chromium on
+        Linux looks for certificates: our CA trusted for servers, and (if
+        asked) my-client's certificate and key, imported from client.p12."""
+        db = "sql:" + os.path.join(self.home, ".pki", "nssdb")
+        os.makedirs(os.path.join(self.home, ".pki", "nssdb"))
+        nss = dict(stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+                   check=True)
+        subprocess.run(["certutil", "-N", "-d", db, "--empty-password"], **nss)
+        # Trust flags "C,,": a CA trusted to issue server certificates.
+        subprocess.run(["certutil", "-A", "-d", db, "-n", "my-ca", "-t", "C,,",
+                        "-i", f"{self.certs}/ca.crt"], **nss)
+        if with_client_cert:
+            # -w: the password from the file `make p12` wrote, not the command line.
+            subprocess.run(["pk12util", "-i", f"{self.certs}/client.p12", "-d", db,
+                            "-w", f"{self.certs}/p12.pass"], **nss)
+
+    def profile(self, port, auto_select):
+        """A throw-away Chromium profile; with auto_select, its preferences
+        pick the certificate issued by my-ca for this origin without asking."""
+        profile = os.path.join(self.home, "profile")
+        os.makedirs(os.path.join(profile, "Default"))
+        if auto_select:
+            setting = {"last_modified": "13300000000000000",
+                       "setting": {"filters": [{"ISSUER": {"CN": "my-ca"}}]}}
+            prefs = {"profile": {"content_settings": {"exceptions": {
+                "auto_select_certificate": {f"https://localhost:{port},*": setting}}}}}
+            with open(os.path.join(profile, "Default", "Preferences"), "w") as f:
+                json.dump(prefs, f)
+        return profile
+
+    def start_browser(self, port, profile):
+        """Start headless Chromium loading https://localhost:PORT/, its files
+        (HOME, caches, profile) all in this test's temporary folder."""
+        env = dict(os.environ, HOME=self.home, TMPDIR=self.home,
+                   XDG_CONFIG_HOME=os.path.join(self.home, ".config"),
+                   XDG_CACHE_HOME=os.path.join(self.home, ".cache"))
+        args = [self.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+                "--dump-dom", f"https://localhost:{port}/"]
+        # Its own session, so that one signal reaches its helper processes too.
+        return subprocess.Popen(args, env=env, cwd=self.home, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def finish_browser(self, proc, limit=None):
+        """Return (page, finished). A browser still running at the limit (it
+        waits for a certificate picker that headless mode never shows) is
+        killed, with its helpers."""
+        try:
+            out, _ = proc.communicate(timeout=limit or self.CHROMIUM_LIMIT)
+            return out.decode(errors="replace"), True
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return "", False
+
+    def browse(self, port, profile):
+        """Load the page in headless Chromium; return (page, finished)."""
+        return self.finish_browser(self.start_browser(port, profile))
+
+    def test_chromium_presents_the_p12_certificate_and_is_greeted(self):
+        """Chromium with client.p12 in its NSS database and auto-selection gets the greeting."""
+        self.need_browser()
+        self.nss_db(with_client_cert=True)
+        srv = ServerProcess(self, self.certs)
+        page, finished = self.browse(srv.port, self.profile(srv.port, auto_select=True))
+        self.assertTrue(finished, "Chromium did not finish: did it wait for a certificate picker?")
+        self.assertIn("Hello, my-client", page)
+        self.assertTrue(srv.log.wait_for(lambda l: "accepted" in l and "my-client" in l, 5))
+        # Chromium abandons each handshake that asks for a certificate before
+        # it has chosen one (ERR_SSL_CLIENT_AUTH_CERT_NEEDED), chooses, and
+        # connects again: the request's first connection and any preconnect.
+        hung_up = srv.count("client hung up during the handshake")
+        self.assertGreaterEqual(hung_up, 1, "\n".join(srv.log.lines))
+        print(f"\n    chromium: greeted; server log: {srv.count('accepted')} accepted, "
+              f"{hung_up} 'client hung up during the handshake'", end=" ")
+
+    def test_chromium_without_a_certificate_is_refused(self):
+        """Chromium with an empty NSS database gets no greeting; the server logs 'no client certificate'."""
+        self.need_browser()
+        self.nss_db(with_client_cert=False)
+        srv = ServerProcess(self, self.certs)
+        page, finished = self.browse(srv.port, self.profile(srv.port, auto_select=True))
+        self.assertTrue(finished)
+        self.assertNotIn("Hello", page)
+        self.assertTrue(srv.log.wait_for(lambda l: "no client certificate" in l, 5),
+                        "\n".join(srv.log.lines))
+        self.assertEqual(srv.count("accepted"), 0)
+
+    def test_chromium_waiting_for_a_picker_is_cut_off(self):
+        """Without auto-selection, headless Chromium waits for a picker that never comes: bounded."""
+        self.need_browser()
+        self.nss_db(with_client_cert=True)
+        srv = ServerProcess(self, self.certs)
+        proc = self.start_browser(srv.port, self.profile(srv.port, auto_select=False))
+        # It reaches the CertificateRequest and hangs up to ask which certificate...
+        asked = srv.log.wait_for(lambda l: "client hung up during the handshake" in l,
+                                 self.CHROMIUM_LIMIT)
+        # ...and, with no picker to answer, never comes back: cut off after 2 s more.
+        page, finished = self.finish_browser(proc, limit=2)
+        self.assertTrue(asked, "Chromium never reached the server:\n" + "\n".join(srv.log.lines))
+        self.assertFalse(finished, "Chromium finished without a picker: " + page[:200])
+        self.assertEqual(srv.count("accepted"), 0)
+        self.assertEqual(srv.count("no client certificate"), 0)
+
+    def test_p12_files_are_0600_and_read_back_without_the_legacy_provider(self):
+        """Both .p12 files and their password file are 0600, and `openssl pkcs12 -info` reads each."""
+        expected = {"client.p12": ("AES-256-CBC", "MAC: sha256"),
+                    "client-legacy.p12": ("pbeWithSHA1And3-KeyTripleDES-CBC", "MAC: sha1")}
+        for name in ["p12.pass"] + list(expected):
+            self.assertEqual(os.stat(f"{self.certs}/{name}").st_mode & 0o777, 0o600, name)
+        for name, (cipher, mac) in expected.items():
+            done = subprocess.run(["openssl", "pkcs12", "-info", "-noout", "-in",
+                                   f"{self.certs}/{name}", "-passin",
+                                   f"file:{self.certs}/p12.pass"],
+                                  capture_output=True, text=True, timeout=30)
+            self.assertEqual(done.returncode, 0, done.stderr)
+            self.assertIn(cipher, done.stderr)
+            self.assertIn(mac, done.stderr)
+            # The CA is inside: two certificates, the client's and the CA's.
+            self.assertEqual(done.stderr.count("Certificate bag"), 2)
+        # Wrong password: refused, so the password protects something.
+        bad = os.path.join(self.home, "bad.pass")
+        with open(bad, "w") as f:
+            f.write("not-the-password\n")
+        done = subprocess.run(["openssl", "pkcs12", "-info", "-noout", "-in",
+                               f"{self.certs}/client.p12", "-passin", f"file:{bad}"],
+                              capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(done.returncode, 0)
+
+    def test_only_openssl_s_server_names_acceptable_cas(self):
+        """openssl s_server lists our CA in its CertificateRequest; server.py (Python's ssl) sends no names."""
+        s_server = subprocess.Popen(
+            ["openssl", "s_server", "-accept", "0", "-naccept", "1", "-cert",
+             f"{self.certs}/server.crt", "-key", f"{self.certs}/server.key",
+             "-CAfile", f"{self.certs}/ca.crt", "-Verify", "1", "-www"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(lambda: (s_server.kill(), s_server.wait(5), s_server.stdout.close()))
+        port = None
+        for _ in range(20):                                  # bounded: its first lines
+            line = s_server.stdout.readline()
+            match = re.match(r"ACCEPT .*:(\d+)$", line.strip())
+            if match:
+                port = int(match.group(1))
+                break
+        self.assertIsNotNone(port, "openssl s_server did not start")
+        py_server = ServerProcess(self, self.certs)
+
+        def s_client(port):
+            return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                                   "-CAfile", f"{self.certs}/ca.crt"], input="",
+                                  capture_output=True, text=True, timeout=30).stdout
+        from_openssl = s_client(port)
+        self.assertIn("Acceptable client certificate CA names\nCN = my-ca", from_openssl)
+        from_python = s_client(py_server.port)
+        self.assertIn("No client certificate CA names sent", from_python)
+
+
+# --- behind a reverse proxy: nginx in front of server.py -------------------
+
+class ProxyTests(unittest.TestCase):
+    """`make proxy`: nginx ends the client's mTLS, server.py trusts X-Client-Cert only from nginx."""
+
+    @classmethod
+    def setUpClass(cls):
+        # Debian puts nginx in /usr/sbin, off a normal user's PATH.
+        nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+        if not nginx:
+            raise unittest.SkipTest("nginx not installed: apt-get install nginx-light")
+        if not server_help("--trust-proxy"):
+            raise unittest.SkipTest("server.py has no --trust-proxy yet (the trust audit adds it)")
+        cls.certs = base_pki()
+        cls.port, cls.backend = free_port(), free_port()
+        cls.log = LogCollector()
+        # `make proxy`, as a user runs it: server.py in the background, nginx
+        # in the foreground; its own process group, so one signal stops all.
+        cls.proc = subprocess.Popen(
+            ["make", "--no-print-directory", "-C", ROOT, "proxy", f"CERTS={cls.certs}",
+             f"PORT={cls.port}", f"BACKEND_PORT={cls.backend}", f"PYTHON={PYTHON}",
+             f"NGINX_BIN={nginx}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True)
+        read_lines(cls.proc.stdout, cls.log)
+        backend = cls.log.wait_for(lambda l: "serving https://" in l or "error:" in l, 20)
+        nginx = cls.log.wait_for(lambda l: "start worker process" in l or "[emerg]" in l, 20)
+        if not (backend and nginx) or "error:" in backend or "[emerg]" in nginx:
+            cls.tearDownClass()
+            raise AssertionError("make proxy did not start:\n" + "\n".join(cls.log.lines))
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proc.poll() is None:
+            # Ctrl-C, as a terminal sends it: to the whole process group.
+            os.killpg(cls.proc.pid, signal.SIGINT)
+            try:
+                cls.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(cls.proc.pid, signal.SIGKILL)
+                cls.proc.wait(5)
+
+    def test_zz_ctrl_c_stops_nginx_and_the_backend(self):
+        """Ctrl-C on `make proxy` stops nginx and the server.py behind it (run last)."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        self.proc.wait(10)
+        self.assertTrue(self.log.wait_for(lambda l: l.endswith(" stopped"), 10),
+                        "server.py was not stopped:\n" + "\n".join(self.log.lines[-12:]))
+        self.assertTrue(self.log.wait_for(lambda l: "[notice]" in l and l.endswith(": exit"), 10))
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", self.backend), timeout=2).close()
+
+    def files(self, who="client"):
+        return (f"{self.certs}/ca.crt", f"{self.certs}/{who}.crt", f"{self.certs}/{who}.key")
+
+    def escaped_cert(self, who):
+        """A certificate as nginx forwards it ($ssl_client_escaped_cert): URL-encoded PEM."""
+        with open(f"{self.certs}/{who}.crt") as f:
+            return urllib.parse.quote(f.read(), safe="")
+
+    def test_client_through_nginx_is_greeted_by_its_own_name(self):
+        """A client with its certificate, through nginx, gets 'Hello, my-client'."""
+        status, body, _ = request(self.port, *self.files())
+        self.assertEqual((status, body), (200, GREETING))
+
+    def test_header_sent_by_the_client_is_overwritten_by_nginx(self):
+        """A client sending its own X-Client-Cert through nginx is still itself."""
+        for name in ("X-Client-Cert", "x-client-cert"):       # header names ignore case
+            forged = {name: self.escaped_cert("other-client")}
+            status, body, _ = request(self.port, *self.files(), headers=forged)
+            self.assertEqual((status, body), (200, GREETING), name)
+        # ...and the other way round: other-client cannot become my-client.
+        forged = {"X-Client-Cert": self.escaped_cert("client")}
+        status, body, _ = request(self.port, *self.files("other-client"), headers=forged)
+        self.assertEqual(status, 200)
+        self.assertNotIn(b"my-client", body)
+        self.assertIn(b"other-client", body)
+
+    def test_forged_header_sent_straight_to_the_backend_is_ignored(self):
+        """A valid client going around nginx with a forged X-Client-Cert is not taken for the forged identity."""
+        forged = {"X-Client-Cert": self.escaped_cert("client")}
+        status, body, _ = request(self.backend, *self.files("other-client"), headers=forged)
+        self.assertEqual(status, 200)
+        self.assertNotIn(b"my-client", body)
+        self.assertIn(b"other-client", body)     # the header was ignored: it is not the proxy
+
+    def test_backend_refuses_a_client_without_a_certificate(self):
+        """A plain client with no certificate, straight to the backend, is refused in the handshake."""
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            request(self.backend, f"{self.certs}/ca.crt", None, None)
+        self.assertTrue(self.log.wait_for(lambda l: "no client certificate" in l, 5))
+
+    def test_proxy_certificate_without_the_header_gets_403(self):
+        """The proxy's own certificate, without X-Client-Cert, names no client: 403."""
+        status, body, _ = request(self.backend, *self.files("proxy"))
+        self.assertEqual(status, 403)
+
+    def test_nginx_refuses_a_client_without_a_certificate(self):
+        """nginx (ssl_verify_client on) answers a client without a certificate with 400, no greeting."""
+        status, body, _ = request(self.port, f"{self.certs}/ca.crt", None, None)
+        self.assertEqual(status, 400)
+        self.assertIn(b"No required SSL certificate was sent", body)
+
+
+# --- rotation: no request fails ------------------------------------------
+
+class RotationTests(unittest.TestCase):
+    """Renewal, CA rollover and CRL refresh under a client that never stops asking."""
+
+    def start(self, certs, *server_args, cacert=None):
+        """server.py with these files, and a Hammer against it."""
+        srv = ServerProcess(self, certs, *server_args)
+        hammer = Hammer(srv.port, cacert or f"{certs}/ca.crt", f"{certs}/client.crt",
+                        f"{certs}/client.key")
+        hammer.start()
+        self.addCleanup(hammer.stop)
+        hammer.wait_for_more()
+        return srv, hammer
+
+    def step(self, srv, hammer, *make_args):
+        """One step of a rotation: make, then kill -HUP, with requests before and after."""
+        done = make(*make_args)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        hammer.wait_for_more()
+        srv.reload()
+        hammer.wait_for_more()
+
+    def finish(self, name, srv, hammer):
+        """Stop the client; assert that not one request failed, and say how many ran."""
+        hammer.stop()
+        print(f"\n    {name}: {hammer.done} requests, {len(hammer.failures)} failed", end=" ")
+        self.assertEqual(hammer.failures, [], f"{len(hammer.failures)} of {hammer.done} failed")
+        self.assertEqual(srv.count("resumed session"), 0, "a request was not a full handshake")
+
+    def test_server_certificate_renewal_fails_no_request(self):
+        """make renew-server, then kill -HUP: zero failed requests, and the new certificate is served."""
+        certs = own_pki(self)
+        srv, hammer = self.start(certs)
+        self.step(srv, hammer, f"CERTS={certs}", "renew-server")
+        self.finish("renewal", srv, hammer)
+        self.assertEqual(len(hammer.serials), 2, "the renewed certificate was never served")
+
+    def test_crl_refresh_fails_no_request(self):
+        """make crl, then kill -HUP: zero failed requests; the revoked client is still refused."""
+        certs = own_pki(self)
+        srv, hammer = self.start(certs, "--crl", f"{certs}/ca.crl")
+
+        def crl_number():
+            return subprocess.run(["openssl", "crl", "-in", f"{certs}/ca.crl", "-noout",
+                                   "-crlnumber"], capture_output=True, text=True).stdout
+        before = crl_number()
+        self.step(srv, hammer, f"CERTS={certs}", "crl")
+        self.finish("CRL refresh", srv, hammer)
+        self.assertNotEqual(crl_number(), before, "make crl did not publish a new CRL")
+        done = run_client_py("--cacert", f"{certs}/ca.crt", "--cert",
+                             f"{certs}/revoked-client.crt", "--key", f"{certs}/revoked-client.key",
+                             f"https://localhost:{srv.port}/")
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("revoked", done.stderr)
+
+    def test_expiring_crl_is_warned_about_at_reload_until_refreshed(self):
+        """A CRL that expires within --warn-days draws a warning at reload; a fresh one does not."""
+        if not server_help("--warn-days"):
+            self.skipTest("server.py has no --warn-days yet (the trust audit adds it)")
+        certs = own_pki(self)
+        srv = ServerProcess(self, certs, "--crl", f"{certs}/ca.crl", "--warn-days", "30")
+        self.assertEqual(srv.count("warning:"), 0, "\n".join(srv.log.lines))
+        for days, warned in (("5", True), ("365", False)):
+            with self.subTest(DAYS=days):
+                done = make(f"CERTS={certs}", f"DAYS={days}", "crl")
+                self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+                start = len(srv.log.lines)
+                srv.reload()
+                warnings = [l for l in srv.log.lines[start:] if "warning:" in l and "CRL" in l]
+                self.assertEqual(bool(warnings), warned, "\n".join(srv.log.lines[start:]))
+                if warned:
+                    self.assertIn("expires in 4 days", warnings[0])
+                    self.assertIn("make crl", warnings[0])
+
+    def rollover_server(self, certs):
+        """Phase 0, before the rollover: the new CA and its CRL exist, and
+        server and client trust the CAs in trust.pem (still only the old one)."""
+        done = make(f"CERTS={certs}", "ca-2")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        return self.start(certs, "--ca", f"{certs}/trust.pem", "--crl", f"{certs}/ca.crl",
+                          "--crl", f"{certs}/ca-2.crl", cacert=f"{certs}/trust.pem")
+
+    def test_ca_rollover_in_three_phases_fails_no_request(self):
+        """Trust both, reissue, drop the old CA, each with a HUP: zero failed requests; old-CA clients refused after."""
+        if "repeat" not in server_help("--crl"):
+            self.skipTest("server.py's --crl is not repeatable yet (the trust audit makes it so)")
+        certs = own_pki(self)
+        shutil.copy(f"{certs}/client.crt", f"{certs}/old-client.crt")
+        srv, hammer = self.rollover_server(certs)
+        for phase in ("rollover-phase1", "rollover-phase2", "rollover-phase3"):
+            self.step(srv, hammer, f"CERTS={certs}", phase)
+        self.finish("CA rollover", srv, hammer)
+        self.assertEqual(hammer.issuers, {"my-ca", "my-ca-2"})
+        # After phase 3, a client still holding only an old-CA certificate is refused,
+        # and both sides say why.
+        done = run_client_py("--cacert", f"{certs}/trust.pem", "--cert", f"{certs}/old-client.crt",
+                             "--key", f"{certs}/client.key", f"https://localhost:{srv.port}/")
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("unknown CA", done.stderr)
+        self.assertTrue(srv.log.wait_for(lambda l: "signed by an unknown CA" in l, 5))
+
+    def test_skipping_phase_one_breaks_clients(self):
+        """Reissuing leaves from the new CA before clients trust it (phase 2 before 1): requests fail."""
+        certs = own_pki(self)
+        done = make(f"CERTS={certs}", "ca-2")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        srv, hammer = self.start(certs)
+        # The server now shows a certificate from my-ca-2, which a client that
+        # trusts only my-ca cannot check: every request from then on fails.
+        self.step(srv, hammer, f"CERTS={certs}", "rollover-phase2")
+        hammer.stop()
+        print(f"\n    phase 1 skipped: {hammer.done} requests, {len(hammer.failures)} failed",
+              end=" ")
+        self.assertGreater(len(hammer.failures), 0)
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", hammer.failures[-1])
+        done = run_client_py("--cacert", f"{certs}/ca.crt", "--cert", f"{certs}/client.crt",
+                             "--key", f"{certs}/client.key", f"https://localhost:{srv.port}/")
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("server not trusted", done.stderr)
+        self.assertTrue(srv.log.wait_for(lambda l: "does not trust our certificate" in l, 5),
+                        "\n".join(srv.log.lines))
+
+    def test_skipping_phase_two_breaks_clients(self):
+        """Dropping the old CA while its certificates are in use (phase 3 before 2): requests fail."""
+        if "repeat" not in server_help("--crl"):
+            self.skipTest("server.py's --crl is not repeatable yet (the trust audit makes it so)")
+        certs = own_pki(self)
+        srv, hammer = self.rollover_server(certs)
+        self.step(srv, hammer, f"CERTS={certs}", "rollover-phase1")
+        self.step(srv, hammer, f"CERTS={certs}", "rollover-phase3")
+        hammer.stop()
+        print(f"\n    phase 2 skipped: {hammer.done} requests, {len(hammer.failures)} failed",
+              end=" ")
+        self.assertGreater(len(hammer.failures), 0)
+        # The client trusts only my-ca-2 now; the server still shows its my-ca certificate.
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", hammer.failures[-1])
+
+    def test_without_the_new_cas_crl_reissued_clients_are_refused(self):
+        """A server checking CRLs but without the new CA's CRL refuses every reissued client."""
+        if "repeat" not in server_help("--crl"):
+            self.skipTest("server.py's --crl is not repeatable yet (the trust audit makes it so)")
+        certs = own_pki(self)
+        done = make(f"CERTS={certs}", "ca-2")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        srv, hammer = self.start(certs, "--ca", f"{certs}/trust.pem", "--crl", f"{certs}/ca.crl",
+                                 cacert=f"{certs}/trust.pem")
+        self.step(srv, hammer, f"CERTS={certs}", "rollover-phase1")
+        self.step(srv, hammer, f"CERTS={certs}", "rollover-phase2")
+        hammer.stop()
+        print(f"\n    new CA's CRL missing: {hammer.done} requests, {len(hammer.failures)} failed",
+              end=" ")
+        self.assertGreater(len(hammer.failures), 0)
+        self.assertTrue(srv.log.wait_for(lambda l: "no CRL for a CA in the client's chain" in l, 5),
+                        "\n".join(srv.log.lines[-5:]))
+
+
+if __name__ == "__main__":
+    unittest.main()
