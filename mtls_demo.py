@@ -159,7 +159,7 @@ SCENARIOS = [
     Scenario(
         "revoked-no-crl", "A revoked client certificate, but the server has no CRL",
         DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/revoked-client.crt",
-                         "--key", "{certs}/client.key", "{url}"],
+                         "--key", "{certs}/revoked-client.key", "{url}"],
         "ok", "accepted",
         "The CA revoked this certificate, but revocation lives in a separate list (the CRL) "
         "that the server must load and consult. Without --crl the signature and dates are "
@@ -170,7 +170,7 @@ SCENARIOS = [
     Scenario(
         "revoked", "The same revoked certificate, server started with --crl",
         ["--crl", "{certs}/ca.crl"], ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/revoked-client.crt",
-                                    "--key", "{certs}/client.key", "{url}"],
+                                    "--key", "{certs}/revoked-client.key", "{url}"],
         "certificate revoked", "has been revoked",
         "With --crl the server loads the CRL and sets VERIFY_CRL_CHECK_LEAF, so OpenSSL looks "
         "the client's serial number up and finds it revoked. A CRL goes stale (nextUpdate): "

@@ -9,7 +9,7 @@ client passes, and no log line says anything was skipped.
 Attack this wrong server by hand:
     python3 mistakes/crl_not_checked.py --port 3001 --crl certs/ca.crl
     python3 client.py --cacert certs/ca.crt --cert certs/revoked-client.crt \\
-        --key certs/client.key https://localhost:3001/
+        --key certs/revoked-client.key https://localhost:3001/
 """
 
 TITLE = "A CRL loaded but never consulted (no VERIFY_CRL_CHECK_LEAF)"
@@ -29,7 +29,7 @@ ATTACK = "client"
 SERVER = ["--crl", "{certs}/ca.crl"]
 ATTACKER = "whoever holds the key of a revoked certificate (certs/revoked-client.crt)."
 CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/revoked-client.crt",
-          "--key", "{certs}/client.key", "{url}"]
+          "--key", "{certs}/revoked-client.key", "{url}"]
 WHY = ("A loaded CRL is data, not a check. Without VERIFY_CRL_CHECK_LEAF the verifier "
        "never opens it, so the certificate that the CA revoked (its key leaked) still "
        "passes: signature and dates are fine.")

@@ -126,8 +126,8 @@ class SubsetRunTest(unittest.TestCase):
             why = mtls_demo.SCENARIO_BY_NAME[name].why
             self.assertIn("why: " + re.sub(r"\s+", " ", why), text)
         # client.py's own long error line, joined back, is whole.
-        self.assertIn("-- get a new one (if it has not expired, the server's CRL has: see the "
-                      "server's log)", text)
+        self.assertIn("if it is in date, the server's CA (its --ca) or CRL has expired: see its "
+                      "log", text)
 
     def test_expired_client_under_tls12_shows_curl_blaming_the_server(self):
         if not shutil.which("curl"):
