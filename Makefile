@@ -488,7 +488,7 @@ else
 endif
 
 test: ## run the test suite (real handshakes on 127.0.0.1)
-	$(PYTHON) -m unittest discover -s tests -t . -v
+	$(PYTHON) tests/run.py
 	@echo "All tests passed. Next: make demo$(AGAIN)"
 
 bench: ## server.py against openssl s_server: bench/results.json (about 45 s)

@@ -34,6 +34,8 @@ def pki():
     """Build the PKI with the project's Makefile into a temp dir (once per run)."""
     global _pki_dir
     with _pki_lock:
+        if _pki_dir is None and os.path.isdir(os.environ.get("MTLS_TEST_PKI", "")):
+            _pki_dir = os.environ["MTLS_TEST_PKI"]      # built once by tests/run.py
         if _pki_dir is None:
             tmp = tempfile.mkdtemp(prefix="mtls-test-")
             atexit.register(shutil.rmtree, tmp, True)
