@@ -40,6 +40,8 @@ def run_scenario(scenario, with_message=False):
         try:
             status, body = client.fetch(client_args.url, context)
             outcome = "ok" if status == 200 else f"HTTP {status} {http.client.responses[status]}"
+            if status != 200:
+                message = client.http_error(status, body)
         except client.Failure as failure:
             outcome = failure.label
             message = f"error: {failure.label}: {failure.message}"
