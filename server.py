@@ -1458,6 +1458,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C or SIGTERM now would interrupt the clean-up itself.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         server.server_close()       # ends open connections too: workers finish at once
         log("stopped")
     return 0
