@@ -666,8 +666,9 @@ def load_certificates(path, what, flag, report, tmp):
     pem_path = path
     key_block = next((b for label, b in blocks if label.endswith("PRIVATE KEY")), None)
     leaf = certs[0]
-    summary = (f"{what} {path}: {form}, {len(certs)} certificate{'s' * (len(certs) > 1)}; "
-               f"first: {leaf.subject or '(empty subject)'}, issued by {leaf.issuer}"
+    summary = (f"{form}, {len(certs)} certificate{'s' * (len(certs) > 1)}"
+               f"{', the first' if len(certs) > 1 else ''}: {leaf.subject or '(empty subject)'}, "
+               f"issued by {leaf.issuer}"
                + (f", X.509 v{leaf.version} (no extensions)" if leaf.version == 1 else "")
                + (", and a private key" if key_block else ""))
     if form == "DER":
@@ -688,19 +689,19 @@ def load_certificates(path, what, flag, report, tmp):
 def not_a_certificate(path, what, flag, labels, data):
     """(why, fix) for a file that holds no certificate."""
     if any("PRIVATE KEY" in label for label in labels):
-        return (f"{what} {path} holds a private key, not a certificate",
+        return (f"{path} holds a private key, not a certificate",
                 f"pass the certificate with {flag} (and the key with --key)")
     if "CERTIFICATE REQUEST" in labels or "NEW CERTIFICATE REQUEST" in labels:
-        return (f"{what} {path} holds a certificate signing request (CSR), not a certificate",
+        return (f"{path} holds a certificate signing request (CSR), not a certificate",
                 f"have the CA sign it (openssl x509 -req -in {shlex.quote(path)} -CA ca.crt "
                 f"-CAkey ca.key ...), then pass the result with {flag}")
     if path.lower().endswith((".p12", ".pfx")):
-        return (f"{what} {path} looks like a PKCS#12 bundle",
+        return (f"{path} looks like a PKCS#12 bundle",
                 f"extract the certificate: openssl pkcs12 -in {shlex.quote(path)} -clcerts -nokeys "
                 f"-out cert.pem (and the key: -nocerts -noenc -out key.pem)")
     found = f"PEM blocks {', '.join(labels)}" if labels else (
         "no PEM block, and it is not a DER certificate" if data.strip() else "nothing (empty)")
-    return (f"{what} {path} is not a certificate: it holds {found}",
+    return (f"{path} is not a certificate: it holds {found}",
             f"fix {flag}: a certificate file starts with -----BEGIN CERTIFICATE-----")
 
 
@@ -757,15 +758,15 @@ def load_key(path, report, tmp, key_block=None, cert_path=None):
             report.line("FAIL", "parse key", f"no --key given, and {cert_path} holds no "
                         f"private key", "pass the key too: --key client.key")
             return None
-        data, path, where = key_block.encode(), cert_path, f"the private key in {cert_path}"
+        data, path, where = key_block.encode(), cert_path, "the private key in it: "
     else:
-        data, where = read_bytes(path, "private key", "--key"), f"key {path}"
+        data, where = read_bytes(path, "private key", "--key"), ""
     name = os.path.basename(path)
     blocks = pem_blocks(data)
     labels = sorted({label for label, _ in blocks})
     if "ENCRYPTED PRIVATE KEY" in labels or b"Proc-Type: 4,ENCRYPTED" in data:
         plain = shlex.quote(os.path.splitext(path)[0] + "-plain.key")
-        report.line("FAIL", f"parse {name}", f"{where}: PEM, encrypted with a passphrase; "
+        report.line("FAIL", f"parse {name}", f"{where}PEM, encrypted with a passphrase; "
                     f"client.py never prompts for one", f"decrypt a copy (keep it 0600): "
                     f"openssl pkey -in {shlex.quote(path)} -out {plain}",
                     tools=[("curl", "--key KEY --pass PASSPHRASE"),
@@ -789,7 +790,7 @@ def load_key(path, report, tmp, key_block=None, cert_path=None):
         return None
     code, out = run_openssl(["pkey", "-noout", "-text_pub"], input=pem)
     if code != 0:
-        report.line("FAIL", f"parse {name}", f"{where}: openssl pkey cannot read it "
+        report.line("FAIL", f"parse {name}", f"{where}openssl pkey cannot read it "
                     f"({last_error_line(out)})", "get an intact copy of the key")
         return None
     key_type = "rsaEncryption" if "Modulus" in out else ("id-ecPublicKey" if "ASN1 OID" in out
@@ -799,7 +800,7 @@ def load_key(path, report, tmp, key_block=None, cert_path=None):
     pem_path = os.path.join(tmp, name + ".key.pem")
     with open(os.open(pem_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write(pem)
-    what = f"{where}: {form}, {describe_key_type(key_type, bits)} private key, not encrypted"
+    what = f"{where}{form}, {describe_key_type(key_type, bits)} private key, not encrypted"
     mode = os.stat(path).st_mode & 0o777
     if form == "DER":
         out_path = shlex.quote(os.path.splitext(path)[0] + ".pem")
@@ -852,7 +853,7 @@ def check_key_match(cert_path, key_path, cert, key_info, report):
 def check_dates(path, cert, role, report, now=None):
     """notBefore/notAfter of one certificate, with the days left."""
     now = now or time.time()
-    label = f"{os.path.basename(path)} ({cert.subject})"
+    label = cert.subject if path == "server" else f"{os.path.basename(path)} ({cert.subject})"
     end = time.strftime("%Y-%m-%d", time.gmtime(cert.not_after))
     days = int((cert.not_after - now) // 86400)
     renew = ("renew it: a new certificate for the same key from " + cert.issuer
@@ -936,7 +937,7 @@ def write_pems(certs, path):
     return path
 
 
-def check_completeness(cert_path, certs, cas, ca_path, report):
+def check_completeness(cert_path, certs, cas, ca_path, report, key=None):
     """The cert file must hold the leaf and every intermediate up to (not
     necessarily including) a CA in the CA file. Returns what it learned:
     ("complete" | "incomplete" | "other-ca" | "unknown", found file)."""
@@ -972,7 +973,7 @@ def check_completeness(cert_path, certs, cas, ca_path, report):
                 f"by the intermediate CA {top.issuer}, which is in {found_path} (and chains to "
                 f"{os.path.basename(ca_path)}); a peer that trusts only the root cannot link them",
                 f"send the chain: cat {q(cert_path)} {q(found_path)} > {q(chain)}, then use it as "
-                f"the certificate:", tools=chain_fix_tools(chain))
+                f"the certificate:", tools=chain_fix_tools(chain, key or "KEY"))
     return "incomplete", found_path
 
 
@@ -988,6 +989,7 @@ def chain_fix_tools(chain, key="KEY"):
 # `openssl verify` error codes we explain (X509_V_ERR_*, see `man openssl-verify`).
 VERIFY_HINTS = {
     2: "see complete chain", 20: "see complete chain", 21: "see complete chain",
+    18: "it is self-signed: have the CA sign it", 19: "see CA",
     7: "the signature does not match the CA's key: another CA with the same name signed it -- "
        "use the CA file that really issued this certificate",
     9: "see dates", 10: "see dates", 26: "see purpose",
@@ -1030,10 +1032,12 @@ def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="clie
                     f"get a certificate signed by the CA the peer trusts, or (if you run the "
                     f"peer) add {found} to the CAs it trusts")
         return False
-    hint = VERIFY_HINTS.get(code)
-    if hint is None and depth > 0:
-        hint = "see strict (the CA or an intermediate breaks a rule)"
-    report.line("FAIL", "chain", said, hint or "see the checks above and below for the cause")
+    hint = VERIFY_HINTS.get(code, "see CA, and strict below")
+    if code not in VERIFY_HINTS:            # a strict-only failure? ask again without -x509_strict
+        _, lax = openssl_verify(certs[0], certs[1:], ca_path, purpose, tmp, strict=False)
+        if lax is None:
+            said += "; without -x509_strict openssl verify accepts it: only strict verifiers refuse it"
+    report.line("FAIL", "chain", said, hint)
     return False
 
 
@@ -1110,7 +1114,7 @@ def check_key_size(certs, key_info, report, role="client"):
     weak = []
     if key_info and key_info[1] == "rsaEncryption" and (key_info[2] or 0) < 2048:
         weak.append(f"the key ({key_info[2]} bits)")
-    weak += [f"{c.subject} ({c.key_bits} bits)" for c in certs
+    weak += [f"{c.subject}'s key ({c.key_bits} bits)" for c in certs[1 if key_info else 0:]
              if c.key_type == "rsaEncryption" and (c.key_bits or 0) < 2048]
     if weak:
         report.line("FAIL", "key size", f"RSA under 2048 bits: {', '.join(dict.fromkeys(weak))}; "
@@ -1229,12 +1233,11 @@ def check_strict(cert_path, key_path, ca_path, report, tmp):
         return True
     error = server_error or client_error
     why = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
-    depth = ""
-    if isinstance(error, ssl.SSLCertVerificationError):
-        depth = f" (verify error {error.verify_code})"
+    code = getattr(error, "verify_code", None)
+    hint = VERIFY_HINTS.get(code, "see CA" if code else "see the checks above")
     report.line("FAIL", "strict", f"a strict server that trusts {os.path.basename(ca_path)} "
-                f"refuses this client in an in-memory handshake: {why}{depth} ({engine})",
-                "see the CA, chain and dates checks for the cause")
+                f"refuses this client in an in-memory handshake: {why}"
+                + (f" (verify error {code})" if code else "") + f" ({engine})", hint)
     return False
 
 
@@ -1430,8 +1433,8 @@ def run_checks(cacert, cert, key, url, report, tmp):
     if url:
         parse_url(url)
     code, version = run_openssl(["version"])
-    report.say(f"Checking with {version.strip()} (the openssl binary) and Python "
-               f"{sys.version.split()[0]} ssl ({ssl.OPENSSL_VERSION}).")
+    report.say(f"Checking with the openssl binary ({version.split(' (')[0].strip()}) and "
+               f"Python {sys.version.split()[0]}'s ssl ({ssl.OPENSSL_VERSION}).")
     loaded_ca = load_certificates(cacert, "CA", "--cacert", report, tmp)
     cas, ca_pem = (loaded_ca[0], loaded_ca[1]) if loaded_ca else ([], None)
     loaded = load_certificates(cert, "certificate", "--cert", report, tmp) if cert else None
@@ -1442,8 +1445,8 @@ def run_checks(cacert, cert, key, url, report, tmp):
         check_ca_file(cacert, cas, report)
     if loaded:
         certs, cert_pem, _ = loaded
-        if key_info:
-            check_key_match(cert_pem, key_info[0], certs[0], key_info, report)
+        if key_info and not check_key_match(cert_pem, key_info[0], certs[0], key_info, report):
+            key_info = None                 # a handshake with the wrong key proves nothing
         for c in path_in_file(certs):
             check_dates(cert, c, "client" if c is certs[0] else "intermediate", report)
     if ca_pem:
@@ -1452,7 +1455,7 @@ def run_checks(cacert, cert, key, url, report, tmp):
             check_dates(cacert, ca, "CA", report)
     if loaded and ca_pem:
         certs, cert_pem, _ = loaded
-        completeness = check_completeness(cert, certs, cas, cacert, report)
+        completeness = check_completeness(cert, certs, cas, cacert, report, key)
         check_chain(cert, certs, ca_pem, completeness, report, tmp)
         if key_info:
             check_strict(cert_pem, key_info[0], ca_pem, report, tmp)
