@@ -1,0 +1,298 @@
+"""--check: each broken certificate of the scenario PKI gets the right finding.
+
+Every test runs mtls_demo.check_certificates() on real files made by the
+Makefile (tests/support.py pki()), with the real openssl binary and real
+in-memory handshakes; the URL test talks to a real server.py on 127.0.0.1.
+Each "should fail" case is paired with a good one, or with the fix the
+report printed, applied and checked again.
+"""
+
+import contextlib
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from tests import support
+from tests.support import path
+
+import mtls_demo
+
+VERDICTS = ("ok   ", "warn ", "FAIL ")
+
+
+def run_check(cacert, cert=None, key=None, url=None):
+    """check_certificates() as --check runs it; (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = mtls_demo.check_certificates(cacert, cert, key, url, width=100)
+    return code, out.getvalue(), err.getvalue()
+
+
+def findings(output):
+    """{check name: (verdict, whole text)}, continuation lines joined; a
+    check that prints twice (dates for two certificates) keeps both texts."""
+    found, current = {}, None
+    for line in output.splitlines():
+        if line.startswith(VERDICTS):
+            verdict, rest = line[:4].strip(), line[5:]
+            current = [verdict, rest]
+            found.setdefault(rest.split(":", 1)[0], []).append(current)
+        elif line.startswith("     ") and current:
+            current[1] += " " + line.strip()
+        else:
+            current = None
+    return {name: (entries[0][0] if len(entries) == 1 else
+                   "FAIL" if any(e[0] == "FAIL" for e in entries) else entries[0][0],
+                   " | ".join(e[1] for e in entries)) for name, entries in found.items()}
+
+
+class CheckTestCase(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="mtls-check-test-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, True)
+
+    def check(self, cacert, cert=None, key=None, url=None, code=None):
+        """Run the check; assert the width rule and the exit code; return its findings."""
+        exit_code, out, err = run_check(cacert, cert, key, url)
+        for line in out.splitlines():
+            self.assertLessEqual(len(line), 100, f"too wide: {line!r}")
+        self.assertNotIn("Traceback", out + err)
+        if code is not None:
+            self.assertEqual(exit_code, code, out + err)
+        self.output = out
+        return findings(out)
+
+    def assertFinding(self, found, name, verdict, *phrases):
+        """The check `name` said `verdict`, in words that include each phrase."""
+        self.assertIn(name, found, self.output)
+        self.assertEqual(found[name][0], verdict, self.output)
+        for phrase in phrases:
+            self.assertIn(phrase, found[name][1], self.output)
+
+    def openssl(self, *args, cwd=None):
+        done = subprocess.run(["openssl"] + list(args), capture_output=True, text=True,
+                              cwd=cwd or self.tmp, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+
+
+class TestGoodCertificates(CheckTestCase):
+
+    def test_good_client_passes_every_check(self):
+        """The project's own client certificate: every check says ok, exit 0."""
+        found = self.check(path("ca.crt"), path("client.crt"), path("client.key"), code=0)
+        for name in ("parse ca.crt", "parse client.crt", "parse client.key", "CA", "key match",
+                     "dates client", "dates CA", "complete chain", "chain", "strict", "purpose",
+                     "identity", "key size"):
+            self.assertFinding(found, name, "ok")
+        self.assertFinding(found, "chain", "ok", "openssl verify -x509_strict -purpose sslclient: OK")
+        self.assertFinding(found, "strict", "ok", "Python", "VERIFY_X509_STRICT")
+        self.assertFinding(found, "identity", "ok", "cn:my-client")
+        self.assertIn("summary: 0 FAIL, 0 warn,", self.output)
+
+    def test_full_chain_file_is_complete(self):
+        """Leaf + intermediate in one file: the chain is complete and verifies."""
+        found = self.check(path("ca.crt"), path("int-client-chain.pem"), path("client.key"), code=0)
+        self.assertFinding(found, "complete chain", "ok", "CN=my-intermediate-ca")
+        self.assertFinding(found, "strict", "ok")
+
+    def test_uri_san_is_the_identity(self):
+        """A client with a URI SAN is known by it, spelled as server.py spells it."""
+        found = self.check(path("ca.crt"), path("other-client.crt"), path("other-client.key"), code=0)
+        self.assertFinding(found, "identity", "ok", "uri:spiffe://example.org/other-client")
+
+
+class TestBrokenCertificates(CheckTestCase):
+
+    def test_expired_client_fails_its_dates(self):
+        """expired-client.crt: the dates check fails and says when it expired."""
+        found = self.check(path("ca.crt"), path("expired-client.crt"), path("client.key"), code=1)
+        self.assertFinding(found, "dates client", "FAIL", "expired on 2020-02-01", "renew")
+        self.assertFinding(found, "chain", "FAIL", "certificate has expired", "see dates")
+        self.assertFinding(found, "dates CA", "ok")
+
+    def test_server_certificate_as_client_fails_purpose(self):
+        """server.crt passed as a client certificate: the EKU does not fit the role."""
+        found = self.check(path("ca.crt"), path("server.crt"), path("server.key"), code=1)
+        self.assertFinding(found, "purpose", "FAIL", "TLS Web Server Authentication",
+                           "a server certificate", "clientAuth")
+        self.assertFinding(found, "chain", "FAIL", "error 26", "see purpose")
+        self.assertFinding(found, "strict", "FAIL", "unsuitable certificate purpose")
+
+    def test_rogue_client_is_from_another_ca(self):
+        """rogue-client.crt checked against our CA: the chain names the other CA."""
+        found = self.check(path("ca.crt"), path("rogue-client.crt"), path("rogue-client.key"), code=1)
+        self.assertFinding(found, "chain", "FAIL", "another CA, CN=rogue-ca", "rogue-ca.crt")
+        self.assertNotIn("complete chain", found)       # not a gap in the file: a wrong CA
+        self.assertFinding(found, "dates client", "ok")
+
+    def test_leaf_without_its_intermediate_is_incomplete(self):
+        """int-client.crt alone: incomplete chain, with the cat command that fixes it;
+        the file that command makes then passes every check."""
+        found = self.check(path("ca.crt"), path("int-client.crt"), path("client.key"), code=1)
+        self.assertFinding(found, "complete chain", "FAIL", "incomplete", "CN=my-intermediate-ca",
+                           "int-ca.crt", "cat ")
+        self.assertFinding(found, "chain", "FAIL", "error 20", "see complete chain")
+        for tool in ("curl:", "client.py:", "requests:", "Node:", "nginx:"):
+            self.assertRegex(self.output, rf"(?m)^ {{5}}{re.escape(tool)}")
+        chain = os.path.join(self.tmp, "int-client-chain.pem")
+        with open(chain, "w") as f:
+            for name in ("int-client.crt", "int-ca.crt"):
+                with open(path(name)) as part:
+                    f.write(part.read())
+        self.check(path("ca.crt"), chain, path("client.key"), code=0)
+
+    def test_missing_intermediate_nowhere_nearby(self):
+        """The leaf and the root alone in a folder: still incomplete, naming the missing issuer."""
+        folder = tempfile.mkdtemp(dir=self.tmp)
+        for name in ("int-client.crt", "ca.crt"):
+            shutil.copy(path(name), folder)
+        found = self.check(os.path.join(folder, "ca.crt"), os.path.join(folder, "int-client.crt"),
+                           path("client.key"), code=1)
+        self.assertFinding(found, "complete chain", "FAIL", "CN=my-intermediate-ca",
+                           "if CN=my-intermediate-ca is an intermediate CA, append")
+
+    def test_article_ca_without_key_usage_fails_strict(self):
+        """certs/article/: the CA's missing keyUsage (not the v1 leaf) fails the
+        strict checks, both Python's handshake and openssl verify -x509_strict;
+        the CA reissued with the command the report gives passes them."""
+        found = self.check(path("article/ca.crt"), path("article/client.crt"),
+                           path("article/client.key"), code=1)
+        self.assertFinding(found, "CA", "FAIL", "no keyUsage", "not a v1 leaf")
+        self.assertFinding(found, "strict", "FAIL", "CA cert does not include key usage extension",
+                           "Python", "VERIFY_X509_STRICT", "see CA")
+        self.assertFinding(found, "chain", "FAIL", "-x509_strict", "error 92",
+                           "without -x509_strict openssl verify accepts it")
+        self.assertFinding(found, "parse client.crt", "ok", "X.509 v1")
+        self.assertFinding(found, "purpose", "warn", "no extendedKeyUsage", "every purpose")
+        command = re.search(r"(openssl req -x509 .*? -out ca-new\.crt)", found["CA"][1]).group(1)
+        work = tempfile.mkdtemp(dir=self.tmp)
+        done = subprocess.run(shlex.split(command), cwd=work, capture_output=True, text=True,
+                              timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        found = self.check(os.path.join(work, "ca-new.crt"), path("article/client.crt"),
+                           path("article/client.key"), code=0)
+        self.assertFinding(found, "CA", "ok", "Certificate Sign")
+        self.assertFinding(found, "strict", "ok")
+
+    def test_mismatched_key(self):
+        """Another certificate's key: Python's ssl and openssl both say it does not match."""
+        found = self.check(path("ca.crt"), path("client.crt"), path("server.key"), code=1)
+        self.assertFinding(found, "key match", "FAIL", "KEY_VALUES_MISMATCH",
+                           "openssl: the public keys differ")
+        self.assertNotIn("strict", found)        # a handshake with the wrong key proves nothing
+
+    def test_der_files_are_named_with_their_conversion(self):
+        """DER certificate and key: each says DER and how to convert; the rest is still
+        checked (on PEM copies); the converted files pass."""
+        crt, key = os.path.join(self.tmp, "client.der"), os.path.join(self.tmp, "client-key.der")
+        self.openssl("x509", "-in", path("client.crt"), "-outform", "DER", "-out", crt)
+        self.openssl("pkey", "-in", path("client.key"), "-outform", "DER", "-out", key)
+        found = self.check(path("ca.crt"), crt, key, code=1)
+        self.assertFinding(found, "parse client.der", "FAIL", "DER",
+                           f"openssl x509 -inform DER -in {crt}")
+        self.assertFinding(found, "parse client-key.der", "FAIL", "DER", "openssl pkey -inform DER")
+        self.assertFinding(found, "chain", "ok")
+        self.assertFinding(found, "strict", "ok")
+        for name in ("parse client.der", "parse client-key.der"):
+            command = found[name][1].split("convert it: ", 1)[1].split(" curl:")[0]
+            done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+            self.assertEqual(done.returncode, 0, done.stderr)
+        self.check(path("ca.crt"), crt[:-4] + ".pem", key[:-4] + ".pem", code=0)
+
+    def test_rsa_1024_key_is_weak(self):
+        """An RSA-1024 key, certified by our CA: the key size check fails."""
+        self.openssl("genrsa", "-out", "weak.key", "1024")
+        self.openssl("req", "-new", "-key", "weak.key", "-subj", "/CN=weak-client", "-out", "weak.csr")
+        self.openssl("x509", "-req", "-in", "weak.csr", "-CA", path("ca.crt"), "-CAkey",
+                     path("ca.key"), "-set_serial", "7", "-days", "90", "-extfile",
+                     os.path.join(support.ROOT, "openssl.cnf"), "-extensions", "client",
+                     "-out", "weak.crt")
+        found = self.check(path("ca.crt"), os.path.join(self.tmp, "weak.crt"),
+                           os.path.join(self.tmp, "weak.key"), code=1)
+        self.assertFinding(found, "key size", "FAIL", "1024 bits", "openssl genpkey")
+        self.assertFinding(found, "key match", "ok")
+        self.assertFinding(found, "strict", "FAIL", "EE_KEY_TOO_SMALL")
+
+
+class TestMistakes(CheckTestCase):
+
+    def assertOneErrorLine(self, cacert, cert, key, url, *phrases):
+        code, out, err = run_check(cacert, cert, key, url)
+        self.assertEqual(code, 2, out + err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertTrue(err.startswith("error: ") and " -- " in err, err)
+        for phrase in phrases:
+            self.assertIn(phrase, err)
+
+    def test_each_mistake_is_one_line(self):
+        """Missing file, folder, no --cacert, --key alone, bad URL: one error line, exit 2."""
+        missing = os.path.join(self.tmp, "nope.crt")
+        self.assertOneErrorLine(path("ca.crt"), missing, path("client.key"), None,
+                                "missing file", repr(missing), "--cert")
+        self.assertOneErrorLine(self.tmp, None, None, None, "is a folder", "--cacert")
+        self.assertOneErrorLine(None, path("client.crt"), path("client.key"), None, "--cacert")
+        self.assertOneErrorLine(path("ca.crt"), None, path("client.key"), None, "--key needs --cert")
+        self.assertOneErrorLine(path("ca.crt"), None, None, "http://localhost:3000/", "bad URL")
+
+    def test_garbage_and_swapped_files_are_one_finding_each(self):
+        """Garbage as the certificate, a key as the CA: one FAIL line each, no traceback."""
+        garbage = os.path.join(self.tmp, "garbage.crt")
+        with open(garbage, "wb") as f:
+            f.write(b"\x00\xffnot a certificate\n")
+        found = self.check(path("ca.crt"), garbage, path("client.key"), code=1)
+        self.assertFinding(found, "parse garbage.crt", "FAIL", "not a certificate")
+        self.assertEqual(self.output.count("\nFAIL "), 1, self.output)
+        found = self.check(path("client.key"), path("client.csr"), None, code=1)
+        self.assertFinding(found, "parse client.key", "FAIL", "holds a private key")
+        self.assertFinding(found, "parse client.csr", "FAIL", "signing request (CSR)")
+
+
+class TestServer(CheckTestCase):
+
+    def test_url_reports_the_servers_chain_and_a_request(self):
+        """With a URL: the chain the server sends, what it asks for, its name, and
+        a real request through client.py that gets the greeting."""
+        with support.RunningServer() as running:
+            found = self.check(path("ca.crt"), path("client.crt"), path("client.key"),
+                               running.url, code=0)
+            self.assertIsNotNone(running.log.wait_for(lambda l: l.startswith("accepted")))
+        self.assertFinding(found, "server sends", "ok", "2 certificates", "CN=localhost <- CN=my-ca")
+        self.assertFinding(found, "server asks", "ok", "naming no CA")
+        self.assertFinding(found, "hostname", "ok", "covers localhost")
+        self.assertFinding(found, "server chain", "ok", "-purpose sslserver: OK")
+        self.assertFinding(found, "request", "ok", "HTTP 200", "Hello, my-client")
+
+    def test_url_without_a_client_certificate(self):
+        """No --cert: the server is still described, and the request is refused as
+        client.py classifies it (certificate required)."""
+        with support.RunningServer() as running:
+            found = self.check(path("ca.crt"), url=running.url, code=1)
+        self.assertFinding(found, "server chain", "ok")
+        self.assertFinding(found, "request", "FAIL", "certificate required")
+
+
+class TestCommandLine(unittest.TestCase):
+
+    def test_check_from_the_command_line(self):
+        """python3 mtls_demo.py --check ... runs the checks; a URL without --check is refused."""
+        done = support.run_script("mtls_demo.py", "--check", "--cacert", path("ca.crt"),
+                                  "--cert", path("expired-client.crt"), "--key", path("client.key"))
+        self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
+        self.assertIn("FAIL dates client:", done.stdout)
+        done = support.run_script("mtls_demo.py", "https://localhost:3000/")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("only valid with --check", done.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
