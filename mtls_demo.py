@@ -672,7 +672,7 @@ def load_certificates(path, what, flag, report, tmp):
                + (f", X.509 v{leaf.version} (no extensions)" if leaf.version == 1 else "")
                + (", and a private key" if key_block else ""))
     if form == "DER":
-        pem_path = os.path.join(tmp, name + ".pem")
+        pem_path = os.path.join(tempfile.mkdtemp(dir=tmp), name)    # same name, PEM inside
         with open(pem_path, "w") as f:
             f.write(pems[0])
         out = shlex.quote(os.path.splitext(path)[0] + ".pem")
@@ -797,7 +797,7 @@ def load_key(path, report, tmp, key_block=None, cert_path=None):
                                                           else out.split()[0].upper())
     bits = re.search(r"\((\d+) bit\)", out)
     bits = int(bits.group(1)) if bits else None
-    pem_path = os.path.join(tmp, name + ".key.pem")
+    pem_path = os.path.join(tempfile.mkdtemp(dir=tmp), name)
     with open(os.open(pem_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write(pem)
     what = f"{where}{form}, {describe_key_type(key_type, bits)} private key, not encrypted"
@@ -989,7 +989,8 @@ def chain_fix_tools(chain, key="KEY"):
 # `openssl verify` error codes we explain (X509_V_ERR_*, see `man openssl-verify`).
 VERIFY_HINTS = {
     2: "see complete chain", 20: "see complete chain", 21: "see complete chain",
-    18: "it is self-signed: have the CA sign it", 19: "see CA",
+    18: "it is self-signed: have the CA sign it",
+    19: "the chain ends at a root CA that the CA file does not hold: another CA issued it",
     7: "the signature does not match the CA's key: another CA with the same name signed it -- "
        "use the CA file that really issued this certificate",
     9: "see dates", 10: "see dates", 26: "see purpose",
@@ -1041,7 +1042,7 @@ def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="clie
     return False
 
 
-def check_purpose(cert, report, role="client"):
+def check_purpose(cert, report, role="client", label="purpose"):
     """extendedKeyUsage (and keyUsage, basicConstraints) against the role."""
     want = "TLS Web Client Authentication" if role == "client" else "TLS Web Server Authentication"
     short = "clientAuth" if role == "client" else "serverAuth"
@@ -1050,26 +1051,26 @@ def check_purpose(cert, report, role="client"):
     ku = cert.extensions.get("Key Usage")
     basic = cert.extensions.get("Basic Constraints", [])
     if "CA:TRUE" in basic:
-        report.line("FAIL", "purpose", f"{cert.subject} is a CA certificate (CA:TRUE), not a "
+        report.line("FAIL", label, f"{cert.subject} is a CA certificate (CA:TRUE), not a "
                     f"{role} certificate", f"pass the {role}'s own certificate, issued by this CA")
         return
     ku_text = f", keyUsage {', '.join(ku)}" if ku else ""
     if ku is not None and "Digital Signature" not in ku:
-        report.line("FAIL", "purpose", f"keyUsage {', '.join(ku)} lacks digitalSignature, which "
+        report.line("FAIL", label, f"keyUsage {', '.join(ku)} lacks digitalSignature, which "
                     f"a TLS {role} key needs to sign the handshake", f"reissue it with "
                     f"keyUsage = critical, digitalSignature")
     elif eku is None:
-        report.line("warn", "purpose", f"no extendedKeyUsage{ku_text}: a certificate without one "
+        report.line("warn", label, f"no extendedKeyUsage{ku_text}: a certificate without one "
                     f"is valid for every purpose -- as a {role}, and also as a "
                     f"{'server' if role == 'client' else 'client'}: whoever holds its key can use it for both",
                     f"reissue it with extendedKeyUsage = {short}")
     elif want in eku or "Any Extended Key Usage" in eku:
-        report.line("ok", "purpose", f"extendedKeyUsage {', '.join(eku)}{ku_text}: fits a {role} "
+        report.line("ok", label, f"extendedKeyUsage {', '.join(eku)}{ku_text}: fits a {role} "
                     f"certificate")
     else:
         this_is = " (a server certificate)" if "TLS Web Server Authentication" in eku else (
             " (a client certificate)" if "TLS Web Client Authentication" in eku else "")
-        report.line("FAIL", "purpose", f"extendedKeyUsage says {', '.join(eku)} only{this_is}, "
+        report.line("FAIL", label, f"extendedKeyUsage says {', '.join(eku)} only{this_is}, "
                     f"not {short}: a peer checking the purpose refuses it (as "
                     f"unsupported_certificate)", f"use a {role} certificate, with "
                     f"extendedKeyUsage = {short} (not {other}): issue one per role")
@@ -1099,7 +1100,7 @@ def check_identity(cert, report):
                     "know this client by", "reissue it with a CN or a subjectAltName")
         return
     source = "its subjectAltName" if not names[0].startswith("cn:") else \
-        "its CN (it has no subjectAltName)"
+        "its CN, as it has no subjectAltName"
     uris = [n for n in names if n.startswith("uri:")]
     if len(uris) > 1:
         report.line("warn", "identity", f"{len(uris)} URI SANs ({', '.join(uris)}): not a valid "
@@ -1312,7 +1313,7 @@ def covers_host(cert, host):
     return False
 
 
-def check_server(url, ca_path, display_ca, cas, cert_path, key_path, report, tmp):
+def check_server(url, ca_path, display_ca, client_certs, cert_path, key_path, report, tmp):
     """The server at URL: its chain, the CA names it requests, its name, and a request."""
     host, port = parse_url(url)
     pems, names, requests_cert, out = fetch_server_chain(host, port, cert_path, key_path)
@@ -1329,24 +1330,26 @@ def check_server(url, ca_path, display_ca, cas, cert_path, key_path, report, tmp
         report.line("warn", "server asks", f"{host}:{port} did not request a client certificate "
                     f"in this handshake: it is not doing mTLS here")
     elif names:
-        known = [n for n in names if any(c.subject == n for c in cas)]
-        verdict = "ok" if known or not cas else "warn"
-        report.line(verdict, "server asks", f"a client certificate from: {', '.join(names)} "
-                    f"(Acceptable client certificate CA names)" + ("" if verdict == "ok" else
-                    f"; none is in {os.path.basename(ca_path)}: is your certificate from one?"))
+        # A server that names CAs accepts certificates issued (at some depth) by one of them.
+        ours = {c.issuer for c in client_certs} | {c.subject for c in client_certs}
+        fits = not client_certs or any(n in ours for n in names)
+        report.line("ok" if fits else "FAIL", "server asks", f"a client certificate from: "
+                    f"{', '.join(names)} (Acceptable client certificate CA names)" + (
+                    "" if fits else f"; yours was issued by {client_certs[-1].issuer}"),
+                    None if fits else f"get a client certificate from {names[0]}")
     else:
         report.line("ok", "server asks", "a client certificate, naming no CA (a Python server "
                     "cannot send CA names): clients and browsers must choose the right one "
                     "themselves")
     check_dates("server", leaf, "server", report)
-    check_purpose(leaf, report, role="server")
+    check_purpose(leaf, report, role="server", label="server purpose")
     if covers_host(leaf, host):
         report.line("ok", "hostname", f"the subjectAltName of {leaf.subject} covers {host}")
     else:
         san = ", ".join(leaf.extensions.get("Subject Alternative Name") or []) or "none"
-        cn_note = (f"; its CN matches, but a CN alone does not count (ignored when a SAN exists, "
-                   f"and by modern clients at all)" if common_name(leaf.subject).lower() == host.lower()
-                   else "")
+        cn_note = (f"; its CN matches, but a CN alone does not count: RFC 6125 deprecates it, "
+                   f"and Python with hostname_checks_common_name = False refuses it"
+                   if common_name(leaf.subject).lower() == host.lower() else "")
         report.line("FAIL", "hostname", f"the server certificate's subjectAltName ({san}) does not "
                     f"cover {host}{cn_note}", f"connect with a name it lists, or reissue it with "
                     f"subjectAltName = {'IP' if is_ip(host) else 'DNS'}:{host}")
@@ -1356,14 +1359,19 @@ def check_server(url, ca_path, display_ca, cas, cert_path, key_path, report, tmp
     else:
         code, depth, subject, message = error
         said = f"{shown}: error {code} at depth {depth} ({subject}): {message}"
-        if code in (2, 20, 21):
+        if code == 19:
+            report.line("FAIL", "server chain", f"{said}: the server's chain ends at "
+                        f"{chain[-1].subject}, a root CA that {os.path.basename(display_ca)} does "
+                        f"not hold", f"if {chain[-1].subject} is the CA you mean to trust, trust it "
+                        f"(and not {os.path.basename(display_ca)}):", tools=trust_ca_tools("SERVER-CA.crt"))
+        elif code in (2, 20, 21):
             report.line("FAIL", "server chain", f"{said}. Either the server sends its leaf "
                         f"without the intermediate CA that issued it (it must send leaf + "
                         f"intermediates, one chain file as its certificate), or "
                         f"{chain[-1].issuer} is not the CA you trust", "if that CA is right, "
                         "trust it:", tools=trust_ca_tools(display_ca))
         else:
-            report.line("FAIL", "server chain", said, VERIFY_HINTS.get(code, "see the checks above"))
+            report.line("FAIL", "server chain", said, VERIFY_HINTS.get(code, "see CA"))
     check_request(url, ca_path, cert_path, key_path, report)
 
 
@@ -1464,7 +1472,7 @@ def run_checks(cacert, cert, key, url, report, tmp):
         check_key_size(path_in_file(certs), key_info, report)
     if url and ca_pem:
         report.say(f"The server at {url}:")
-        check_server(url, ca_pem, cacert, cas, loaded[1] if loaded and key_info else None,
+        check_server(url, ca_pem, cacert, path_in_file(loaded[0]) if loaded else [], loaded[1] if loaded and key_info else None,
                      key_info[0] if loaded and key_info else None, report, tmp)
 
 

@@ -13,6 +13,8 @@ import os
 import re
 import shlex
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 import unittest
@@ -279,6 +281,50 @@ class TestServer(CheckTestCase):
             found = self.check(path("ca.crt"), url=running.url, code=1)
         self.assertFinding(found, "server chain", "ok")
         self.assertFinding(found, "request", "FAIL", "certificate required")
+
+
+    def test_cn_only_server_certificate_fails_hostname(self):
+        """The article's server certificate names localhost in its CN only: the
+        hostname check fails, as Python does with hostname_checks_common_name off."""
+        with support.RunningServer(ca="article/ca.crt", cert="article/server.crt",
+                                   key="article/server.key") as running:
+            found = self.check(path("article/ca.crt"), url=running.url, code=1)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)    # not strict: only the name fails
+            context.load_verify_locations(path("article/ca.crt"))
+            context.hostname_checks_common_name = False
+            with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+                with self.assertRaises(ssl.SSLCertVerificationError) as caught:
+                    context.wrap_socket(sock, server_hostname="localhost")
+        self.assertEqual(caught.exception.verify_code, 62)         # hostname mismatch
+        self.assertFinding(found, "hostname", "FAIL", "(none)", "its CN matches",
+                           "hostname_checks_common_name = False")
+        self.assertFinding(found, "server chain", "FAIL", "error 92", "see CA")
+        self.assertFinding(found, "server purpose", "warn", "every purpose")
+
+    def test_ca_names_the_server_requests(self):
+        """openssl s_server names the CAs it accepts (Python cannot): a client
+        certificate from another CA is a FAIL that names the right one."""
+        server = subprocess.Popen(
+            ["openssl", "s_server", "-accept", "127.0.0.1:0", "-naccept", "2", "-www",
+             "-cert", path("server.crt"), "-key", path("server.key"), "-Verify", "1",
+             "-CAfile", path("ca.crt")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        try:
+            for _ in range(10):
+                line = server.stdout.readline()
+                if not line or line.startswith("ACCEPT"):
+                    break
+            self.assertTrue(line.startswith("ACCEPT"), line)
+            url = f"https://localhost:{line.rsplit(':', 1)[1].strip()}/"
+            found = self.check(path("rogue-ca.crt"), path("rogue-client.crt"),
+                               path("rogue-client.key"), url, code=1)
+        finally:
+            server.kill()
+            server.wait(5)
+            server.stdout.close()
+        self.assertFinding(found, "server asks", "FAIL", "from: CN=my-ca",
+                           "yours was issued by CN=rogue-ca")
+        self.assertFinding(found, "server chain", "FAIL", "error 19", "a root CA that rogue-ca.crt")
 
 
 class TestCommandLine(unittest.TestCase):
