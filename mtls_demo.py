@@ -526,6 +526,7 @@ def trace_case(scenario, server, certs):
 
 import binascii         # (imports used only by this section: the lead may move them up)
 import ipaddress
+import socket
 import ssl
 import tempfile
 import textwrap
@@ -621,8 +622,9 @@ def pem_blocks(data):
 def run_openssl(args, input=None, timeout=15):
     """Run the openssl binary; return (exit code, stdout + stderr)."""
     try:
-        done = subprocess.run(["openssl"] + args, input=input, capture_output=True,
-                              text=True, timeout=timeout, errors="replace")
+        # No terminal: openssl asks for a passphrase on /dev/tty, which would hang us.
+        done = subprocess.run(["openssl"] + args, input=input or "", capture_output=True,
+                              text=True, timeout=timeout, errors="replace", start_new_session=True)
     except FileNotFoundError:
         raise CheckError("missing tool", "the openssl command is not installed -- install it "
                          "(apt-get install openssl, brew install openssl)") from None
@@ -633,7 +635,8 @@ def run_openssl(args, input=None, timeout=15):
 
 def der_to_pem(path, kind):
     """Convert a DER certificate ('x509') or key ('pkey') to PEM text, or None."""
-    code, out = run_openssl([kind, "-inform", "DER", "-in", path, "-outform", "PEM"])
+    passin = ["-passin", "pass:"] if kind == "pkey" else []       # never prompt
+    code, out = run_openssl([kind, "-inform", "DER", "-in", path, "-outform", "PEM"] + passin)
     label = "CERTIFICATE" if kind == "x509" else "PRIVATE KEY"
     return out if code == 0 and f"-----BEGIN {label}" in out else None
 
@@ -764,11 +767,15 @@ def load_key(path, report, tmp, key_block=None, cert_path=None):
     name = os.path.basename(path)
     blocks = pem_blocks(data)
     labels = sorted({label for label, _ in blocks})
-    if "ENCRYPTED PRIVATE KEY" in labels or b"Proc-Type: 4,ENCRYPTED" in data:
+    # PEM says so in its label or header; DER (PKCS#8) by its encryption OID,
+    # PKCS#5 PBES (1.2.840.113549.1.5) or PKCS#12 PBE (1.2.840.113549.1.12.1).
+    if ("ENCRYPTED PRIVATE KEY" in labels or b"Proc-Type: 4,ENCRYPTED" in data
+            or (not blocks and (b"\x2a\x86\x48\x86\xf7\x0d\x01\x05" in data[:64]
+                                or b"\x2a\x86\x48\x86\xf7\x0d\x01\x0c\x01" in data[:64]))):
         plain = shlex.quote(os.path.splitext(path)[0] + "-plain.key")
-        report.line("FAIL", f"parse {name}", f"{where}PEM, encrypted with a passphrase; "
+        report.line("FAIL", f"parse {name}", f"{where}{'PEM' if blocks else 'DER'}, encrypted with a passphrase; "
                     f"client.py never prompts for one", f"decrypt a copy (keep it 0600): "
-                    f"openssl pkey -in {shlex.quote(path)} -out {plain}",
+                    f"openssl pkey {'' if blocks else '-inform DER '}-in {shlex.quote(path)} -out {plain}",
                     tools=[("curl", "--key KEY --pass PASSPHRASE"),
                            ("Node", "tls options {key, passphrase}"),
                            ("nginx", "proxy_ssl_password_file FILE; (one passphrase a line)"),
@@ -1267,6 +1274,20 @@ def is_ip(host):
         return False
 
 
+def check_reachable(host, port):
+    """None if something accepts TCP connections at host:port, else (why, fix)."""
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        return None
+    except socket.gaierror:
+        return f"cannot resolve {host!r}", "fix the URL's host name"
+    except ConnectionRefusedError:
+        return f"nothing listens on {host}:{port}", "start the server, or fix the URL's port"
+    except OSError as exc:          # includes socket.timeout
+        return f"cannot connect to {host}:{port} ({exc.strerror or 'no answer in 5 s'})", \
+            "is the server running, and is a firewall in the way?"
+
+
 def fetch_server_chain(host, port, cert_path, key_path):
     """Ask `openssl s_client -showcerts` what the server sends: its chain,
     and whether (and for which CA names) it requests a client certificate."""
@@ -1316,6 +1337,10 @@ def covers_host(cert, host):
 def check_server(url, ca_path, display_ca, client_certs, cert_path, key_path, report, tmp):
     """The server at URL: its chain, the CA names it requests, its name, and a request."""
     host, port = parse_url(url)
+    unreachable = check_reachable(host, port)
+    if unreachable:
+        report.line("FAIL", "server", *unreachable)
+        return
     pems, names, requests_cert, out = fetch_server_chain(host, port, cert_path, key_path)
     if not pems:
         report.line("FAIL", "server", f"openssl s_client got no certificate from {host}:{port}: "
@@ -1421,6 +1446,9 @@ def check_certificates(cacert, cert, key, url, width=None):
     except KeyboardInterrupt:
         print("error: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
+    except BrokenPipeError:            # output piped into `head`, say: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     c = report.counts
     report.say(f"summary: {c['FAIL']} FAIL, {c['warn']} warn, {c['ok']} ok")
     return report.exit_code()
