@@ -226,6 +226,41 @@ class TestBrokenCertificates(CheckTestCase):
         self.assertFinding(found, "strict", "FAIL", "EE_KEY_TOO_SMALL")
 
 
+    def test_certificate_expiring_soon_is_a_warning(self):
+        """A certificate with 10 days left: a warning with the date, not a failure."""
+        self.openssl("x509", "-req", "-in", path("client.csr"), "-CA", path("ca.crt"), "-CAkey",
+                     path("ca.key"), "-set_serial", "8", "-days", "10", "-extfile",
+                     os.path.join(support.ROOT, "openssl.cnf"), "-extensions", "client",
+                     "-out", "soon.crt")
+        found = self.check(path("ca.crt"), os.path.join(self.tmp, "soon.crt"), path("client.key"),
+                           code=0)
+        self.assertFinding(found, "dates client", "warn", "expires on", "in 9 days")
+
+    def test_encrypted_keys_are_named_without_a_prompt(self):
+        """An encrypted key (PEM or DER): one FAIL with the decrypt command; openssl
+        is never left waiting for a passphrase."""
+        self.openssl("pkey", "-in", path("client.key"), "-aes256", "-passout", "pass:secret",
+                     "-out", "enc.key")
+        self.openssl("pkcs8", "-topk8", "-in", path("client.key"), "-outform", "DER",
+                     "-passout", "pass:secret", "-out", "enc.der")
+        for name, form in (("enc.key", "PEM"), ("enc.der", "DER")):
+            found = self.check(path("ca.crt"), path("client.crt"), os.path.join(self.tmp, name),
+                               code=1)
+            self.assertFinding(found, f"parse {name}", "FAIL", f"{form}, encrypted",
+                               "openssl pkey", "-out")
+
+    def test_key_inside_the_certificate_file(self):
+        """No --key, the key in the cert file: it is found, and checked like any key."""
+        combined = os.path.join(self.tmp, "combined.pem")
+        with open(os.open(combined, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            for name in ("client.crt", "client.key"):
+                with open(path(name)) as part:
+                    f.write(part.read())
+        found = self.check(path("ca.crt"), combined, None, code=0)
+        self.assertFinding(found, "key match", "ok")
+        self.assertFinding(found, "strict", "ok")
+
+
 class TestMistakes(CheckTestCase):
 
     def assertOneErrorLine(self, cacert, cert, key, url, *phrases):
