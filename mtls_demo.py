@@ -989,7 +989,8 @@ def chain_fix_tools(chain, key="KEY"):
     return [("curl", f"--cert {chain} --key {key}"),
             ("client.py", f"--cert {chain} --key {key}"),
             ("requests", f"requests.get(url, cert=({chain!r}, {key!r}))"),
-            ("Node", f"https.request(url, {{cert: fs.readFileSync({chain!r}), key: ...}})"),
+            ("Node", f"https.request(url, {{cert: fs.readFileSync({chain!r}), "
+                     f"key: fs.readFileSync({key!r})}})"),
             ("nginx", f"proxy_ssl_certificate {chain}; proxy_ssl_certificate_key {key};")]
 
 
@@ -1067,9 +1068,10 @@ def check_purpose(cert, report, role="client", label="purpose"):
                     f"a TLS {role} key needs to sign the handshake", f"reissue it with "
                     f"keyUsage = critical, digitalSignature")
     elif eku is None:
+        other_role = "server" if role == "client" else "client"
         report.line("warn", label, f"no extendedKeyUsage{ku_text}: a certificate without one "
-                    f"is valid for every purpose -- as a {role}, and also as a "
-                    f"{'server' if role == 'client' else 'client'}: whoever holds its key can use it for both",
+                    f"is valid for every purpose, as a {role} and also as a {other_role}; "
+                    f"whoever holds its key can use it for both",
                     f"reissue it with extendedKeyUsage = {short}")
     elif want in eku or "Any Extended Key Usage" in eku:
         report.line("ok", label, f"extendedKeyUsage {', '.join(eku)}{ku_text}: fits a {role} "
