@@ -536,7 +536,7 @@ import urllib.parse
 WARN_DAYS = 30          # warn when a certificate expires within this many days
 
 Cert = namedtuple("Cert", "pem subject issuer not_before not_after version key_type key_bits "
-                          "extensions")
+                          "extensions public_key")
 
 
 class CheckError(Exception):
@@ -711,7 +711,7 @@ def not_a_certificate(path, what, flag, labels, data):
 def read_certificate(pem):
     """Read one PEM certificate's fields with the openssl binary (or None)."""
     code, out = run_openssl(
-        ["x509", "-noout", "-subject", "-issuer", "-dates", "-nameopt", "RFC2253",
+        ["x509", "-noout", "-subject", "-issuer", "-dates", "-pubkey", "-nameopt", "RFC2253",
          "-ext", "subjectAltName,extendedKeyUsage,basicConstraints,keyUsage",
          "-text", "-certopt", "no_header,no_serial,no_signame,no_validity,no_subject,"
          "no_issuer,no_extensions,no_sigdump,no_aux"], input=pem)
@@ -735,7 +735,13 @@ def read_certificate(pem):
     return Cert(pem, fields.get("subject", ""), fields.get("issuer", ""),
                 to_seconds(fields.get("notBefore")), to_seconds(fields.get("notAfter")),
                 int(version.group(1)) if version else 3, key_type.group(1) if key_type else "?",
-                int(bits.group(1)) if bits else None, extensions)
+                int(bits.group(1)) if bits else None, extensions, public_key(out))
+
+
+def public_key(openssl_output):
+    """The PEM public key block in openssl's output ('' if none)."""
+    m = re.search(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----", openssl_output, re.S)
+    return m.group(0) if m else ""
 
 
 def to_seconds(openssl_date):
@@ -755,7 +761,7 @@ def describe_key_type(key_type, bits):
 
 def load_key(path, report, tmp, key_block=None, cert_path=None):
     """Read a private key (PEM or DER; or the one inside the cert file);
-    report how it parsed. Returns (pem_path, key type, bits) or None."""
+    report how it parsed. Returns (pem_path, key type, bits, public key) or None."""
     if path is None:
         if key_block is None:
             report.line("FAIL", "parse key", f"no --key given, and {cert_path} holds no "
@@ -795,13 +801,14 @@ def load_key(path, report, tmp, key_block=None, cert_path=None):
             fix = "fix --key: a key file starts with -----BEGIN PRIVATE KEY----- (or RSA/EC ...)"
         report.line("FAIL", f"parse {name}", why, fix)
         return None
-    code, out = run_openssl(["pkey", "-noout", "-text_pub"], input=pem)
+    code, out = run_openssl(["pkey", "-pubout", "-text_pub"], input=pem)
     if code != 0:
         report.line("FAIL", f"parse {name}", f"{where}openssl pkey cannot read it "
                     f"({last_error_line(out)})", "get an intact copy of the key")
         return None
-    key_type = "rsaEncryption" if "Modulus" in out else ("id-ecPublicKey" if "ASN1 OID" in out
-                                                          else out.split()[0].upper())
+    text = out.split("-----END PUBLIC KEY-----")[-1]
+    key_type = "rsaEncryption" if "Modulus" in text else ("id-ecPublicKey" if "ASN1 OID" in text
+                                                           else (text.split() or ["?"])[0].upper())
     bits = re.search(r"\((\d+) bit\)", out)
     bits = int(bits.group(1)) if bits else None
     pem_path = os.path.join(tempfile.mkdtemp(dir=tmp), name)
@@ -820,7 +827,7 @@ def load_key(path, report, tmp, key_block=None, cert_path=None):
                     f"(mode {mode:04o})", f"chmod 600 {shlex.quote(path)}")
     else:
         report.line("ok", f"parse {name}", what)
-    return pem_path, key_type, bits
+    return pem_path, key_type, bits, public_key(out)
 
 
 def last_error_line(output):
@@ -842,10 +849,9 @@ def check_key_match(cert_path, key_path, cert, key_info, report):
         python = "Python ssl loads the pair"
     except ssl.SSLError as exc:
         python = f"Python ssl: {exc.reason or exc}"
-    # openssl: the public key in the certificate equals the one derived from the key.
-    _, cert_pub = run_openssl(["x509", "-noout", "-pubkey"], input=cert.pem)
-    _, key_pub = run_openssl(["pkey", "-pubout", "-in", key_path])
-    same = "PUBLIC KEY-----" in cert_pub and cert_pub.strip() == key_pub.strip()
+    # openssl: the public key in the certificate (x509 -pubkey) equals the one
+    # derived from the key (pkey -pubout), both read when the files were parsed.
+    same = bool(cert.public_key) and cert.public_key == key_info[3]
     openssl_says = "openssl: same public key" if same else "openssl: the public keys differ"
     if same and "KEY_VALUES_MISMATCH" not in python:
         report.line("ok", "key match", f"the key belongs to the certificate ({python}; "
@@ -857,14 +863,15 @@ def check_key_match(cert_path, key_path, cert, key_info, report):
     return False
 
 
-def check_dates(path, cert, role, report, now=None):
-    """notBefore/notAfter of one certificate, with the days left."""
+def check_dates(path, cert, role, report, renew=None, now=None):
+    """notBefore/notAfter of one certificate, with the days left; `renew`
+    is the command that renews it, when we know one."""
     now = now or time.time()
     label = cert.subject if path == "server" else f"{os.path.basename(path)} ({cert.subject})"
     end = time.strftime("%Y-%m-%d", time.gmtime(cert.not_after))
     days = int((cert.not_after - now) // 86400)
-    renew = ("renew it: a new certificate for the same key from " + cert.issuer
-             if role != "CA" else "make a new CA certificate for the same key and name (see docs/check.md)")
+    renew = "renew it" + (f": {renew}" if renew else f": a new certificate for the same key from "
+                                                    f"{cert.issuer}")
     if cert.not_before and cert.not_before > now:
         start = time.strftime("%Y-%m-%d %H:%M", time.gmtime(cert.not_before))
         report.line("FAIL", f"dates {role}", f"{label} is not valid before {start} UTC",
@@ -875,6 +882,24 @@ def check_dates(path, cert, role, report, now=None):
         report.line("warn", f"dates {role}", f"{label} expires on {end}, in {days} days", renew)
     else:
         report.line("ok", f"dates {role}", f"{label} valid until {end} ({days} days left)")
+
+
+def renew_command(cert_path, key_path, ca_path, cas):
+    """The openssl command that renews a certificate for the same key, when
+    the CA's key sits next to the CA file (ca.crt -> ca.key), else None.
+    A CA renewed this way keeps its name and key: what it signed stays valid."""
+    ca_key = os.path.splitext(ca_path)[0] + ".key"
+    if not os.path.exists(ca_key):
+        return None
+    q = shlex.quote
+    new = q(os.path.splitext(cert_path)[0] + "-renewed.crt")
+    if cert_path == ca_path:
+        return f"openssl x509 -in {q(ca_path)} -key {q(ca_key)} -days 3650 -out {new}"
+    if not key_path:
+        return None
+    return (f"openssl x509 -x509toreq -in {q(cert_path)} -key {q(key_path)} -copy_extensions "
+            f"copyall | openssl x509 -req -CA {q(ca_path)} -CAkey {q(ca_key)} -copy_extensions "
+            f"copyall -days 365 -out {new}")
 
 
 def issuer_of(cert, candidates):
@@ -1486,11 +1511,13 @@ def run_checks(cacert, cert, key, url, report, tmp):
         if key_info and not check_key_match(cert_pem, key_info[0], certs[0], key_info, report):
             key_info = None                 # a handshake with the wrong key proves nothing
         for c in path_in_file(certs):
-            check_dates(cert, c, "client" if c is certs[0] else "intermediate", report)
+            renew = renew_command(cert, key, cacert, cas) if c is certs[0] else None
+            check_dates(cert, c, "client" if c is certs[0] else "intermediate", report, renew)
     if ca_pem:
         anchors = [c for c in cas if loaded and any(c.subject == x.issuer for x in loaded[0])]
         for ca in (anchors or cas)[:3]:
-            check_dates(cacert, ca, "CA", report)
+            check_dates(cacert, ca, "CA", report, renew_command(cacert, None, cacert, cas)
+                        if len(cas) == 1 else None)
     if loaded and ca_pem:
         certs, cert_pem, _ = loaded
         completeness = check_completeness(cert, certs, cas, cacert, report, key)

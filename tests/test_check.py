@@ -72,7 +72,11 @@ class CheckTestCase(unittest.TestCase):
         if code is not None:
             self.assertEqual(exit_code, code, out + err)
         self.output = out
-        return findings(out)
+        found = findings(out)
+        for name, (verdict, text) in found.items():
+            for one in text.split(" | "):
+                self.assertLessEqual(one.count(" -- "), 1, f"one ' -- ' before the fix: {one}")
+        return found
 
     def assertFinding(self, found, name, verdict, *phrases):
         """The check `name` said `verdict`, in words that include each phrase."""
@@ -118,9 +122,19 @@ class TestBrokenCertificates(CheckTestCase):
     def test_expired_client_fails_its_dates(self):
         """expired-client.crt: the dates check fails and says when it expired."""
         found = self.check(path("ca.crt"), path("expired-client.crt"), path("client.key"), code=1)
-        self.assertFinding(found, "dates client", "FAIL", "expired on 2020-02-01", "renew")
+        self.assertFinding(found, "dates client", "FAIL", "expired on 2020-02-01", "renew it:")
         self.assertFinding(found, "chain", "FAIL", "certificate has expired", "see dates")
         self.assertFinding(found, "dates CA", "ok")
+        # The renewal command it prints (the CA's key is next to ca.crt) gives a good certificate.
+        work = tempfile.mkdtemp(dir=self.tmp)
+        shutil.copy(path("expired-client.crt"), work)
+        expired = os.path.join(work, "expired-client.crt")
+        found = self.check(path("ca.crt"), expired, path("client.key"), code=1)
+        command = found["dates client"][1].split("renew it: ", 1)[1]
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.check(path("ca.crt"), os.path.join(work, "expired-client-renewed.crt"),
+                   path("client.key"), code=0)
 
     def test_server_certificate_as_client_fails_purpose(self):
         """server.crt passed as a client certificate: the EKU does not fit the role."""
