@@ -972,7 +972,7 @@ def write_pems(certs, path):
 def check_completeness(cert_path, certs, cas, ca_path, report, key=None):
     """The cert file must hold the leaf and every intermediate up to (not
     necessarily including) a CA in the CA file. Returns what it learned:
-    ("complete" | "incomplete" | "other-ca" | "unknown", found file)."""
+    ("complete" | "incomplete" | "other-ca" | "unknown", the file holding the issuer)."""
     name = os.path.basename(cert_path)
     path = path_in_file(certs)
     top = path[-1]
@@ -985,6 +985,8 @@ def check_completeness(cert_path, certs, cas, ca_path, report, key=None):
         anchor = "" if top.subject == top.issuer else f" -> {top.issuer} (in {os.path.basename(ca_path)})"
         report.line("warn" if unused else "ok", "complete chain", f"{name} holds {steps}{anchor}{extra}")
         return "complete", None
+    if top.subject == top.issuer:               # the file holds its own root: another CA
+        return "other-ca", cert_path
     skip = {os.path.abspath(cert_path), os.path.abspath(ca_path)}
     found_path, found = find_nearby(top.issuer, [os.path.dirname(cert_path) or ".",
                                                  os.path.dirname(ca_path) or "."], skip)
@@ -996,7 +998,7 @@ def check_completeness(cert_path, certs, cas, ca_path, report, key=None):
                     f"cat {shlex.quote(cert_path)} INTERMEDIATE.crt > chain.pem and use chain.pem; "
                     f"if it is another root CA, this certificate is from the wrong CA (see chain)")
         return "unknown", None
-    code, out = run_openssl(["verify", "-CAfile", ca_path, found_path])
+    code, _ = run_openssl(["verify", "-CAfile", ca_path, found_path])
     if found.subject == found.issuer or code != 0:
         return "other-ca", found_path          # not a gap in the file: the chain check says it
     chain = os.path.splitext(cert_path)[0] + "-chain.pem"
@@ -1024,8 +1026,8 @@ VERIFY_HINTS = {
     2: "see complete chain", 20: "see complete chain", 21: "see complete chain",
     18: "it is self-signed: have the CA sign it",
     19: "the chain ends at a root CA that the CA file does not hold: another CA issued it",
-    7: "the signature does not match the CA's key: another CA with the same name signed it -- "
-       "use the CA file that really issued this certificate",
+    7: "the signature does not match the CA's key, so another CA with the same name signed "
+       "it: use the CA file that really issued this certificate",
     9: "see dates", 10: "see dates", 26: "see purpose",
 }
 
@@ -1061,7 +1063,7 @@ def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="clie
     state, found = completeness
     if code in (2, 20, 21) and state == "other-ca":
         report.line("FAIL", "chain", f"{said}. {name} was issued by another CA, "
-                    f"{certs[-1].issuer} (in {found}), not by the CA in "
+                    f"{path_in_file(certs)[-1].issuer} (in {found}), not by the CA in "
                     f"{os.path.basename(ca_path)}: a peer that trusts that CA refuses it (unknown_ca)",
                     f"get a certificate signed by the CA the peer trusts, or (if you run the "
                     f"peer) add {found} to the CAs it trusts")
