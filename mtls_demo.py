@@ -1123,6 +1123,8 @@ def identities(cert):
     result = []
     for entry in san:
         kind, _, value = entry.partition(":")
+        if kind == "IP Address" and is_ip(value):  # openssl writes ::1 as 0:0:0:0:0:0:0:1
+            value = str(ipaddress.ip_address(value))
         if kind in kinds:
             result.append(f"{kinds[kind]}:{value}")
     return result

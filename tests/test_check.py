@@ -314,14 +314,17 @@ class TestServer(CheckTestCase):
         """With a URL: the chain the server sends, what it asks for, its name, and
         a real request through client.py that gets the greeting."""
         with support.RunningServer() as running:
-            found = self.check(path("ca.crt"), path("client.crt"), path("client.key"),
-                               running.url, code=0)
-            self.assertIsNotNone(running.log.wait_for(lambda l: l.startswith("accepted")))
+            found = self.check(path("ca.crt"), path("other-client.crt"),
+                               path("other-client.key"), running.url, code=0)
+            accepted = running.log.wait_for(lambda l: l.startswith("accepted"))
+        # The identity the check announces is the one server.py logs.
+        self.assertIn(" as uri:spiffe://example.org/other-client", accepted or "")
+        self.assertFinding(found, "identity", "ok", "as uri:spiffe://example.org/other-client (")
         self.assertFinding(found, "server sends", "ok", "2 certificates", "CN=localhost <- CN=my-ca")
         self.assertFinding(found, "server asks", "ok", "naming no CA")
         self.assertFinding(found, "hostname", "ok", "covers localhost")
         self.assertFinding(found, "server chain", "ok", "-purpose sslserver: OK")
-        self.assertFinding(found, "request", "ok", "HTTP 200", "Hello, my-client")
+        self.assertFinding(found, "request", "ok", "HTTP 200", "Hello, spiffe://example.org/other-client")
 
     def test_url_without_a_client_certificate(self):
         """No --cert: the server is still described, and the request is refused as
