@@ -712,7 +712,8 @@ def read_certificate(pem):
     """Read one PEM certificate's fields with the openssl binary (or None)."""
     code, out = run_openssl(
         ["x509", "-noout", "-subject", "-issuer", "-dates", "-pubkey", "-nameopt", "RFC2253",
-         "-ext", "subjectAltName,extendedKeyUsage,basicConstraints,keyUsage",
+         "-ext", "subjectAltName,extendedKeyUsage,basicConstraints,keyUsage,"
+                 "subjectKeyIdentifier,authorityKeyIdentifier",
          "-text", "-certopt", "no_header,no_serial,no_signame,no_validity,no_subject,"
          "no_issuer,no_extensions,no_sigdump,no_aux"], input=pem)
     if code != 0:
@@ -889,22 +890,29 @@ def renew_command(cert_path, key_path, ca_path, cas):
     the CA's key sits next to the CA file (ca.crt -> ca.key), else None.
     A CA renewed this way keeps its name and key: what it signed stays valid."""
     ca_key = os.path.splitext(ca_path)[0] + ".key"
-    if not os.path.exists(ca_key):
-        return None
     q = shlex.quote
     new = q(os.path.splitext(cert_path)[0] + "-renewed.crt")
-    if cert_path == ca_path:
-        return f"openssl x509 -in {q(ca_path)} -key {q(ca_key)} -days 3650 -out {new}"
-    if not key_path:
+    if cert_path == ca_path:            # a CA renews itself: its own key signs
+        key = ca_key if os.path.exists(ca_key) else "CA.key"
+        return f"openssl x509 -in {q(ca_path)} -key {q(key)} -days 3650 -out {new}"
+    if not key_path or not os.path.exists(ca_key):
         return None
     return (f"openssl x509 -x509toreq -in {q(cert_path)} -key {q(key_path)} -copy_extensions "
             f"copyall | openssl x509 -req -CA {q(ca_path)} -CAkey {q(ca_key)} -copy_extensions "
             f"copyall -days 365 -out {new}")
 
 
+def issued(issuer, cert):
+    """Could `issuer` have signed `cert`? Its name matches, and so does its key
+    identifier when both carry one (two CAs may share a name, not a key)."""
+    aki = [v.replace("keyid:", "") for v in cert.extensions.get("Authority Key Identifier", [])]
+    ski = issuer.extensions.get("Subject Key Identifier", [])
+    return issuer.subject == cert.issuer and (not aki or not ski or aki[0] == ski[0])
+
+
 def issuer_of(cert, candidates):
-    """The certificate among candidates whose subject is cert's issuer (or None)."""
-    return next((c for c in candidates if c.subject == cert.issuer and c is not cert), None)
+    """The certificate among candidates that issued cert (or None)."""
+    return next((c for c in candidates if c is not cert and issued(c, cert)), None)
 
 
 def path_in_file(certs):
@@ -979,7 +987,7 @@ def check_completeness(cert_path, certs, cas, ca_path, report, key=None):
     unused = [c for c in certs if c not in path]
     extra = (f"; it also holds {len(unused)} certificate(s) not in this chain "
              f"({', '.join(c.subject for c in unused)}): remove them") if unused else ""
-    in_ca = any(c.subject == top.issuer for c in cas) or any(c.pem == top.pem for c in cas)
+    in_ca = any(issued(c, top) for c in cas) or any(c.pem == top.pem for c in cas)
     if in_ca:
         steps = " -> ".join(c.subject for c in path)
         anchor = "" if top.subject == top.issuer else f" -> {top.issuer} (in {os.path.basename(ca_path)})"
@@ -1169,41 +1177,59 @@ def check_key_size(certs, key_info, report, role="client"):
         report.line("ok", "key size", ", ".join(dict.fromkeys(kinds)) + ": strong enough")
 
 
-def check_ca_file(ca_path, cas, report):
-    """The CA file must hold CA certificates, with the extensions a strict verifier wants."""
+def check_ca_file(ca_path, cas, relevant, report, v1_leaf=False):
+    """The CA file must hold CA certificates, with the extensions a strict
+    verifier wants. `relevant` are the ones that issued the user's chain (all
+    of them when unknown); a big bundle gets one line, naming its problems."""
     name = os.path.basename(ca_path)
-    for ca in cas[:20]:
-        basic = ca.extensions.get("Basic Constraints", [])
-        ku = ca.extensions.get("Key Usage")
-        if "CA:TRUE" not in basic and ca.subject != ca.issuer:
-            report.line("FAIL", "CA", f"{name} holds {ca.subject}, which is not a CA (no "
-                        f"basicConstraints CA:TRUE): it cannot vouch for anyone",
-                        "pass the CA's certificate with --cacert (the issuer of your certificates)")
-        elif ku is None or "Certificate Sign" not in ku:
-            key = os.path.splitext(ca_path)[0] + ".key"
-            key = key if os.path.exists(key) else "CA.key"
-            subj = "/" + "/".join(p.replace("/", "\\/") for p in
-                                  reversed(re.split(r"(?<!\\),", ca.subject)))
-            have = ("no keyUsage" if ku is None else f"keyUsage {', '.join(ku)} without keyCertSign")
-            report.line("FAIL", "CA", f"{ca.subject} in {name} has {have}: strict verifiers "
-                        f"(Python 3.13's ssl.create_default_context(), anything with "
-                        f"VERIFY_X509_STRICT) refuse every chain through it; this, not a v1 "
-                        f"leaf, is what strict checks reject",
-                        f"reissue the CA with the same key and name, so existing certificates "
-                        f"stay valid: openssl req -x509 -new -key {shlex.quote(key)} -subj "
-                        f"{shlex.quote(subj)} -days 3650 -addext "
-                        f"'keyUsage=critical,keyCertSign,cRLSign' -out ca-new.crt")
+    if len(relevant) > 3:
+        bad = [ca.subject for ca in relevant if ca_problem(ca, ca_path)]
+        if not bad:
+            report.line("ok", "CA", f"{name}: all {len(relevant)} certificates are CAs with "
+                        f"keyUsage keyCertSign")
+        else:
+            report.line("warn", "CA", f"{name}: {len(bad)} of {len(relevant)} certificates lack "
+                        f"CA:TRUE or keyUsage keyCertSign ({'; '.join(bad[:3])}"
+                        f"{'; ...' if len(bad) > 3 else ''}): strict verifiers refuse chains "
+                        f"through them (pass --cert to check the CA your certificate uses)")
+        return
+    for ca in relevant:
+        problem = ca_problem(ca, ca_path, v1_leaf)
+        if problem:
+            report.line("FAIL", "CA", f"{ca.subject} in {name} {problem[0]}", problem[1])
         else:
             report.line("ok", "CA", f"{ca.subject} in {name}: CA:TRUE, keyUsage "
-                        f"{', '.join(ku)}")
-    if len(cas) > 20:
-        report.line("ok", "CA", f"... and {len(cas) - 20} more CA certificates not listed")
+                        f"{', '.join(ca.extensions['Key Usage'])}")
+
+
+def ca_problem(ca, ca_path, v1_leaf=False):
+    """(why, fix) if a CA certificate would not vouch for anyone under strict rules, else None."""
+    basic = ca.extensions.get("Basic Constraints", [])
+    ku = ca.extensions.get("Key Usage")
+    if "CA:TRUE" not in basic and ca.subject != ca.issuer:
+        return ("is not a CA (no basicConstraints CA:TRUE): it cannot vouch for anyone",
+                "pass the CA's certificate with --cacert (the issuer of your certificates)")
+    if ku is not None and "Certificate Sign" in ku:
+        return None
+    key = os.path.splitext(ca_path)[0] + ".key"
+    key = key if os.path.exists(key) else "CA.key"
+    subj = "/" + "/".join(p.replace("/", "\\/") for p in reversed(re.split(r"(?<!\\),", ca.subject)))
+    have = "no keyUsage" if ku is None else f"keyUsage {', '.join(ku)} without keyCertSign"
+    return (f"has {have}: strict verifiers (Python 3.13's ssl.create_default_context(), "
+            f"anything with VERIFY_X509_STRICT) refuse every chain through it"
+            + ("; this, not the v1 leaf, is what strict checks reject" if v1_leaf else ""),
+            f"reissue the CA with the same key and name, so existing certificates stay valid: "
+            f"openssl req -x509 -new -key {shlex.quote(key)} -subj {shlex.quote(subj)} -days 3650 "
+            f"-addext 'keyUsage=critical,keyCertSign,cRLSign' -out ca-new.crt")
 
 
 # Strict X.509 as Python sees it: a real handshake, in memory. The server
 # context demands a client certificate and trusts CA, with the flags
 # Python 3.13's ssl.create_default_context() sets; the client presents
-# CERT/KEY. A throw-away certificate stands in for the server's own.
+# CERT/KEY. A throw-away certificate stands in for the server's own. (Not
+# the other way round: a client context checks what it is shown as a
+# *server* certificate, and refuses a good clientAuth-only certificate with
+# "unsuitable certificate purpose".)
 
 def strict_flags():
     """VERIFY_X509_STRICT, plus VERIFY_X509_PARTIAL_CHAIN where this Python has it (3.10+)."""
@@ -1499,7 +1525,7 @@ def run_checks(cacert, cert, key, url, report, tmp):
             read_bytes(path, what, flag)        # every file mistake first, as one line
     if url:
         parse_url(url)
-    code, version = run_openssl(["version"])
+    _, version = run_openssl(["version"])
     report.say(f"Checking with the openssl binary ({version.split(' (')[0].strip()}) and "
                f"Python {sys.version.split()[0]}'s ssl ({ssl.OPENSSL_VERSION}).")
     loaded_ca = load_certificates(cacert, "CA", "--cacert", report, tmp)
@@ -1508,20 +1534,29 @@ def run_checks(cacert, cert, key, url, report, tmp):
     key_info = None
     if loaded:
         key_info = load_key(key, report, tmp, key_block=loaded[2], cert_path=cert)
+    # The CA certificates that issued the chain in the cert file (all, if none did).
+    anchors = [c for c in cas if loaded and any(issued(c, x) for x in loaded[0])]
     if ca_pem:
-        check_ca_file(cacert, cas, report)
+        check_ca_file(cacert, cas, anchors or cas, report,
+                      v1_leaf=bool(loaded) and loaded[0][0].version == 1)
     if loaded:
         certs, cert_pem, _ = loaded
         if key_info and not check_key_match(cert_pem, key_info[0], certs[0], key_info, report):
             key_info = None                 # a handshake with the wrong key proves nothing
         for c in path_in_file(certs):
-            renew = renew_command(cert, key, cacert, cas) if c is certs[0] else None
+            renew = renew_command(cert, key, cacert, cas) if c is certs[0] and key_info else None
             check_dates(cert, c, "client" if c is certs[0] else "intermediate", report, renew)
-    if ca_pem:
-        anchors = [c for c in cas if loaded and any(c.subject == x.issuer for x in loaded[0])]
-        for ca in (anchors or cas)[:3]:
+    if ca_pem and len(anchors or cas) <= 3:
+        for ca in anchors or cas:
             check_dates(cacert, ca, "CA", report, renew_command(cacert, None, cacert, cas)
                         if len(cas) == 1 else None)
+    elif ca_pem:                            # a bundle: one line, naming what is out of date
+        late = [ca.subject for ca in cas if (ca.not_after or 0) < time.time() + WARN_DAYS * 86400]
+        report.line("warn" if late else "ok", "dates CA", f"{os.path.basename(cacert)}: " + (
+            f"{len(late)} of {len(cas)} certificates expired or expire within {WARN_DAYS} days "
+            f"({'; '.join(late[:3])}{'; ...' if len(late) > 3 else ''}): harmless unless your "
+            f"chain needs one of them" if late else
+            f"all {len(cas)} certificates are valid for {WARN_DAYS} days or more"))
     if loaded and ca_pem:
         certs, cert_pem, _ = loaded
         completeness = check_completeness(cert, certs, cas, cacert, report, key)
@@ -1533,8 +1568,9 @@ def run_checks(cacert, cert, key, url, report, tmp):
         check_key_size(path_in_file(certs), key_info, report)
     if url and ca_pem:
         report.say(f"The server at {url}:")
-        check_server(url, ca_pem, cacert, path_in_file(loaded[0]) if loaded else [], loaded[1] if loaded and key_info else None,
-                     key_info[0] if loaded and key_info else None, report, tmp)
+        chain = path_in_file(loaded[0]) if loaded else []
+        cert_pem, key_pem = (loaded[1], key_info[0]) if loaded and key_info else (None, None)
+        check_server(url, ca_pem, cacert, chain, cert_pem, key_pem, report, tmp)
 
 
 # --- main ----------------------------------------------------------------

@@ -117,6 +117,21 @@ class TestGoodCertificates(CheckTestCase):
         self.assertFinding(found, "identity", "ok", "uri:spiffe://example.org/other-client")
 
 
+    def test_ca_bundle_is_judged_by_the_ca_your_chain_uses(self):
+        """A bundle of four CAs, one of them the article's (no keyUsage): alone it is one
+        warning line; with a certificate, only the CA that issued it is judged."""
+        bundle = os.path.join(self.tmp, "bundle.crt")
+        with open(bundle, "w") as f:
+            for name in ("ca.crt", "rogue-ca.crt", "article/ca.crt", "int-ca.crt"):
+                with open(path(name)) as part:
+                    f.write(part.read())
+        found = self.check(bundle, code=0)
+        self.assertFinding(found, "CA", "warn", "1 of 4 certificates", "CN=my-ca")
+        self.assertFinding(found, "dates CA", "ok", "all 4 certificates")
+        found = self.check(bundle, path("client.crt"), path("client.key"), code=0)
+        self.assertFinding(found, "strict", "ok")
+
+
 class TestBrokenCertificates(CheckTestCase):
 
     def test_expired_client_fails_its_dates(self):
@@ -183,7 +198,7 @@ class TestBrokenCertificates(CheckTestCase):
         the CA reissued with the command the report gives passes them."""
         found = self.check(path("article/ca.crt"), path("article/client.crt"),
                            path("article/client.key"), code=1)
-        self.assertFinding(found, "CA", "FAIL", "no keyUsage", "not a v1 leaf")
+        self.assertFinding(found, "CA", "FAIL", "no keyUsage", "not the v1 leaf")
         self.assertFinding(found, "strict", "FAIL", "CA cert does not include key usage extension",
                            "Python", "VERIFY_X509_STRICT", "see CA")
         self.assertFinding(found, "chain", "FAIL", "-x509_strict", "error 92",
