@@ -780,9 +780,11 @@ def load_key(path, report, tmp, key_block=None, cert_path=None):
             or (not blocks and (b"\x2a\x86\x48\x86\xf7\x0d\x01\x05" in data[:64]
                                 or b"\x2a\x86\x48\x86\xf7\x0d\x01\x0c\x01" in data[:64]))):
         plain = shlex.quote(os.path.splitext(path)[0] + "-plain.key")
-        report.line("FAIL", f"parse {name}", f"{where}{'PEM' if blocks else 'DER'}, encrypted with a passphrase; "
+        form = "PEM" if blocks else "DER"
+        report.line("FAIL", f"parse {name}", f"{where}{form}, encrypted with a passphrase; "
                     f"client.py never prompts for one", f"decrypt a copy (keep it 0600): "
-                    f"openssl pkey {'' if blocks else '-inform DER '}-in {shlex.quote(path)} -out {plain}",
+                    f"openssl pkey {'' if blocks else '-inform DER '}-in {shlex.quote(path)} "
+                    f"-out {plain}",
                     tools=[("curl", "--key KEY --pass PASSPHRASE"),
                            ("Node", "tls options {key, passphrase}"),
                            ("nginx", "proxy_ssl_password_file FILE; (one passphrase a line)"),
@@ -990,8 +992,10 @@ def check_completeness(cert_path, certs, cas, ca_path, report, key=None):
     in_ca = any(issued(c, top) for c in cas) or any(c.pem == top.pem for c in cas)
     if in_ca:
         steps = " -> ".join(c.subject for c in path)
-        anchor = "" if top.subject == top.issuer else f" -> {top.issuer} (in {os.path.basename(ca_path)})"
-        report.line("warn" if unused else "ok", "complete chain", f"{name} holds {steps}{anchor}{extra}")
+        anchor = ("" if top.subject == top.issuer else
+                  f" -> {top.issuer} (in {os.path.basename(ca_path)})")
+        report.line("warn" if unused else "ok", "complete chain",
+                    f"{name} holds {steps}{anchor}{extra}")
         return "complete", None
     if top.subject == top.issuer:               # the file holds its own root: another CA
         return "other-ca", cert_path
@@ -1445,7 +1449,8 @@ def check_server(url, ca_path, display_ca, client_certs, cert_path, key_path, re
             report.line("FAIL", "server chain", f"{said}: the server's chain ends at "
                         f"{chain[-1].subject}, a root CA that {os.path.basename(display_ca)} does "
                         f"not hold", f"if {chain[-1].subject} is the CA you mean to trust, trust it "
-                        f"(and not {os.path.basename(display_ca)}):", tools=trust_ca_tools("SERVER-CA.crt"))
+                        f"(and not {os.path.basename(display_ca)}):",
+                        tools=trust_ca_tools("SERVER-CA.crt"))
         elif code in (2, 20, 21):
             report.line("FAIL", "server chain", f"{said}. Either the server sends its leaf "
                         f"without the intermediate CA that issued it (it must send leaf + "

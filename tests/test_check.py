@@ -339,7 +339,8 @@ class TestServer(CheckTestCase):
         self.assertFinding(found, "server asks", "ok", "naming no CA")
         self.assertFinding(found, "hostname", "ok", "covers localhost")
         self.assertFinding(found, "server chain", "ok", "-purpose sslserver: OK")
-        self.assertFinding(found, "request", "ok", "HTTP 200", "Hello, spiffe://example.org/other-client")
+        self.assertFinding(found, "request", "ok", "HTTP 200",
+                           "Hello, spiffe://example.org/other-client")
 
     def test_url_without_a_client_certificate(self):
         """No --cert: the server is still described, and the request is refused as
