@@ -1335,28 +1335,28 @@ def is_ip(host):
         return False
 
 
-def check_reachable(host, port):
-    """None if something accepts TCP connections at host:port, else (why, fix)."""
+def why_no_chain(host, port, output):
+    """(why, fix) when openssl s_client got no certificate from host:port."""
     try:
-        socket.create_connection((host, port), timeout=5).close()
-        return None
+        socket.getaddrinfo(host, port)
     except socket.gaierror:
         return f"cannot resolve {host!r}", "fix the URL's host name"
-    except ConnectionRefusedError:
+    if "errno=111" in output:                   # ECONNREFUSED
         return f"nothing listens on {host}:{port}", "start the server, or fix the URL's port"
-    except OSError as exc:          # includes socket.timeout
-        return f"cannot connect to {host}:{port} ({exc.strerror or 'no answer in 5 s'})", \
-            "is the server running, and is a firewall in the way?"
+    return (f"openssl s_client got no certificate from {host}:{port}: {last_error_line(output)}",
+            "is it a TLS server, and the right port?")
 
 
-def fetch_server_chain(host, port, cert_path, key_path):
+def fetch_server_chain(host, port, cert_path, key_path, chain_length=1):
     """Ask `openssl s_client -showcerts` what the server sends: its chain,
     and whether (and for which CA names) it requests a client certificate."""
     connect = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     args = ["s_client", "-connect", connect, "-showcerts", "-nameopt", "RFC2253"]
     args += ["-noservername"] if is_ip(host) else ["-servername", host]
     if cert_path and key_path:                 # so that the server logs an ordinary client
-        args += ["-cert", cert_path, "-key", key_path, "-cert_chain", cert_path]
+        args += ["-cert", cert_path, "-key", key_path]
+        if chain_length > 1:                   # -cert sends only the file's first certificate
+            args += ["-cert_chain", cert_path]
     code, out = run_openssl(args, input="", timeout=15)
     chain = [b for label, b in pem_blocks(out.encode()) if label == "CERTIFICATE"]
     names = []
@@ -1398,14 +1398,10 @@ def covers_host(cert, host):
 def check_server(url, ca_path, display_ca, client_certs, cert_path, key_path, report, tmp):
     """The server at URL: its chain, the CA names it requests, its name, and a request."""
     host, port = parse_url(url)
-    unreachable = check_reachable(host, port)
-    if unreachable:
-        report.line("FAIL", "server", *unreachable)
-        return
-    pems, names, requests_cert, out = fetch_server_chain(host, port, cert_path, key_path)
+    pems, names, requests_cert, out = fetch_server_chain(host, port, cert_path, key_path,
+                                                         len(client_certs))
     if not pems:
-        report.line("FAIL", "server", f"openssl s_client got no certificate from {host}:{port}: "
-                    f"{last_error_line(out)}", "is the server running, and is it the right port?")
+        report.line("FAIL", "server", *why_no_chain(host, port, out))
         return
     chain = [c for c in (read_certificate(p) for p in pems) if c]
     leaf = chain[0]
@@ -1455,8 +1451,9 @@ def check_server(url, ca_path, display_ca, client_certs, cert_path, key_path, re
             report.line("FAIL", "server chain", f"{said}. Either the server sends its leaf "
                         f"without the intermediate CA that issued it (it must send leaf + "
                         f"intermediates, one chain file as its certificate), or "
-                        f"{chain[-1].issuer} is not the CA you trust", "if that CA is right, "
-                        "trust it:", tools=trust_ca_tools(display_ca))
+                        f"{chain[-1].issuer} is not the CA you trust", "the server's operator "
+                        "must serve the chain file; or, if the server belongs to another CA, "
+                        "trust that CA instead")
         else:
             report.line("FAIL", "server chain", said, VERIFY_HINTS.get(code, "see CA"))
     check_request(url, ca_path, cert_path, key_path, report)

@@ -351,6 +351,15 @@ class TestServer(CheckTestCase):
         self.assertFinding(found, "request", "FAIL", "certificate required")
 
 
+    def test_nothing_listening_is_one_finding(self):
+        """A URL where nothing listens: one FAIL line that says so, and no request."""
+        with socket.socket() as sock:              # a port that was free a moment ago
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        found = self.check(path("ca.crt"), url=f"https://127.0.0.1:{port}/", code=1)
+        self.assertFinding(found, "server", "FAIL", f"nothing listens on 127.0.0.1:{port}")
+        self.assertNotIn("request", found)
+
     def test_cn_only_server_certificate_fails_hostname(self):
         """The article's server certificate names localhost in its CN only: the
         hostname check fails, as Python does with hostname_checks_common_name off."""
