@@ -1044,6 +1044,29 @@ VERIFY_HINTS = {
 }
 
 
+# Strict-only verify errors (OpenSSL 3.0, X509_V_ERR_* 85-91) and the
+# openssl.cnf line that avoids each; 92, the CA without keyUsage, has its own check.
+STRICT_FIXES = {
+    85: "authorityKeyIdentifier = keyid:always",
+    86: "subjectKeyIdentifier = hash",
+    89: "basicConstraints = critical, CA:TRUE",
+    90: "authorityKeyIdentifier not marked critical",
+    91: "subjectKeyIdentifier not marked critical",
+}
+
+
+def verify_hint(code, depth=None, subject=None):
+    """Where to look, or what to change, for an openssl verify error code."""
+    if code in VERIFY_HINTS:
+        return VERIFY_HINTS[code]
+    if code in STRICT_FIXES and depth is not None:
+        which = "certificate" if depth == 0 else "CA certificate"
+        return f"reissue the {which} {subject} with {STRICT_FIXES[code]} (see openssl.cnf)"
+    if code in STRICT_FIXES:
+        return "see chain, which names the certificate"
+    return "see CA"
+
+
 def openssl_verify(leaf, rest, ca_path, purpose, tmp, strict=True):
     """Run `openssl verify` on a leaf (+ untrusted intermediates); return
     (command shown to the user, None if OK else (code, depth, subject, message))."""
@@ -1080,7 +1103,7 @@ def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="clie
                     f"get a certificate signed by the CA the peer trusts, or (if you run the "
                     f"peer) add {found} to the CAs it trusts")
         return False
-    hint = VERIFY_HINTS.get(code, "see CA, and strict below")
+    hint = verify_hint(code, depth, subject)
     if code not in VERIFY_HINTS:            # a strict-only failure? ask again without -x509_strict
         _, lax = openssl_verify(certs[0], certs[1:], ca_path, purpose, tmp, strict=False)
         if lax is None:
@@ -1303,7 +1326,7 @@ def check_strict(cert_path, key_path, ca_path, report, tmp):
     error = server_error or client_error
     why = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
     code = getattr(error, "verify_code", None)
-    hint = VERIFY_HINTS.get(code, "see CA" if code else "see the checks above")
+    hint = verify_hint(code) if code else "see the checks above"
     report.line("FAIL", "strict", f"a strict server that trusts {os.path.basename(ca_path)} "
                 f"refuses this client in an in-memory handshake: {why}"
                 + (f" (verify error {code})" if code else "") + f" ({engine})", hint)
@@ -1455,7 +1478,7 @@ def check_server(url, ca_path, display_ca, client_certs, cert_path, key_path, re
                         "must serve the chain file; or, if the server belongs to another CA, "
                         "trust that CA instead")
         else:
-            report.line("FAIL", "server chain", said, VERIFY_HINTS.get(code, "see CA"))
+            report.line("FAIL", "server chain", said, verify_hint(code, depth, subject))
     check_request(url, ca_path, cert_path, key_path, report)
 
 

@@ -215,6 +215,23 @@ class TestBrokenCertificates(CheckTestCase):
         self.assertFinding(found, "CA", "ok", "Certificate Sign")
         self.assertFinding(found, "strict", "ok")
 
+    def test_leaf_without_authority_key_identifier_fails_strict_only(self):
+        """A v3 leaf without authorityKeyIdentifier: both strict engines refuse it, plain
+        openssl verify accepts it, and the fix names the missing extension."""
+        with open(os.path.join(self.tmp, "noakid.cnf"), "w") as f:
+            f.write("[leaf]\nbasicConstraints = critical, CA:FALSE\nextendedKeyUsage = clientAuth\n"
+                    "keyUsage = critical, digitalSignature\nauthorityKeyIdentifier = none\n")
+        self.openssl("x509", "-req", "-in", path("client.csr"), "-CA", path("ca.crt"), "-CAkey",
+                     path("ca.key"), "-set_serial", "9", "-days", "90", "-extfile", "noakid.cnf",
+                     "-extensions", "leaf", "-out", "noakid.crt")
+        found = self.check(path("ca.crt"), os.path.join(self.tmp, "noakid.crt"),
+                           path("client.key"), code=1)
+        self.assertFinding(found, "chain", "FAIL", "error 85 at depth 0",
+                           "without -x509_strict openssl verify accepts it",
+                           "authorityKeyIdentifier = keyid:always")
+        self.assertFinding(found, "strict", "FAIL", "Missing Authority Key Identifier", "see chain")
+        self.assertFinding(found, "CA", "ok")
+
     def test_mismatched_key(self):
         """Another certificate's key: Python's ssl and openssl both say it does not match."""
         found = self.check(path("ca.crt"), path("client.crt"), path("server.key"), code=1)
