@@ -1,0 +1,438 @@
+"""--check: each broken certificate of the scenario PKI gets the right finding.
+
+Every test runs mtls_demo.check_certificates() on real files made by the
+Makefile (tests/support.py pki()), with the real openssl binary and real
+in-memory handshakes; the URL test talks to a real server.py on 127.0.0.1.
+Each "should fail" case is paired with a good one, or with the fix the
+report printed, applied and checked again.
+"""
+
+import contextlib
+import io
+import os
+import re
+import shlex
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import unittest
+
+from tests import support
+from tests.support import path
+
+import mtls_demo
+
+VERDICTS = ("ok   ", "warn ", "FAIL ")
+
+
+def run_check(cacert, cert=None, key=None, url=None):
+    """check_certificates() as --check runs it; (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = mtls_demo.check_certificates(cacert, cert, key, url, width=100)
+    return code, out.getvalue(), err.getvalue()
+
+
+def findings(output):
+    """{check name: (verdict, whole text)}, continuation lines joined; a
+    check that prints twice (dates for two certificates) keeps both texts."""
+    found, current = {}, None
+    for line in output.splitlines():
+        if line.startswith(VERDICTS):
+            verdict, rest = line[:4].strip(), line[5:]
+            current = [verdict, rest]
+            found.setdefault(rest.split(":", 1)[0], []).append(current)
+        elif line.startswith("     ") and current:
+            current[1] += " " + line.strip()
+        else:
+            current = None
+    return {name: (entries[0][0] if len(entries) == 1 else
+                   "FAIL" if any(e[0] == "FAIL" for e in entries) else entries[0][0],
+                   " | ".join(e[1] for e in entries)) for name, entries in found.items()}
+
+
+class CheckTestCase(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="mtls-check-test-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, True)
+
+    def check(self, cacert, cert=None, key=None, url=None, code=None):
+        """Run the check; assert the width rule and the exit code; return its findings."""
+        exit_code, out, err = run_check(cacert, cert, key, url)
+        for line in out.splitlines():
+            self.assertLessEqual(len(line), 100, f"too wide: {line!r}")
+        self.assertNotIn("Traceback", out + err)
+        if code is not None:
+            self.assertEqual(exit_code, code, out + err)
+        self.output = out
+        found = findings(out)
+        for name, (verdict, text) in found.items():
+            for one in text.split(" | "):
+                self.assertLessEqual(one.count(" -- "), 1, f"one ' -- ' before the fix: {one}")
+        return found
+
+    def assertFinding(self, found, name, verdict, *phrases):
+        """The check `name` said `verdict`, in words that include each phrase."""
+        self.assertIn(name, found, self.output)
+        self.assertEqual(found[name][0], verdict, self.output)
+        for phrase in phrases:
+            self.assertIn(phrase, found[name][1], self.output)
+
+    def openssl(self, *args, cwd=None):
+        done = subprocess.run(["openssl"] + list(args), capture_output=True, text=True,
+                              cwd=cwd or self.tmp, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+
+
+class TestGoodCertificates(CheckTestCase):
+
+    def test_good_client_passes_every_check(self):
+        """The project's own client certificate: every check says ok, exit 0."""
+        found = self.check(path("ca.crt"), path("client.crt"), path("client.key"), code=0)
+        for name in ("parse ca.crt", "parse client.crt", "parse client.key", "CA", "key match",
+                     "dates client", "dates CA", "complete chain", "chain", "strict", "purpose",
+                     "identity", "key size"):
+            self.assertFinding(found, name, "ok")
+        self.assertFinding(found, "chain", "ok", "openssl verify -x509_strict -purpose sslclient: OK")
+        self.assertFinding(found, "strict", "ok", "Python", "VERIFY_X509_STRICT")
+        self.assertFinding(found, "identity", "ok", "cn:my-client")
+        self.assertIn("summary: 0 FAIL, 0 warn,", self.output)
+
+    def test_full_chain_file_is_complete(self):
+        """Leaf + intermediate in one file: the chain is complete and verifies."""
+        found = self.check(path("ca.crt"), path("int-client-chain.pem"), path("client.key"), code=0)
+        self.assertFinding(found, "complete chain", "ok", "CN=my-intermediate-ca")
+        self.assertFinding(found, "strict", "ok")
+
+    def test_uri_san_is_the_identity(self):
+        """A client with a URI SAN is known by it, spelled as server.py spells it."""
+        found = self.check(path("ca.crt"), path("other-client.crt"), path("other-client.key"), code=0)
+        self.assertFinding(found, "identity", "ok", "uri:spiffe://example.org/other-client")
+
+
+    def test_ca_bundle_is_judged_by_the_ca_your_chain_uses(self):
+        """A bundle of four CAs, one of them the article's (no keyUsage): alone it is one
+        warning line; with a certificate, only the CA that issued it is judged."""
+        bundle = os.path.join(self.tmp, "bundle.crt")
+        with open(bundle, "w") as f:
+            for name in ("ca.crt", "rogue-ca.crt", "article/ca.crt", "int-ca.crt"):
+                with open(path(name)) as part:
+                    f.write(part.read())
+        found = self.check(bundle, code=0)
+        self.assertFinding(found, "CA", "warn", "1 of 4 certificates", "CN=my-ca")
+        self.assertFinding(found, "dates CA", "ok", "all 4 certificates")
+        found = self.check(bundle, path("client.crt"), path("client.key"), code=0)
+        self.assertFinding(found, "strict", "ok")
+
+
+class TestBrokenCertificates(CheckTestCase):
+
+    def test_expired_client_fails_its_dates(self):
+        """expired-client.crt: the dates check fails and says when it expired."""
+        found = self.check(path("ca.crt"), path("expired-client.crt"), path("client.key"), code=1)
+        self.assertFinding(found, "dates client", "FAIL", "expired on 2020-02-01", "renew it:")
+        self.assertFinding(found, "chain", "FAIL", "certificate has expired", "see dates")
+        self.assertFinding(found, "dates CA", "ok")
+        # The renewal command it prints (the CA's key is next to ca.crt) gives a good certificate.
+        work = tempfile.mkdtemp(dir=self.tmp)
+        shutil.copy(path("expired-client.crt"), work)
+        expired = os.path.join(work, "expired-client.crt")
+        found = self.check(path("ca.crt"), expired, path("client.key"), code=1)
+        command = found["dates client"][1].split("renew it: ", 1)[1]
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.check(path("ca.crt"), os.path.join(work, "expired-client-renewed.crt"),
+                   path("client.key"), code=0)
+
+    def test_server_certificate_as_client_fails_purpose(self):
+        """server.crt passed as a client certificate: the EKU does not fit the role."""
+        found = self.check(path("ca.crt"), path("server.crt"), path("server.key"), code=1)
+        self.assertFinding(found, "purpose", "FAIL", "TLS Web Server Authentication",
+                           "a server certificate", "clientAuth")
+        self.assertFinding(found, "chain", "FAIL", "error 26", "see purpose")
+        self.assertFinding(found, "strict", "FAIL", "unsuitable certificate purpose")
+
+    def test_rogue_client_is_from_another_ca(self):
+        """rogue-client.crt checked against our CA: the chain names the other CA."""
+        found = self.check(path("ca.crt"), path("rogue-client.crt"), path("rogue-client.key"), code=1)
+        self.assertFinding(found, "chain", "FAIL", "another CA, CN=rogue-ca", "rogue-ca.crt")
+        self.assertNotIn("complete chain", found)       # not a gap in the file: a wrong CA
+        self.assertFinding(found, "dates client", "ok")
+
+    def test_leaf_without_its_intermediate_is_incomplete(self):
+        """int-client.crt alone: incomplete chain, with the cat command that fixes it;
+        the file that command makes then passes every check."""
+        found = self.check(path("ca.crt"), path("int-client.crt"), path("client.key"), code=1)
+        self.assertFinding(found, "complete chain", "FAIL", "incomplete", "CN=my-intermediate-ca",
+                           "int-ca.crt", "cat ")
+        self.assertFinding(found, "chain", "FAIL", "error 20", "see complete chain")
+        for tool in ("curl:", "client.py:", "requests:", "Node:", "nginx:"):
+            self.assertRegex(self.output, rf"(?m)^ {{5}}{re.escape(tool)}")
+        chain = os.path.join(self.tmp, "int-client-chain.pem")
+        with open(chain, "w") as f:
+            for name in ("int-client.crt", "int-ca.crt"):
+                with open(path(name)) as part:
+                    f.write(part.read())
+        self.check(path("ca.crt"), chain, path("client.key"), code=0)
+
+    def test_missing_intermediate_nowhere_nearby(self):
+        """The leaf and the root alone in a folder: still incomplete, naming the missing issuer."""
+        folder = tempfile.mkdtemp(dir=self.tmp)
+        for name in ("int-client.crt", "ca.crt"):
+            shutil.copy(path(name), folder)
+        found = self.check(os.path.join(folder, "ca.crt"), os.path.join(folder, "int-client.crt"),
+                           path("client.key"), code=1)
+        self.assertFinding(found, "complete chain", "FAIL", "CN=my-intermediate-ca",
+                           "if CN=my-intermediate-ca is an intermediate CA, append")
+
+    def test_article_ca_without_key_usage_fails_strict(self):
+        """certs/article/: the CA's missing keyUsage (not the v1 leaf) fails the
+        strict checks, both Python's handshake and openssl verify -x509_strict;
+        the CA reissued with the command the report gives passes them."""
+        found = self.check(path("article/ca.crt"), path("article/client.crt"),
+                           path("article/client.key"), code=1)
+        self.assertFinding(found, "CA", "FAIL", "no keyUsage", "not the v1 leaf")
+        self.assertFinding(found, "strict", "FAIL", "CA cert does not include key usage extension",
+                           "Python", "VERIFY_X509_STRICT", "see CA")
+        self.assertFinding(found, "chain", "FAIL", "-x509_strict", "error 92",
+                           "without -x509_strict openssl verify accepts it")
+        self.assertFinding(found, "parse client.crt", "ok", "X.509 v1")
+        self.assertFinding(found, "purpose", "warn", "no extendedKeyUsage", "every purpose")
+        command = re.search(r"(openssl req -x509 .*? -out ca-new\.crt)", found["CA"][1]).group(1)
+        work = tempfile.mkdtemp(dir=self.tmp)
+        done = subprocess.run(shlex.split(command), cwd=work, capture_output=True, text=True,
+                              timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        found = self.check(os.path.join(work, "ca-new.crt"), path("article/client.crt"),
+                           path("article/client.key"), code=0)
+        self.assertFinding(found, "CA", "ok", "Certificate Sign")
+        self.assertFinding(found, "strict", "ok")
+
+    def test_leaf_without_authority_key_identifier_fails_strict_only(self):
+        """A v3 leaf without authorityKeyIdentifier: both strict engines refuse it, plain
+        openssl verify accepts it, and the fix names the missing extension."""
+        with open(os.path.join(self.tmp, "noakid.cnf"), "w") as f:
+            f.write("[leaf]\nbasicConstraints = critical, CA:FALSE\nextendedKeyUsage = clientAuth\n"
+                    "keyUsage = critical, digitalSignature\nauthorityKeyIdentifier = none\n")
+        self.openssl("x509", "-req", "-in", path("client.csr"), "-CA", path("ca.crt"), "-CAkey",
+                     path("ca.key"), "-set_serial", "9", "-days", "90", "-extfile", "noakid.cnf",
+                     "-extensions", "leaf", "-out", "noakid.crt")
+        found = self.check(path("ca.crt"), os.path.join(self.tmp, "noakid.crt"),
+                           path("client.key"), code=1)
+        self.assertFinding(found, "chain", "FAIL", "error 85 at depth 0",
+                           "without -x509_strict openssl verify accepts it",
+                           "authorityKeyIdentifier = keyid:always")
+        self.assertFinding(found, "strict", "FAIL", "Missing Authority Key Identifier", "see chain")
+        self.assertFinding(found, "CA", "ok")
+
+    def test_mismatched_key(self):
+        """Another certificate's key: Python's ssl and openssl both say it does not match."""
+        found = self.check(path("ca.crt"), path("client.crt"), path("server.key"), code=1)
+        self.assertFinding(found, "key match", "FAIL", "KEY_VALUES_MISMATCH",
+                           "openssl: the public keys differ")
+        self.assertNotIn("strict", found)        # a handshake with the wrong key proves nothing
+
+    def test_der_files_are_named_with_their_conversion(self):
+        """DER certificate and key: each says DER and how to convert; the rest is still
+        checked (on PEM copies); the converted files pass."""
+        crt, key = os.path.join(self.tmp, "client.der"), os.path.join(self.tmp, "client-key.der")
+        self.openssl("x509", "-in", path("client.crt"), "-outform", "DER", "-out", crt)
+        self.openssl("pkey", "-in", path("client.key"), "-outform", "DER", "-out", key)
+        found = self.check(path("ca.crt"), crt, key, code=1)
+        self.assertFinding(found, "parse client.der", "FAIL", "DER",
+                           f"openssl x509 -inform DER -in {crt}")
+        self.assertFinding(found, "parse client-key.der", "FAIL", "DER", "openssl pkey -inform DER")
+        self.assertFinding(found, "chain", "ok")
+        self.assertFinding(found, "strict", "ok")
+        for name in ("parse client.der", "parse client-key.der"):
+            command = found[name][1].split("convert it: ", 1)[1].split(" curl:")[0]
+            done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+            self.assertEqual(done.returncode, 0, done.stderr)
+        self.check(path("ca.crt"), crt[:-4] + ".pem", key[:-4] + ".pem", code=0)
+
+    def test_rsa_1024_key_is_weak(self):
+        """An RSA-1024 key, certified by our CA: the key size check fails."""
+        self.openssl("genrsa", "-out", "weak.key", "1024")
+        self.openssl("req", "-new", "-key", "weak.key", "-subj", "/CN=weak-client", "-out", "weak.csr")
+        self.openssl("x509", "-req", "-in", "weak.csr", "-CA", path("ca.crt"), "-CAkey",
+                     path("ca.key"), "-set_serial", "7", "-days", "90", "-extfile",
+                     os.path.join(support.ROOT, "openssl.cnf"), "-extensions", "client",
+                     "-out", "weak.crt")
+        found = self.check(path("ca.crt"), os.path.join(self.tmp, "weak.crt"),
+                           os.path.join(self.tmp, "weak.key"), code=1)
+        self.assertFinding(found, "key size", "FAIL", "1024 bits", "openssl genpkey")
+        self.assertFinding(found, "key match", "ok")
+        self.assertFinding(found, "strict", "FAIL", "EE_KEY_TOO_SMALL")
+
+
+    def test_certificate_expiring_soon_is_a_warning(self):
+        """A certificate with 10 days left: a warning with the date, not a failure."""
+        self.openssl("x509", "-req", "-in", path("client.csr"), "-CA", path("ca.crt"), "-CAkey",
+                     path("ca.key"), "-set_serial", "8", "-days", "10", "-extfile",
+                     os.path.join(support.ROOT, "openssl.cnf"), "-extensions", "client",
+                     "-out", "soon.crt")
+        found = self.check(path("ca.crt"), os.path.join(self.tmp, "soon.crt"), path("client.key"),
+                           code=0)
+        self.assertFinding(found, "dates client", "warn", "expires on", "in 9 days")
+
+    def test_encrypted_keys_are_named_without_a_prompt(self):
+        """An encrypted key (PEM or DER): one FAIL with the decrypt command; openssl
+        is never left waiting for a passphrase."""
+        self.openssl("pkey", "-in", path("client.key"), "-aes256", "-passout", "pass:secret",
+                     "-out", "enc.key")
+        self.openssl("pkcs8", "-topk8", "-in", path("client.key"), "-outform", "DER",
+                     "-passout", "pass:secret", "-out", "enc.der")
+        for name, form in (("enc.key", "PEM"), ("enc.der", "DER")):
+            found = self.check(path("ca.crt"), path("client.crt"), os.path.join(self.tmp, name),
+                               code=1)
+            self.assertFinding(found, f"parse {name}", "FAIL", f"{form}, encrypted",
+                               "openssl pkey", "-out")
+
+    def test_key_inside_the_certificate_file(self):
+        """No --key, the key in the cert file: it is found, and checked like any key."""
+        combined = os.path.join(self.tmp, "combined.pem")
+        with open(os.open(combined, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            for name in ("client.crt", "client.key"):
+                with open(path(name)) as part:
+                    f.write(part.read())
+        found = self.check(path("ca.crt"), combined, None, code=0)
+        self.assertFinding(found, "key match", "ok")
+        self.assertFinding(found, "strict", "ok")
+
+
+class TestMistakes(CheckTestCase):
+
+    def assertOneErrorLine(self, cacert, cert, key, url, *phrases):
+        code, out, err = run_check(cacert, cert, key, url)
+        self.assertEqual(code, 2, out + err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertTrue(err.startswith("error: ") and " -- " in err, err)
+        for phrase in phrases:
+            self.assertIn(phrase, err)
+
+    def test_each_mistake_is_one_line(self):
+        """Missing file, folder, no --cacert, --key alone, bad URL: one error line, exit 2."""
+        missing = os.path.join(self.tmp, "nope.crt")
+        self.assertOneErrorLine(path("ca.crt"), missing, path("client.key"), None,
+                                "missing file", repr(missing), "--cert")
+        self.assertOneErrorLine(self.tmp, None, None, None, "is a folder", "--cacert")
+        self.assertOneErrorLine(None, path("client.crt"), path("client.key"), None, "--cacert")
+        self.assertOneErrorLine(path("ca.crt"), None, path("client.key"), None, "--key needs --cert")
+        self.assertOneErrorLine(path("ca.crt"), None, None, "http://localhost:3000/", "bad URL")
+
+    def test_garbage_and_swapped_files_are_one_finding_each(self):
+        """Garbage as the certificate, a key as the CA: one FAIL line each, no traceback."""
+        garbage = os.path.join(self.tmp, "garbage.crt")
+        with open(garbage, "wb") as f:
+            f.write(b"\x00\xffnot a certificate\n")
+        found = self.check(path("ca.crt"), garbage, path("client.key"), code=1)
+        self.assertFinding(found, "parse garbage.crt", "FAIL", "not a certificate")
+        self.assertEqual(self.output.count("\nFAIL "), 1, self.output)
+        found = self.check(path("client.key"), path("client.csr"), None, code=1)
+        self.assertFinding(found, "parse client.key", "FAIL", "holds a private key")
+        self.assertFinding(found, "parse client.csr", "FAIL", "signing request (CSR)")
+
+
+class TestServer(CheckTestCase):
+
+    def test_url_reports_the_servers_chain_and_a_request(self):
+        """With a URL: the chain the server sends, what it asks for, its name, and
+        a real request through client.py that gets the greeting."""
+        with support.RunningServer() as running:
+            found = self.check(path("ca.crt"), path("other-client.crt"),
+                               path("other-client.key"), running.url, code=0)
+            accepted = running.log.wait_for(lambda l: l.startswith("accepted"))
+        # The identity the check announces is the one server.py logs.
+        self.assertIn(" as uri:spiffe://example.org/other-client", accepted or "")
+        self.assertFinding(found, "identity", "ok", "as uri:spiffe://example.org/other-client (")
+        self.assertFinding(found, "server sends", "ok", "2 certificates", "CN=localhost <- CN=my-ca")
+        self.assertFinding(found, "server asks", "ok", "naming no CA")
+        self.assertFinding(found, "hostname", "ok", "covers localhost")
+        self.assertFinding(found, "server chain", "ok", "-purpose sslserver: OK")
+        self.assertFinding(found, "request", "ok", "HTTP 200",
+                           "Hello, spiffe://example.org/other-client")
+
+    def test_url_without_a_client_certificate(self):
+        """No --cert: the server is still described, and the request is refused as
+        client.py classifies it (certificate required)."""
+        with support.RunningServer() as running:
+            found = self.check(path("ca.crt"), url=running.url, code=1)
+        self.assertFinding(found, "server chain", "ok")
+        self.assertFinding(found, "request", "FAIL", "certificate required")
+
+
+    def test_nothing_listening_is_one_finding(self):
+        """A URL where nothing listens: one FAIL line that says so, and no request."""
+        with socket.socket() as sock:              # a port that was free a moment ago
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        found = self.check(path("ca.crt"), url=f"https://127.0.0.1:{port}/", code=1)
+        self.assertFinding(found, "server", "FAIL", f"nothing listens on 127.0.0.1:{port}")
+        self.assertNotIn("request", found)
+
+    def test_cn_only_server_certificate_fails_hostname(self):
+        """The article's server certificate names localhost in its CN only: the
+        hostname check fails, as Python does with hostname_checks_common_name off."""
+        with support.RunningServer(ca="article/ca.crt", cert="article/server.crt",
+                                   key="article/server.key") as running:
+            found = self.check(path("article/ca.crt"), url=running.url, code=1)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)    # not strict: only the name fails
+            context.load_verify_locations(path("article/ca.crt"))
+            context.hostname_checks_common_name = False
+            with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+                with self.assertRaises(ssl.SSLCertVerificationError) as caught:
+                    context.wrap_socket(sock, server_hostname="localhost")
+        self.assertEqual(caught.exception.verify_code, 62)         # hostname mismatch
+        self.assertFinding(found, "hostname", "FAIL", "(none)", "its CN matches",
+                           "hostname_checks_common_name = False")
+        self.assertFinding(found, "server chain", "FAIL", "error 92", "see CA")
+        self.assertFinding(found, "server purpose", "warn", "every purpose")
+
+    def test_ca_names_the_server_requests(self):
+        """openssl s_server names the CAs it accepts (Python cannot): a client
+        certificate from another CA is a FAIL that names the right one."""
+        server = subprocess.Popen(
+            ["openssl", "s_server", "-accept", "127.0.0.1:0", "-naccept", "2", "-www",
+             "-cert", path("server.crt"), "-key", path("server.key"), "-Verify", "1",
+             "-CAfile", path("ca.crt")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        try:
+            for _ in range(10):
+                line = server.stdout.readline()
+                if not line or line.startswith("ACCEPT"):
+                    break
+            self.assertTrue(line.startswith("ACCEPT"), line)
+            url = f"https://localhost:{line.rsplit(':', 1)[1].strip()}/"
+            found = self.check(path("rogue-ca.crt"), path("rogue-client.crt"),
+                               path("rogue-client.key"), url, code=1)
+        finally:
+            server.kill()
+            server.wait(5)
+            server.stdout.close()
+        self.assertFinding(found, "server asks", "FAIL", "from: CN=my-ca",
+                           "yours was issued by CN=rogue-ca")
+        self.assertFinding(found, "server chain", "FAIL", "error 19", "a root CA that rogue-ca.crt")
+
+
+class TestCommandLine(unittest.TestCase):
+
+    def test_check_from_the_command_line(self):
+        """python3 mtls_demo.py --check ... runs the checks; a URL without --check is refused."""
+        done = support.run_script("mtls_demo.py", "--check", "--cacert", path("ca.crt"),
+                                  "--cert", path("expired-client.crt"), "--key", path("client.key"))
+        self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
+        self.assertIn("FAIL dates client:", done.stdout)
+        done = support.run_script("mtls_demo.py", "https://localhost:3000/")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("is a URL, which only --check takes", done.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
