@@ -85,6 +85,11 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
         except (ssl.SSLError, ValueError):
             raise Failure(EXIT_USAGE, "bad file", f"CA certificate {cacert!r} holds no valid "
                           f"PEM certificate -- pass the CA certificate, e.g. --cacert certs/ca.crt")
+        if context.cert_store_stats()["x509_ca"] == 0:     # a leaf can vouch for nobody
+            raise Failure(EXIT_USAGE, "bad file", f"{cacert!r} holds no CA certificate (none has "
+                          f"basicConstraints CA:TRUE): it is a server's or a client's own "
+                          f"certificate -- pass the CA that signed the server's, e.g. "
+                          f"--cacert certs/ca.crt")
     else:
         context.load_default_certs()      # the system's CAs, as curl uses
     chain = ""
@@ -511,6 +516,9 @@ def check_url(url):
             why = "needs two slashes after 'https:'"
         else:                                                  # localhost:3000
             rest, why = url, "has no https:// in front"
+            host, _, path = rest.partition("/")
+            if not (("]:" in host) if host.startswith("[") else (":" in host)):
+                rest = f"{host}:3000/{path}"     # no port either: server.py's, not 443
         meant = "https://" + rest + ("" if "/" in rest else "/")
         raise Failure(EXIT_USAGE, "bad URL", f"'{printable(url)}' {why} -- use {printable(meant)}")
     try:

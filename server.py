@@ -129,6 +129,7 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     # Our certificate and the key that proves it is ours. A key protected by a
     # passphrase would make OpenSSL prompt on the terminal (and hang a server
     # started without one); the password callback refuses instead.
+    check_server_certificate(cert)            # first: a wrong certificate is not a wrong key
     try:
         context.load_cert_chain(cert, key, password=lambda: refuse_passphrase(key))
     except ssl.SSLError as exc:
@@ -136,7 +137,6 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     except OSError as exc:                    # e.g. permission denied despite os.access
         raise ConfigError("unreadable file", f"cannot read {exc.filename or cert!r} "
                           f"({exc.strerror})", "check its permissions") from None
-    check_server_certificate(cert)
 
     # The heart of mTLS. CERT_REQUIRED makes the server send a
     # CertificateRequest in the handshake and fail the handshake when the

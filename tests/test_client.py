@@ -449,7 +449,8 @@ class URLTest(ClientTestCase):
     def test_a_url_without_scheme_or_with_one_slash_gets_the_url_meant(self):
         self.check_urls([
             ("localhost:3200", ["has no https:// in front -- use https://localhost:3200/"]),
-            ("localhost", ["-- use https://localhost/"]),
+            ("localhost", ["-- use https://localhost:3000/"]),      # server.py's port, not 443
+            ("[::1]", ["-- use https://[::1]:3000/"]),
             ("127.0.0.1:3200", ["-- use https://127.0.0.1:3200/"]),
             ("localhost:3200/hello", ["-- use https://localhost:3200/hello"]),
             ("https:/localhost:3200/", ["needs two slashes", "-- use https://localhost:3200/"]),
@@ -526,6 +527,14 @@ class FileTest(ClientTestCase):
                 self.assertErrorLine(run_client(*args, "https://localhost:1/"),
                                      client.EXIT_USAGE, "missing file", words)
         self.assertNotIn("make", run_client("--cacert", f"{folder}/my-ca.pem").stderr)
+
+    def test_a_leaf_as_cacert_is_named_not_blamed_on_the_server(self):
+        """--cacert with a client's or a server's own certificate: it holds no CA."""
+        for leaf in ("client.crt", "server.crt"):
+            with self.subTest(cacert=leaf):
+                done = run_client("--cacert", path(leaf), "https://localhost:1/")
+                self.assertErrorLine(done, client.EXIT_USAGE, "bad file", "holds no CA certificate",
+                                     "-- pass the CA that signed the server's, e.g. --cacert certs/ca.crt")
 
     def test_a_key_of_another_type_does_not_match(self):
         """An EC key with an RSA certificate (or the reverse) is a mismatch, not a format problem."""

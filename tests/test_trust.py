@@ -630,8 +630,10 @@ class FilesTest(unittest.TestCase):
 
     def test_wrong_certificates_as_cert_are_refused(self):
         for crt, key, words in [(CA.crt, CA.key, "is a CA certificate"),
-                                (CA.client[0], CA.client[1], "lacks serverAuth")]:
-            with self.subTest(cert=os.path.basename(crt)):
+                                (CA.client[0], CA.client[1], "lacks serverAuth"),
+                                (CA.crt, CA.server[1], "is a CA certificate"),       # and its key
+                                (CA.client[0], CA.server[1], "lacks serverAuth")]:   # is not blamed
+            with self.subTest(cert=os.path.basename(crt), key=os.path.basename(key)):
                 done = run("--ca", CA.crt, "--cert", crt, "--key", key)
                 self.assertEqual(done.returncode, 2, done.stderr)
                 self.assertIn(words, done.stderr)
