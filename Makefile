@@ -445,16 +445,18 @@ run: $(PKI) ## serve https://localhost:$(PORT)/, client certificate required (Ct
 
 client: $(PKI) ## make the successful mTLS request to the running server
 	$(PYTHON) client.py --cacert $(CERTS)/ca.crt --cert $(CERTS)/client.crt --key $(CERTS)/client.key https://localhost:$(PORT)/
-	@echo "That was mTLS working. Next: make demo$(AGAIN)   (every failure case, explained)"
+	@echo "That was mTLS working. Next: make demo$(AGAIN)   (the lesson: success and failures, explained)"
 
-demo: ## run the story: the success and each failure, explained
-	$(PYTHON) mtls_demo.py --certs $(CERTS)
+demo: ## run the lesson: the success and five failures, each explained
+	$(PYTHON) mtls_demo.py --lesson --certs $(CERTS)
 	@echo "Next: $(DEMO) --all   (every scenario), then make inspect$(AGAIN)"
 
 # make inspect: one line per certificate: its file, who it names (subject),
 # who signed it (issuer), when it expires (notAfter), and what it may be
 # used for (extendedKeyUsage; none on a CA, or on the article's v1 leaves).
-# One shell loop, echoed once, runs one openssl command per certificate.
+# One shell loop, echoed once, runs one openssl command per certificate;
+# INSPECT_AWK (below, passed in the environment) turns its output into the
+# line, and INSPECT_WIDTH is the longest file name, for the columns.
 # make inspect FULL=1: every certificate in full (openssl x509 -text), one
 # echoed command each. Scenario certificates are included once they exist.
 SCENARIO_CRTS := $(addprefix $(CERTS)/,rogue-ca.crt rogue-client.crt expired-client.crt \
@@ -466,21 +468,18 @@ define full_text
 	$(OPENSSL) x509 -in $(1) -noout -text
 
 endef
+export INSPECT_AWK := \
+	/^subject=/  { s = substr($$0, 9) } \
+	/^issuer=/   { i = substr($$0, 8) } \
+	/^notAfter=/ { split(substr($$0, 10), d, " "); n = d[1] " " d[2] " " d[4] } \
+	/Authentication/ { gsub(/TLS Web Server Authentication/, "serverAuth"); \
+	                   gsub(/TLS Web Client Authentication/, "clientAuth"); \
+	                   gsub(/^ +/, ""); e = $$0 } \
+	END { printf "%s by %s, until %s, EKU: %s\n", s, i, n, (e == "" ? "none" : e) }
+INSPECT_WIDTH = $(shell printf '%s\n' $(wildcard $(CERTS)/*.crt $(ARTICLE)/*.crt) | awk 'length > w { w = length } END { print w }')
 inspect: $(PKI) ## one line per certificate (FULL=1: each in full)
 ifeq ($(FULL),)
-	for crt in $(CERTS)/*.crt $(ARTICLE)/*.crt; do \
-	  [ -f "$$crt" ] || continue; \
-	  printf '%-26s ' "$$crt"; \
-	  $(OPENSSL) x509 -in "$$crt" -noout -nameopt RFC2253 -subject -issuer -enddate \
-	    -ext extendedKeyUsage 2>/dev/null | awk ' \
-	    /^subject=/  { s = substr($$0, 9) } \
-	    /^issuer=/   { i = substr($$0, 8) } \
-	    /^notAfter=/ { split(substr($$0, 10), d, " "); n = d[1] " " d[2] " " d[4] } \
-	    /Authentication/ { gsub(/TLS Web Server Authentication/, "serverAuth"); \
-	                       gsub(/TLS Web Client Authentication/, "clientAuth"); \
-	                       gsub(/^ +/, ""); e = $$0 } \
-	    END { printf "%s by %s, until %s, EKU: %s\n", s, i, n, (e == "" ? "none" : e) }'; \
-	done
+	for crt in $(CERTS)/*.crt $(ARTICLE)/*.crt; do [ -f "$$crt" ] || continue; printf '%-$(INSPECT_WIDTH)s ' "$$crt"; $(OPENSSL) x509 -in "$$crt" -noout -nameopt RFC2253 -subject -issuer -enddate -ext extendedKeyUsage 2>/dev/null | awk "$$INSPECT_AWK"; done
 	@echo "Next: make inspect FULL=1   (every field), then make test   (the proof)"
 else
 	$(foreach crt,$(INSPECT),$(call full_text,$(crt)))

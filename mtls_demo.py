@@ -7,7 +7,7 @@ command, its real output, the line the server logged about it, and why it
 happened. It ends with a table of what each case should do and what it did,
 and exits 0 only if every case matched.
 
-Run:   python3 mtls_demo.py                    the article's three cases
+Run:   python3 mtls_demo.py                    the three basic cases
        python3 mtls_demo.py NAME [NAME ...]    these scenarios / exhibits, in that order
        python3 mtls_demo.py --all              every failure-gallery scenario
        python3 mtls_demo.py --lesson --pause   the classroom path (six cases)
@@ -30,8 +30,8 @@ import sys
 
 # Before anything newer than Python 3.6 runs: one line, not a traceback.
 if sys.version_info < (3, 9):
-    sys.stderr.write("error: needs Python 3.9+: this is Python %d.%d -- run it with a newer "
-                     "python3, e.g. python3.12 mtls_demo.py\n" % sys.version_info[:2])
+    sys.stderr.write("error: unsupported Python: mtls_demo.py needs Python 3.9+ (this is %d.%d) "
+                     "-- run it with python3.9 or newer\n" % sys.version_info[:2])
     sys.exit(2)
 
 import argparse                # noqa: E402  (after the version check)
@@ -124,8 +124,10 @@ SCENARIOS = [
         "certificate expired", "has expired",
         "Every certificate carries notBefore/notAfter dates, and the server checks them "
         "against its own clock. Same key, same name, but the dates are past, so the server "
-        "sends certificate_expired. The fix is a new certificate for the same key: "
-        "rm certs/client.crt && make certs signs the CSR again.",
+        "sends certificate_expired. The fix is a new certificate for the same key: sign the "
+        "client's request again (openssl x509 -req -in certs/client.csr -CA certs/ca.crt "
+        "-CAkey certs/ca.key -days 365 -extfile openssl.cnf -extensions client "
+        "-out certs/renewed-client.crt), or use certs/client.crt, the valid one make certs made.",
         does="shows a certificate that expired", cause="its notAfter date has passed",
         fix="a new certificate for the same key", tls12=("server", "certificate_expired", 60)),
     Scenario(
@@ -189,31 +191,31 @@ SCENARIOS = [
         does="shows the server's certificate as its own", cause="its EKU is serverAuth only",
         fix="a certificate with clientAuth", tls12=("server", "unsupported_certificate", 35)),
     Scenario(
-        "article-server-strict", "The article's exact certificates on both sides, checked strictly",
+        "article-server-strict", "The walkthrough's exact certificates on both sides, checked strictly",
         ["--ca", "{certs}/article/ca.crt", "--cert", "{certs}/article/server.crt",
          "--key", "{certs}/article/server.key"],
         ["--cacert", "{certs}/article/ca.crt", "--cert", "{certs}/article/client.crt",
          "--key", "{certs}/article/client.key", "{url}"],
         "server certificate invalid", "client refused our certificate",
-        "The article's CA has basicConstraints but no keyUsage. Strict X.509 checking "
+        "The walkthrough's CA has basicConstraints but no keyUsage. Strict X.509 checking "
         "(VERIFY_X509_STRICT, which client.py and server.py set on every Python, and which "
         "ssl.create_default_context(), so urllib, sets since Python 3.13) wants keyCertSign "
-        "in every CA's keyUsage, so client.py refuses the server. The article's leaves being "
+        "in every CA's keyUsage, so client.py refuses the server. The walkthrough's leaves being "
         "X.509 v1 is not the cause: a v1 leaf signed by our CA passes. curl is not strict: it "
-        "accepts this server, and then server.py refuses curl's article certificate.",
+        "accepts this server, and then server.py refuses curl's walkthrough certificate.",
         curl=["--cacert", "{certs}/article/ca.crt", "--key", "{certs}/article/client.key",
               "--cert", "{certs}/article/client.crt", "{url}"],
         does="uses the article's certificates on both sides", cause="the article's CA lacks keyUsage",
         fix="a CA with keyUsage keyCertSign (`make certs`)", tls12=("client", "certificate_unknown", 35),
         strict=True),
     Scenario(
-        "article-client-strict", "The article's client certificate, at a strict server",
+        "article-client-strict", "The walkthrough's client certificate, at a strict server",
         ["--ca", "{certs}/article/ca.crt"],
         ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/article/client.crt",
          "--key", "{certs}/article/client.key", "{url}"],
         "certificate rejected", "client certificate fails verification",
-        "Now the server checks the article's client certificate strictly and refuses it: a "
-        "strict verifier wants every CA to carry keyUsage with keyCertSign, and the article's "
+        "Now the server checks the walkthrough's client certificate strictly and refuses it: a "
+        "strict verifier wants every CA to carry keyUsage with keyCertSign, and the walkthrough's "
         "CA has only basicConstraints. Our openssl.cnf adds it, which is why 'success' passes.",
         does="shows the article's client certificate", cause="its CA lacks keyUsage",
         fix="a CA with keyUsage keyCertSign (`make certs`)", tls12=("server", "certificate_unknown", 35),
@@ -272,7 +274,8 @@ SCENARIOS = [
         fix="`--cert` the chain file", tls12=("server", "unknown_ca", 35)),
 ]
 
-# The article's own cases, run when no name is given.
+# The three basic cases of the walkthrough this project follows, run when no
+# name is given.
 ARTICLE_CASES = ["success", "no-cacert", "no-client-cert"]
 
 # Demonstrations that are not a request against a server configuration.
@@ -285,8 +288,8 @@ STRICT_CHECKS = ssl.OPENSSL_VERSION_INFO >= (3, 0)
 # --- the lesson ----------------------------------------------------------
 #
 # Six cases in teaching order. Each opens with a one-line heading and ends
-# with two lines of "what you just saw" (each under 80 characters, so the
-# pair fits 100 columns with its label).
+# with a few lines of "what you just saw" (each under 82 characters, so
+# each fits 100 columns with its label).
 
 Lesson = namedtuple("Lesson", "name heading saw")
 
@@ -302,13 +305,19 @@ LESSON = [
             "Under TLS 1.3 the client had finished its handshake: it hears at its first read.")),
     Lesson("other-ca", "a certificate from another CA, claiming to be my-client",
            ("Anyone can write CN=my-client into a certificate: the signature is what counts.",
-            "The server could not chain it to my-ca, the only CA it trusts: alert unknown_ca.")),
+            "The server could not chain it to my-ca, the only CA it trusts: alert unknown_ca.",
+            "unknown_ca does not say why, so client.py names every cause (a CRL too);",
+            "here no CRL is involved: rogue-ca, not my-ca, signed the certificate.")),
     Lesson("expired-client", "the client's certificate has expired",
            ("Same key, name and CA: only the dates are wrong, and the server checks them.",
-            "The server's log names the cause; the client only gets the alert.")),
+            "The server's log names the cause; the client only gets the alert.",
+            "certificate_expired does not say which, so client.py names every cause;",
+            "here no CRL is involved: it is the client's own leaf, expired in 2020.")),
     Lesson("not-authorized", "a valid client that this server does not allow",
            ("TLS worked: the server knows exactly who the client is (authentication).",
-            "It is not on --allow, so the server answers 403 (authorization).")),
+            "It is not on --allow, so the server answers 403 (authorization).",
+            "The server names a client by its subjectAltName when it has one (here its URI),",
+            "and by its CN (CN=other-client in make inspect) only when it has none.")),
 ]
 
 
@@ -643,7 +652,7 @@ def run_case(scenario, server, certs, opts):
 
     if opts.curl and scenario.curl:
         curl_words = ["curl", "-sS"] + fill(scenario.curl, certs, server.port)
-        screen.print("The article's curl command, for comparison:")
+        screen.say(curl_intro())
         run_curl(curl_words, server, scenario)
     if opts.trace or opts.raw_trace:
         trace_case(scenario, server, certs, "1.3", opts)
@@ -657,6 +666,19 @@ def run_case(scenario, server, certs, opts):
                     (f"client: {scenario.expect}", f"server: {scenario.server_says}"),
                     (f"client: {observed}", f"server: {summarize_log_line(server_line)}"), ok)
     return CaseRun(result, words, proc, server_lines, tls12)
+
+
+WALKTHROUGH = ('the walkthrough this project follows ("Mutual TLS Authentication (mTLS) '
+               'De-Mystified": a Node.js server, tested with curl)')
+introduced = set()      # what has been introduced once in this run
+
+
+def curl_intro():
+    """The line before a curl command: the walkthrough named in full the first time."""
+    if "walkthrough" in introduced:
+        return "The walkthrough's curl command, for comparison:"
+    introduced.add("walkthrough")
+    return f"The curl command of {WALKTHROUGH}, for comparison:"
 
 
 def run_curl(words, server, scenario):
@@ -705,29 +727,77 @@ def print_table(results):
         widths[2] = room - widths[1]
     screen.print()
     for row in rows:
-        cells = [sum((wrap(line, widths[i]) for line in row[i].splitlines() or [""]), [])
-                 for i in range(4)]      # each cell wrapped to its column
-        for n in range(max(len(c) for c in cells)):
-            parts = [(c[n] if n < len(c) else "").ljust(widths[i]) for i, c in enumerate(cells)]
-            colour = {"yes": "32", "NO": "31"}.get(parts[3].strip()) if n == 0 else None
-            parts[3] = screen.paint(parts[3].rstrip(), colour)
-            screen.print(" | ".join(parts).rstrip())
+        # A cell's k-th line (e.g. "server: ...") starts beside the other
+        # cells' k-th lines, however many lines the one before it wrapped to.
+        lines = [row[i].splitlines() or [""] for i in range(4)]
+        for k in range(max(len(cell) for cell in lines)):
+            cells = [wrap(cell[k], widths[i]) if k < len(cell) else [""]
+                     for i, cell in enumerate(lines)]     # each wrapped to its column
+            for n in range(max(len(c) for c in cells)):
+                parts = [(c[n] if n < len(c) else "").ljust(widths[i])
+                         for i, c in enumerate(cells)]
+                first = k == 0 and n == 0
+                colour = {"yes": "32", "NO": "31"}.get(parts[3].strip()) if first else None
+                parts[3] = screen.paint(parts[3].rstrip(), colour)
+                screen.print(" | ".join(parts).rstrip())
 
 
 # --- TLS 1.2 -------------------------------------------------------------
 #
 # client.py always offers TLS 1.3. To show the same case under TLS 1.2 we
-# use the two real tools that can be limited to it: openssl s_client -tls1_2
-# (whose trace shows where the alert came) and curl --tls-max 1.2.
+# run client.py's own code (make_client_context, fetch) with its context
+# limited to TLS 1.2, and print the one line client.py would print; then the
+# two real tools that can be limited to it: openssl s_client -tls1_2 (whose
+# trace shows where the alert came) and curl --tls-max 1.2.
+
+TLS12_ALERTS = ("Why the alerts differ: TLS 1.2 has no certificate_required alert (TLS 1.3 "
+                "added it, RFC 8446 6.2), so a TLS 1.2 server that gets no client certificate "
+                "sends handshake_failure (RFC 5246 7.4.6). And under TLS 1.2 the server's "
+                "verdict on the client's certificate arrives inside the handshake, before the "
+                "client sends its request.")
+
+
+def fetch_tls12(scenario, server, certs):
+    """Run client.py's code for a case, its context limited to TLS 1.2;
+    return (the line client.py would print, its outcome as observe_client says it)."""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    import client                                   # the project's client, as a library
+    args = client.parse_args(fill(scenario.client, certs, server.port))
+    try:
+        context = client.make_client_context(args.cacert, args.cert, args.key)
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        status, body = client.fetch(args.url, context, args.timeout)
+    except client.Failure as failure:
+        return f"error: {failure.label}: {failure.message}", failure.label
+    if not 200 <= status < 300:
+        line = client.http_error(status, body)
+        return line, line[len("error: "):].split(":", 1)[0]
+    return body.rstrip("\n"), "ok"
+
+
+# What client.py says under TLS 1.2 where it differs from TLS 1.3.
+TLS12_CLIENT = {"no-client-cert": "handshake failed"}
+
 
 def rerun_tls12(scenario, server, certs, opts):
     """Replay a case with the client limited to TLS 1.2; print where the
     handshake ended and what curl says. Return a Result for the table."""
     screen.print()
     screen.say("The same case, with the client limited to TLS 1.2:", code="1")
+    if "tls12-alerts" not in introduced:
+        introduced.add("tls12-alerts")
+        screen.why(TLS12_ALERTS)
+    screen.say("client.py's own code (make_client_context, then fetch), its context limited "
+               "with context.maximum_version = ssl.TLSVersion.TLSv1_2, prints:")
+    server.forget_old_lines()
+    line, said = fetch_tls12(scenario, server, certs)
+    screen.output(line)
+    for log in server.case_lines(scenario.server_says):
+        screen.say(log, "server log: ")
     steps = trace_case(scenario, server, certs, "1.2", opts)
     sender, alert = first_fatal_alert(steps)
-    observed = [f"alert: {sender} sends {alert}" if alert else "alert: none"]
+    observed = [f"client.py: {said}", f"alert: {sender} sends {alert}" if alert else "alert: none"]
     if opts.curl:
         words = ["curl", "-sS", "--tls-max", "1.2"] + fill(scenario.client, certs, server.port)
         done = run_curl(words, server, scenario)
@@ -741,7 +811,8 @@ def rerun_tls12(scenario, server, certs, opts):
                        "certificate_expired about the client's certificate, and curl files "
                        "that alert under its own check of the server. Trust the server's log.")
     want_sender, want_alert, want_exit = scenario.tls12
-    expected = [f"alert: {want_sender} sends {want_alert}" if want_alert else "alert: none"]
+    expected = [f"client.py: {TLS12_CLIENT.get(scenario.name, scenario.expect)}",
+                f"alert: {want_sender} sends {want_alert}" if want_alert else "alert: none"]
     if opts.curl:       # curl names the alert only when it exits 35 (a TLS error)
         named = f", alert {want_alert}" if want_exit == 35 else ""
         expected.append(f"curl: exit {want_exit}{named}")
@@ -1169,7 +1240,7 @@ shows them); they never start with "-" and never contain "://". A
 positional argument with "://" is a URL and belongs to --check.
 
 modes (one at a time):
-  (nothing)               the article's three cases: success, no-cacert, no-client-cert
+  (nothing)               the three basic cases: success, no-cacert, no-client-cert
   NAME [NAME ...]         these cases, in the order given
   --all                   every failure-gallery scenario
   --lesson [--pause]      six cases in teaching order, each with "what you just saw"
@@ -1187,7 +1258,7 @@ examples:
 
 
 EXAMPLE_LINES = [
-    ("", "the article's three cases"),
+    ("", "the three basic cases"),
     ("expired-client revoked", "two scenarios, in this order"),
     ("--lesson --pause", "teach: Enter between cases"),
     ("--trace no-client-cert", "the handshake, as a ladder"),
@@ -1198,13 +1269,13 @@ EXAMPLE_LINES = [
 ]
 
 
-def examples():
+def examples(width=100):
     """The worked examples of --help: comments beside the commands when they
-    fit in 100 columns, else above them (a long interpreter path)."""
+    fit in `width` columns, else above them (a long interpreter path)."""
     p, lines = program(), []
     for args, comment in EXAMPLE_LINES:
         command = f"  {p} {args}".rstrip()
-        if len(p) + 2 + 26 + 4 + len(comment) <= 100:
+        if len(p) + 2 + 26 + 4 + len(comment) <= width:
             lines.append(f"{command:{len(p) + 2 + 26}}  # {comment}")
         else:
             lines += [f"  # {comment}", command]
@@ -1213,8 +1284,35 @@ def examples():
                               f"{certs}/client.crt", "--key", f"{certs}/client.key",
                               "https://localhost:3000/"]
     lines.append("  # check your own files, and a running server")
-    lines += wrap_command(pair_options([shlex.quote(w) for w in words]), 100, "  ", "      ")
+    lines += wrap_command(pair_options([shlex.quote(w) for w in words]), width, "  ", "      ")
     return "\n".join(lines) + "\n"
+
+
+def fit_help(text, width):
+    """Wrap the lines of --help's text that are wider than `width`, each
+    continuing under its description (the text after its first gap of two
+    spaces or more)."""
+    out = []
+    for line in text.splitlines():
+        gap = re.match(r"(\s*\S.*?\s{2,})(\S.*)", line) or re.match(r"(\s*)(.*)", line)
+        if len(line) <= width:
+            out.append(line)
+            continue
+        out += wrap(gap.group(2), width, gap.group(1), " " * len(gap.group(1)))
+    return "\n".join(out) + "\n"
+
+
+def usage_line(width):
+    """The usage line, its parts carried over under the first when one line
+    does not fit `width`."""
+    indent = " " * len("usage: " + program())
+    lines = ["%(prog)s"]
+    for part in ("[NAME ...]", "[--all|--lesson|--mistakes|--list|--check]", "[modifiers]"):
+        shown = lines[-1].replace("%(prog)s", program())
+        if len(f"usage: {shown} {part}") > width and lines[-1] != "%(prog)s":
+            lines.append(indent)
+        lines[-1] += " " + part
+    return "\n".join(lines)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -1226,12 +1324,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def make_parser():
     """The demo's options (designed once: see EXAMPLES and the README)."""
+    width = terminal_width()
     p = ArgumentParser(prog=program(), allow_abbrev=False,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       usage="%(prog)s [NAME ...] [--all|--lesson|--mistakes|--list|--check] "
-                             "[modifiers]",
+                       usage=usage_line(width),
                        description="Run mutual TLS for real: success and failures, explained.",
-                       epilog=EXAMPLES.format(examples=examples()))
+                       epilog=fit_help(EXAMPLES.format(examples=examples(width)), width))
     p.add_argument("names", nargs="*", metavar="NAME", help="scenarios, demonstrations or exhibits "
                    "to run, in this order (see --list)")
     mode = p.add_argument_group("modes")
@@ -1247,8 +1345,9 @@ def make_parser():
     check.add_argument("--key", metavar="KEY", help="its private key")
     mod = p.add_argument_group("modifiers")
     mod.add_argument("--tls1.2", dest="tls12", action="store_true",
-                     help="rerun each case with the client limited to TLS 1.2, then show "
-                          "the client certificate in clear (cleartext-cert)")
+                     help="rerun each case with client.py's code limited to TLS 1.2, "
+                          "beside openssl s_client and curl; then show the client "
+                          "certificate in clear (cleartext-cert)")
     mod.add_argument("--trace", action="store_true",
                      help="draw each handshake as a ladder, from openssl s_client -trace")
     mod.add_argument("--raw-trace", action="store_true", help="print s_client -trace's raw output")
@@ -2513,27 +2612,26 @@ def run_plan(plan, args):
     if args.tls12 and shutil.which("openssl") is None:
         screen.say("note: openssl is not installed, so the TLS 1.2 replay shows curl only.")
 
-    # Start every server the plan needs at once: they boot in parallel.
-    servers = {}
-    for kind, name in plan:
-        options = tuple(server_command(SCENARIO_BY_NAME[name], certs)) if kind == "scenario" \
-            else tuple(server_command(SCENARIO_BY_NAME["success"], certs))
-        if kind != "exhibit" and options not in servers:
-            servers[options] = ServerProcess(options)
-
     if args.mode == "lesson":
         screen.print()
         screen.say(LESSON_INTRO.format(certs=certs))
     results, runs, pauser = [], [], Pauser(args.pause)
     lessons = {lesson.name: lesson for lesson in LESSON}
+    # Start every server the plan needs at once: they boot in parallel.
+    # Inside the try, with nothing printed before it: a pipe closed early
+    # (| head) or a Ctrl-C must still reach the finally that stops them.
+    servers = {}
     try:
+        for kind, name in plan:
+            options = tuple(server_command(SCENARIO_BY_NAME[name], certs)) if kind == "scenario" \
+                else tuple(server_command(SCENARIO_BY_NAME["success"], certs))
+            if kind != "exhibit" and options not in servers:
+                servers[options] = ServerProcess(options)
         for number, (kind, name) in enumerate(plan, 1):
             if number > 1:
                 pauser.wait(f"case {number} of {len(plan)}")
             if kind == "exhibit":
                 gallery = load_gallery()
-                title = next(e.title for e in gallery.EXHIBITS if e.name == name)
-                screen.heading(f"{name}: {title} (mistakes gallery)")
                 result = gallery.run_exhibit(name, os.path.abspath(args.certs), width=screen.width)
                 results.append(Result(*result))
                 continue
@@ -2554,9 +2652,10 @@ def run_plan(plan, args):
             runs.append(case)
             results += [case.result] + ([case.tls12] if case.tls12 else [])
             if args.mode == "lesson":
-                saw = lessons[name].saw
-                screen.say(saw[0], "What you just saw: ", code="1")
-                screen.say(saw[1], " " * len("What you just saw: "))
+                label = "What you just saw: "
+                for i, line in enumerate(lessons[name].saw):
+                    screen.say(line, label if i == 0 else " " * len(label),
+                               code="1" if i == 0 else None)
     finally:
         for server in servers.values():
             server.stop()
@@ -2582,6 +2681,7 @@ def main(argv=None):
     """Run the chosen cases and print the table; exit 0 if all matched."""
     global screen
     args = parse_args(argv)
+    introduced.clear()
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")      # see no-color.org
     screen = Screen(args.width or terminal_width(), colour, quiet=args.markdown)
     try:

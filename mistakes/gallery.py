@@ -36,7 +36,16 @@ Reading order: the exhibits, the wrong code, certificates, output, servers,
 clients, the attacks, one exhibit, main.
 """
 
-import argparse
+import sys
+
+# Checked before anything else runs (client.py, imported below, has its own
+# check, which would name client.py): one line instead of a traceback.
+if sys.version_info < (3, 9):
+    sys.stderr.write("error: unsupported Python: mistakes/gallery.py needs Python 3.9+ "
+                     "(this is %d.%d) -- run it with python3.9 or newer\n" % sys.version_info[:2])
+    sys.exit(2)
+
+import argparse  # noqa: E402  (after the version check, as are the imports below)
 import contextlib
 import difflib
 import http.client
@@ -50,7 +59,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -64,6 +72,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import client  # noqa: E402  (the project's client, the attacker's tool and the right code)
+from mtls_demo import pair_options, wrap_command  # noqa: E402  (commands printed as the demo does)
 
 # How long a good client waits for the frozen server in the accept-loop
 # exhibit before it gives up (client.py --timeout). Tests make it shorter.
@@ -318,9 +327,21 @@ class Output:
                             subsequent_indent=indent + "  ", break_on_hyphens=False))
 
     def heading(self, text):
-        """Print an exhibit's title line."""
+        """Print an exhibit's title line, bold, wrapped under its first word;
+        a parenthesis is never split across lines."""
         print()
-        self.say(self.paint(f"== {text}", "1"))
+        whole = re.sub(r"\([^()]*\)", lambda m: m.group(0).replace(" ", "\u00a0"), text)
+        for line in textwrap.wrap(whole, self.width, initial_indent="== ",
+                                  subsequent_indent="   ", break_on_hyphens=False):
+            print(self.paint(line.replace("\u00a0", " "), "1"))
+
+    def command(self, words, prompt="$ "):
+        """Print a command line that pastes, as mtls_demo.py does: wrapped at
+        spaces between words with ' \\' continuations, each option with its
+        value, each word shell-quoted."""
+        units = pair_options([shlex.quote(w) if w != "&" else w for w in words])
+        for line in wrap_command(units, self.width, prompt):
+            print(line)
 
     def program_output(self, text, prefix="   | "):
         """Print a program's output indented, long lines wrapped (the
@@ -329,9 +350,17 @@ class Output:
                      lambda line: prefix.replace("|", ":"))
 
     def diff(self, lines, prefix="   "):
-        """Print a diff indented; a long line wraps onto a line with the
-        same +/- mark, indented two more."""
-        self.wrapped(lines, prefix, lambda line: prefix + line[:1] + " " * 2)
+        """Print a diff indented. A line wider than the screen is cut where
+        it must be, and marked: its first part ends with ' ...>', its rest
+        follows on the next line after the same +/- mark and '>... ', so it
+        cannot be read as code."""
+        for line in lines:
+            mark, lead = line[:1], prefix
+            while len(lead) + len(line) > self.width:
+                cut = self.width - len(lead) - len(" ...>")
+                print(lead + line[:cut] + " ...>")
+                line, lead = line[cut:], prefix + mark + ">... "
+            print(lead + line)
 
     def wrapped(self, lines, prefix, continuation):
         """Print lines after `prefix`, each wrapped at a space where it can
@@ -423,10 +452,7 @@ class ServerProcess:
 @contextlib.contextmanager
 def running(command, out, env=None):
     """Start a server, show its command, stop it at the end."""
-    shown = shlex.join(command)
-    if env:
-        shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shown
-    out.say(f"$ {shown} &", "")
+    out.command([f"{k}={v}" for k, v in (env or {}).items()] + command + ["&"])
     server = ServerProcess(command, env)
     try:
         yield server
@@ -448,16 +474,20 @@ def run_client(module, argv, expect_timeout=False):
     wherever this runs from. A client that could not even try (exit 2, a
     usage or file error; exit 3, no connection) is the exhibit's failure,
     not a refusal: that raises ExhibitError."""
-    run = [os.path.join(ROOT, a) if not a.startswith(("-", "https://")) and
-           os.path.exists(os.path.join(ROOT, a)) else a for a in argv]
     captured = io.StringIO()
-    start = time.monotonic()
-    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-        try:
-            code = module.main(run)
-        except SystemExit as exc:             # argparse, on a bad command line
-            code = exc.code
+    start, here = time.monotonic(), os.getcwd()
+    os.chdir(ROOT)              # so the client's messages quote the paths as shown
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            try:
+                code = module.main(list(argv))
+            except SystemExit as exc:             # argparse, on a bad command line
+                code = exc.code
+    finally:
+        os.chdir(here)
     seconds, output = time.monotonic() - start, captured.getvalue()
+    if code == 130:             # client.py's main caught Ctrl-C: an interruption, not a result
+        raise KeyboardInterrupt
     timed_out = code == client.EXIT_CONNECT and error_label(output) == "timeout"
     if code in (client.EXIT_USAGE, client.EXIT_CONNECT) and not (expect_timeout and timed_out):
         raise ExhibitError(f"the client could not make its request: {first_line(output)}")
@@ -466,7 +496,7 @@ def run_client(module, argv, expect_timeout=False):
 
 def show_client(out, label, argv, code, output):
     """Print a client's command line, its output, and its exit code."""
-    out.say(f"$ python3 {label} {shlex.join(argv)}")
+    out.command(["python3", label] + list(argv))
     out.program_output(output)
     out.say(f"(exit {code})", "   ")
 
@@ -571,6 +601,8 @@ def attack_with_silence(exhibit, server, certs, out):
     silent = socket.create_connection(("localhost", server.port), timeout=5)
     try:
         argv = ["--cacert", ca] + good + ["--timeout", f"{PATIENCE:g}", server.url]
+        out.say(f"A good client comes next, and waits at most {PATIENCE:g} s for its answer "
+                f"(--timeout {PATIENCE:g}):")
         code, output, seconds = run_client(client, argv, expect_timeout=True)
         show_client(out, "client.py", argv, code, output)
     finally:
@@ -805,7 +837,7 @@ def main(argv=None):
         for name in args.names or names:
             results.append(run_exhibit(name, os.path.abspath(args.certs), args.width))
     except KeyboardInterrupt:
-        print("\ninterrupted: the servers are stopped")
+        print("\ninterrupted: stopped by Ctrl-C; the servers are stopped", file=sys.stderr)
         return 130
     except BrokenPipeError:            # output piped into `head`, say: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -10,13 +10,17 @@ Each demo run here is a real subprocess with real servers; the runs that
 several tests read are made once per class.
 """
 
+import contextlib
+import io
 import os
 import re
 import shlex
 import shutil
+import signal
 import ssl
 import subprocess
 import tempfile
+import time
 import unittest
 
 from tests.support import PYTHON, ROOT, RunningServer, path, pki
@@ -74,14 +78,59 @@ class LessonRunTest(unittest.TestCase):
         self.assertEqual([name for _, name in headings], [l.name for l in mtls_demo.LESSON])
         self.assertEqual([n for n, _ in headings], ["1", "2", "3", "4", "5", "6"])
 
-    def test_each_case_ends_with_two_lines_of_what_you_just_saw(self):
+    def test_each_case_ends_with_its_lines_of_what_you_just_saw(self):
         lines = self.done.stdout.splitlines()
         starts = [i for i, line in enumerate(lines) if line.startswith("What you just saw: ")]
         self.assertEqual(len(starts), 6)
-        for i in starts:
-            second = lines[i + 1]
-            self.assertTrue(second.startswith(" " * 19) and second.strip(), second)
-            self.assertFalse(lines[i + 2].startswith(" " * 19), "three lines, not two")
+        for i, lesson in zip(starts, mtls_demo.LESSON):
+            shown = lines[i:i + len(lesson.saw) + 1]
+            self.assertEqual([line[19:] for line in shown[:-1]], list(lesson.saw))
+            self.assertTrue(all(line.startswith(" " * 19) for line in shown[1:-1]), shown)
+            self.assertFalse(shown[-1].startswith(" " * 19), "more lines than the lesson has")
+
+    def case(self, name):
+        """The part of the lesson's output about one case."""
+        return unwrap(self.done.stdout.split(f"({name})\n", 1)[1].split("\n== ", 1)[0])
+
+    def test_crl_wording_of_client_py_is_explained_where_no_crl_is_involved(self):
+        for name in ("other-ca", "expired-client"):
+            part = self.case(name)
+            self.assertIn("CRL", part.split("What you just saw:")[0])    # client.py's words
+            self.assertIn("names every cause", part)
+            self.assertIn("here no CRL is involved", part)
+
+    def test_identity_by_san_not_cn_is_said_where_the_uri_is_shown(self):
+        part = self.case("not-authorized")
+        self.assertIn("uri:spiffe://example.org/other-client is not on the allow-list", part)
+        self.assertIn("names a client by its subjectAltName when it has one", part)
+        self.assertIn("by its CN (CN=other-client in make inspect) only when it has none", part)
+
+    def test_the_expired_client_fix_renews_what_was_shown(self):
+        """The openssl command in expired-client's why: signs the client's
+        key anew, by our CA, into a certificate that is in date (run for real
+        on a copy of the PKI), and the text no longer blames certs/client.crt."""
+        why = mtls_demo.SCENARIO_BY_NAME["expired-client"].why
+        self.assertNotIn("rm certs/client.crt", why)
+        self.assertIn("{certs}/expired-client.crt", mtls_demo.SCENARIO_BY_NAME["expired-client"].client)
+        command = re.search(r"\((openssl x509 -req [^)]*)\)", why).group(1)
+        with tempfile.TemporaryDirectory() as tmp:
+            os.mkdir(os.path.join(tmp, "certs"))
+            for name in ("ca.crt", "ca.key", "client.csr", "client.key"):
+                shutil.copy(path(name), os.path.join(tmp, "certs", name))
+            shutil.copy(os.path.join(ROOT, "openssl.cnf"), tmp)
+            done = subprocess.run(shlex.split(command) + ["-CAcreateserial"], cwd=tmp,
+                                  capture_output=True, text=True, timeout=30)
+            self.assertEqual(done.returncode, 0, done.stderr)
+            new = re.search(r"-out (\S+)", command).group(1)
+            verify = subprocess.run(["openssl", "verify", "-purpose", "sslclient", "-CAfile",
+                                     "certs/ca.crt", new], cwd=tmp, capture_output=True,
+                                    text=True, timeout=30)
+            self.assertEqual(verify.returncode, 0, verify.stdout + verify.stderr)
+            keys = [subprocess.run(["openssl", kind, "-in", f, "-noout", "-pubkey"] if
+                                   kind == "x509" else ["openssl", "pkey", "-in", f, "-pubout"],
+                                   cwd=tmp, capture_output=True, text=True).stdout
+                    for kind, f in (("x509", new), ("pkey", "certs/client.key"))]
+            self.assertEqual(keys[0], keys[1], "the renewed certificate is for the same key")
 
     def test_no_line_is_wider_than_100_columns_and_no_colour(self):
         for line in self.done.stdout.splitlines():
@@ -135,6 +184,32 @@ class SubsetRunTest(unittest.TestCase):
         part = self.done.stdout.split("== expired-client")[1]
         self.assertIn("(curl exit 60)", part)
         self.assertIn("files that alert under its own check of the server", unwrap(part))
+
+    def test_tls12_runs_client_py_own_code_and_prints_its_line(self):
+        """The TLS 1.2 rerun is client.py's code: the line it prints is the
+        one client.py prints for handshake_failure, and the server logs it."""
+        part = unwrap(self.done.stdout.split("== no-client-cert")[1].split("== success")[0])
+        tls12 = part.split("with the client limited to TLS 1.2:")[1]
+        self.assertIn("context.maximum_version = ssl.TLSVersion.TLSv1_2, prints: | error: "
+                      "handshake failed: the server ended the handshake with handshake_failure",
+                      tls12)
+        self.assertIn("server log: rejected", tls12.split("Replay with openssl")[0])
+        self.assertRegex(self.done.stdout, r"(?m)^  \+ TLS 1\.2 +\| client\.py: handshake failed +"
+                                           r"\| client\.py: handshake failed +\|")
+
+    def test_why_the_tls12_alert_differs_is_said_once_with_its_rfcs(self):
+        text = unwrap(self.done.stdout)
+        self.assertEqual(text.count("TLS 1.2 has no certificate_required alert"), 1)
+        self.assertIn("sends handshake_failure (RFC 5246 7.4.6)", text)
+        self.assertIn("RFC 8446 6.2", text)
+
+    def test_the_walkthrough_is_named_once_then_called_the_walkthrough(self):
+        if not shutil.which("curl"):
+            self.skipTest("curl not installed: apt-get install curl")
+        text = unwrap(self.done.stdout)
+        self.assertEqual(text.count("Mutual TLS Authentication (mTLS) De-Mystified"), 1)
+        self.assertIn("The walkthrough's curl command, for comparison:", text)
+        self.assertNotIn("article", text.replace("certs/article", ""))
 
     def test_tls12_moves_the_rejection_into_the_handshake(self):
         part = unwrap(self.done.stdout.split("== no-client-cert")[1].split("== success")[0])
@@ -207,8 +282,9 @@ class CommandLineTest(unittest.TestCase):
         for old in olds:
             done = subprocess.run([old, DEMO, "--list"], capture_output=True, text=True, timeout=30)
             self.assertEqual(done.returncode, 2, old)
-            self.assertRegex(done.stderr, r"^error: needs Python 3\.9\+: this is Python 3\.[678] "
-                                          r"-- .+\n$")
+            self.assertEqual(done.stderr, "error: unsupported Python: mtls_demo.py needs Python "
+                             f"3.9+ (this is {os.path.basename(os.path.dirname(os.path.dirname(old)))[:3]}) "
+                             "-- run it with python3.9 or newer\n")
 
 
 class PasteTest(unittest.TestCase):
@@ -361,9 +437,8 @@ class WrapTest(unittest.TestCase):
         joined = " ".join(line[:-2] if line.endswith(" \\") else line for line in lines)
         self.assertEqual(shlex.split(joined[2:]), words)
 
-    def test_lesson_summaries_fit_two_lines_at_100_columns(self):
+    def test_lesson_summaries_fit_100_columns_unwrapped(self):
         for lesson in mtls_demo.LESSON:
-            self.assertEqual(len(lesson.saw), 2)
             for line in lesson.saw:
                 self.assertLessEqual(len("What you just saw: " + line), 100, line)
 
@@ -402,3 +477,122 @@ class MarkdownTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def group_members(pgid):
+    """Processes of a process group that are still alive: [(pid, command line)]."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue                        # not a process, or gone meanwhile
+        if fields[2] == str(pgid) and fields[0] != "Z":
+            found.append((int(entry), command))
+    return found
+
+
+def survivors(pgid, seconds=10):
+    """The group's processes still alive after waiting at most `seconds` for them to end."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = group_members(pgid)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)                    # polling a bounded wait, not synchronisation
+
+
+@unittest.skipUnless(os.path.isdir("/proc/self"), "needs /proc (Linux) to find the servers")
+class PipeClosedEarlyTest(unittest.TestCase):
+    """`mtls_demo.py ... | head -1`: the demo stops, and so does every server.py it started."""
+
+    def test_no_server_survives_a_reader_that_stops_after_one_line(self):
+        with RunningServer() as running:
+            url = f"https://localhost:{running.port}/"
+            modes = [["--lesson"], ["--all"], ["--mistakes"], ["--trace", "no-client-cert"],
+                     ["--tls1.2", "no-client-cert"], ["success"],
+                     ["--check", "--cacert", path("ca.crt"), "--cert", path("client.crt"),
+                      "--key", path("client.key"), url]]
+            for args in modes:
+                with self.subTest(args=args):
+                    proc = subprocess.Popen(
+                        [PYTHON, DEMO] + args + (["--certs", pki()] if args[0] != "--check"
+                                                 else []),
+                        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, start_new_session=True,
+                        env=dict(os.environ, COLUMNS="100", NO_COLOR="1"))
+                    try:
+                        first = proc.stdout.readline()       # head -1
+                        proc.stdout.close()
+                        _, err = proc.communicate(timeout=60)
+                    finally:
+                        if proc.poll() is None:
+                            os.killpg(proc.pid, signal.SIGKILL)
+                            proc.wait()
+                    self.assertTrue(first, err)
+                    self.assertNotIn(b"Traceback", err)
+                    left = survivors(proc.pid)
+                    for pid, _ in left:
+                        os.kill(pid, signal.SIGKILL)
+                    self.assertEqual(left, [], "still running after the demo ended")
+
+
+class HelpWidthTest(unittest.TestCase):
+    """--help fits the terminal it is shown in (COLUMNS), 80 as well as 100."""
+
+    def test_help_fits_80_and_100_columns(self):
+        for columns in (80, 100):
+            done = demo("--help", env={"COLUMNS": str(columns)}, timeout=30)
+            self.assertEqual(done.returncode, 0, done.stderr)
+            for line in done.stdout.splitlines():
+                self.assertLessEqual(len(line), columns, line)
+            self.assertIn("--lesson [--pause]", done.stdout)
+            self.assertIn("three basic cases", done.stdout)
+            self.assertNotIn("article", done.stdout)
+
+
+class TableTest(unittest.TestCase):
+    """The closing table: each line of a cell starts beside the same line of the others."""
+
+    def test_a_wrapped_first_line_does_not_push_the_second_out_of_its_row(self):
+        mtls_demo.screen = mtls_demo.Screen(100)
+        out = io.StringIO()
+        row = mtls_demo.Result("accept-loop", ("wrong: ATTACKER FROZE THE SERVER",
+                                               "server.py: refused"),
+                               ("ATTACKER FROZE THE SERVER (3.0 s wait, unlogged) " * 2,
+                                "refused (served in 8 ms, logged)"), True)
+        with contextlib.redirect_stdout(out):
+            mtls_demo.print_table([row])
+        lines = out.getvalue().strip("\n").splitlines()
+        second = next(line for line in lines if "server.py: refused" in line)
+        self.assertIn("| refused (served in 8 ms, logged)", second)
+        self.assertTrue(all(len(line) <= 100 for line in lines), lines)
+
+
+class MakefileTargetsTest(unittest.TestCase):
+    """make demo runs the lesson; make inspect is one echoed command and aligned columns."""
+
+    def make(self, *args):
+        done = subprocess.run(["make", "-C", ROOT, "--no-print-directory", f"CERTS={pki()}"]
+                              + list(args), capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        return done.stdout
+
+    def test_make_demo_runs_the_lesson(self):
+        shown = self.make("-n", "demo")
+        self.assertRegex(shown, r"(?m)^\S*python\S* mtls_demo\.py --lesson --certs ")
+        self.assertIn("the lesson", self.make("help"))
+
+    def test_make_inspect_echoes_one_line_and_aligns_every_name(self):
+        lines = self.make("inspect").splitlines()
+        self.assertTrue(lines[0].startswith("for crt in "), lines[0])
+        rows = [line for line in lines[1:] if line.startswith(pki())]
+        self.assertGreater(len(rows), 10)
+        self.assertEqual(len(rows) + 2, len(lines), "one echoed line, the rows, Next:")
+        starts = {len(re.match(r"\S+ +", row).group(0)) for row in rows}
+        longest = max(len(row.split()[0]) for row in rows)
+        self.assertEqual(starts, {longest + 1})
+        self.assertTrue(all(re.search(r" by .+, until .+, EKU: ", row) for row in rows), rows)

@@ -14,16 +14,24 @@ import fcntl
 import io
 import os
 import pty
+import queue
 import re
+import shlex
+import shutil
+import signal
 import struct
 import subprocess
 import sys
 import termios
+import threading
 import unittest
 
-from tests.support import ROOT, pki
+from tests.support import PYTHON, ROOT, pki
+from tests.test_demo import survivors
 
 from mistakes import gallery
+
+import client
 
 SERVER_SIDE = ["cert-optional", "public-ca", "name-prefix", "cn-despite-san",
                "crl-not-checked", "trusted-header", "accept-loop"]
@@ -42,10 +50,10 @@ def run_exhibits(names, width=100):
     return results, out.getvalue()
 
 
-def run_gallery(*args, env=None, timeout=60):
+def run_gallery(*args, env=None, timeout=60, python=sys.executable):
     """Run mistakes/gallery.py as a user would, output to a pipe, from
     another folder than the project's (paths must not depend on it)."""
-    return subprocess.run([sys.executable, os.path.join(ROOT, "mistakes", "gallery.py")]
+    return subprocess.run([python, os.path.join(ROOT, "mistakes", "gallery.py")]
                           + list(args), capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, **(env or {})), cwd="/")
 
@@ -188,6 +196,43 @@ class EveryExhibit(unittest.TestCase):
         for line in self.output.splitlines():
             self.assertLessEqual(len(line), 100, line)
 
+    def test_printed_commands_paste_each_option_beside_its_value(self):
+        """Every '$ ' command wraps with ' \\' as mtls_demo.py's do: joined it is
+        one shell command, and no line ends between an option and its value."""
+        lines, commands = self.output.splitlines(), 0
+        for i, line in enumerate(lines):
+            if not line.startswith("$ "):
+                continue
+            group = [line]
+            while group[-1].endswith(" \\"):
+                group.append(lines[i + len(group)])
+            commands += 1
+            for part in group[:-1]:
+                self.assertNotRegex(part, r" --[a-z-]+ \\$", group)
+            for part in group[1:]:
+                self.assertTrue(part.startswith("    "), group)
+            words = shlex.split(" ".join(p[:-2] if p.endswith(" \\") else p for p in group)[2:])
+            self.assertTrue(words[0] == "python3" or "=" in words[0], group)
+        self.assertGreater(commands, 30)
+
+    def test_a_diff_line_too_wide_is_marked_where_it_continues(self):
+        """A long diff line is never re-wrapped into code: the cut ends with ' ...>',
+        the rest follows after '>... ', and the two halves make the line."""
+        lines = self.output.splitlines()
+        cuts = [i for i, line in enumerate(lines) if line.endswith(" ...>")]
+        for i in cuts:
+            self.assertRegex(lines[i + 1], r"^   [-+ ]>\.\.\. ")
+        out = io.StringIO()
+        line = "-        context.verify_flags |= " + "ssl.VERIFY_SOMETHING_RATHER_LONG " * 4
+        with contextlib.redirect_stdout(out):
+            gallery.Output(60).diff([line])
+        shown = out.getvalue().splitlines()
+        self.assertTrue(all(len(part) <= 60 for part in shown), shown)
+        self.assertTrue(all(p.startswith("   ->... ") for p in shown[1:]), shown)
+        self.assertTrue(all(p.endswith(" ...>") for p in shown[:-1]), shown)
+        halves = [p[3:] if i == 0 else p[9:] for i, p in enumerate(shown)]
+        self.assertEqual("".join(h[:-5] if h.endswith(" ...>") else h for h in halves), line)
+
 
 class WrongCodeStaysApart(unittest.TestCase):
     """The wrong code is a few lines, made from the real files, reachable only here."""
@@ -225,6 +270,14 @@ class WrongCodeStaysApart(unittest.TestCase):
         self.assertIn("error: exhibit failed: server.py changed: mistakes/cert_optional.py "
                       "replaces 'this line is not in server.py', found 0 times instead of once "
                       "-- update its EDITS", " ".join(out.getvalue().split()))
+
+    def test_client_messages_quote_paths_as_the_command_shows_them(self):
+        """The attacker's client runs from the project folder with the paths as
+        printed: its messages quote 'ca.cnf', not an absolute path."""
+        with self.assertRaises(gallery.ExhibitError) as caught:
+            gallery.run_client(client, ["--cacert", "ca.cnf", "https://localhost:1/"])
+        self.assertIn("CA certificate 'ca.cnf' holds no PEM certificate", str(caught.exception))
+        self.assertNotIn(ROOT, str(caught.exception))
 
     def test_a_client_that_cannot_even_try_is_no_refusal(self):
         """A missing file (exit 2) is the exhibit failing, never "refused"."""
@@ -319,6 +372,72 @@ class GalleryCommandLine(unittest.TestCase):
         self.assertIn("--crl FILE", done.stdout)
         self.assertIn("warning: this is server.py with the mistake of mistakes/crl_not_checked.py",
                       done.stderr)
+
+    def test_old_python_names_gallery_py(self):
+        """On Python 3.8 and older: one line naming mistakes/gallery.py, exit 2."""
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() \
+            if shutil.which("pyenv") else ""
+        versions = os.path.join(root, "versions")
+        olds = [v for v in (sorted(os.listdir(versions)) if root and os.path.isdir(versions)
+                            else []) if re.match(r"3\.[678]\.", v)]
+        if not olds:
+            self.skipTest("no Python 3.6-3.8 installed (pyenv install 3.8)")
+        for version in olds:
+            done = run_gallery("--list", python=os.path.join(versions, version, "bin", "python3"))
+            self.assertEqual(done.returncode, 2, done.stderr)
+            self.assertEqual(done.stderr, "error: unsupported Python: mistakes/gallery.py needs "
+                             f"Python 3.9+ (this is {version[:3]}) -- run it with python3.9 or "
+                             "newer\n")
+
+
+@unittest.skipUnless(os.path.isdir("/proc/self"), "needs /proc (Linux) to find the servers")
+class ThroughTheDemo(unittest.TestCase):
+    """An exhibit run by mtls_demo.py: its heading once, and Ctrl-C an interruption."""
+
+    def test_ctrl_c_during_the_frozen_server_wait_is_an_interruption(self):
+        """A real SIGINT to the demo's process group once the gallery says the
+        good client is waiting for the frozen server: 'interrupted:', exit 130,
+        no 'exhibit failed' and no NO row, and no server left running."""
+        proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "mtls_demo.py"), "accept-loop",
+                                 "--certs", pki()], cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True,
+                                env=dict(os.environ, COLUMNS="100", NO_COLOR="1"))
+        lines = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout] + [
+            lines.put(None)], daemon=True)
+        reader.start()
+        seen = []
+        try:
+            while True:
+                line = lines.get(timeout=60)
+                self.assertIsNotNone(line, "".join(seen))
+                seen.append(line)
+                if line.startswith("A good client comes next, and waits at most"):
+                    break
+            os.killpg(proc.pid, signal.SIGINT)
+            err = proc.stderr.read()
+            code = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        reader.join(10)
+        proc.stdout.close()
+        proc.stderr.close()
+        while True:
+            line = lines.get(timeout=10)
+            if line is None:
+                break
+            seen.append(line)
+        output = "".join(seen)
+        self.assertEqual(code, 130, output + err)
+        self.assertRegex(err.strip(), r"^interrupted: ")
+        self.assertNotIn("error:", err)
+        self.assertNotIn("exhibit failed", output)
+        self.assertNotRegex(output, r"\| NO\b")
+        self.assertEqual(len(re.findall(r"^== accept-loop", output, re.M)), 1, output)
+        self.assertEqual(survivors(proc.pid), [])
 
 
 if __name__ == "__main__":
