@@ -43,6 +43,7 @@ import re                      # noqa: E402
 import select                  # noqa: E402
 import shlex                   # noqa: E402
 import shutil                  # noqa: E402
+import signal                  # noqa: E402
 import socket                  # noqa: E402
 import ssl                     # noqa: E402
 import subprocess              # noqa: E402
@@ -364,9 +365,13 @@ class Screen:
             self.print(self.paint(first, code) + line[len(first):] if i == 0 else line)
 
     def heading(self, text):
-        """A case's title line, bold, after a blank line."""
+        """A case's title line, bold, after a blank line; a parenthesis in it
+        is never split across lines."""
         self.print()
-        self.say(text, "== ", "   ", code="1")
+        whole = re.sub(r"\([^()]*\)", lambda m: m.group(0).replace(" ", "\u00a0"), text)
+        for i, line in enumerate(wrap(whole, self.width, "== ", "   ")):
+            line = line.replace("\u00a0", " ")
+            self.print(self.paint("== ", "1") + line[3:] if i == 0 else line)
 
     def command(self, words, prompt="$ "):
         """Print a command line that pastes: wrapped at spaces between words
@@ -470,10 +475,15 @@ def fill(args, certs, port=0):
 
 
 def run(words, **options):
-    """Run a printed command (as printed, but with this very interpreter)."""
+    """Run a printed command (as printed, but with this very interpreter).
+    A program stopped by Ctrl-C (client.py exits 130; curl and openssl die
+    of SIGINT) stops the demo too: an interruption, never a result."""
     if words[0] == shown_python():
         words = [sys.executable] + words[1:]
-    return subprocess.run(words, capture_output=True, text=True, **options)
+    done = subprocess.run(words, capture_output=True, text=True, **options)
+    if done.returncode in (130, -signal.SIGINT):
+        raise KeyboardInterrupt
+    return done
 
 
 class DemoError(Exception):

@@ -401,9 +401,13 @@ class ServerProcess:
             env=dict(os.environ, **(env or {})))
         self.lines = queue.Queue()
         threading.Thread(target=self.read_log, daemon=True).start()
-        line = self.next_line(timeout=15)
-        while line is not None and "warning: " in line:
+        try:
             line = self.next_line(timeout=15)
+            while line is not None and "warning: " in line:
+                line = self.next_line(timeout=15)
+        except BaseException:           # Ctrl-C while it starts: it must not outlive us
+            self.stop()
+            raise
         if line is None or "serving https://" not in line:
             self.stop()
             raise ExhibitError(f"{shlex.join(command)} did not start ({line or 'no output'}) "
