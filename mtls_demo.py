@@ -1315,9 +1315,12 @@ def fit_help(text, width):
 def usage_line(width):
     """The usage line, its parts carried over under the first when one line
     does not fit `width`."""
+    parts = ("[NAME ...]", "[--all|--lesson|--mistakes|--list|--check]", "[modifiers]")
     indent = " " * len("usage: " + program())
+    if len(indent) + 1 + max(map(len, parts)) > width:      # a long interpreter path
+        indent = "   "
     lines = ["%(prog)s"]
-    for part in ("[NAME ...]", "[--all|--lesson|--mistakes|--list|--check]", "[modifiers]"):
+    for part in parts:
         shown = lines[-1].replace("%(prog)s", program())
         if len(f"usage: {shown} {part}") > width and lines[-1] != "%(prog)s":
             lines.append(indent)
