@@ -76,11 +76,22 @@ IDLE_TIMEOUT = 30.0        # seconds a keep-alive connection may sit idle
 MAX_CONNECTIONS = 128      # connections served at once (one worker thread each)
 MAX_PENDING = 1000         # connections waiting for their first byte (no thread)
 LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
+MAX_REQUEST_HEAD = 65536   # bytes of request line and headers, at most
+SESSION_LIFETIME = 600.0   # seconds a TLS session can be resumed, at most (see renew_sessions)
 WARN_DAYS = 30             # warn when a certificate or CRL expires within this many days
 
 # TLS 1.2 ciphers: ECDHE key exchange (forward secrecy) with AEAD encryption
-# only, as in Mozilla's "intermediate" profile. TLS 1.3 suites are fixed by
-# OpenSSL and are all of that kind already.
+# only, as in Mozilla's "intermediate" profile. TLS 1.3's cipher suites are
+# all AEAD; its key exchange is chosen by the group (KEY_EXCHANGE_GROUP).
+# The one key-exchange group we offer (Python's ssl can set one). Left
+# alone, OpenSSL 3 also accepts finite-field groups in TLS 1.3: a client that
+# asks for ffdhe8192 makes the server spend some 100 ms of CPU on one cheap
+# packet. P-256 is the group every TLS 1.3 stack must implement (RFC 8446
+# 9.1), and TLS 1.2 needs it for ECDSA P-256 certificates (KEY=ec). A client
+# that sends only an X25519 key share (OpenSSL's default) is asked, once per
+# full handshake, to send a P-256 one instead (HelloRetryRequest).
+KEY_EXCHANGE_GROUP = "prime256v1"
+
 TLS12_CIPHERS = ":".join([
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
@@ -121,6 +132,7 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     # ...but never below TLS 1.2 (1.0 and 1.1 are broken and deprecated, RFC 8996).
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
+    context.set_ecdh_curve(KEY_EXCHANGE_GROUP)
     # Renegotiation (TLS 1.2 only; 1.3 has none) would let a client restart
     # the handshake mid-connection; nothing here needs it, and it has a
     # history of attacks.
@@ -155,7 +167,8 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
         # --crl-chain, every certificate in the client's chain is looked up
         # (a revoked intermediate is caught too), and then every CA in the
         # chain, the root included, must have a current CRL here.
-        context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN if crl_chain else ssl.VERIFY_CRL_CHECK_LEAF
+        check = ssl.VERIFY_CRL_CHECK_CHAIN if crl_chain else ssl.VERIFY_CRL_CHECK_LEAF
+        context.verify_flags |= check
 
     if keylog:
         open_keylog(context, keylog)
@@ -212,6 +225,8 @@ def check_readable(path, what, flag):
         made_by = "'make certs'" if flag in ("--ca", "--cert", "--key") else "'make crl'"
         raise ConfigError("missing file", f"{what} {path!r} not found",
                           f"run {made_by} first, or pass {flag} FILE")
+    if not os.path.isfile(path):       # a FIFO or a device: opening it could block for ever
+        raise ConfigError("bad file", f"{what} {path!r} is not a regular file", f"pass {flag} FILE")
     if not os.access(path, os.R_OK):
         raise ConfigError("unreadable file", f"{what} {path!r} is not readable by this user",
                           "check its permissions")
@@ -257,7 +272,7 @@ def identities_of(info):
     """The typed identities of a certificate read by read_certificate()."""
     if info["has_san"]:
         return info["san"]
-    return [("cn", info["cn"])] if info["cn"] is not None else []
+    return [("cn", cn) for cn in info["cns"]]
 
 
 def greeting_name(ids):
@@ -285,12 +300,17 @@ def printable(name):
     return "".join(c if c.isprintable() and c.isascii() else ascii(c)[1:-1] for c in name)
 
 
-def refusal_for(ids, allow):
+def refusal_for(ids, allow, info=None):
     """Why these identities may not be served, or None if they may."""
-    uris = [value for kind, value in ids if kind == "uri"]
-    if len(uris) > 1:
-        # SPIFFE: an SVID has exactly one URI SAN. With two, which one is it?
-        return f"{spell_all(ids)}: {len(uris)} URI names, so no single identity"
+    if info is not None and info["ca"]:
+        # A CA certificate could sign a certificate for any name, the proxy's too.
+        return f"{spell_all(ids)}: a CA certificate (basicConstraints CA:TRUE) is no client"
+    for kind in ("uri", "cn"):
+        # SPIFFE: an SVID has exactly one URI SAN; a subject, one CN. With two,
+        # which one is it? (A registration step may have checked the other.)
+        count = sum(1 for k, _ in ids if k == kind)
+        if count > 1:
+            return f"{spell_all(ids)}: {count} {kind.upper()} names, so no single identity"
     if allow and not allow.intersection(ids):
         return f"{spell_all(ids)} is not on the allow-list (--allow)"
     return None
@@ -301,7 +321,7 @@ def parse_identity(text):
     "cn:my-client" -> ("cn", "my-client"). Any other spelling is refused,
     with the right one in the message."""
     kind, sep, value = text.partition(":")
-    if sep and kind in IDENTITY_TYPES and value:
+    if sep and kind in IDENTITY_TYPES and value and value == value.strip():
         if kind == "ip":
             try:
                 value = str(ipaddress.ip_address(value))
@@ -323,6 +343,8 @@ def suggest_identity(text):
     if match:
         return "cn:" + match.group(1).strip()
     kind, sep, value = text.partition(":")
+    if sep and kind in IDENTITY_TYPES and not value.strip():
+        return f"{kind}:NAME (an empty name matches nothing)"
     aliases = {"dns": "dns", "uri": "uri", "ip": "ip", "ip address": "ip", "email": "email", "cn": "cn"}
     if sep and kind.strip().lower() in aliases and "//" not in kind + sep + value[:2]:
         return f"{aliases[kind.strip().lower()]}:{value.strip()}"
@@ -371,7 +393,8 @@ def handshake(server, sock, address, deadline):
     try:
         info = read_certificate(tls.getpeercert(binary_form=True))
     except ValueError as exc:
-        server.log(f"rejected {peer}: cannot read the client certificate's fields ({exc})")
+        server.log(f"rejected {peer}: cannot read the client certificate's fields "
+                   f"({printable(str(exc))})")
         close_gently(tls)
         return None
     if tls.session_reused:
@@ -379,9 +402,13 @@ def handshake(server, sock, address, deadline):
         # certificate checks: OpenSSL made them when the session began. Each
         # resumption also hands out a new ticket, so without this check an
         # expired client could stay in for ever by reconnecting often enough.
-        # (A revoked one stays in until the next reload: a new context's
-        # tickets do not match old ones, and kill -HUP is how a CRL arrives.)
+        # We can see only the leaf (and our own CAs) here, not the rest of
+        # the chain the client sent: so sessions live at most SESSION_LIFETIME
+        # seconds (see renew_sessions), after which every check is made again.
         late = out_of_date(info, time.time())
+        expired = expired_cas(context)
+        if expired:
+            late = f"was issued under our CA {expired}, which has expired"
         if late:
             server.log(f"rejected {peer}: client certificate {late} (checked again on a "
                        f"resumed session)")
@@ -393,7 +420,7 @@ def handshake(server, sock, address, deadline):
     tls.proxy = server.trust_proxy is not None and server.trust_proxy in tls.ids
     # Authorization belongs to the connection: decide once, here. (Behind a
     # trusted proxy each request carries its own client: see the handler.)
-    tls.refusal = None if tls.proxy else refusal_for(tls.ids, server.allow)
+    tls.refusal = None if tls.proxy else refusal_for(tls.ids, server.allow, info)
     resumed = " (resumed session)" if tls.session_reused else ""
     if tls.refusal:
         server.log(f"forbidden {peer}: {tls.refusal}{resumed}")
@@ -439,6 +466,12 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
         method (GET, HEAD, POST, ...)."""
         if not super().parse_request():
             return False
+        if self.headers.get("Transfer-Encoding") or \
+                self.headers.get("Content-Length", "0").strip() not in ("", "0"):
+            # We read no request bodies, and the bytes of an unread one would
+            # be taken for the next request: behind a proxy, a request with
+            # headers the client wrote (request smuggling). So: answer, and close.
+            self.close_connection = True
         refusal = self.connection.refusal
         if refusal:                      # decided at the handshake: 403, and hang up
             self.reply(403, f"403 Forbidden: {refusal}\n", close=True)
@@ -470,10 +503,10 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
             info = read_certificate(ders[0])
         except (ValueError, IndexError) as exc:
             self.server.log(f"forbidden {peer}: the proxy {proxy} forwarded an X-Client-Cert "
-                            f"we cannot read ({exc})")
+                            f"we cannot read ({printable(str(exc))})")
             return "the forwarded client certificate cannot be read"
         ids = identities_of(info)
-        refusal = refusal_for(ids, self.server.allow)
+        refusal = refusal_for(ids, self.server.allow, info)
         if refusal:
             self.server.log(f"forbidden {peer}: {refusal} (forwarded by {proxy})")
             return refusal
@@ -495,7 +528,7 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
-        if close:
+        if close or self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
@@ -533,6 +566,7 @@ class DeadlineReader(io.RawIOBase):
         """Start waiting for the next request on this connection."""
         self.waiting = True
         self.deadline = time.monotonic() + self.idle_timeout
+        self.received = 0
 
     def readable(self):
         return True
@@ -549,6 +583,12 @@ class DeadlineReader(io.RawIOBase):
         if self.waiting and count:
             self.waiting = False
             self.deadline = time.monotonic() + self.request_timeout
+        self.received += count
+        if self.received > MAX_REQUEST_HEAD:
+            # Raised as a timeout so that http.server ends the connection and
+            # log_error() names the reason, as for a deadline.
+            raise socket.timeout(f"request head over {MAX_REQUEST_HEAD} bytes: a client "
+                                 f"that will not stop sending")
         return count
 
     def why_late(self):
@@ -592,7 +632,7 @@ class MTLSServer(http.server.HTTPServer):
     def __init__(self, address, context, *, allow=(), trust_proxy=None, log=log,
                  handshake_timeout=HANDSHAKE_TIMEOUT, request_timeout=REQUEST_TIMEOUT,
                  idle_timeout=IDLE_TIMEOUT, max_connections=MAX_CONNECTIONS,
-                 max_pending=MAX_PENDING, reload=None):
+                 max_pending=MAX_PENDING, session_lifetime=SESSION_LIFETIME, reload=None):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.context, self.log = context, log
         self.allow = {parse_identity(a) if isinstance(a, str) else tuple(a) for a in allow}
@@ -603,6 +643,7 @@ class MTLSServer(http.server.HTTPServer):
         self.idle_timeout, self.max_connections = idle_timeout, max_connections
         self.reload_context = reload         # a function returning a fresh context
         self.reload_requested = False
+        self.context_born, self.session_lifetime = time.monotonic(), session_lifetime
         self.slots = threading.BoundedSemaphore(max_connections)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_connections, "mtls-worker")
         self.open_sockets, self.open_lock = {}, threading.Lock()   # see track()
@@ -704,10 +745,26 @@ class MTLSServer(http.server.HTTPServer):
 
     def service_actions(self):
         """Called by serve_forever() after every poll (at least each 0.5 s):
-        a safe moment for a reload that a signal asked for."""
+        a safe moment for a reload that a signal asked for, or a renewal."""
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
+        elif time.monotonic() - self.context_born > self.session_lifetime:
+            self.renew_sessions()
+
+    def renew_sessions(self):
+        """Build a fresh TLS context from the same files, quietly. Session
+        tickets and cached sessions belong to the context that issued them,
+        so none older than session_lifetime can be resumed: a client whose
+        intermediate CA expired, or whose certificate was revoked, meets every
+        check again at its next full handshake."""
+        self.context_born = time.monotonic()
+        if self.reload_context is not None:
+            try:
+                self.context = self.reload_context()
+            except Exception as exc:       # keep serving; say so, and try again later
+                self.log(f"could not renew the TLS context (sessions stay valid longer): "
+                         f"{getattr(exc, 'what', exc)}")
 
     def reload(self):
         """Re-read certificate, key, CA and CRL; keep the old ones if that fails."""
@@ -716,6 +773,7 @@ class MTLSServer(http.server.HTTPServer):
             return
         try:
             self.context = self.reload_context()   # one assignment: atomic for other threads
+            self.context_born = time.monotonic()
             self.log("reloaded certificates: new connections use them")
         except ConfigError as exc:
             self.log(f"reload failed, still serving with the previous certificates: {exc.what} "
@@ -772,11 +830,14 @@ class WaitingRoom:
                 earliest = min(deadline for _, deadline in self.waiting.values())
                 timeout = max(earliest - time.monotonic(), 0)
             for key, _ in self.selector.select(timeout):
-                if key.fileobj is self.bell:
-                    self.admit()
-                elif key.fileobj in self.waiting:    # not closed by admit() just now
-                    address, deadline = self.leave(key.fileobj)
-                    self.server.start_worker(key.fileobj, address, deadline)
+                try:
+                    if key.fileobj is self.bell:
+                        self.admit()
+                    elif key.fileobj in self.waiting and hello_arrived(key.fileobj):
+                        address, deadline = self.leave(key.fileobj)
+                        self.server.start_worker(key.fileobj, address, deadline)
+                except Exception as exc:         # a bug of ours: this thread must not die of it
+                    self.server.log(f"error in the waiting room: {exc!r}")
             self.expire()
         for sock in list(self.waiting):
             self.leave(sock)
@@ -802,9 +863,9 @@ class WaitingRoom:
         for sock, address, deadline in arrivals:
             if len(self.waiting) >= self.capacity:
                 oldest = next(iter(self.waiting))
-                self.server.log(f"rejected {format_address(self.leave(oldest)[0])}: sent nothing, "
-                                f"closed to make room for a new connection (--max-pending "
-                                f"{self.capacity})")
+                self.server.log(f"rejected {format_address(self.leave(oldest)[0])}: "
+                                f"{silence(oldest)}, closed to make room for a new connection "
+                                f"(--max-pending {self.capacity})")
                 oldest.close()
             self.waiting[sock] = (address, deadline)
             self.selector.register(sock, selectors.EVENT_READ)
@@ -815,15 +876,49 @@ class WaitingRoom:
         for sock, (address, deadline) in list(self.waiting.items()):
             if deadline <= now:
                 self.leave(sock)
-                self.server.log(f"rejected {format_address(address)}: sent nothing within "
+                self.server.log(f"rejected {format_address(address)}: {silence(sock)} within "
                                 f"{self.server.handshake_timeout:g} s (--handshake-timeout): "
-                                f"an idle or silent client")
+                                f"an idle, slow or silent client")
                 sock.close()
 
     def leave(self, sock):
         """Take a connection out of the room; return its (address, deadline)."""
         self.selector.unregister(sock)
         return self.waiting.pop(sock)
+
+
+def silence(sock):
+    """What a waiting connection has said: "sent nothing", or "sent only part
+    of its ClientHello"."""
+    try:
+        said = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (OSError, ValueError):
+        said = b""
+    return "sent only part of its ClientHello" if said else "sent nothing"
+
+
+def hello_arrived(sock):
+    """True once a connection's first TLS record (its ClientHello) has fully
+    arrived, or it turned out not to be TLS, or it closed: time for a worker.
+
+    Otherwise, set the socket's receive low-water mark (SO_RCVLOWAT) to the
+    bytes still missing, so that the selector wakes us only when all of them
+    are there: a client dribbling its hello a byte at a time holds no worker."""
+    try:
+        armed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+        head = sock.recv(5, socket.MSG_PEEK)
+        if len(head) < 5:
+            need = 5 if head[:1] == b"\x16" else 0      # TLS so far: wait for the header
+        else:                                          # type, version, length (RFC 8446 5.1)
+            need = 5 + int.from_bytes(head[3:5], "big") if head[0] == 22 else 0
+            if need > 5 + 16384 + 256 or len(sock.recv(need, socket.MSG_PEEK)) >= need:
+                need = 0                               # all there (or nonsense: let TLS fail)
+        if armed > 1 and len(sock.recv(armed, socket.MSG_PEEK)) < armed:
+            need = 0             # woken before the bytes we waited for: the client hung up
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(need, 1))
+        return need == 0
+    except (OSError, ValueError):                      # ValueError: not a plain socket
+        return True                                    # the worker finds out and logs it
 
 
 def close_tls(tls):
@@ -1049,20 +1144,26 @@ def der_string(data, item):
     return raw.decode(codec, "replace")
 
 
-def common_name(data, name):
-    """The (last) CN of a Name, or None."""
-    cn = None
+def common_names(data, name):
+    """Every CN of a Name (a subject may hold several)."""
+    names = []
     for rdn in der_inside(data, name):
         for attribute in der_inside(data, rdn):
             oid, value = der_inside(data, attribute)[:2]
             if data[oid[1]:oid[2]] == OID_CN:
-                cn = der_string(data, value)
-    return cn
+                names.append(der_string(data, value))
+    return names
+
+
+def common_name(data, name):
+    """The CN of a Name, or None (the last one, if there are several)."""
+    names = common_names(data, name)
+    return names[-1] if names else None
 
 
 def read_certificate(der):
     """The fields of an X.509 certificate this server uses, as a dict:
-    cn, issuer_cn, not_before, not_after (epoch seconds), ca (bool),
+    cn, cns (all CNs), issuer_cn, not_before, not_after (epoch seconds), ca (bool),
     eku (list of OIDs, or None when absent), has_san, san [(type, value)]."""
     try:
         certificate = der_inside(der, der_items(der)[0])
@@ -1071,7 +1172,8 @@ def read_certificate(der):
             tbs = tbs[1:]
         # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
         validity = der_inside(der, tbs[3])
-        info = {"cn": common_name(der, tbs[4]), "issuer_cn": common_name(der, tbs[2]),
+        info = {"cn": common_name(der, tbs[4]), "cns": common_names(der, tbs[4]),
+                "issuer_cn": common_name(der, tbs[2]),
                 "not_before": der_time(der, validity[0]), "not_after": der_time(der, validity[1]),
                 "ca": False, "eku": None, "has_san": False, "san": []}
         for tag, start, end in tbs[6:]:
@@ -1255,7 +1357,9 @@ def open_keylog(context, path):
     we checked. The race that remains: someone who can write to the folder
     could swap the file and swap it back between those two looks. Keep key
     logs in a folder only you can write to."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    # O_NONBLOCK: a FIFO with no reader fails at once instead of blocking us.
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+             | getattr(os, "O_NONBLOCK", 0))
     try:
         fd = os.open(path, flags, 0o600)
         try:
@@ -1370,6 +1474,9 @@ def parse_args(argv):
                    help=f"seconds a keep-alive connection may wait idle (default {IDLE_TIMEOUT:g})")
     p.add_argument("--max-connections", type=count, default=MAX_CONNECTIONS, metavar="N",
                    help=f"connections served at once; more are refused (default {MAX_CONNECTIONS})")
+    p.add_argument("--session-lifetime", type=seconds, default=SESSION_LIFETIME, metavar="S",
+                   help=f"seconds a TLS session may be resumed without a full handshake "
+                        f"(default {SESSION_LIFETIME:g})")
     p.add_argument("--max-pending", type=count, default=MAX_PENDING, metavar="N",
                    help=f"connections that have sent nothing yet; the oldest makes room "
                         f"(default {MAX_PENDING})")
@@ -1439,7 +1546,7 @@ def main(argv=None):
                             handshake_timeout=args.handshake_timeout,
                             request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
                             max_connections=args.max_connections, max_pending=args.max_pending,
-                            reload=build_context)
+                            session_lifetime=args.session_lifetime, reload=build_context)
     except OSError as exc:
         return fail(explain_listen_error(exc, args.host, args.port))
 

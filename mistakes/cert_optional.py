@@ -22,7 +22,8 @@ EDITS = [
      "    context.verify_mode = ssl.CERT_OPTIONAL\n"),
     ("        info = read_certificate(tls.getpeercert(binary_form=True))\n",
      "        der = tls.getpeercert(binary_form=True)         # None: no certificate\n"
-     "        info = read_certificate(der) if der else {\"cn\": None, \"has_san\": False}\n"),
+     "        info = read_certificate(der) if der else {\"cns\": [], \"has_san\": False, "
+     "\"ca\": False}\n"),
 ]
 ATTACK = "client"
 SERVER = []

@@ -21,8 +21,8 @@ EDITS = [
      "        # --crl-chain, every certificate in the client's chain is looked up\n"
      "        # (a revoked intermediate is caught too), and then every CA in the\n"
      "        # chain, the root included, must have a current CRL here.\n"
-     "        context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN if crl_chain "
-     "else ssl.VERIFY_CRL_CHECK_LEAF\n",
+     "        check = ssl.VERIFY_CRL_CHECK_CHAIN if crl_chain else ssl.VERIFY_CRL_CHECK_LEAF\n"
+     "        context.verify_flags |= check\n",
      ""),
 ]
 ATTACK = "client"

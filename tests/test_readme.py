@@ -138,6 +138,9 @@ def hostile_clients():
             return srv.log.wait_for(lambda l: phrase in l, timeout=5)
         with socket.create_connection(("127.0.0.1", srv.port)) as silent:
             wait("sent nothing within")
+        with socket.create_connection(("127.0.0.1", srv.port)) as partial:
+            partial.sendall(hello[:20])
+            wait("sent only part of its ClientHello within")
         with socket.create_connection(("127.0.0.1", srv.port)) as first, \
                 socket.create_connection(("127.0.0.1", srv.port)) as second:
             wait("to make room")
@@ -155,9 +158,9 @@ def hostile_clients():
     with RunningServer(max_connections=1, **limits) as srv:
         with socket.create_connection(("127.0.0.1", srv.port)) as busy, \
                 socket.create_connection(("127.0.0.1", srv.port)) as extra:
-            busy.sendall(hello[:20])                       # holds the one worker...
+            busy.sendall(hello)                            # holds the one worker...
             srv.log.wait_for(lambda l: False, timeout=0.1)
-            extra.sendall(hello[:20])                      # ...so this one finds none
+            extra.sendall(hello)                           # ...so this one finds none
             srv.log.wait_for(lambda l: "too many connections" in l, timeout=5)
             srv.log.wait_for(lambda l: "handshake not finished in time" in l, timeout=5)
         lines += srv.log.lines

@@ -44,6 +44,12 @@ basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
+[ca_client]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, digitalSignature, keyCertSign
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
 [client]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -474,6 +480,26 @@ class IdentityTest(unittest.TestCase):
                     outcome = fetch(srv, context(crt, key))
                     self.assertEqual(outcome if outcome == "HTTP 403" else outcome[0], expected)
 
+    def test_two_cns_are_refused(self):
+        """/CN=guest/CN=my-client: which is it? A CA's check may have read the other one."""
+        crt, key = CA.issue("two-cns", "guest")
+        csr = os.path.join(FOLDER, "two-cns-2.csr")
+        openssl("req", "-new", "-key", key, "-subj", "/CN=guest/CN=my-client", "-out", csr,
+                "-config", os.path.join(FOLDER, "ext.cnf"))
+        CA.sign(csr, crt, "client")
+        with our_server() as srv:
+            self.assertEqual(fetch(srv, context(crt, key)), "HTTP 403")
+            line = srv.log.wait_for(lambda l: l.startswith("forbidden"))
+            self.assertIn("cn:guest, cn:my-client: 2 CN names, so no single identity", line)
+
+    def test_a_ca_certificate_is_no_client(self):
+        """A client certificate with CA:TRUE could sign any name, the proxy's too: refused."""
+        crt, key = CA.issue("ca-client", "my-client", extensions="ca_client")
+        with our_server() as srv:
+            self.assertEqual(fetch(srv, context(crt, key)), "HTTP 403")
+            line = srv.log.wait_for(lambda l: l.startswith("forbidden"))
+            self.assertIn("a CA certificate (basicConstraints CA:TRUE) is no client", line)
+
     def test_two_uri_sans_are_refused(self):
         crt, key = CA.issue("two-uris", "x", extra="subjectAltName = URI:spiffe://a.org/x, URI:spiffe://b.org/y")
         with our_server() as srv:
@@ -490,6 +516,59 @@ class IdentityTest(unittest.TestCase):
             line = srv.log.wait_for(lambda l: l.startswith("accepted"))
             self.assertEqual(line.split(" as ", 1)[1], "cn:\\xe9vil\\nfake line\\x1b[2J")
         self.assertTrue(all(len(l.splitlines()) == 1 for l in srv.log.lines))
+
+
+# --- the proxy's connection ---------------------------------------------------------------
+
+class ProxyTest(unittest.TestCase):
+    """--trust-proxy: the header is believed only on the proxy's connection, one request at a time."""
+
+    def setUp(self):
+        self.proxy = CA.issue("my-proxy", "my-proxy")
+        self.other = CA.issue("other-p", "other-client")
+        self.srv = our_server(trust_proxy="cn:my-proxy", allow=["cn:my-client"]).__enter__()
+        self.addCleanup(self.srv.__exit__)
+
+    def header(self, crt):
+        import urllib.parse
+        with open(crt) as f:
+            return urllib.parse.quote(f.read())
+
+    def test_a_body_cannot_smuggle_a_second_request(self):
+        """A GET whose body is a whole request with a forged X-Client-Cert: the body is never
+        parsed as a request; the connection ends after the answer."""
+        smuggled = (f"GET / HTTP/1.1\r\nHost: x\r\nX-Client-Cert: {self.header(CA.client[0])}"
+                    f"\r\n\r\n").encode()
+        first = (f"GET / HTTP/1.1\r\nHost: x\r\nX-Client-Cert: {self.header(self.other[0])}\r\n"
+                 f"Content-Length: {len(smuggled)}\r\n\r\n").encode() + smuggled
+        raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
+        with context(*self.proxy).wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(first)
+            reply = b""
+            while True:
+                try:
+                    chunk = tls.recv(65536)
+                except (ssl.SSLError, OSError):
+                    break
+                if not chunk:
+                    break
+                reply += chunk
+        self.assertEqual(reply.count(b"HTTP/1.1 "), 1, reply)
+        self.assertIn(b"403", reply.split(b"\r\n")[0])
+        self.assertNotIn(b"Hello, my-client", reply)
+        self.assertFalse(any("proxied" in l and "my-client" in l for l in self.srv.log.lines))
+
+    def test_the_proxy_forwards_and_others_are_not_believed(self):
+        conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
+                                           context=context(*self.proxy))
+        conn.request("GET", "/", headers={"X-Client-Cert": self.header(CA.client[0])})
+        self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
+        conn.close()
+        conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
+                                           context=context(*self.other))
+        conn.request("GET", "/", headers={"X-Client-Cert": self.header(CA.client[0])})
+        self.assertEqual(conn.getresponse().status, 403)
+        conn.close()
 
 
 # --- the waiting room -----------------------------------------------------------------------
@@ -527,6 +606,18 @@ class CrowdTest(unittest.TestCase):
             for sock in crowd:
                 sock.close()
             srv.stop()
+
+    def test_a_dribbled_hello_holds_no_worker(self):
+        """One byte, or half a ClientHello, waits in the waiting room: with one worker,
+        three such connections leave it free for a real client."""
+        with our_server(max_connections=1) as srv:
+            hello = client_hello()
+            crowd = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(3)]
+            for sock, part in zip(crowd, (hello[:1], hello[:5], hello[:len(hello) // 2])):
+                self.addCleanup(sock.close)
+                sock.sendall(part)
+            self.assertEqual(fetch(srv, context()), GREETING)
+            self.assertFalse([l for l in srv.log.lines if "too many connections" in l])
 
     def test_when_the_room_is_full_the_oldest_makes_room(self):
         with our_server(max_pending=5) as srv:
@@ -707,6 +798,31 @@ class OldPythonTest(unittest.TestCase):
 # --- what the log says ---------------------------------------------------------------------
 
 class LogTest(unittest.TestCase):
+
+    def test_ffdhe_and_other_groups_are_refused(self):
+        """Only P-256 key exchange: a ClientHello asking for ffdhe8192 (100 ms of server
+        CPU each) is refused at once."""
+        with our_server() as srv:
+            for group, works in [("ffdhe8192", False), ("ffdhe2048", False), ("P-256", True)]:
+                with self.subTest(group=group):
+                    done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{srv.port}",
+                                           "-groups", group, "-cert", CA.client[0], "-key", CA.client[1]],
+                                          input="", capture_output=True, text=True, timeout=10)
+                    self.assertEqual("Server Temp Key: ECDH, prime256v1" in done.stdout, works,
+                                     done.stdout[-300:] + done.stderr[-300:])
+
+    def test_a_request_head_over_64_kb_ends_the_connection(self):
+        with our_server() as srv:
+            conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5, context=context())
+            conn.putrequest("GET", "/")
+            for i in range(40):
+                conn.putheader(f"X-Filler-{i}", "x" * 4000)
+            conn.endheaders()
+            with self.assertRaises((http.client.HTTPException, OSError)):
+                conn.getresponse().read()
+            conn.close()
+            line = srv.log.wait_for(lambda l: l.startswith("closed"))
+            self.assertIn("request head over 65536 bytes", line or "")
 
     def test_an_alert_sent_first_is_named_as_tls(self):
         with our_server() as srv:
