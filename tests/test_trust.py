@@ -367,6 +367,26 @@ class ResumptionTest(unittest.TestCase):
                     self.assertRegex(line or "", r"^rejected 127\.0\.0\.1:\d+: client certificate "
                                                  r"expired on \d{4}-\d\d-\d\d")
 
+    def test_no_session_outlives_the_session_lifetime(self):
+        """--session-lifetime: the server renews its TLS context, and a session from the old
+        one is not resumed: the client makes a full handshake, with every check, and is served."""
+        ctx = context()
+        with our_server(session_lifetime=0.3) as srv:
+            first = http.client.HTTPSConnection("localhost", srv.port, context=ctx, timeout=5)
+            first.request("GET", "/")
+            first.getresponse().read()
+            session, old = first.sock.session, srv.server.context
+            first.close()
+            deadline = time.monotonic() + 5                  # until the renewal has happened
+            while srv.server.context is old and time.monotonic() < deadline:
+                srv.log.wait_for(lambda l: False, timeout=0.05)
+            self.assertIsNot(srv.server.context, old, "the context was not renewed")
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    self.assertIn(b"Hello, my-client", tls.recv(4096))
+                    self.assertFalse(tls.session_reused)
+
     def test_a_valid_client_still_resumes(self):
         ctx = context()
         with our_server() as srv:
