@@ -88,8 +88,9 @@ WARN_DAYS = 30             # warn when a certificate or CRL expires within this 
 # asks for ffdhe8192 makes the server spend some 100 ms of CPU on one cheap
 # packet. P-256 is the group every TLS 1.3 stack must implement (RFC 8446
 # 9.1), and TLS 1.2 needs it for ECDSA P-256 certificates (KEY=ec). A client
-# that sends only an X25519 key share (OpenSSL's default) is asked, once per
-# full handshake, to send a P-256 one instead (HelloRetryRequest).
+# that sends only an X25519 key share (OpenSSL's default) is asked, on every
+# connection, to send a P-256 one instead (HelloRetryRequest); a client that
+# can do X25519 only cannot connect.
 KEY_EXCHANGE_GROUP = "prime256v1"
 
 TLS12_CIPHERS = ":".join([
@@ -285,9 +286,12 @@ def greeting_name(ids):
 
 
 def spell(identity):
-    """An identity as the log and --allow write it: cn:my-client."""
+    """An identity as the log and --allow write it: cn:my-client. A backslash
+    or a comma in the value is escaped too, so that no name can pass for two
+    in a log line."""
     kind, value = identity
-    return f"{kind}:{printable(value)}"
+    value = printable(value.replace("\\", "\\\\")).replace(",", "\\x2c")
+    return f"{kind}:{value}"
 
 
 def spell_all(ids):
@@ -376,7 +380,11 @@ def handshake(server, sock, address, deadline):
         return None
 
     context = server.context    # read once: a reload may swap it meanwhile
-    tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    try:
+        tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    except OSError:             # reset already: "closed before TLS handshake"
+        server.log(f"rejected {peer}: client reset the connection during the handshake")
+        return None
     server.track(sock, tls)
     # What is left of the deadline covers the whole handshake: CPython's
     # do_handshake() counts its timeout from the start of the call, not
@@ -406,18 +414,22 @@ def handshake(server, sock, address, deadline):
         # the chain the client sent: so sessions live at most SESSION_LIFETIME
         # seconds (see renew_sessions), after which every check is made again.
         late = out_of_date(info, time.time())
-        expired = expired_cas(context)
+        expired = expired_cas(context, info["issuer_cn"])
         if expired:
-            late = f"was issued under our CA {expired}, which has expired"
+            late = f"was issued by our CA {expired}, which has expired"
         if late:
             server.log(f"rejected {peer}: client certificate {late} (checked again on a "
                        f"resumed session)")
             close_gently(tls)
             return None
 
+    tls.context, tls.born = context, time.monotonic()
     tls.ids = identities_of(info)
     tls.name = greeting_name(tls.ids)
-    tls.proxy = server.trust_proxy is not None and server.trust_proxy in tls.ids
+    # A proxy is a client whose one identity is --trust-proxy, in a sound
+    # certificate (one CN or one URI, not a CA): its word is taken for others'.
+    tls.proxy = (server.trust_proxy is not None and tls.ids == [server.trust_proxy]
+                 and refusal_for(tls.ids, (), info) is None)
     # Authorization belongs to the connection: decide once, here. (Behind a
     # trusted proxy each request carries its own client: see the handler.)
     tls.refusal = None if tls.proxy else refusal_for(tls.ids, server.allow, info)
@@ -448,8 +460,10 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
         """Wrap the verified TLS socket in a deadline reader and a buffered
         writer; each response leaves in one write (see handle_one_request)."""
         self.connection = self.request
-        self.reader = DeadlineReader(self.connection, self.server.idle_timeout,
-                                     self.server.request_timeout)
+        # A refused client gets a moment to send its request (to read our
+        # 403), not a keep-alive connection's idle time: it must not hold a worker.
+        idle = LINGER_TIMEOUT if self.connection.refusal else self.server.idle_timeout
+        self.reader = DeadlineReader(self.connection, idle, self.server.request_timeout)
         self.rfile = io.BufferedReader(self.reader)
         self.wfile = self.connection.makefile("wb", 65536)
         self.name = self.connection.name
@@ -466,8 +480,18 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
         method (GET, HEAD, POST, ...)."""
         if not super().parse_request():
             return False
-        if self.headers.get("Transfer-Encoding") or \
-                self.headers.get("Content-Length", "0").strip() not in ("", "0"):
+        names = [name.strip().lower() for name in self.headers.keys()]
+        if not all(TOKEN.fullmatch(name) for name in self.headers.keys()) or self.headers.defects:
+            self.send_error(400, "Bad Request", "a header name that is not a token")
+            return False
+        tls = self.connection
+        if self.server.context is not tls.context or \
+                time.monotonic() - tls.born > self.server.session_lifetime:
+            # A connection is as old as its handshake's checks: after a reload,
+            # or after --session-lifetime, this answer is its last, and the
+            # client must reconnect and be checked again (a revoked one too).
+            self.close_connection = True
+        if "content-length" in names or "transfer-encoding" in names:
             # We read no request bodies, and the bytes of an unread one would
             # be taken for the next request: behind a proxy, a request with
             # headers the client wrote (request smuggling). So: answer, and close.
@@ -597,6 +621,9 @@ class DeadlineReader(io.RawIOBase):
             return f"idle for {self.idle_timeout:g} s with no request (--idle-timeout)"
         return (f"request head not complete after {self.request_timeout:g} s "
                 f"(--request-timeout): a slow or stalled client")
+
+
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")     # a header name (RFC 9110 5.6.2)
 
 
 def format_address(address):
@@ -833,9 +860,8 @@ class WaitingRoom:
                 try:
                     if key.fileobj is self.bell:
                         self.admit()
-                    elif key.fileobj in self.waiting and hello_arrived(key.fileobj):
-                        address, deadline = self.leave(key.fileobj)
-                        self.server.start_worker(key.fileobj, address, deadline)
+                    elif key.fileobj in self.waiting:    # not closed by admit() just now
+                        self.examine(key.fileobj)
                 except Exception as exc:         # a bug of ours: this thread must not die of it
                     self.server.log(f"error in the waiting room: {exc!r}")
             self.expire()
@@ -870,6 +896,19 @@ class WaitingRoom:
             self.waiting[sock] = (address, deadline)
             self.selector.register(sock, selectors.EVENT_READ)
 
+    def examine(self, sock):
+        """A waiting connection sent something: hand it over, wait on, or close it."""
+        verdict = hello_arrived(sock)
+        if verdict == "wait":
+            return
+        address, deadline = self.leave(sock)
+        if verdict == "yes":
+            ready_for_worker(sock)
+            self.server.start_worker(sock, address, deadline)
+        else:
+            self.server.log(f"rejected {format_address(address)}: {verdict}")
+            sock.close()
+
     def expire(self):
         """Close the connections whose handshake deadline passed in silence."""
         now = time.monotonic()
@@ -897,28 +936,59 @@ def silence(sock):
     return "sent only part of its ClientHello" if said else "sent nothing"
 
 
-def hello_arrived(sock):
-    """True once a connection's first TLS record (its ClientHello) has fully
-    arrived, or it turned out not to be TLS, or it closed: time for a worker.
+MAX_HELLO = 32768            # bytes a ClientHello may take, records included
 
-    Otherwise, set the socket's receive low-water mark (SO_RCVLOWAT) to the
-    bytes still missing, so that the selector wakes us only when all of them
-    are there: a client dribbling its hello a byte at a time holds no worker."""
+
+def hello_arrived(sock):
+    """Has a waiting connection sent its whole ClientHello? "yes" (or it is
+    not TLS, or it closed: either way, time for a worker), "wait", or a
+    reason to close it now.
+
+    TLS sends the ClientHello in handshake records (RFC 8446 5.1: type 22,
+    version, 2-byte length), and the hello itself starts with its type (1)
+    and a 3-byte length (4.1.2). While bytes are missing, we set the socket's
+    receive low-water mark (SO_RCVLOWAT) to the total still needed, so that
+    the selector wakes us only when all of them are there: a client dribbling
+    its hello, a byte or a record at a time, holds no worker."""
     try:
         armed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
-        head = sock.recv(5, socket.MSG_PEEK)
-        if len(head) < 5:
-            need = 5 if head[:1] == b"\x16" else 0      # TLS so far: wait for the header
-        else:                                          # type, version, length (RFC 8446 5.1)
-            need = 5 + int.from_bytes(head[3:5], "big") if head[0] == 22 else 0
-            if need > 5 + 16384 + 256 or len(sock.recv(need, socket.MSG_PEEK)) >= need:
-                need = 0                               # all there (or nonsense: let TLS fail)
-        if armed > 1 and len(sock.recv(armed, socket.MSG_PEEK)) < armed:
-            need = 0             # woken before the bytes we waited for: the client hung up
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(need, 1))
-        return need == 0
-    except (OSError, ValueError):                      # ValueError: not a plain socket
-        return True                                    # the worker finds out and logs it
+        data = sock.recv(MAX_HELLO, socket.MSG_PEEK)
+        if not data or data[0] != 22:
+            return "yes"                       # closed, or not a handshake: the worker says so
+        pos, hello, need = 0, b"", 0
+        while True:
+            if len(data) < pos + 5:
+                need = pos + 5                 # the next record's header
+                break
+            length = int.from_bytes(data[pos + 3:pos + 5], "big")
+            if data[pos] != 22 or not 0 < length <= 16384:
+                return "a malformed ClientHello (bad record)"
+            if len(data) < pos + 5 + length:
+                need = pos + 5 + length        # the rest of this record
+                break
+            hello += data[pos + 5:pos + 5 + length]
+            pos += 5 + length
+            if len(hello) >= 4:
+                if hello[0] != 1 or 4 + int.from_bytes(hello[1:4], "big") > MAX_HELLO:
+                    return "a malformed ClientHello (not a hello, or too big)"
+                if len(hello) >= 4 + int.from_bytes(hello[1:4], "big"):
+                    return "yes"
+        if need > MAX_HELLO:
+            return "a malformed ClientHello (too big)"
+        if armed > 1 and len(data) < armed:
+            return "yes"           # woken before the bytes we waited for: it hung up; say so
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need)
+        return "wait"
+    except (OSError, ValueError):  # ValueError: not a plain socket; OSError: no SO_RCVLOWAT
+        return "yes"               # (Windows) or a reset: the worker finds out and logs it
+
+
+def ready_for_worker(sock):
+    """Reset the low-water mark, so that the worker's reads return what there is."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+    except (OSError, ValueError):
+        pass
 
 
 def close_tls(tls):
@@ -1019,7 +1089,10 @@ SSL_REASONS = {
     "PEER_DID_NOT_RETURN_A_CERTIFICATE": "no client certificate (the client sent none)",
     "UNSUPPORTED_PROTOCOL": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
     "TLSV1_ALERT_PROTOCOL_VERSION": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
-    "NO_SHARED_CIPHER": "no cipher in common with the client",
+    "NO_SHARED_CIPHER": "no cipher or key-exchange group in common with the client (we offer "
+                        "ECDHE with AEAD ciphers, on P-256 only)",
+    "NO_SUITABLE_KEY_SHARE": "no key-exchange group in common with the client (we offer P-256 "
+                             "only; an X25519-only client cannot connect)",
     "TLSV1_ALERT_UNKNOWN_CA": "client does not trust our certificate (it lacks our CA, or "
                               "we did not send our intermediate CA)",
     "SSLV3_ALERT_BAD_CERTIFICATE": "client refused our certificate (wrong hostname or not trusted)",
@@ -1040,9 +1113,9 @@ def describe_rejection(exc, context=None):
     if isinstance(exc, ssl.SSLCertVerificationError):
         if exc.verify_code == 10 and context is not None:
             expired = expired_cas(context)
-            if expired:     # our own CA expired: it is not the client's fault
-                return (f"a certificate in the client's chain has expired: our CA {expired} "
-                        f"(--ca); every client is refused until the CA is renewed")
+            if expired:     # perhaps our own CA: then it is not the client's fault
+                return (f"a certificate in the client's chain has expired: the leaf, an "
+                        f"intermediate, or our CA {expired} (--ca)")
         return VERIFY_REASONS.get(
             exc.verify_code, f"client certificate fails verification: {exc.verify_message}")
     if isinstance(exc, socket.timeout):
@@ -1069,13 +1142,16 @@ def describe_ssl_error(exc):
     return re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(text)).replace("_", " ").lower()
 
 
-def expired_cas(context):
-    """The CAs in our trust store that have expired, named, or ""."""
+def expired_cas(context, named=None):
+    """The CAs in our trust store that have expired (only those with CN
+    `named`, if given), named, or ""."""
     now = time.time()
     names = []
     for ca in context.get_ca_certs():
+        cn = [v for rdn in ca.get("subject", ()) for k, v in rdn if k == "commonName"]
+        if named is not None and named not in cn:
+            continue
         if ssl.cert_time_to_seconds(ca["notAfter"]) < now:
-            cn = [v for rdn in ca.get("subject", ()) for k, v in rdn if k == "commonName"]
             names.append(f"{printable(cn[0]) if cn else '(no CN)'} (expired {ca['notAfter']})")
     return ", ".join(names)
 

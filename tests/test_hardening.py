@@ -602,7 +602,7 @@ class TLSPolicyTest(unittest.TestCase):
                 with self.assertRaises(ssl.SSLError):
                     tls_connect(self.srv.port, context).close()
                 line = self.srv.log.wait_for(lambda l: l.startswith("rejected"), start=start)
-                self.assertIn("no cipher in common with the client", line)
+                self.assertIn("no cipher or key-exchange group in common with the client", line)
 
     @unittest.skipUnless(shutil.which("openssl"), "needs the openssl binary")
     def test_renegotiation_is_refused(self):

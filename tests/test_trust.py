@@ -387,6 +387,38 @@ class ResumptionTest(unittest.TestCase):
                     self.assertIn(b"Hello, my-client", tls.recv(4096))
                     self.assertFalse(tls.session_reused)
 
+    def test_an_open_connection_ends_after_a_reload(self):
+        """A keep-alive connection is as old as its handshake: after a reload it is
+        answered once more, then closed, and the client must handshake again."""
+        with our_server() as srv:
+            conn = http.client.HTTPSConnection("localhost", srv.port, context=context(), timeout=5)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            srv.server.reload()
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            self.assertEqual(response.read(), b"Hello, my-client\n")
+            self.assertEqual(response.getheader("Connection"), "close")
+            conn.close()
+
+    def test_an_unrelated_expired_ca_does_not_stop_resumption(self):
+        """An old, expired CA in the --ca bundle, beside ours: our clients still resume."""
+        folder = tempfile.mkdtemp(dir=FOLDER)
+        old = TestCA(folder, "old-unrelated", start="20200101000000Z", end="20210101000000Z")
+        bundle = concat("bundle-with-old.pem", CA.crt, old.crt)
+        ctx = context()
+        with our_server(ca=bundle) as srv:
+            first = http.client.HTTPSConnection("localhost", srv.port, context=ctx, timeout=5)
+            first.request("GET", "/")
+            first.getresponse().read()
+            session = first.sock.session
+            first.close()
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    self.assertTrue(tls.session_reused)
+                    self.assertIn(b"Hello, my-client", tls.recv(4096))
+
     def test_a_valid_client_still_resumes(self):
         ctx = context()
         with our_server() as srv:
@@ -578,6 +610,52 @@ class ProxyTest(unittest.TestCase):
         self.assertNotIn(b"Hello, my-client", reply)
         self.assertFalse(any("proxied" in l and "my-client" in l for l in self.srv.log.lines))
 
+    def test_smuggling_through_odd_body_headers_ends_the_connection(self):
+        """Two Content-Lengths (the first 0), or a header name with a space before its colon:
+        either the request is refused, or the connection ends after it: never a second request."""
+        smuggled = (f"GET / HTTP/1.1\r\nHost: x\r\nX-Client-Cert: {self.header(CA.client[0])}"
+                    f"\r\n\r\n").encode()
+        heads = [f"Content-Length: 0\r\nContent-Length: {len(smuggled)}",
+                 f"Content-Length : {len(smuggled)}",
+                 "Transfer-Encoding: \r\nTransfer-Encoding: chunked"]
+        for head in heads:
+            with self.subTest(head=head):
+                first = (f"POST / HTTP/1.1\r\nHost: x\r\nX-Client-Cert: "
+                         f"{self.header(self.other[0])}\r\n{head}\r\n\r\n").encode() + smuggled
+                raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
+                with context(*self.proxy).wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(first)
+                    reply = b""
+                    while True:
+                        try:
+                            chunk = tls.recv(65536)
+                        except (ssl.SSLError, OSError):
+                            break
+                        if not chunk:
+                            break
+                        reply += chunk
+                self.assertEqual(reply.count(b"HTTP/1.1 "), 1, reply)
+                self.assertNotIn(b"Hello, my-client", reply)
+
+    def test_a_proxy_certificate_must_be_sound(self):
+        """/CN=evil/CN=my-proxy, or a CA certificate for my-proxy, is no proxy: its
+        forwarded header is not believed."""
+        two = CA.issue("two-proxy", "evil")
+        csr = os.path.join(FOLDER, "two-proxy-2.csr")
+        openssl("req", "-new", "-key", two[1], "-subj", "/CN=evil/CN=my-proxy", "-out", csr,
+                "-config", os.path.join(FOLDER, "ext.cnf"))
+        CA.sign(csr, two[0], "client")
+        ca_proxy = CA.issue("ca-proxy", "my-proxy", extensions="ca_client")
+        for crt, key in (two, ca_proxy):
+            with self.subTest(cert=os.path.basename(crt)):
+                conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
+                                                   context=context(crt, key))
+                conn.request("GET", "/", headers={"X-Client-Cert": self.header(CA.client[0])})
+                response = conn.getresponse()
+                self.assertEqual(response.status, 403, response.read())
+                conn.close()
+        self.assertFalse([l for l in self.srv.log.lines if l.startswith("proxied")])
+
     def test_the_proxy_forwards_and_others_are_not_believed(self):
         conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
                                            context=context(*self.proxy))
@@ -638,6 +716,34 @@ class CrowdTest(unittest.TestCase):
                 sock.sendall(part)
             self.assertEqual(fetch(srv, context()), GREETING)
             self.assertFalse([l for l in srv.log.lines if "too many connections" in l])
+
+    def test_tiny_records_hold_no_worker_and_bad_ones_are_closed(self):
+        """A 1-byte handshake fragment waits in the room (the hello is not whole); a
+        zero-length record is closed there at once, with a line."""
+        with our_server(max_connections=1) as srv:
+            tiny = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            self.addCleanup(tiny.close)
+            tiny.sendall(bytes.fromhex("160301000101"))
+            self.assertEqual(fetch(srv, context()), GREETING)
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as empty:
+                empty.sendall(bytes.fromhex("1603010000"))
+                line = srv.log.wait_for(lambda l: "malformed ClientHello" in l)
+            self.assertRegex(line or "", r"^rejected 127\.0\.0\.1:\d+: a malformed ClientHello "
+                                         r"\(bad record\)$")
+
+    def test_a_refused_client_holds_no_worker(self):
+        """A client not on --allow that sends nothing is let go after a second, not the
+        idle timeout: it cannot lock allowed clients out."""
+        other = CA.issue("other-idle", "other-client")
+        with our_server(allow=["cn:my-client"], max_connections=1, idle_timeout=30) as srv:
+            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            tls = context(*other).wrap_socket(raw, server_hostname="localhost")
+            self.addCleanup(tls.close)
+            self.assertIsNotNone(srv.log.wait_for(lambda l: l.startswith("closed"), timeout=5))
+            started = time.monotonic()
+            while fetch(srv, context()) != GREETING:     # until its worker is free (bounded)
+                self.assertLess(time.monotonic() - started, 3.0, "the worker was not freed")
+                srv.log.wait_for(lambda l: False, timeout=0.1)
 
     def test_when_the_room_is_full_the_oldest_makes_room(self):
         with our_server(max_pending=5) as srv:
