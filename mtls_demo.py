@@ -856,6 +856,12 @@ NOTES = {
 
 Step = namedtuple("Step", "direction message note")     # direction: "->" client to server
 
+# A HelloRetryRequest is a ServerHello with this fixed random value (RFC 8446
+# 4.1.3). server.py offers only the P-256 group, so a client whose first
+# hello carries an X25519 key share (openssl's default) is asked again.
+HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+HRR_NOTE = "the server wants a P-256 key share: send your hello again"
+
 
 def s_client_command(client_args, version=None):
     """The openssl s_client command equivalent to a client.py argument list
@@ -905,12 +911,30 @@ def parse_trace(output, version="1.3"):
         for m in re.finditer(r"^ {4}(\w+), Length=(\d+)$", record, re.M):
             name, length = m.group(1), int(m.group(2))
             note = NOTES.get((direction, name), "")
+            if name == "ServerHello" and server_random(record[m.end():]) == HRR_RANDOM:
+                name, note = "HelloRetryRequest", HRR_NOTE
             if direction == "->" and name == "Certificate" and length <= 4:
                 name, note = "Certificate (empty)", "the client has no certificate to send"
             steps.append(Step(direction, name, note))
         for m in re.finditer(r"^ +Level=(\w+)\(\d\), description=.*\((\d+)\)$", record, re.M):
             alert = ALERTS.get(int(m.group(2)), f"alert {m.group(2)}")
             steps.append(Step(direction, f"Alert {alert} ({m.group(1)})", ""))
+    return mark_hello_retry(steps)
+
+
+def server_random(text):
+    """The 32-byte random of the first hello in s_client -trace text, in hex."""
+    m = re.search(r"gmt_unix_time=0x(\w+)\s+random_bytes \(len=28\): (\w+)", text)
+    return (m.group(1) + m.group(2)).lower() if m else None
+
+
+def mark_hello_retry(steps):
+    """A ServerHello that the client answers with a second ClientHello was a
+    HelloRetryRequest (in case the trace printed no random to compare)."""
+    for i, step in enumerate(steps):
+        again = any(s.direction == "->" and s.message == "ClientHello" for s in steps[i + 1:])
+        if step.direction == "<-" and step.message == "ServerHello" and again:
+            steps[i] = Step("<-", "HelloRetryRequest", HRR_NOTE)
     return steps
 
 

@@ -353,6 +353,30 @@ class LadderTest(unittest.TestCase):
         self.assertFalse(any("the failure" in line for line in ladder))
         self.assertTrue(all(len(line) <= 96 for line in ladder))
 
+    def test_a_hello_retry_request_is_labelled_as_one(self):
+        """server.py offers only P-256; openssl's first key share is X25519,
+        so the server's first reply is a HelloRetryRequest, not a ServerHello."""
+        steps, ladder = self.replay("success")
+        pairs = [(s.direction, s.message) for s in steps]
+        hellos = [p for p in pairs if p[1] in ("ClientHello", "ServerHello", "HelloRetryRequest")]
+        self.assertEqual(hellos, [("->", "ClientHello"), ("<-", "HelloRetryRequest"),
+                                  ("->", "ClientHello"), ("<-", "ServerHello")])
+        self.assertTrue(any("HelloRetryRequest --|  the server wants a P-256 key share" in line
+                            for line in ladder), ladder)
+        self.assertEqual(sum("the server picks the TLS version" in line for line in ladder), 1)
+
+    def test_hello_retry_request_is_found_by_its_random_alone(self):
+        """The fixed random of RFC 8446 4.1.3 names a HelloRetryRequest even
+        when no second ClientHello follows (a trace cut short)."""
+        record = ("Received Record\n  Content Type = Handshake (22)\n    ServerHello, Length=84\n"
+                  "      Random:\n        gmt_unix_time=0xCF21AD74\n        random_bytes "
+                  "(len=28): E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C\n")
+        other = record.replace("0xCF21AD74", "0xCF21AD75")
+        self.assertEqual([s.message for s in mtls_demo.parse_trace("x\n" + record)],
+                         ["HelloRetryRequest"])
+        self.assertEqual([s.message for s in mtls_demo.parse_trace("x\n" + other)],
+                         ["ServerHello"])
+
     def test_no_client_cert_tls13_alert_sent_by_server_after_the_handshake(self):
         steps, ladder = self.replay("no-client-cert")
         self.assertIn(("<-", "CertificateRequest"), [(s.direction, s.message) for s in steps])
