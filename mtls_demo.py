@@ -2748,8 +2748,10 @@ def run_plan(plan, args):
     screen.say(f"{matched} of {counted} cases behaved as expected."
                + (f" {skipped} skipped (see above)." if skipped else ""))
     if args.mode == "lesson":
-        screen.say(f"Next: {program()} --all (every scenario), --trace NAME (the handshake, "
-                   f"drawn), --tls1.2 NAME (the same under TLS 1.2).")
+        default = os.path.abspath(args.certs) == os.path.join(HERE, "certs")
+        p = program() + ("" if default else f" --certs {shlex.quote(certs)}")
+        screen.say(f"Next: {p} --all (every scenario), --trace NAME (the handshake, drawn), "
+                   f"--tls1.2 NAME (the same under TLS 1.2).")
     return 0 if matched == counted else 1
 
 

@@ -84,6 +84,13 @@ GOT_IN = "ATTACKER GOT IN"
 GOT_REQUEST = "ATTACKER GOT THE REQUEST"
 FROZE = "ATTACKER FROZE THE SERVER"
 REFUSED = "refused"
+FAILED = "attack failed"      # where nothing is refused: the accept loop serves everyone
+
+
+def failure_word(exhibit):
+    """How the project's code beating this attack is said: refused, or
+    (the accept loop, where no one is refused) attack failed."""
+    return FAILED if exhibit.module.ATTACK == "silence" else REFUSED
 
 
 # --- the exhibits --------------------------------------------------------
@@ -399,7 +406,8 @@ class Output:
         never split across lines (textwrap breaks only at ASCII spaces)."""
         code = "1;31" if verdict.isupper() else "32"
         whole = self.paint(verdict.replace(" ", "\u00a0"), code)
-        line = textwrap.fill(f"=> {who}: {whole}: {detail}", self.width, initial_indent="   ",
+        said = f"{whole} ({detail})" if verdict == FAILED else f"{whole}: {detail}"
+        line = textwrap.fill(f"=> {who}: {said}", self.width, initial_indent="   ",
                              subsequent_indent="     ", break_on_hyphens=False)
         print(line.replace("\u00a0", " "))
 
@@ -728,7 +736,8 @@ def run_exhibit(name, certs, width=100, control=False, verbose=False):
     m = exhibit.module
     wrong_file = f"mistakes/{os.path.basename(exhibit.path)}"
     got = success_words(exhibit)
-    expected = (f"wrong: {got}", f"{m.FILE}: {REFUSED}")
+    failed = failure_word(exhibit)
+    expected = (f"wrong: {got}", f"{m.FILE}: {failed}")
     out.heading(f"{exhibit.name}: {exhibit.title}")
     try:
         ensure_certificates(certs, out, verbose)
@@ -751,8 +760,8 @@ def run_exhibit(name, certs, width=100, control=False, verbose=False):
     if m.SEEN_IN:
         out.say("seen in: " + "; ".join(m.SEEN_IN))
     # Each row of the table is one side; `expected` names it, `observed` need not.
-    observed = (f"{got if wrong_worked else REFUSED} ({wrong_got})",
-                f"{got if right_worked else REFUSED} ({right_got})")
+    observed = (f"{got if wrong_worked else failed} ({wrong_got})",
+                f"{got if right_worked else failed} ({right_got})")
     return Result(exhibit.name, expected, tuple(shorten(o) for o in observed),
                   wrong_worked and not right_worked)
 
@@ -771,7 +780,7 @@ def run_server_side(exhibit, certs, out, control=False):
         command = ["python3", program, "--port", "0"] + files + fill(m.SERVER, certs)
         with running(command, out, env) as server:
             worked, what = attack(exhibit, server, certs, out)
-        out.verdict(who, success_words(exhibit) if worked else REFUSED, what)
+        out.verdict(who, success_words(exhibit) if worked else failure_word(exhibit), what)
         outcomes.append((worked, what))
     return outcomes
 
