@@ -318,7 +318,7 @@ LESSON = [
     Lesson("expired-client", "the client's certificate has expired",
            ("Same key, name and CA: only the dates are wrong, and the server checks them.",
             "The alert does not say why; the server's log does.",
-            "The fix: a new certificate for the same key (make certs made certs/client.crt):")),
+            "The fix: sign its request again, for the same key (or use certs/client.crt):")),
     Lesson("not-authorized", "a valid client that this server does not allow",
            ("TLS worked: the server knows exactly who the client is (authentication).",
             "It is not on --allow, so the server answers 403 (authorization).",
@@ -666,7 +666,8 @@ def summarize_log_line(line):
         return line
     if what == "accepted":
         return "accepted as " + rest.split(" as ", 1)[-1]
-    return re.sub(r" \([^()]*\)", "", rest.split(": ", 1)[-1])
+    reason = re.sub(r" \([^()]*\)", "", rest.split(": ", 1)[-1])
+    return f"forbidden: {reason}" if what == "forbidden" else reason
 
 
 def fix_command(scenario, certs):
@@ -1316,20 +1317,6 @@ names: scenarios, demonstrations and exhibits share one namespace (--list
 shows them); they never start with "-" and never contain "://". A
 positional argument with "://" is a URL and belongs to --check.
 
-modes (one at a time):
-  (nothing)               the three basic cases: success, no-cacert, no-client-cert
-  NAME [NAME ...]         these cases, in the order given
-  --all                   every failure-gallery scenario
-  --lesson [--pause]      six cases in teaching order, each with "what you just saw"
-  --mistakes              every exhibit of the mistakes gallery
-  --list                  every name, one line each
-  --check --cacert CA [--cert CERT --key KEY] [https://HOST:PORT/]
-                          check your own certificates (and a server)
-
-modifiers (with a run of cases):
-  --tls1.2 --trace --raw-trace --verbose --markdown --certs DIR --no-curl
-  --width N --pause
-
 examples:
 {examples}"""
 
@@ -1412,9 +1399,11 @@ def make_parser():
                        epilog=fit_help(EXAMPLES.format(examples=examples(width)), width))
     p.add_argument("names", nargs="*", metavar="NAME", help="scenarios, demonstrations or exhibits "
                    "to run, in this order (see --list)")
-    mode = p.add_argument_group("modes")
+    mode = p.add_argument_group("modes (one at a time)", "with none: the three basic cases "
+                                "(success, no-cacert, no-client-cert)")
     mode.add_argument("--all", action="store_true", help="run every failure-gallery scenario")
-    mode.add_argument("--lesson", action="store_true", help="the classroom path: six cases")
+    mode.add_argument("--lesson", action="store_true", help="the classroom path: six cases in "
+                      "teaching order, each with what you just saw (--lesson [--pause])")
     mode.add_argument("--mistakes", action="store_true", help="run every mistakes-gallery exhibit")
     mode.add_argument("--list", action="store_true", help="list every name and exit")
     mode.add_argument("--check", action="store_true", help="check your own certificates "
@@ -1423,7 +1412,7 @@ def make_parser():
     check.add_argument("--cacert", metavar="CA", help="the CA certificate you trust")
     check.add_argument("--cert", metavar="CERT", help="your client certificate")
     check.add_argument("--key", metavar="KEY", help="its private key")
-    mod = p.add_argument_group("modifiers")
+    mod = p.add_argument_group("modifiers (with a run of cases)")
     mod.add_argument("--tls1.2", dest="tls12", action="store_true",
                      help="rerun each case with client.py's code limited to TLS 1.2, "
                           "beside openssl s_client and curl; then show the client "
