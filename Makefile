@@ -449,7 +449,6 @@ client: $(PKI) ## make the successful mTLS request to the running server
 
 demo: ## run the lesson: the success and five failures, each explained
 	$(PYTHON) mtls_demo.py --lesson --certs $(CERTS)
-	@echo "Next: $(DEMO) --all   (every scenario), then make inspect$(AGAIN)"
 
 # make inspect: one line per certificate: its file, who it names (subject),
 # who signed it (issuer), when it expires (notAfter), and what it may be

@@ -123,12 +123,10 @@ SCENARIOS = [
         DEFAULT_SERVER, ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/expired-client.crt",
                          "--key", "{certs}/client.key", "{url}"],
         "certificate expired", "has expired",
-        "Every certificate carries notBefore/notAfter dates, and the server checks them "
-        "against its own clock. Same key, same name, but the dates are past, so the server "
-        "sends certificate_expired. The fix is a new certificate for the same key: sign the "
-        "client's request again (openssl x509 -req -in certs/client.csr -CA certs/ca.crt "
-        "-CAkey certs/ca.key -days 365 -extfile openssl.cnf -extensions client "
-        "-out certs/renewed-client.crt), or use certs/client.crt, the valid one make certs made.",
+        "Every certificate carries notBefore/notAfter dates, checked against the server's "
+        "clock: same key and name, but past dates, so the server sends certificate_expired. "
+        "The fix is a new certificate for the same key: sign its request again (or use "
+        "certs/client.crt, the valid one make certs made):",
         does="shows a certificate that expired", cause="its notAfter date has passed",
         fix="a new certificate for the same key", tls12=("server", "certificate_expired", 60)),
     Scenario(
@@ -275,6 +273,15 @@ SCENARIOS = [
         fix="`--cert` the chain file", tls12=("server", "unknown_ca", 35)),
 ]
 
+# A command that a case's why: ends with, printed on its own line so that it
+# pastes. {certs} stands for the certificates folder, {cnf} for openssl.cnf.
+FIX_COMMANDS = {
+    "expired-client": ["openssl", "x509", "-req", "-in", "{certs}/client.csr",
+                       "-CA", "{certs}/ca.crt", "-CAkey", "{certs}/ca.key", "-days", "365",
+                       "-extfile", "{cnf}", "-extensions", "client",
+                       "-out", "{certs}/renewed-client.crt"],
+}
+
 # The three basic cases of the walkthrough this project follows, run when no
 # name is given.
 ARTICLE_CASES = ["success", "no-cacert", "no-client-cert"]
@@ -307,13 +314,11 @@ LESSON = [
     Lesson("other-ca", "a certificate from another CA, claiming to be my-client",
            ("Anyone can write CN=my-client into a certificate: the signature is what counts.",
             "The server could not chain it to my-ca, the only CA it trusts: alert unknown_ca.",
-            "unknown_ca does not say why, so client.py names every cause (a CRL too);",
-            "here no CRL is involved: rogue-ca, not my-ca, signed the certificate.")),
+            "The alert does not say why; the server's log does.")),
     Lesson("expired-client", "the client's certificate has expired",
            ("Same key, name and CA: only the dates are wrong, and the server checks them.",
-            "The server's log names the cause; the client only gets the alert.",
-            "certificate_expired does not say which, so client.py names every cause;",
-            "here no CRL is involved: it is the client's own leaf, expired in 2020.")),
+            "The alert does not say why; the server's log does.",
+            "The fix: sign its request again, for the same key (or use certs/client.crt):")),
     Lesson("not-authorized", "a valid client that this server does not allow",
            ("TLS worked: the server knows exactly who the client is (authentication).",
             "It is not on --allow, so the server answers 403 (authorization).",
@@ -322,12 +327,10 @@ LESSON = [
 ]
 
 
+# Who holds which file is the README's section 2; the lesson only points there.
 LESSON_INTRO = (
-    "Six cases, each a real request to a real server.py. Who holds what: the server holds "
-    "{certs}/server.key and {certs}/server.crt, and trusts {certs}/ca.crt to vouch for clients "
-    "(--ca); the client holds {certs}/client.key and {certs}/client.crt, and trusts "
-    "{certs}/ca.crt to vouch for the server (--cacert). ca.crt is the certificate of my-ca, "
-    "whose key (ca.key) signed both the others.")
+    "Six cases, each a real request to a real server.py, which demands a client certificate "
+    "signed by my-ca ({certs}/ca.crt). Who holds which file: README, section 2.")
 
 
 # --- terminal output -----------------------------------------------------
@@ -534,13 +537,21 @@ class ServerProcess:
         self.port = int(first.split("serving https://")[1].split("/")[0].rsplit(":", 1)[1])
 
     def show(self):
-        """Print how this server was started, the first time it is used."""
+        """Print how this server was started, the first time it is used: with
+        the port it really got (it asked for port 0, any free one), and, the
+        first time in a run, that the demo stops it at the end."""
         if self.shown:
             return
         self.shown = True
-        screen.say(f"The demo started this server in the background "
-                   f"(port 0: it chose {self.port}):")
-        screen.command(self.command)
+        if "servers" in introduced:
+            screen.say(f"The demo started this server in the background, on port {self.port}:")
+        else:
+            introduced.add("servers")
+            screen.say(f"The demo started this server in the background, on port {self.port}. "
+                       f"It stops its servers when it ends: to try these commands by hand, paste "
+                       f"this one first (or start one with make run, on port 3000):")
+        port = self.command.index("--port") + 1
+        screen.command(self.command[:port] + [str(self.port)] + self.command[port + 1:])
         for warning in self.warnings:
             screen.say(warning, "server log: ")
 
@@ -583,9 +594,10 @@ class ServerProcess:
                 self.proc.wait()
 
 
-def ensure_certificates(certs, target, verbose):
-    """Run `make <target>` for the certificates the chosen cases need and
-    say so in one line (with --verbose: every openssl command it ran)."""
+def ensure_certificates(certs, target, verbose, gallery=None):
+    """Run `make <target>` for the certificates the chosen cases need (and
+    the mistakes gallery's own, given the gallery) and say so in one line
+    (with --verbose: every openssl command it ran, each as it pastes)."""
     for tool in ("make", "openssl"):
         if shutil.which(tool) is None:
             raise DemoError("missing tool", f"this demo needs 'make' and 'openssl' to build its "
@@ -599,14 +611,25 @@ def ensure_certificates(certs, target, verbose):
                         f"make -C {shlex.quote(shown_path(HERE))} {target} "
                         f"CERTS={shlex.quote(os.path.abspath(certs))}")
     ran = [line for line in done.stdout.splitlines() if re.search(r"\bopenssl ", line)]
+    if gallery is not None:
+        try:
+            ran += gallery.make_certificates(os.path.abspath(certs))
+        except gallery.ExhibitError as exc:
+            raise DemoError("certificates not built", str(exc).split(" -- ")[0],
+                            str(exc).split(" -- ", 1)[-1]) from None
     if not ran:
-        screen.say(f"Certificates: all present in {certs}/ (make {target} had nothing to do).")
-    elif verbose:
-        screen.say(f"Certificates: make {target} built them in {certs}/ with these commands:")
-        screen.output("\n".join(ran))
-    else:
-        screen.say(f"Certificates: make {target} built them in {certs}/ ({len(ran)} openssl "
-                   f"commands; --verbose shows them, make inspect shows the result).")
+        screen.say(f"Certificates: all present in {certs}/.")
+        return
+    what = "the certificates" if target == "certs" else "the extra certificates the failure " \
+        "cases" + (" and the mistakes gallery" if gallery else "") + " need"
+    how = f"make {target}" + (" and mistakes/gallery.py" if gallery else "")
+    more = "):" if verbose else "; --verbose shows them)."
+    screen.say(f"Certificates: built {what} in {certs}/ ({how}: {len(ran)} openssl "
+               f"commands{more}")
+    for line in ran if verbose else []:
+        words = re.findall(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""", line)     # as make echoed it
+        for text in wrap_command(pair_options(words), screen.width):
+            screen.print(text)
 
 
 # --- running one case ----------------------------------------------------
@@ -643,11 +666,34 @@ def summarize_log_line(line):
         return line
     if what == "accepted":
         return "accepted as " + rest.split(" as ", 1)[-1]
-    return re.sub(r" \([^()]*\)", "", rest.split(": ", 1)[-1])
+    reason = re.sub(r" \([^()]*\)", "", rest.split(": ", 1)[-1])
+    return f"forbidden: {reason}" if what == "forbidden" else reason
 
 
-def run_case(scenario, server, certs, opts):
-    """Run one scenario, print what happened and why; return a CaseRun."""
+def fix_command(scenario, certs):
+    """The command a case's why: ends with, as words that paste, or None."""
+    words = FIX_COMMANDS.get(scenario.name)
+    cnf = shown_path(os.path.join(HERE, "openssl.cnf"))
+    return [w.format(certs=certs, cnf=cnf) for w in words] if words else None
+
+
+def explain(scenario, certs, lesson=None):
+    """Say why a case went as it did: its why: line, or in the lesson the
+    lesson's own summary (one explanation, not two); then its fix command."""
+    if lesson is None:
+        screen.why(scenario.why)
+    else:
+        label = "What you just saw: "
+        for i, line in enumerate(lesson.saw):
+            screen.say(line, label if i == 0 else " " * len(label), code="1" if i == 0 else None)
+    command = fix_command(scenario, certs)
+    if command:
+        screen.command(command)
+
+
+def run_case(scenario, server, certs, opts, lesson=None):
+    """Run one scenario, print what happened and why (in the lesson, what
+    you just saw); return a CaseRun."""
     server.wait_ready()
     server.show()
     server.forget_old_lines()
@@ -662,11 +708,11 @@ def run_case(scenario, server, certs, opts):
 
     if opts.curl and scenario.curl:
         curl_words = ["curl", "-sS"] + fill(scenario.curl, certs, server.port)
-        screen.say(curl_intro())
+        screen.say(curl_intro(lesson is not None))
         run_curl(curl_words, server, scenario)
     if opts.trace or opts.raw_trace:
         trace_case(scenario, server, certs, "1.3", opts)
-    screen.why(scenario.why)
+    explain(scenario, certs, lesson)
     tls12 = rerun_tls12(scenario, server, certs, opts) if opts.tls12 else None
 
     observed = observe_client(proc)
@@ -678,17 +724,15 @@ def run_case(scenario, server, certs, opts):
     return CaseRun(result, words, proc, server_lines, tls12)
 
 
-WALKTHROUGH = ('the walkthrough this project follows ("Mutual TLS Authentication (mTLS) '
-               'De-Mystified": a Node.js server, tested with curl)')
 introduced = set()      # what has been introduced once in this run
 
 
-def curl_intro():
-    """The line before a curl command: the walkthrough named in full the first time."""
-    if "walkthrough" in introduced:
-        return "The walkthrough's curl command, for comparison:"
-    introduced.add("walkthrough")
-    return f"The curl command of {WALKTHROUGH}, for comparison:"
+def curl_intro(lesson=False):
+    """The line before a curl command. The README names the walkthrough in
+    full; here it is just "the walkthrough", and the lesson does not need it."""
+    if lesson:
+        return "The same request with curl, for comparison:"
+    return "The walkthrough's curl command, for comparison:"
 
 
 def run_curl(words, server, scenario):
@@ -760,8 +804,8 @@ def print_table(results):
 # two real tools that can be limited to it: openssl s_client -tls1_2 (whose
 # trace shows where the alert came) and curl --tls-max 1.2.
 
-TLS12_ALERTS = ("Why the alerts differ: TLS 1.2 has no certificate_required alert (TLS 1.3 "
-                "added it, RFC 8446 6.2), so a TLS 1.2 server that gets no client certificate "
+TLS12_ALERTS = ("TLS 1.2 has no certificate_required alert (TLS 1.3 added it, RFC 8446 "
+                "6.2), so a TLS 1.2 server that gets no client certificate "
                 "sends handshake_failure (RFC 5246 7.4.6). And under TLS 1.2 the server's "
                 "verdict on the client's certificate arrives inside the handshake, before the "
                 "client sends its request.")
@@ -795,9 +839,6 @@ def rerun_tls12(scenario, server, certs, opts):
     handshake ended and what curl says. Return a Result for the table."""
     screen.print()
     screen.say("The same case, with the client limited to TLS 1.2:", code="1")
-    if "tls12-alerts" not in introduced:
-        introduced.add("tls12-alerts")
-        screen.why(TLS12_ALERTS)
     screen.say("client.py's own code (make_client_context, then fetch), its context limited "
                "with context.maximum_version = ssl.TLSVersion.TLSv1_2, prints:")
     server.forget_old_lines()
@@ -820,6 +861,9 @@ def rerun_tls12(scenario, server, certs, opts):
                        "server, but the server's certificate was fine: the server sent "
                        "certificate_expired about the client's certificate, and curl files "
                        "that alert under its own check of the server. Trust the server's log.")
+    if "tls12-alerts" not in introduced:        # after the output it explains, once
+        introduced.add("tls12-alerts")
+        screen.why(TLS12_ALERTS)
     want_sender, want_alert, want_exit = scenario.tls12
     expected = [f"client.py: {TLS12_CLIENT.get(scenario.name, scenario.expect)}",
                 f"alert: {want_sender} sends {want_alert}" if want_alert else "alert: none"]
@@ -855,6 +899,12 @@ NOTES = {
 }
 
 Step = namedtuple("Step", "direction message note")     # direction: "->" client to server
+
+# A HelloRetryRequest is a ServerHello with this fixed random value (RFC 8446
+# 4.1.3). server.py offers only the P-256 group, so a client whose first
+# hello carries an X25519 key share (openssl's default) is asked again.
+HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+HRR_NOTE = "the server wants a P-256 key share: send your hello again"
 
 
 def s_client_command(client_args, version=None):
@@ -905,12 +955,30 @@ def parse_trace(output, version="1.3"):
         for m in re.finditer(r"^ {4}(\w+), Length=(\d+)$", record, re.M):
             name, length = m.group(1), int(m.group(2))
             note = NOTES.get((direction, name), "")
+            if name == "ServerHello" and server_random(record[m.end():]) == HRR_RANDOM:
+                name, note = "HelloRetryRequest", HRR_NOTE
             if direction == "->" and name == "Certificate" and length <= 4:
                 name, note = "Certificate (empty)", "the client has no certificate to send"
             steps.append(Step(direction, name, note))
         for m in re.finditer(r"^ +Level=(\w+)\(\d\), description=.*\((\d+)\)$", record, re.M):
             alert = ALERTS.get(int(m.group(2)), f"alert {m.group(2)}")
             steps.append(Step(direction, f"Alert {alert} ({m.group(1)})", ""))
+    return mark_hello_retry(steps)
+
+
+def server_random(text):
+    """The 32-byte random of the first hello in s_client -trace text, in hex."""
+    m = re.search(r"gmt_unix_time=0x(\w+)\s+random_bytes \(len=28\): (\w+)", text)
+    return (m.group(1) + m.group(2)).lower() if m else None
+
+
+def mark_hello_retry(steps):
+    """A ServerHello that the client answers with a second ClientHello was a
+    HelloRetryRequest (in case the trace printed no random to compare)."""
+    for i, step in enumerate(steps):
+        again = any(s.direction == "->" and s.message == "ClientHello" for s in steps[i + 1:])
+        if step.direction == "<-" and step.message == "ServerHello" and again:
+            steps[i] = Step("<-", "HelloRetryRequest", HRR_NOTE)
     return steps
 
 
@@ -1249,20 +1317,6 @@ names: scenarios, demonstrations and exhibits share one namespace (--list
 shows them); they never start with "-" and never contain "://". A
 positional argument with "://" is a URL and belongs to --check.
 
-modes (one at a time):
-  (nothing)               the three basic cases: success, no-cacert, no-client-cert
-  NAME [NAME ...]         these cases, in the order given
-  --all                   every failure-gallery scenario
-  --lesson [--pause]      six cases in teaching order, each with "what you just saw"
-  --mistakes              every exhibit of the mistakes gallery
-  --list                  every name, one line each
-  --check --cacert CA [--cert CERT --key KEY] [https://HOST:PORT/]
-                          check your own certificates (and a server)
-
-modifiers (with a run of cases):
-  --tls1.2 --trace --raw-trace --verbose --markdown --certs DIR --no-curl
-  --width N --pause
-
 examples:
 {examples}"""
 
@@ -1345,9 +1399,11 @@ def make_parser():
                        epilog=fit_help(EXAMPLES.format(examples=examples(width)), width))
     p.add_argument("names", nargs="*", metavar="NAME", help="scenarios, demonstrations or exhibits "
                    "to run, in this order (see --list)")
-    mode = p.add_argument_group("modes")
+    mode = p.add_argument_group("modes (one at a time)", "with none: the three basic cases "
+                                "(success, no-cacert, no-client-cert)")
     mode.add_argument("--all", action="store_true", help="run every failure-gallery scenario")
-    mode.add_argument("--lesson", action="store_true", help="the classroom path: six cases")
+    mode.add_argument("--lesson", action="store_true", help="the classroom path: six cases in "
+                      "teaching order, each with what you just saw (--lesson [--pause])")
     mode.add_argument("--mistakes", action="store_true", help="run every mistakes-gallery exhibit")
     mode.add_argument("--list", action="store_true", help="list every name and exit")
     mode.add_argument("--check", action="store_true", help="check your own certificates "
@@ -1356,7 +1412,7 @@ def make_parser():
     check.add_argument("--cacert", metavar="CA", help="the CA certificate you trust")
     check.add_argument("--cert", metavar="CERT", help="your client certificate")
     check.add_argument("--key", metavar="KEY", help="its private key")
-    mod = p.add_argument_group("modifiers")
+    mod = p.add_argument_group("modifiers (with a run of cases)")
     mod.add_argument("--tls1.2", dest="tls12", action="store_true",
                      help="rerun each case with client.py's code limited to TLS 1.2, "
                           "beside openssl s_client and curl; then show the client "
@@ -2616,7 +2672,7 @@ def run_plan(plan, args):
     names = [name for _, name in plan]
     article_only = kinds == {"scenario"} and set(names) <= set(ARTICLE_CASES)
     ensure_certificates(certs, "certs" if article_only or kinds == {"demo"} else "scenarios",
-                        args.verbose)
+                        args.verbose, load_gallery() if "exhibit" in kinds else None)
     args.no_curl = args.no_curl or args.markdown          # the table has no curl column
     args.curl = not args.no_curl and shutil.which("curl") is not None
     if not args.no_curl and not args.curl:
@@ -2661,14 +2717,10 @@ def run_plan(plan, args):
             if scenario.strict and not STRICT_CHECKS:
                 results.append(skipped_case(scenario))
                 continue
-            case = run_case(scenario, servers[tuple(server_command(scenario, certs))], certs, args)
+            case = run_case(scenario, servers[tuple(server_command(scenario, certs))], certs,
+                            args, lessons[name] if args.mode == "lesson" else None)
             runs.append(case)
             results += [case.result] + ([case.tls12] if case.tls12 else [])
-            if args.mode == "lesson":
-                label = "What you just saw: "
-                for i, line in enumerate(lessons[name].saw):
-                    screen.say(line, label if i == 0 else " " * len(label),
-                               code="1" if i == 0 else None)
     finally:
         for server in servers.values():
             server.stop()
@@ -2685,8 +2737,10 @@ def run_plan(plan, args):
     screen.say(f"{matched} of {counted} cases behaved as expected."
                + (f" {skipped} skipped (see above)." if skipped else ""))
     if args.mode == "lesson":
-        screen.say(f"Next: {program()} --all (every scenario), --trace NAME (the handshake, "
-                   f"drawn), --tls1.2 NAME (the same under TLS 1.2).")
+        default = os.path.abspath(args.certs) == os.path.join(HERE, "certs")
+        p = program() + ("" if default else f" --certs {shlex.quote(certs)}")
+        screen.say(f"Next: {p} --all (every scenario), --trace NAME (the handshake, drawn), "
+                   f"--tls1.2 NAME (the same under TLS 1.2).")
     return 0 if matched == counted else 1
 
 

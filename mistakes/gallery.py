@@ -84,6 +84,13 @@ GOT_IN = "ATTACKER GOT IN"
 GOT_REQUEST = "ATTACKER GOT THE REQUEST"
 FROZE = "ATTACKER FROZE THE SERVER"
 REFUSED = "refused"
+FAILED = "attack failed"      # where nothing is refused: the accept loop serves everyone
+
+
+def failure_word(exhibit):
+    """How the project's code beating this attack is said: refused, or
+    (the accept loop, where no one is refused) attack failed."""
+    return FAILED if exhibit.module.ATTACK == "silence" else REFUSED
 
 
 # --- the exhibits --------------------------------------------------------
@@ -256,9 +263,10 @@ EXTRA_CERTIFICATES = [
 ]
 
 
-def ensure_certificates(certs, out):
+def make_certificates(certs):
     """Make the scenario certificates (make) and the exhibits' own (openssl),
-    where missing; show the commands that ran. Raise ExhibitError if one fails."""
+    where missing; return the openssl commands that ran. Raise ExhibitError
+    if one fails."""
     shown = relative(certs)
     done = run_command(["make", f"CERTS={shown}", "scenarios"])
     ran = [line for line in done.stdout.splitlines() if "openssl " in line]
@@ -272,9 +280,25 @@ def ensure_certificates(certs, out):
         line = command.format(c=shown, out=target)
         run_command(shlex.split(line))
         ran.append(line)
-    if ran:
-        out.say("Made the certificates first:")
-        out.program_output("\n".join(ran))
+    return ran
+
+
+def ensure_certificates(certs, out, verbose=False):
+    """Make what is missing, and say so in one line (nothing when nothing
+    was missing); with verbose, every openssl command, each as it pastes."""
+    ran = make_certificates(certs)
+    if not ran:
+        return
+    out.say(f"Certificates: built the extra certificates the exhibits need in {relative(certs)}/ "
+            f"({len(ran)} openssl commands{':' if verbose else '; --verbose shows them'})")
+    for line in ran if verbose else []:
+        out.command(shell_words(line), quoted=True)
+
+
+def shell_words(line):
+    """A shell line (as make echoes it) split into words at the spaces outside
+    quotes, each kept as written: out.command() prints them back as they are."""
+    return re.findall(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""", line)
 
 
 def is_up_to_date(target, sources):
@@ -335,11 +359,11 @@ class Output:
                                   subsequent_indent="   ", break_on_hyphens=False):
             print(self.paint(line.replace("\u00a0", " "), "1"))
 
-    def command(self, words, prompt="$ "):
+    def command(self, words, prompt="$ ", quoted=False):
         """Print a command line that pastes, as mtls_demo.py does: wrapped at
         spaces between words with ' \\' continuations, each option with its
-        value, each word shell-quoted."""
-        units = pair_options([shlex.quote(w) if w != "&" else w for w in words])
+        value, each word shell-quoted (unless `quoted`: already as written)."""
+        units = pair_options([w if quoted or w == "&" else shlex.quote(w) for w in words])
         for line in wrap_command(units, self.width, prompt):
             print(line)
 
@@ -382,7 +406,8 @@ class Output:
         never split across lines (textwrap breaks only at ASCII spaces)."""
         code = "1;31" if verdict.isupper() else "32"
         whole = self.paint(verdict.replace(" ", "\u00a0"), code)
-        line = textwrap.fill(f"=> {who}: {whole}: {detail}", self.width, initial_indent="   ",
+        said = f"{whole} ({detail})" if verdict == FAILED else f"{whole}: {detail}"
+        line = textwrap.fill(f"=> {who}: {said}", self.width, initial_indent="   ",
                              subsequent_indent="     ", break_on_hyphens=False)
         print(line.replace("\u00a0", " "))
 
@@ -695,7 +720,7 @@ ATTACKS = {"client": attack_with_client, "forged-header": attack_with_forged_hea
            "silence": attack_with_silence}
 
 
-def run_exhibit(name, certs, width=100, control=False):
+def run_exhibit(name, certs, width=100, control=False, verbose=False):
     """Run one exhibit: the diff, the attack on the wrong code, the same
     attack on the project's code, the fix. Print the story; return a Result.
 
@@ -711,10 +736,11 @@ def run_exhibit(name, certs, width=100, control=False):
     m = exhibit.module
     wrong_file = f"mistakes/{os.path.basename(exhibit.path)}"
     got = success_words(exhibit)
-    expected = (f"wrong: {got}", f"{m.FILE}: {REFUSED}")
+    failed = failure_word(exhibit)
+    expected = (f"wrong: {got}", f"{m.FILE}: {failed}")
     out.heading(f"{exhibit.name}: {exhibit.title}")
     try:
-        ensure_certificates(certs, out)
+        ensure_certificates(certs, out, verbose)
         if control:
             out.say(f"Control run: the mistake is left out; both sides run {m.FILE} itself.")
         else:
@@ -734,8 +760,8 @@ def run_exhibit(name, certs, width=100, control=False):
     if m.SEEN_IN:
         out.say("seen in: " + "; ".join(m.SEEN_IN))
     # Each row of the table is one side; `expected` names it, `observed` need not.
-    observed = (f"{got if wrong_worked else REFUSED} ({wrong_got})",
-                f"{got if right_worked else REFUSED} ({right_got})")
+    observed = (f"{got if wrong_worked else failed} ({wrong_got})",
+                f"{got if right_worked else failed} ({right_got})")
     return Result(exhibit.name, expected, tuple(shorten(o) for o in observed),
                   wrong_worked and not right_worked)
 
@@ -754,7 +780,7 @@ def run_server_side(exhibit, certs, out, control=False):
         command = ["python3", program, "--port", "0"] + files + fill(m.SERVER, certs)
         with running(command, out, env) as server:
             worked, what = attack(exhibit, server, certs, out)
-        out.verdict(who, success_words(exhibit) if worked else REFUSED, what)
+        out.verdict(who, success_words(exhibit) if worked else failure_word(exhibit), what)
         outcomes.append((worked, what))
     return outcomes
 
@@ -821,6 +847,8 @@ def main(argv=None):
     p.add_argument("--list", action="store_true", help="list the exhibits and exit")
     p.add_argument("--certs", default=os.path.join(ROOT, "certs"),
                    help="certificates folder (default: certs/ in the project)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show every openssl command that makes a missing certificate")
     p.add_argument("--width", type=int, default=None,
                    help="columns to wrap at (default: the terminal's width, else 100)")
     args = p.parse_args(argv)
@@ -839,7 +867,8 @@ def main(argv=None):
     results = []
     try:
         for name in args.names or names:
-            results.append(run_exhibit(name, os.path.abspath(args.certs), args.width))
+            results.append(run_exhibit(name, os.path.abspath(args.certs), args.width,
+                                       verbose=args.verbose))
     except KeyboardInterrupt:
         print("\ninterrupted: stopped by Ctrl-C; the servers are stopped", file=sys.stderr)
         return 130

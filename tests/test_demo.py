@@ -92,12 +92,26 @@ class LessonRunTest(unittest.TestCase):
         """The part of the lesson's output about one case."""
         return unwrap(self.done.stdout.split(f"({name})\n", 1)[1].split("\n== ", 1)[0])
 
-    def test_crl_wording_of_client_py_is_explained_where_no_crl_is_involved(self):
+    def test_each_case_is_explained_once_by_its_summary(self):
+        """In the lesson a case's summary is its explanation: no why: beside it."""
+        self.assertNotRegex(self.done.stdout, r"(?m)^why: ")
         for name in ("other-ca", "expired-client"):
-            part = self.case(name)
-            self.assertIn("CRL", part.split("What you just saw:")[0])    # client.py's words
-            self.assertIn("names every cause", part)
-            self.assertIn("here no CRL is involved", part)
+            self.assertIn("The alert does not say why; the server's log does.", self.case(name))
+
+    def test_intro_is_three_lines_and_points_to_the_readme(self):
+        intro = self.done.stdout.split("\n\n", 1)[1].split("\n\n== Case 1", 1)[0]
+        self.assertLessEqual(len(intro.splitlines()), 3, intro)
+        self.assertIn("README, section 2", intro)
+
+    def test_the_walkthrough_is_not_named_and_next_is_said_once(self):
+        self.assertNotIn("walkthrough", self.done.stdout)
+        self.assertNotIn("Mutual TLS Authentication", self.done.stdout)
+        if shutil.which("curl"):
+            self.assertIn("The same request with curl, for comparison:", self.done.stdout)
+        self.assertEqual(len(re.findall(r"(?m)^Next: ", self.done.stdout)), 1)
+        shown = subprocess.run(["make", "-C", ROOT, "--no-print-directory", "-n", "demo"],
+                               capture_output=True, text=True, timeout=30).stdout
+        self.assertNotIn("Next:", shown, "make demo adds no second Next: line")
 
     def test_identity_by_san_not_cn_is_said_where_the_uri_is_shown(self):
         part = self.case("not-authorized")
@@ -106,13 +120,20 @@ class LessonRunTest(unittest.TestCase):
         self.assertIn("by its CN (CN=other-client in make inspect) only when it has none", part)
 
     def test_the_expired_client_fix_renews_what_was_shown(self):
-        """The openssl command in expired-client's why: signs the client's
-        key anew, by our CA, into a certificate that is in date (run for real
-        on a copy of the PKI), and the text no longer blames certs/client.crt."""
+        """The openssl command printed after expired-client's summary, on its
+        own '$ ' line: it pastes, and signs the client's key anew, by our CA,
+        into a certificate that is in date (run for real on a copy of the PKI)."""
         why = mtls_demo.SCENARIO_BY_NAME["expired-client"].why
         self.assertNotIn("rm certs/client.crt", why)
+        self.assertNotIn("openssl", why, "the command is on its own line, not in the prose")
         self.assertIn("{certs}/expired-client.crt", mtls_demo.SCENARIO_BY_NAME["expired-client"].client)
-        command = re.search(r"\((openssl x509 -req [^)]*)\)", why).group(1)
+        part = self.done.stdout.split("(expired-client)\n", 1)[1].split("\n== ", 1)[0]
+        (words,) = printed_commands(part, "openssl")
+        self.assertEqual(words, mtls_demo.fix_command(mtls_demo.SCENARIO_BY_NAME["expired-client"],
+                                                      pki()))
+        words = mtls_demo.fix_command(mtls_demo.SCENARIO_BY_NAME["expired-client"], "certs")
+        words[words.index("-extfile") + 1] = "openssl.cnf"
+        command = shlex.join(words)
         with tempfile.TemporaryDirectory() as tmp:
             os.mkdir(os.path.join(tmp, "certs"))
             for name in ("ca.crt", "ca.key", "client.csr", "client.key"):
@@ -198,16 +219,21 @@ class SubsetRunTest(unittest.TestCase):
                                            r"\| client\.py: handshake failed +\|")
 
     def test_why_the_tls12_alert_differs_is_said_once_with_its_rfcs(self):
+        """Once, after the output it explains (the first rerun's), and no stutter."""
         text = unwrap(self.done.stdout)
         self.assertEqual(text.count("TLS 1.2 has no certificate_required alert"), 1)
+        self.assertIn("why: TLS 1.2 has no certificate_required alert", text)
+        self.assertNotIn("Why the alerts differ", text)
+        rerun = text.split("with the client limited to TLS 1.2:", 1)[1]
+        self.assertLess(rerun.index("prints:"), rerun.index("no certificate_required alert"))
         self.assertIn("sends handshake_failure (RFC 5246 7.4.6)", text)
         self.assertIn("RFC 8446 6.2", text)
 
-    def test_the_walkthrough_is_named_once_then_called_the_walkthrough(self):
+    def test_the_walkthrough_is_called_the_walkthrough_not_by_its_title(self):
         if not shutil.which("curl"):
             self.skipTest("curl not installed: apt-get install curl")
         text = unwrap(self.done.stdout)
-        self.assertEqual(text.count("Mutual TLS Authentication (mTLS) De-Mystified"), 1)
+        self.assertNotIn("Mutual TLS Authentication (mTLS) De-Mystified", text)
         self.assertIn("The walkthrough's curl command, for comparison:", text)
         self.assertNotIn("article", text.replace("certs/article", ""))
 
@@ -303,6 +329,34 @@ class PasteTest(unittest.TestCase):
         self.assertEqual((pasted.returncode, pasted.stdout), (0, "Hello, my-client\n"),
                          pasted.stderr)
 
+    def test_printed_server_and_client_commands_paste_after_the_demo(self):
+        """The server command shows the port it really got, so pasting it and
+        then the client command, once the demo has stopped its server, works."""
+        done = demo("success", "--no-curl", "--certs", pki())
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        (server,) = printed_commands(done.stdout, "server.py")
+        (client,) = printed_commands(done.stdout, "client.py")
+        port = server[server.index("--port") + 1]
+        self.assertNotEqual(port, "0")
+        self.assertTrue(client[-1].endswith(f":{port}/"), (server, client))
+        self.assertEqual(done.stdout.count("It stops its servers when it ends"), 1)
+        server[0] = PYTHON
+        proc = subprocess.Popen(server, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            first = proc.stderr.readline()
+            if "address already in use" in first.lower():
+                self.skipTest(f"port {port} was taken again meanwhile")
+            self.assertIn(f"serving https://localhost:{port}/", first)
+            pasted = subprocess.run(shlex.join(client), shell=True, cwd=ROOT,
+                                    capture_output=True, text=True, timeout=30)
+            self.assertEqual((pasted.returncode, pasted.stdout), (0, "Hello, my-client\n"),
+                             pasted.stderr)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            proc.stderr.close()
+
     def test_server_that_does_not_start_gives_one_error_line(self):
         with tempfile.TemporaryDirectory() as tmp:
             certs = os.path.join(tmp, "certs")
@@ -352,6 +406,30 @@ class LadderTest(unittest.TestCase):
         self.assertTrue(any("handshake complete" in line for line in ladder))
         self.assertFalse(any("the failure" in line for line in ladder))
         self.assertTrue(all(len(line) <= 96 for line in ladder))
+
+    def test_a_hello_retry_request_is_labelled_as_one(self):
+        """server.py offers only P-256; openssl's first key share is X25519,
+        so the server's first reply is a HelloRetryRequest, not a ServerHello."""
+        steps, ladder = self.replay("success")
+        pairs = [(s.direction, s.message) for s in steps]
+        hellos = [p for p in pairs if p[1] in ("ClientHello", "ServerHello", "HelloRetryRequest")]
+        self.assertEqual(hellos, [("->", "ClientHello"), ("<-", "HelloRetryRequest"),
+                                  ("->", "ClientHello"), ("<-", "ServerHello")])
+        self.assertTrue(any("HelloRetryRequest --|  the server wants a P-256 key share" in line
+                            for line in ladder), ladder)
+        self.assertEqual(sum("the server picks the TLS version" in line for line in ladder), 1)
+
+    def test_hello_retry_request_is_found_by_its_random_alone(self):
+        """The fixed random of RFC 8446 4.1.3 names a HelloRetryRequest even
+        when no second ClientHello follows (a trace cut short)."""
+        record = ("Received Record\n  Content Type = Handshake (22)\n    ServerHello, Length=84\n"
+                  "      Random:\n        gmt_unix_time=0xCF21AD74\n        random_bytes "
+                  "(len=28): E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C\n")
+        other = record.replace("0xCF21AD74", "0xCF21AD75")
+        self.assertEqual([s.message for s in mtls_demo.parse_trace("x\n" + record)],
+                         ["HelloRetryRequest"])
+        self.assertEqual([s.message for s in mtls_demo.parse_trace("x\n" + other)],
+                         ["ServerHello"])
 
     def test_no_client_cert_tls13_alert_sent_by_server_after_the_handshake(self):
         steps, ladder = self.replay("no-client-cert")
@@ -553,22 +631,50 @@ class HelpWidthTest(unittest.TestCase):
             self.assertIn("three basic cases", done.stdout)
             self.assertNotIn("article", done.stdout)
 
+    def test_help_lists_each_mode_once(self):
+        done = demo("--help", timeout=30)
+        for mode in ("--all", "--lesson", "--mistakes", "--list", "--check"):
+            listed = re.findall(rf"(?m)^  {mode}\b", done.stdout)
+            self.assertEqual(len(listed), 1, f"{mode}: {done.stdout}")
+        self.assertEqual(done.stdout.count("modes ("), 1, done.stdout)
+        self.assertIn("three basic cases", done.stdout)
+
 
 class TableTest(unittest.TestCase):
     """The closing table: each line of a cell starts beside the same line of the others."""
+
+    def test_a_forbidden_client_keeps_the_word_forbidden_beside_server(self):
+        """The not-authorized row: the observed cell says "server: forbidden: ...",
+        and no line of it is "server:" alone."""
+        line = ("forbidden 127.0.0.1:42478: uri:spiffe://example.org/other-client is not on the "
+                "allow-list (--allow)")
+        self.assertEqual(mtls_demo.summarize_log_line(line), "forbidden: uri:spiffe://example.org/"
+                         "other-client is not on the allow-list")
+        mtls_demo.screen = mtls_demo.Screen(100)
+        row = mtls_demo.Result("not-authorized", ("client: HTTP 403 Forbidden",
+                                                  "server: forbidden"),
+                               ("client: HTTP 403 Forbidden",
+                                "server: " + mtls_demo.summarize_log_line(line)), True)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            mtls_demo.print_table([row])
+        observed = [line.split(" | ")[2].strip() for line in out.getvalue().strip().splitlines()
+                    if line.count(" | ") >= 2][1:]
+        self.assertNotIn("server:", observed)
+        self.assertTrue(any(cell.startswith("server: forbidden") for cell in observed), observed)
 
     def test_a_wrapped_first_line_does_not_push_the_second_out_of_its_row(self):
         mtls_demo.screen = mtls_demo.Screen(100)
         out = io.StringIO()
         row = mtls_demo.Result("accept-loop", ("wrong: ATTACKER FROZE THE SERVER",
-                                               "server.py: refused"),
+                                               "server.py: attack failed"),
                                ("ATTACKER FROZE THE SERVER (3.0 s wait, unlogged) " * 2,
-                                "refused (served in 8 ms, logged)"), True)
+                                "attack failed (served in 8 ms, logged)"), True)
         with contextlib.redirect_stdout(out):
             mtls_demo.print_table([row])
         lines = out.getvalue().strip("\n").splitlines()
-        second = next(line for line in lines if "server.py: refused" in line)
-        self.assertIn("| refused (served in 8 ms, logged)", second)
+        second = next(line for line in lines if "server.py: attack failed" in line)
+        self.assertIn("| attack failed (served in 8 ms, logged)", second)
         self.assertTrue(all(len(line) <= 100 for line in lines), lines)
 
 

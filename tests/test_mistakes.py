@@ -22,6 +22,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import unittest
@@ -86,7 +87,8 @@ class EveryExhibit(unittest.TestCase):
 
     def check_right_side(self, name):
         result = self.results[name]
-        self.assertTrue(result.observed[1].startswith(gallery.REFUSED + " ("), result)
+        word = gallery.FAILED if name == "accept-loop" else gallery.REFUSED
+        self.assertTrue(result.observed[1].startswith(word + " ("), result)
         self.assertNotIn("ATTACKER", result.observed[1])
 
     # One pair of tests per exhibit, so a failure names the exhibit and the side.
@@ -170,6 +172,17 @@ class EveryExhibit(unittest.TestCase):
         self.assertIn(", logged", observed)
         self.assertIn("rejected 127.0.0.1:", self.output)
 
+    def test_accept_loop_says_the_attack_failed_not_refused(self):
+        """Nothing is refused in the accept-loop exhibit: server.py served the
+        good client, so its verdict is "attack failed (served in N ms, logged)",
+        in the story and in the table, in plain words (NO_COLOR)."""
+        story = self.output.split("== accept-loop: ", 1)[1]
+        self.assertRegex(story, r"=> server\.py: attack failed \(served in \d+ ms, logged\)")
+        self.assertNotIn("server.py: refused", story)
+        result = self.results["accept-loop"]
+        self.assertEqual(result.expected[1], "server.py: attack failed")
+        self.assertRegex(result.observed[1], r"^attack failed \(served in \d+ ms, logged\)$")
+
     def test_each_exhibit_shows_a_diff_a_fix_and_both_sides(self):
         """The story has, per exhibit: the diff from the real file, the fix, both verdicts."""
         for exhibit in gallery.EXHIBITS:
@@ -177,7 +190,8 @@ class EveryExhibit(unittest.TestCase):
             self.assertIn(f"--- {exhibit.module.FILE}\n", story)
             self.assertIn("fix: ", story)
             self.assertRegex(story, r"=> the wrong (server|client): ATTACKER")
-            self.assertRegex(story, rf"=> {re.escape(exhibit.module.FILE)}: refused")
+            word = "attack failed" if exhibit.name == "accept-loop" else "refused"
+            self.assertRegex(story, rf"=> {re.escape(exhibit.module.FILE)}: {word}")
 
     def test_the_readme_draft_has_a_row_per_exhibit_and_quotes_this_run(self):
         """docs/mistakes.md: one row per exhibit, and each greeting it quotes
@@ -303,8 +317,9 @@ class WrongCodeStaysApart(unittest.TestCase):
             results = [gallery.run_exhibit(name, pki(), control=True) for name in CONTROLS]
         for result in results:
             self.assertFalse(result.ok, result)
-            self.assertTrue(result.observed[0].startswith("refused ("), result)
-            self.assertTrue(result.observed[1].startswith("refused ("), result)
+            word = "attack failed" if result.name == "accept-loop" else "refused"
+            self.assertTrue(result.observed[0].startswith(word + " ("), result)
+            self.assertTrue(result.observed[1].startswith(word + " ("), result)
 
     def test_extra_certificates_are_made_once_with_private_keys(self):
         """The exhibits' own certificates: keys 0600, and a second run makes nothing."""
@@ -314,6 +329,41 @@ class WrongCodeStaysApart(unittest.TestCase):
         self.assertEqual(out.getvalue(), "")
         for key in ("public-ca.key", "public-client.key", "evil-client.key", "impostor-server.key"):
             self.assertEqual(os.stat(os.path.join(pki(), key)).st_mode & 0o777, 0o600, key)
+
+    def test_missing_certificates_are_one_line_and_verbose_commands_paste(self):
+        """A fresh folder: one "Certificates:" line; with verbose, each openssl
+        command on a '$ ' line whose continuations end with ' \\' (no ':' lines),
+        and the joined command is the one that ran (it makes the file again)."""
+        with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+            for name in os.listdir(pki()):
+                if os.path.isfile(os.path.join(pki(), name)) and not name.startswith(
+                        ("public-", "evil-", "spoofed-", "impostor-", "my-proxy", "selfsigned-")):
+                    shutil.copy2(os.path.join(pki(), name), tmp)
+            os.makedirs(os.path.join(tmp, "article"))
+            for name in os.listdir(os.path.join(pki(), "article")):
+                shutil.copy2(os.path.join(pki(), "article", name), os.path.join(tmp, "article"))
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                gallery.ensure_certificates(tmp, gallery.Output(100))
+            lines = out.getvalue().splitlines()
+            self.assertTrue(lines[0].startswith("Certificates: built the extra certificates "))
+            self.assertTrue(all(line.startswith("  ") for line in lines[1:]), lines)
+            self.assertIn("--verbose shows them", out.getvalue())
+            os.remove(os.path.join(tmp, "my-proxy.crt"))
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                gallery.ensure_certificates(tmp, gallery.Output(60), verbose=True)
+            lines = out.getvalue().splitlines()
+            self.assertFalse([line for line in lines if line.lstrip().startswith(":")], lines)
+            command = [line for line in lines if line.startswith("$ ") or line.startswith("    ")]
+            self.assertGreater(len(command), 1, "wrapped at 60 columns")
+            self.assertTrue(all(line.endswith(" \\") for line in command[:-1]), command)
+            joined = " ".join(line.rstrip(" \\").strip() for line in command)[2:]
+            os.remove(os.path.join(tmp, "my-proxy.crt"))
+            done = subprocess.run(joined, shell=True, cwd=ROOT, capture_output=True, text=True,
+                                  timeout=30)
+            self.assertEqual(done.returncode, 0, done.stderr)
+            self.assertTrue(os.path.exists(os.path.join(tmp, "my-proxy.crt")))
 
 
 class GalleryCommandLine(unittest.TestCase):
