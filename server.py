@@ -761,8 +761,10 @@ class MTLSServer(http.server.HTTPServer):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # Live reload. `kill -HUP PID` asks for it; a rotated certificate or a
-    # fresh CRL then takes effect for new connections, without a restart and
-    # without touching connections already open (they keep their session).
+    # fresh CRL then takes effect for new connections, without a restart. A
+    # connection already open gets one more answer, then must reconnect (see
+    # GreetingHandler.parse_request). Every session_lifetime seconds, the
+    # same happens quietly (renew_sessions): it re-reads the files too.
 
     def request_reload(self):
         """Note that a reload is wanted. The SIGHUP handler calls this: a

@@ -28,6 +28,7 @@ EDITS = [
      "    tls = sock                            # accept() has done the handshake\n"
      "    tls.ids = identities_of(read_certificate(tls.getpeercert(binary_form=True)))\n"
      "    tls.name, tls.proxy, tls.refusal = greeting_name(tls.ids), False, None\n"
+     "    tls.born = time.monotonic()\n"
      "    server.log(f\"accepted {peer} as {spell_all(tls.ids)}\")\n"
      "    return tls\n"
      "    sock.settimeout(max(deadline - time.monotonic(), 0.001))\n"),

@@ -832,9 +832,14 @@ class ReloadTest(unittest.TestCase):
         trigger()
         self.assertIsNotNone(log.wait_for(lambda l: l.startswith("reloaded certificates")))
         self.assertNewConnectionsSeeTheRotatedCertificate(port)
-        kept.request("GET", "/")                 # the open connection is untouched
-        self.assertEqual(kept.getresponse().read(), b"Hello, my-client\n")
+        # The open connection is not cut off: it gets its answer, on the
+        # session it has, and that answer is its last (it must reconnect and
+        # pass the new checks).
+        kept.request("GET", "/")
         self.assertEqual(serial_of(kept.sock), original)
+        response = kept.getresponse()
+        self.assertEqual(response.read(), b"Hello, my-client\n")
+        self.assertEqual(response.getheader("Connection"), "close")
 
         self.break_certificate()
         trigger()
@@ -845,7 +850,8 @@ class ReloadTest(unittest.TestCase):
         self.assertNewConnectionsSeeTheRotatedCertificate(port)
 
     def test_reload_in_process(self):
-        """MTLSServer.reload(): new connections get the new certificate, open ones keep theirs."""
+        """MTLSServer.reload(): new connections get the new certificate; an open one gets
+        one more answer, then closes."""
         with RunningServer(cert=self.cert, key=self.key) as srv:
             self.check_reload(srv.port, srv.log, srv.server.reload)
 
