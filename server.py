@@ -80,19 +80,20 @@ MAX_REQUEST_HEAD = 65536   # bytes of request line and headers, at most
 SESSION_LIFETIME = 600.0   # seconds a TLS session can be resumed, at most (see renew_sessions)
 WARN_DAYS = 30             # warn when a certificate or CRL expires within this many days
 
+# The one key-exchange group we offer (Python's ssl can set one), by the
+# type of our certificate's key. Left alone, OpenSSL 3 also accepts
+# finite-field groups in TLS 1.3: a client that asks for ffdhe8192 makes the
+# server spend some 100 ms of CPU on one cheap packet. X25519 is the key
+# share every common client sends first, so it costs no extra round trip.
+# But TLS 1.2 with an ECDSA P-256 certificate (KEY=ec) needs P-256 itself;
+# then a client that sends an X25519 share is asked, on every connection,
+# for a P-256 one (a HelloRetryRequest). A client that cannot do the one
+# group we offer (X25519-only, or P-256-only) cannot connect.
+KEY_EXCHANGE_GROUPS = {"rsa": "X25519", "ec": "prime256v1"}
+
 # TLS 1.2 ciphers: ECDHE key exchange (forward secrecy) with AEAD encryption
 # only, as in Mozilla's "intermediate" profile. TLS 1.3's cipher suites are
-# all AEAD; its key exchange is chosen by the group (KEY_EXCHANGE_GROUP).
-# The one key-exchange group we offer (Python's ssl can set one). Left
-# alone, OpenSSL 3 also accepts finite-field groups in TLS 1.3: a client that
-# asks for ffdhe8192 makes the server spend some 100 ms of CPU on one cheap
-# packet. P-256 is the group every TLS 1.3 stack must implement (RFC 8446
-# 9.1), and TLS 1.2 needs it for ECDSA P-256 certificates (KEY=ec). A client
-# that sends only an X25519 key share (OpenSSL's default) is asked, on every
-# connection, to send a P-256 one instead (HelloRetryRequest); a client that
-# can do X25519 only cannot connect.
-KEY_EXCHANGE_GROUP = "prime256v1"
-
+# all AEAD; its key exchange is chosen by the group (KEY_EXCHANGE_GROUPS).
 TLS12_CIPHERS = ":".join([
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
@@ -133,7 +134,6 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     # ...but never below TLS 1.2 (1.0 and 1.1 are broken and deprecated, RFC 8996).
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
-    context.set_ecdh_curve(KEY_EXCHANGE_GROUP)
     # Renegotiation (TLS 1.2 only; 1.3 has none) would let a client restart
     # the handshake mid-connection; nothing here needs it, and it has a
     # history of attacks.
@@ -142,7 +142,9 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     # Our certificate and the key that proves it is ours. A key protected by a
     # passphrase would make OpenSSL prompt on the terminal (and hang a server
     # started without one); the password callback refuses instead.
-    check_server_certificate(cert)            # first: a wrong certificate is not a wrong key
+    key_type = check_server_certificate(cert)  # first: a wrong certificate is not a wrong key
+    context.key_exchange_group = KEY_EXCHANGE_GROUPS.get(key_type, "prime256v1")
+    context.set_ecdh_curve(context.key_exchange_group)
     try:
         context.load_cert_chain(cert, key, password=lambda: refuse_passphrase(key))
     except ssl.SSLError as exc:
@@ -1092,9 +1094,9 @@ SSL_REASONS = {
     "UNSUPPORTED_PROTOCOL": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
     "TLSV1_ALERT_PROTOCOL_VERSION": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
     "NO_SHARED_CIPHER": "no cipher or key-exchange group in common with the client (we offer "
-                        "ECDHE with AEAD ciphers, on P-256 only)",
-    "NO_SUITABLE_KEY_SHARE": "no key-exchange group in common with the client (we offer P-256 "
-                             "only; an X25519-only client cannot connect)",
+                        "ECDHE with AEAD ciphers, on one group: KEY_EXCHANGE_GROUPS)",
+    "NO_SUITABLE_KEY_SHARE": "no key-exchange group in common with the client (we offer one "
+                             "group: X25519 with an RSA certificate, P-256 with an EC one)",
     "TLSV1_ALERT_UNKNOWN_CA": "client does not trust our certificate (it lacks our CA, or "
                               "we did not send our intermediate CA)",
     "SSLV3_ALERT_BAD_CERTIFICATE": "client refused our certificate (wrong hostname or not trusted)",
@@ -1170,6 +1172,8 @@ def expired_cas(context, named=None):
 
 OID_CN = bytes.fromhex("550403")                    # 2.5.4.3 commonName
 OID_SAN = bytes.fromhex("551d11")                   # 2.5.29.17 subjectAltName
+OID_RSA = bytes.fromhex("2a864886f70d010101")       # 1.2.840.113549.1.1.1 rsaEncryption
+OID_EC = bytes.fromhex("2a8648ce3d0201")            # 1.2.840.10045.2.1 id-ecPublicKey
 OID_BASIC_CONSTRAINTS = bytes.fromhex("551d13")     # 2.5.29.19
 OID_EKU = bytes.fromhex("551d25")                   # 2.5.29.37 extendedKeyUsage
 OID_SERVER_AUTH = bytes.fromhex("2b06010505070301")  # 1.3.6.1.5.5.7.3.1
@@ -1250,7 +1254,9 @@ def read_certificate(der):
             tbs = tbs[1:]
         # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
         validity = der_inside(der, tbs[3])
-        info = {"cn": common_name(der, tbs[4]), "cns": common_names(der, tbs[4]),
+        spki_oid = der_inside(der, der_inside(der, tbs[5])[0])[0]
+        key = {OID_RSA: "rsa", OID_EC: "ec"}.get(der[spki_oid[1]:spki_oid[2]], "other")
+        info = {"key": key, "cn": common_name(der, tbs[4]), "cns": common_names(der, tbs[4]),
                 "issuer_cn": common_name(der, tbs[2]),
                 "not_before": der_time(der, validity[0]), "not_after": der_time(der, validity[1]),
                 "ca": False, "eku": None, "has_san": False, "san": []}
@@ -1339,12 +1345,13 @@ def der_hint(path, kind="x509"):
 
 def check_server_certificate(cert):
     """Refuse, at start, a --cert that no client would accept as a server:
-    a CA certificate, or a certificate for client authentication only."""
+    a CA certificate, or a certificate for client authentication only.
+    Return the type of its key: "rsa", "ec" or "other"."""
     blocks = read_pem(cert, "CERTIFICATE")
     try:
         info = read_certificate(blocks[0][1])
     except (IndexError, ValueError):
-        return                          # OpenSSL loaded it; leave the verdict to the clients
+        return None                     # OpenSSL will say what is wrong with it
     if info["ca"]:
         raise ConfigError("wrong certificate", f"{cert!r} is a CA certificate (basicConstraints "
                           f"CA:TRUE), not a server certificate", "pass --cert certs/server.crt")
@@ -1353,6 +1360,7 @@ def check_server_certificate(cert):
         raise ConfigError("wrong certificate", f"{cert!r} is not for TLS servers (its "
                           f"extendedKeyUsage lacks serverAuth: a client certificate?)",
                           "pass --cert certs/server.crt")
+    return info["key"]
 
 
 def out_of_date(info, now):
