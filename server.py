@@ -1149,14 +1149,18 @@ def describe_ssl_error(exc):
 def expired_cas(context, named=None):
     """The CAs in our trust store that have expired (only those with CN
     `named`, if given), named, or ""."""
+    if not hasattr(context, "ca_dates"):     # decoded once per context: resumptions are hot
+        context.ca_dates = [
+            ([v for rdn in ca.get("subject", ()) for k, v in rdn if k == "commonName"],
+             ca["notAfter"], ssl.cert_time_to_seconds(ca["notAfter"]))
+            for ca in context.get_ca_certs()]
     now = time.time()
     names = []
-    for ca in context.get_ca_certs():
-        cn = [v for rdn in ca.get("subject", ()) for k, v in rdn if k == "commonName"]
+    for cn, not_after, seconds in context.ca_dates:
         if named is not None and named not in cn:
             continue
-        if ssl.cert_time_to_seconds(ca["notAfter"]) < now:
-            names.append(f"{printable(cn[0]) if cn else '(no CN)'} (expired {ca['notAfter']})")
+        if seconds < now:
+            names.append(f"{printable(cn[0]) if cn else '(no CN)'} (expired {not_after})")
     return ", ".join(names)
 
 
