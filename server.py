@@ -87,7 +87,8 @@ WARN_DAYS = 30             # warn when a certificate or CRL expires within this 
 # share every common client sends first, so it costs no extra round trip.
 # But TLS 1.2 with an ECDSA P-256 certificate (KEY=ec) needs P-256 itself;
 # then a client that sends an X25519 share is asked, on every connection,
-# for a P-256 one (a HelloRetryRequest). A client that cannot do the one
+# for a P-256 one (a HelloRetryRequest). Python before 3.11 cannot set
+# X25519, so there it is P-256 for both. A client that cannot do the one
 # group we offer (X25519-only, or P-256-only) cannot connect.
 KEY_EXCHANGE_GROUPS = {"rsa": "X25519", "ec": "prime256v1"}
 
@@ -144,7 +145,11 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     # started without one); the password callback refuses instead.
     key_type = check_server_certificate(cert)  # first: a wrong certificate is not a wrong key
     context.key_exchange_group = KEY_EXCHANGE_GROUPS.get(key_type, "prime256v1")
-    context.set_ecdh_curve(context.key_exchange_group)
+    try:
+        context.set_ecdh_curve(context.key_exchange_group)
+    except (ssl.SSLError, ValueError):    # before 3.11, Python names EC curves only: no X25519
+        context.key_exchange_group = "prime256v1"
+        context.set_ecdh_curve(context.key_exchange_group)
     try:
         context.load_cert_chain(cert, key, password=lambda: refuse_passphrase(key))
     except ssl.SSLError as exc:
