@@ -774,10 +774,12 @@ def format_report(report):
     if any(not r["keep_alive_supported"].get("s_server", True) for r in report["results"]):
         notes.append("n/a for s_server on keep-alive: s_server -WWW answers in HTTP/1.0 and "
                      "closes the connection after each response (checked).")
-    if not report["machine"]["nodejs"]:
+    if not report["machine"]["nodejs"] and not report["settings"]["no_node"]:
         notes.append("node is not installed, so the article's Node server was left out "
                      "(apt-get install nodejs to add it).")
-    lines += notes + ([""] if notes else [])
+    for note in notes:
+        lines += wrap(note)
+    lines += [""] if notes else []
 
     checks = [check for result in report["results"] for check in result["targets"]]
     columns = sorted({(c["key"], c["server"]) for c in checks},
@@ -840,7 +842,9 @@ def summarize_other_load(report):
 # waiting for the client costs nothing, as in the real server. The client
 # runs in another process, one connection at a time.
 
-PROFILE_CONNECTIONS = 200
+# What --profile serves: (kind, how many, what one of them is).
+PROFILES = [("handshake", 200, "full mTLS connection (handshake, one GET, close)"),
+            ("keepalive", 2000, "request on an open keep-alive connection")]
 
 # The parts of a connection, each measured by the cumulative CPU time of the
 # functions named: (module, function), where "server" is the server.py
@@ -875,24 +879,28 @@ def load_server_module(path):
     return module
 
 
-def profile_client(certs, port, count, results):
+def profile_client(kind, certs, port, count, results):
     """The profile's load generator (its own process): `count` full mTLS
-    connections, one after the other; put the number of failures."""
+    connections one after the other, or `count` requests on one keep-alive
+    connection; put the number of failures."""
     context = make_client_context(certs)
     failures = 0
+    tls = connect(context, port) if kind == "keepalive" else None
     for _ in range(count):
         try:
-            check_answer(*request_once(context, port)[:2])
+            check_answer(*(request(tls) if tls else request_once(context, port)[:2]))
         except (OSError, BenchError):
             failures += 1
+    if tls:
+        tls.close()
     results.put(failures)
 
 
-def serve_connections(module, certs, count, workdir, profiles=None):
-    """Serve `count` connections with server.py's classes in this process;
-    return the CPU seconds this process used meanwhile. With `profiles` (a
-    list), every thread the server starts runs under its own profiler,
-    added to that list as (thread name, profiler)."""
+def serve_for_profile(module, kind, certs, count, workdir, profiles=None):
+    """Serve `count` connections (or keep-alive requests) with server.py's
+    classes in this process; return the CPU seconds this process used. With
+    `profiles` (a list), every thread the server starts runs under its own
+    profiler, added to that list as (thread name, profiler)."""
     context = module.make_server_context(os.path.join(certs, "ca.crt"),
                                          os.path.join(certs, "server.crt"),
                                          os.path.join(certs, "server.key"))
@@ -919,7 +927,7 @@ def serve_connections(module, certs, count, workdir, profiles=None):
             accept_loop = threading.Thread(target=server.serve_forever, name="accept loop")
             accept_loop.start()
             client = spawn.Process(target=profile_client,
-                                   args=(certs, server.server_port, count, results))
+                                   args=(kind, certs, server.server_port, count, results))
             cpu_before = time.process_time()
             client.start()
             failures = results.get(timeout=count * IO_TIMEOUT)
@@ -933,21 +941,21 @@ def serve_connections(module, certs, count, workdir, profiles=None):
             threading.Thread.run = original_run
             sys.stderr = stderr
     if failures:
-        raise BenchError(f"{failures} of {count} profiled connections failed; "
-                         f"see {log_file.name}")
+        raise BenchError(f"{failures} of {count} profiled requests failed; see {log_file.name}")
     return cpu_used
 
 
-def profile_one_connection(server_path, certs, label, count=PROFILE_CONNECTIONS):
-    """Profile `count` connections to the server.py at `server_path`, and
-    return the lines that say where one connection's CPU time goes."""
+def profile_server(server_path, certs, label, kind, count, what):
+    """Profile `count` connections (or keep-alive requests) to the server.py
+    at `server_path`; return the lines that say where the CPU time of one
+    goes."""
     module = load_server_module(server_path)
     workdir = tempfile.mkdtemp(prefix="mtls-profile-")
     try:
-        serve_connections(module, certs, 20, workdir)            # warm up
-        plain = serve_connections(module, certs, count, workdir)
+        serve_for_profile(module, kind, certs, count // 10, workdir)        # warm up
+        plain = serve_for_profile(module, kind, certs, count, workdir)
         profiles = []
-        profiled = serve_connections(module, certs, count, workdir, profiles)
+        serve_for_profile(module, kind, certs, count, workdir, profiles)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -955,44 +963,51 @@ def profile_one_connection(server_path, certs, label, count=PROFILE_CONNECTIONS)
         chosen = [profiler for name, profiler in profiles if role(name)]
         return pstats.Stats(*chosen) if chosen else None
 
-    per_connection = 1000 / count              # seconds in all -> ms per connection
-    workers = merged(lambda name: name.startswith("mtls-worker"))
+    def thread_ms(role):
+        stats = merged(role)
+        return stats.total_tt * per_one if stats else 0.0
+
+    per_one = 1000 / count              # seconds in all -> ms for one
     rows = [("accept loop (main thread): accept, hand over",
-             merged(lambda name: name == "accept loop").total_tt * per_connection),
+             thread_ms(lambda name: name == "accept loop")),
             ("waiting room (its thread): selector, hand over",
-             merged(lambda name: name == "waiting-room").total_tt * per_connection)]
+             thread_ms(lambda name: name == "waiting-room"))]
+    workers = merged(lambda name: name.startswith("mtls-worker"))
     modules = {module.__file__: "server", ssl.__file__: "ssl", socket.__file__: "socket", "~": "~"}
     accounted = 0.0
     for text, functions in PROFILE_PARTS:
         seconds = sum(ct for (path, _, function), (_, _, _, ct, _) in workers.stats.items()
                       if (modules.get(path), function) in functions)
         accounted += seconds
-        rows.append((f"worker: {text}", seconds * per_connection))
+        rows.append((f"worker: {text}", seconds * per_one))
     rows.append(("worker: the rest (pool, http.server glue)",
-                 (workers.total_tt - accounted) * per_connection))
+                 (workers.total_tt - accounted) * per_one))
     total = sum(ms for _, ms in rows)
-    lines = wrap(f"Where one full mTLS connection's server CPU goes ({label}, {server_path}, "
-                 f"{count} connections one at a time, the client in another process; cProfile "
-                 f"in every server thread, timing each thread's own CPU):")
-    lines.append(f"{'':<56}{'ms/conn':>9}{'share':>8}")
+    unit = "ms/conn" if kind == "handshake" else "ms/req"
+    lines = wrap(f"Where the server CPU of one {what} goes ({label}, {server_path}; {count} of "
+                 f"them one at a time, the client in another process; cProfile in every "
+                 f"server thread, timing each thread's own CPU):")
+    lines.append(f"{'':<56}{unit:>9}{'share':>8}")
     for text, ms in rows:
         lines.append(f"{text:<56}{ms:>9.3f}{ms / total:>8.0%}")
     lines.append(f"{'total, under the profiler':<56}{total:>9.3f}")
-    lines.append(f"{'total without the profiler (process CPU / connections)':<56}"
-                 f"{plain * per_connection:>9.3f}")
-    lines += wrap("The profiler's own cost lands on the Python parts (each call it sees costs "
-                  "a little), so they are shown larger than they are; the gap between the two "
-                  "totals is that cost.")
-    lines.append("")
+    lines.append(f"{'total without the profiler (process CPU / count)':<56}"
+                 f"{plain * per_one:>9.3f}")
     lines.append("Functions with the most CPU of their own, all server threads:")
     every = pstats.Stats(*[profiler for _, profiler in profiles])
-    top = sorted(every.stats.items(), key=lambda item: item[1][2], reverse=True)[:12]
+    top = sorted(every.stats.items(), key=lambda item: item[1][2], reverse=True)[:10]
     for (path, line, function), (_, calls, own, _, _) in top:
         where = f"{os.path.basename(path)}:{line}" if path != "~" else ""
         name = f"{where} {function}".strip()
-        lines.append(f"{own * per_connection:>9.3f} ms {calls / count:>5.1f} calls  "
-                     f"{name[:WIDTH - 27]}")
+        lines.append(f"{own * per_one:>9.3f} {unit} {calls / count:>5.1f} calls  "
+                     f"{name[:WIDTH - 30]}")
     return lines
+
+
+PROFILE_NOTE = ("The profiler's own cost lands on the Python parts (each call it sees costs a "
+                "little), so they look larger than they are: the gap between the two totals. "
+                "Per keep-alive request, the one handshake of the connection is spread over "
+                "all requests.")
 
 
 # --- main ----------------------------------------------------------------
@@ -1027,8 +1042,8 @@ def parse_args(argv):
                    help="benchmark the certificates in DIR (default: make fresh ones, timed)")
     p.add_argument("--key", choices=["rsa", "ec", "both"],
                    help="key type(s) to make and benchmark (default both; not with --certs)")
-    p.add_argument("--seconds", type=float, default=0.4, metavar="N",
-                   help="length of each measurement window (default 0.4; 13 windows per "
+    p.add_argument("--seconds", type=float, default=0.3, metavar="N",
+                   help="length of each measurement window (default 0.3; 13 windows per "
                         "repeat and key type with node)")
     p.add_argument("--repeats", type=int, default=5, metavar="N",
                    help="windows per figure; the median is reported (default 5)")
@@ -1076,15 +1091,13 @@ def main(argv=None):
                   f"(apt-get install {tool})", file=sys.stderr)
             return 2
     report = {"machine": describe_machine(), "load_generator": LOAD_GENERATOR,
-              "settings": {"seconds": args.seconds, "repeats": args.repeats},
+              "settings": {"seconds": args.seconds, "repeats": args.repeats,
+                           "no_node": args.no_node},
               "make_certs_seconds": {}, "results": []}
     starters = [server_py_starter(name, path) for name, path in args.server]
     starters.append(start_s_server)
     if report["machine"]["nodejs"] and not args.no_node:
         starters.append(start_node)
-    elif not args.no_node:
-        print("node is not installed: measuring without the article's Node server "
-              "(apt-get install nodejs to add it)")
     scratch = tempfile.mkdtemp(prefix="mtls-bench-certs-")
     try:
         if args.certs:
@@ -1099,8 +1112,11 @@ def main(argv=None):
                 plan.append((describe_key(folder), folder))
         if args.profile:
             for label, certs in plan:
-                print("\n".join(profile_one_connection(args.server[0][1], certs, label)))
-                print()
+                for kind, count, what in PROFILES:
+                    print("\n".join(profile_server(args.server[0][1], certs, label, kind,
+                                                   count, what)))
+                    print()
+            print("\n".join(wrap(PROFILE_NOTE)))
             return 0
         for label, certs in plan:
             result = bench_key_type(label, certs, args.seconds, args.repeats, starters)
