@@ -1060,6 +1060,9 @@ def parse_args(argv):
         p.error("--certs and --key exclude each other: --certs DIR benchmarks the key type in DIR")
     if args.seconds <= 0 or args.repeats < 1:
         p.error("--seconds must be positive and --repeats at least 1")
+    if args.profile and sys.version_info >= (3, 12):
+        p.error("--profile needs Python 3.9 to 3.11: from 3.12 on, cProfile allows one "
+                "profiler per process, not one per thread -- run it with python3.11")
     args.server = name_servers(p, args.server or [(None, SERVER_PY)])
     return args
 
