@@ -834,40 +834,45 @@ def summarize_other_load(report):
 
 # --- the profile: where one connection's server CPU goes -------------------
 #
-# cProfile sees only the thread that enabled it (before Python 3.12), and a
-# connection crosses three threads of server.py: the accept loop, the
+# A connection crosses three threads of server.py: the accept loop, the
 # waiting room, and a worker of the pool. So we run server.py's own classes
-# in this process and give every thread it starts its own profiler, which
-# counts that thread's CPU time (time.thread_time), not wall time: a thread
-# waiting for the client costs nothing, as in the real server. The client
-# runs in another process, one connection at a time.
+# in this process, the client in another, and count each thread's own CPU
+# time (time.thread_time): a thread waiting for the client costs nothing,
+# as in the real server. Two ways, each in its own run:
+#   timers    only the functions named in PROFILE_PARTS are timed (a wrapper
+#             reads the thread's CPU clock before and after), so nearly
+#             nothing is added: these are the sizes of the parts;
+#   cProfile  every function call is timed. It names every function, but
+#             its own cost lands on each call, so code made of many small
+#             calls looks larger than it is. cProfile sees only the thread
+#             that started it (before Python 3.12), so every thread the
+#             server starts gets its own.
 
 # What --profile serves: (kind, how many, what one of them is).
 PROFILES = [("handshake", 200, "full mTLS connection (handshake, one GET, close)"),
             ("keepalive", 2000, "request on an open keep-alive connection")]
 
-# The parts of a connection, each measured by the cumulative CPU time of the
-# functions named: (module, function), where "server" is the server.py
-# under test and "~" means written in C. None of them calls another, so the
-# parts add up; the rest of the worker's time is the pool's own work and
-# http.server's glue.
+# The parts of a connection in a worker thread: (text, where, function).
+# "server" is the server.py under test, "~" a method written in C. None of
+# them calls another, so the parts add up; the rest of the worker's time is
+# the pool's own work and http.server's glue.
 PROFILE_PARTS = [
-    ("TLS handshake: do_handshake (OpenSSL)", [("ssl", "do_handshake")]),
-    ("TLS set-up: wrap_socket (SSL_new)", [("ssl", "wrap_socket")]),
-    ("peek at the first bytes (MSG_PEEK)", [("~", "<method 'recv' of '_socket.socket' objects>")]),
-    ("certificate: getpeercert + read_certificate", [("ssl", "getpeercert"),
-                                                     ("server", "read_certificate")]),
-    ("identity, greeting name, allow-list",
-     [("server", name) for name in ("identities_of", "greeting_name", "refusal_for",
-                                    "spell_all")]),
-    ("log line (log: strftime, write, flush)", [("server", "log")]),
-    ("HTTP: handler set-up (setup: buffers)", [("server", "setup")]),
-    ("HTTP: read the request (TLS read)", [("server", "readinto")]),
-    ("HTTP: parse the request (parse_request)", [("server", "parse_request")]),
-    ("HTTP: build the response (do_GET)", [("server", "do_GET")]),
-    ("HTTP: send the response (TLS write)", [("socket", "write")]),
-    ("close_notify (close_tls: unwrap)", [("server", "close_tls")]),
-    ("close the socket, free the slot", [("server", "finish_connection")]),
+    ("TLS handshake: do_handshake (OpenSSL)", "ssl", "do_handshake"),
+    ("TLS set-up: wrap_socket (SSL_new)", "ssl", "wrap_socket"),
+    ("peek at the first bytes (MSG_PEEK)", "~", "recv"),
+    ("certificate: getpeercert (DER bytes)", "ssl", "getpeercert"),
+    ("certificate: read_certificate (DER reader)", "server", "read_certificate"),
+    ("identity: identities_of, greeting_name", "server", "identities_of"),
+    ("", "server", "greeting_name"),
+    ("allow-list: refusal_for", "server", "refusal_for"),
+    ("log line (log: strftime, write, flush)", "server", "log"),
+    ("HTTP: handler set-up (setup: buffers)", "server", "setup"),
+    ("HTTP: read the request (TLS read)", "server", "readinto"),
+    ("HTTP: parse the request (parse_request)", "server", "parse_request"),
+    ("HTTP: build the response (do_GET)", "server", "do_GET"),
+    ("HTTP: send the response (TLS write)", "socket", "write"),
+    ("close_notify (close_tls: unwrap)", "server", "close_tls"),
+    ("close the socket, free the slot", "server", "finish_connection"),
 ]
 
 
@@ -896,118 +901,163 @@ def profile_client(kind, certs, port, count, results):
     results.put(failures)
 
 
-def serve_for_profile(module, kind, certs, count, workdir, profiles=None):
+def part_owners(module, where):
+    """The module and classes where the functions of PROFILE_PARTS live."""
+    return {"server": [module, module.GreetingHandler, module.DeadlineReader, module.MTLSServer],
+            "ssl": [ssl.SSLSocket, ssl.SSLContext], "socket": [socket.SocketIO],
+            "~": [socket.socket]}[where]
+
+
+def install_timers(module, spent, undo):
+    """Wrap each function of PROFILE_PARTS so that the CPU time a worker
+    thread spends in it is added to spent[function]; note in `undo` how to
+    put each one back."""
+    for _, where, name in PROFILE_PARTS:
+        owner = next(o for o in part_owners(module, where) if hasattr(o, name))
+        original = getattr(owner, name)
+
+        def timed(*args, __original=original, __name=name, **kwargs):
+            if not threading.current_thread().name.startswith("mtls-worker"):
+                return __original(*args, **kwargs)
+            started = time.thread_time()
+            try:
+                return __original(*args, **kwargs)
+            finally:
+                spent[__name] = spent.get(__name, 0.0) + time.thread_time() - started
+        undo.append((owner, name, vars(owner).get(name)))
+        setattr(owner, name, timed)
+
+
+def serve_for_profile(module, kind, certs, count, workdir, how=None):
     """Serve `count` connections (or keep-alive requests) with server.py's
-    classes in this process; return the CPU seconds this process used. With
-    `profiles` (a list), every thread the server starts runs under its own
-    profiler, added to that list as (thread name, profiler)."""
+    classes in this process, measured `how`: None, "timers" or "cprofile".
+    Return (CPU seconds of each thread the server started, by its name;
+    the CPU time spent in each function of PROFILE_PARTS; the profilers)."""
     context = module.make_server_context(os.path.join(certs, "ca.crt"),
                                          os.path.join(certs, "server.crt"),
                                          os.path.join(certs, "server.key"))
+    threads, spent, profilers = {}, {}, []
     original_run = threading.Thread.run
 
-    def profiled_run(thread):
-        profiler = cProfile.Profile(time.thread_time)
-        profiles.append((thread.name, profiler))
-        profiler.enable()
+    def measured_run(thread):
+        profiler = cProfile.Profile(time.thread_time) if how == "cprofile" else None
+        if profiler:
+            profilers.append(profiler)
+            profiler.enable()
         try:
             original_run(thread)
         finally:
-            profiler.disable()
+            if profiler:
+                profiler.disable()
+            name = "worker" if thread.name.startswith("mtls-worker") else thread.name
+            threads[name] = threads.get(name, 0.0) + time.thread_time()
 
     spawn = multiprocessing.get_context("spawn")   # forking a process with threads is unsafe
     results = spawn.Queue()
     stderr = sys.stderr
+    undo = [(threading.Thread, "run", original_run)]
     with open(os.path.join(workdir, "server.log"), "w") as log_file:
         sys.stderr = log_file        # server.py logs to stderr: to a file, as in the bench
-        if profiles is not None:
-            threading.Thread.run = profiled_run
+        threading.Thread.run = measured_run
         try:
-            server = module.MTLSServer((HOST, 0), context)
+            if how == "timers":
+                install_timers(module, spent, undo)
+            # log= is read when MTLSServer is made: pass the (maybe timed) one.
+            server = module.MTLSServer((HOST, 0), context, log=module.log)
             accept_loop = threading.Thread(target=server.serve_forever, name="accept loop")
             accept_loop.start()
             client = spawn.Process(target=profile_client,
                                    args=(kind, certs, server.server_port, count, results))
-            cpu_before = time.process_time()
             client.start()
-            failures = results.get(timeout=count * IO_TIMEOUT)
+            failures = results.get(timeout=60 + count)
             client.join()
-            cpu_used = time.process_time() - cpu_before
             server.shutdown()
             server.server_close()
             server.pool.shutdown(wait=True)    # workers end, and so do their profilers
             accept_loop.join()
         finally:
-            threading.Thread.run = original_run
+            for owner, name, original in reversed(undo):
+                if original is None:          # it was inherited: uncover it again
+                    delattr(owner, name)
+                else:
+                    setattr(owner, name, original)
             sys.stderr = stderr
     if failures:
         raise BenchError(f"{failures} of {count} profiled requests failed; see {log_file.name}")
-    return cpu_used
+    return threads, spent, profilers
 
 
 def profile_server(server_path, certs, label, kind, count, what):
-    """Profile `count` connections (or keep-alive requests) to the server.py
+    """Measure `count` connections (or keep-alive requests) to the server.py
     at `server_path`; return the lines that say where the CPU time of one
-    goes."""
+    goes, with the timers and with cProfile."""
     module = load_server_module(server_path)
     workdir = tempfile.mkdtemp(prefix="mtls-profile-")
     try:
         serve_for_profile(module, kind, certs, count // 10, workdir)        # warm up
-        plain = serve_for_profile(module, kind, certs, count, workdir)
-        profiles = []
-        serve_for_profile(module, kind, certs, count, workdir, profiles)
+        plain, _, _ = serve_for_profile(module, kind, certs, count, workdir)
+        timed, spent, _ = serve_for_profile(module, kind, certs, count, workdir, "timers")
+        profiled, _, profilers = serve_for_profile(module, kind, certs, count, workdir,
+                                                   "cprofile")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    every = pstats.Stats(*profilers)
+    owners = {module.__file__: "server", ssl.__file__: "ssl", socket.__file__: "socket"}
 
-    def merged(role):
-        chosen = [profiler for name, profiler in profiles if role(name)]
-        return pstats.Stats(*chosen) if chosen else None
+    def cprofile_seconds(where, name):
+        """The cumulative time cProfile gives the function `name` in `where`."""
+        found = 0.0
+        for (path, _, function), (_, _, _, cumulative, _) in every.stats.items():
+            c_method = path == "~" and function == f"<method '{name}' of '_socket.socket' objects>"
+            if c_method if where == "~" else (owners.get(path) == where and function == name):
+                found += cumulative
+        return found
 
-    def thread_ms(role):
-        stats = merged(role)
-        return stats.total_tt * per_one if stats else 0.0
-
-    per_one = 1000 / count              # seconds in all -> ms for one
-    rows = [("accept loop (main thread): accept, hand over",
-             thread_ms(lambda name: name == "accept loop")),
-            ("waiting room (its thread): selector, hand over",
-             thread_ms(lambda name: name == "waiting-room"))]
-    workers = merged(lambda name: name.startswith("mtls-worker"))
-    modules = {module.__file__: "server", ssl.__file__: "ssl", socket.__file__: "socket", "~": "~"}
-    accounted = 0.0
-    for text, functions in PROFILE_PARTS:
-        seconds = sum(ct for (path, _, function), (_, _, _, ct, _) in workers.stats.items()
-                      if (modules.get(path), function) in functions)
-        accounted += seconds
-        rows.append((f"worker: {text}", seconds * per_one))
-    rows.append(("worker: the rest (pool, http.server glue)",
-                 (workers.total_tt - accounted) * per_one))
-    total = sum(ms for _, ms in rows)
+    ms = 1000 / count                    # seconds for all -> ms for one
+    rows = [("accept loop (main thread): accept, hand over", "accept loop"),
+            ("waiting room (its thread): selector, hand over", "waiting-room")]
+    table = [(text, timed.get(thread, 0.0) * ms, profiled.get(thread, 0.0) * ms)
+             for text, thread in rows]
+    parts_timed = parts_profiled = 0.0
+    for text, where, name in PROFILE_PARTS:
+        seconds_timed, seconds_profiled = spent.get(name, 0.0), cprofile_seconds(where, name)
+        parts_timed += seconds_timed
+        parts_profiled += seconds_profiled
+        if text:
+            table.append((f"worker: {text}", seconds_timed * ms, seconds_profiled * ms))
+        else:                                         # counted with the row above
+            last = table.pop()
+            table.append((last[0], last[1] + seconds_timed * ms, last[2] + seconds_profiled * ms))
+    table.append(("worker: the rest (pool, http.server glue)",
+                  (timed.get("worker", 0.0) - parts_timed) * ms,
+                  (profiled.get("worker", 0.0) - parts_profiled) * ms))
     unit = "ms/conn" if kind == "handshake" else "ms/req"
+    total_timed = sum(row[1] for row in table)
     lines = wrap(f"Where the server CPU of one {what} goes ({label}, {server_path}; {count} of "
-                 f"them one at a time, the client in another process; cProfile in every "
-                 f"server thread, timing each thread's own CPU):")
-    lines.append(f"{'':<56}{unit:>9}{'share':>8}")
-    for text, ms in rows:
-        lines.append(f"{text:<56}{ms:>9.3f}{ms / total:>8.0%}")
-    lines.append(f"{'total, under the profiler':<56}{total:>9.3f}")
-    lines.append(f"{'total without the profiler (process CPU / count)':<56}"
-                 f"{plain * per_one:>9.3f}")
-    lines.append("Functions with the most CPU of their own, all server threads:")
-    every = pstats.Stats(*[profiler for _, profiler in profiles])
+                 f"them one at a time, the client in another process; each server thread's "
+                 f"own CPU time):")
+    lines.append(f"{'':<52}{unit:>8}{'share':>7}{'cProfile':>10}{'share':>7}")
+    total_profiled = sum(row[2] for row in table)
+    for text, mine, theirs in table:
+        lines.append(f"{text:<52}{mine:>8.3f}{mine / total_timed:>7.0%}"
+                     f"{theirs:>10.3f}{theirs / total_profiled:>7.0%}")
+    lines.append(f"{'total':<52}{total_timed:>8.3f}{'':>7}{total_profiled:>10.3f}")
+    lines.append(f"{'total with nothing measured (all server threads)':<52}"
+                 f"{sum(plain.values()) * ms:>8.3f}")
+    lines.append("Functions with the most CPU of their own (cProfile), all server threads:")
     top = sorted(every.stats.items(), key=lambda item: item[1][2], reverse=True)[:10]
     for (path, line, function), (_, calls, own, _, _) in top:
         where = f"{os.path.basename(path)}:{line}" if path != "~" else ""
         name = f"{where} {function}".strip()
-        lines.append(f"{own * per_one:>9.3f} {unit} {calls / count:>5.1f} calls  "
-                     f"{name[:WIDTH - 30]}")
+        lines.append(f"{own * ms:>9.3f} {unit} {calls / count:>5.1f} calls  {name[:WIDTH - 30]}")
     return lines
 
 
-PROFILE_NOTE = ("The profiler's own cost lands on the Python parts (each call it sees costs a "
-                "little), so they look larger than they are: the gap between the two totals. "
-                "Per keep-alive request, the one handshake of the connection is spread over "
-                "all requests.")
+PROFILE_NOTE = ("First column: only the functions named are timed, so the parts have their real "
+                "size. cProfile times every call, and its own cost lands on each one, so code "
+                "made of many small calls (HTTP parsing, the DER reader) looks larger there. "
+                "Per keep-alive request, the one handshake of the connection is spread over all "
+                "requests.")
 
 
 # --- main ----------------------------------------------------------------
