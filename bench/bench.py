@@ -61,7 +61,7 @@ log line, handing the connection between threads, close_notify.
 Reads:   ../server.py (or --server PATH) and ../Makefile; certificates made
          by `make certs` into a temporary folder (or the ones in --certs DIR)
 Writes:  the tables to stdout; JSON to bench/results.json (or --json FILE)
-Run:     python3 bench/bench.py                     (both key types, about a minute)
+Run:     python3 bench/bench.py                     (both key types, about 45 s)
          make bench                                 (the same)
          python3 bench/bench.py --key ec --seconds 1 --repeats 5
          python3 bench/bench.py --certs certs       (the certificates you have)
