@@ -52,11 +52,13 @@ of the windows measured back to back. Other work on the machine still shows,
 so each window also records how much CPU other processes used, and the
 output warns when that was significant.
 
---profile serves full mTLS connections with server.py's own code inside
-this process, one at a time, with cProfile (counting each thread's CPU
-time) in every thread the server starts, and prints where a connection's
-server CPU goes: OpenSSL's handshake, reading the certificate, HTTP, the
-log line, handing the connection between threads, close_notify.
+--profile serves full mTLS connections, then keep-alive requests, with
+server.py's own code inside this process, one at a time, and prints where
+the server CPU of one goes: OpenSSL's handshake, reading the certificate,
+HTTP, the log line, handing the connection between threads, close_notify.
+It counts each thread's own CPU time, twice: with timers around only those
+parts, and with cProfile in every thread the server starts (Python 3.9 to
+3.11: from 3.12 on, cProfile allows one profiler per process).
 
 Reads:   ../server.py (or --server PATH) and ../Makefile; certificates made
          by `make certs` into a temporary folder (or the ones in --certs DIR)
