@@ -17,6 +17,8 @@ What it measures, for RSA-2048 and for ECDSA P-256 certificates:
   server CPU ms/req   the server process's own user+system CPU time, read from
                       /proc/PID/stat before and after the window, divided by the
                       requests served in it (the load generator is not in it)
+  context switches    of the server's threads per request (/proc/PID/task/*/status):
+                      each is a thread that stopped to wait or was made to yield
   session tickets     TLS 1.3 tickets each server sends after a full
                       handshake (counted with openssl s_client -msg), so
                       that the handshake figures are like for like
@@ -207,6 +209,19 @@ class Server:
             # are fields 14 and 15 of proc(5), in clock ticks.
             fields = stat.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def context_switches(self):
+        """How often the kernel has switched away from the server's threads
+        (waiting for something, or made to yield), summed over its threads."""
+        total = 0
+        for task in os.listdir(f"/proc/{self.process.pid}/task"):
+            try:
+                with open(f"/proc/{self.process.pid}/task/{task}/status") as status:
+                    total += sum(int(line.split()[1]) for line in status
+                                 if line.startswith(("voluntary_ctxt", "nonvoluntary_ctxt")))
+            except OSError:          # the thread ended meanwhile
+                pass
+        return total
 
     def stop(self):
         """Stop the process, and wait for it."""
@@ -484,8 +499,10 @@ def measure(server, certs, kind, concurrency, seconds):
     except threading.BrokenBarrierError:
         raise BenchError(f"a client process could not connect to {server.name}") from None
     busy_before, cpu_before, started = machine_busy_seconds(), server.cpu_seconds(), time.monotonic()
+    switches_before = server.context_switches()
     time.sleep(seconds)
     cpu_used, elapsed = server.cpu_seconds() - cpu_before, time.monotonic() - started
+    switches = server.context_switches() - switches_before
     busy = machine_busy_seconds() - busy_before
     try:
         outcomes = [results.get(timeout=seconds + 2 * IO_TIMEOUT) for _ in clients]
@@ -507,6 +524,7 @@ def measure(server, certs, kind, concurrency, seconds):
         "p50_ms": percentile_ms(latencies, 50),
         "p99_ms": percentile_ms(latencies, 99),
         "server_cpu_ms_per_request": cpu_used * 1000 / count if count else None,
+        "server_switches_per_request": switches / count if count else None,
         "server_cpu_share": cpu_used / elapsed,   # 1.0 = one core fully busy
         "load_generator_cpu_share": sum(outcome[3] for outcome in outcomes) / elapsed,
         "other_cpu_share": max(0.0, others / elapsed),
@@ -601,7 +619,7 @@ def start_timed(start, certs, workdir, samples=STARTS):
 
 
 FIELDS = ("per_second", "p50_ms", "p99_ms", "server_cpu_ms_per_request",
-          "server_cpu_share", "load_generator_cpu_share")
+          "server_switches_per_request", "server_cpu_share", "load_generator_cpu_share")
 
 
 def summarize(runs):
@@ -679,6 +697,7 @@ FIGURES = [   # (row label under each scenario, figure, format)
     ("  latency p50, ms", "p50_ms", "{:.2f}"),
     ("  latency p99, ms", "p99_ms", "{:.2f}"),
     ("  server CPU ms per request", "server_cpu_ms_per_request", "{:.3f}"),
+    ("  server context switches/request", "server_switches_per_request", "{:.1f}"),
     ("  server CPU, cores busy", "server_cpu_share", "{:.2f}"),
     ("  load generator CPU, cores", "load_generator_cpu_share", "{:.2f}"),
 ]
