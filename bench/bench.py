@@ -894,6 +894,7 @@ PROFILE_PARTS = [
     ("allow-list: refusal_for", "server", "refusal_for"),
     ("log line (log: strftime, write, flush)", "server", "log"),
     ("HTTP: handler set-up (setup: buffers)", "server", "setup"),
+    ("HTTP: deadline for the next request", "server", "expect_request"),
     ("HTTP: read the request (TLS read)", "server", "readinto"),
     ("HTTP: parse the request (parse_request)", "server", "parse_request"),
     ("HTTP: build the response (do_GET)", "server", "do_GET"),
