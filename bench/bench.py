@@ -19,9 +19,11 @@ What it measures, for RSA-2048 and for ECDSA P-256 certificates:
                       requests served in it (the load generator is not in it)
   context switches    of the server's threads per request (/proc/PID/task/*/status):
                       each is a thread that stopped to wait or was made to yield
+  key exchange        the group each server agrees on with s_client (whose key
+                      shares are our load generator's), "+HRR" when it asks for
+                      another share first (a HelloRetryRequest: one more round trip)
   session tickets     TLS 1.3 tickets each server sends after a full
-                      handshake (counted with openssl s_client -msg), so
-                      that the handshake figures are like for like
+                      handshake (counted with openssl s_client -msg)
   start to first hs   from starting the server process to the first successful
                       mTLS request it answers (median of 3 starts)
   make certs          seconds to build the whole PKI from nothing, per key type
@@ -38,6 +40,8 @@ The servers, all on the same certificates:
               requestCert and rejectUnauthorized, answering the same
               greeting with the client's CN. Written into a temporary
               folder and run with `node`, when it is installed.
+Like for like: s_server and node offer only the key-exchange group that
+server.py chose (the last --server, if several), so all do the same work.
 Each ratio is server.py / s_server and server.py / node.
 
 The load generator is the same for all: N worker processes
@@ -80,6 +84,7 @@ one measurement, the whole run, the tables, the profile, main.
 
 import argparse
 import cProfile
+import functools
 import importlib.util
 import json
 import multiprocessing
@@ -141,7 +146,7 @@ LOAD_GENERATOR = ("multiprocessing worker processes (one per concurrent client),
 NODE_SERVER = r"""
 const https = require('https');
 const fs = require('fs');
-const [certs, host] = process.argv.slice(2);
+const [certs, host, group] = process.argv.slice(2);
 const options = {
   key: fs.readFileSync(certs + '/server.key'),
   cert: fs.readFileSync(certs + '/server.crt'),
@@ -149,6 +154,7 @@ const options = {
   requestCert: true,
   rejectUnauthorized: true,
 };
+if (group) options.ecdhCurve = group;   // the key-exchange group server.py offers
 const server = https.createServer(options, (req, res) => {
   res.statusCode = 200;
   res.setHeader('Content-Type', 'text/plain');
@@ -254,29 +260,30 @@ def server_py_starter(name, path):
     return start
 
 
-def start_s_server(certs, workdir):
+def start_s_server(certs, workdir, group=None):
     """Start openssl s_server on a free port of 127.0.0.1, demanding a client
-    certificate, serving the greeting as a file (-WWW)."""
+    certificate, serving the greeting as a file (-WWW), offering only the
+    key-exchange `group` if one is given."""
     with open(os.path.join(workdir, PAGE), "wb") as page:
         page.write(GREETING)
     command = ["openssl", "s_server", "-accept", f"{HOST}:0",
                "-Verify", "1", "-verify_return_error",
                "-CAfile", os.path.join(certs, "ca.crt"),
                "-cert", os.path.join(certs, "server.crt"), "-key", os.path.join(certs, "server.key"),
-               "-WWW"]
+               "-WWW"] + (["-groups", group] if group else [])
     # s_server prints "ACCEPT 127.0.0.1:41235" on stdout once it listens.
     return start_server("s_server", command, workdir, r"ACCEPT \S+:(\d+)", certs)
 
 
-def start_node(certs, workdir):
+def start_node(certs, workdir, group=None):
     """Write the article's Node server into `workdir` and start it on a free
-    port of 127.0.0.1."""
+    port of 127.0.0.1, offering only the key-exchange `group` if one is given."""
     script = os.path.join(workdir, "server.js")
     with open(script, "w") as out:
         out.write(NODE_SERVER)
     # It prints "listening on 127.0.0.1:41236" once it listens.
-    return start_server("node", ["node", script, certs, HOST], workdir,
-                        r"listening on \S+:(\d+)", certs)
+    return start_server("node", ["node", script, certs, HOST] + ([group] if group else []),
+                        workdir, r"listening on \S+:(\d+)", certs)
 
 
 def start_server(name, command, workdir, port_pattern, certs):
@@ -326,10 +333,12 @@ def wait_for_port(server, pattern, started):
                      f"names its port from OpenSSL 3.0 on); its log says:\n{text}")
 
 
-def count_session_tickets(certs, port):
-    """How many TLS 1.3 session tickets a server sends after one full
-    handshake: the NewSessionTicket messages `openssl s_client -msg` shows
-    while it makes one request. None if that request fails."""
+def describe_handshake(certs, port):
+    """What one full handshake with a server looks like to `openssl s_client
+    -msg` (whose default key shares are those of our load generator): the
+    key-exchange group, whether the server asked for another key share
+    (a HelloRetryRequest: a second ClientHello), and how many TLS 1.3
+    session tickets it sent. None if the request fails."""
     command = ["openssl", "s_client", "-connect", f"{HOST}:{port}", "-servername", SERVER_NAME,
                "-CAfile", os.path.join(certs, "ca.crt"), "-cert", os.path.join(certs, "client.crt"),
                "-key", os.path.join(certs, "client.key"), "-msg", "-ign_eof"]
@@ -341,8 +350,13 @@ def count_session_tickets(certs, port):
         return None
     if GREETING.decode() not in done.stdout:
         return None
-    return sum(1 for line in done.stdout.splitlines()
-               if line.startswith("<<<") and line.endswith("NewSessionTicket"))
+    lines = done.stdout.splitlines()
+    group = re.search(r"Server Temp Key: (?:ECDH, )?([^,]+),", done.stdout)
+    return {"group": group.group(1) if group else None,
+            "hello_retry": sum(1 for line in lines
+                               if line.startswith(">>>") and line.endswith("ClientHello")) > 1,
+            "tickets": sum(1 for line in lines
+                           if line.startswith("<<<") and line.endswith("NewSessionTicket"))}
 
 
 # --- the load generator: one client, the same for every server -------------
@@ -557,15 +571,20 @@ def percentile_ms(sorted_seconds, percent):
 
 # --- the whole run: per key type, every server, taking turns ---------------
 
-def bench_key_type(label, certs, seconds, repeats, starters):
-    """Measure every server started by `starters` on the certificates in `certs`."""
+def bench_key_type(label, certs, seconds, repeats, starters, baselines):
+    """Measure the server.py versions started by `starters`, and the
+    `baselines`, on the certificates in `certs`. Like for like: the
+    baselines offer the key-exchange group the last server.py chose."""
     workdir = tempfile.mkdtemp(prefix="mtls-bench-")
     servers = []
     try:
         for start in starters:
             servers.append(start_timed(start, certs, workdir))
+        group = (describe_handshake(certs, servers[-1].port) or {}).get("group")
+        for start in baselines:
+            servers.append(start_timed(functools.partial(start, group=group), certs, workdir))
         keep_alive = {server.name: supports_keep_alive(certs, server.port) for server in servers}
-        tickets = {server.name: count_session_tickets(certs, server.port) for server in servers}
+        handshakes = {server.name: describe_handshake(certs, server.port) for server in servers}
         for server in servers:       # warm up: see WARM_UP
             progress(f"{label}: warming up {server.name}")
             seconds_each = WARM_UP.get(server.name, WARM_UP[None])
@@ -595,7 +614,7 @@ def bench_key_type(label, certs, seconds, repeats, starters):
                                     "first_request_samples_ms": server.start_samples}
                       for server in servers},
             "keep_alive_supported": keep_alive,
-            "session_tickets": tickets,
+            "handshake": handshakes,
             "scenarios": {name: {server: summarize(runs) for server, runs in by_server.items()}
                           for name, by_server in windows.items()},
             # ratios[server.py version][other server][scenario][figure]
@@ -711,6 +730,7 @@ RATIO_FIGURES = [("per second", "per_second"), ("  server CPU ms per request",
                                                 "server_cpu_ms_per_request")]
 
 LABEL, CELL = 34, 10      # column widths
+GROUP_NAMES = {"prime256v1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
 def check_targets(result):
@@ -766,8 +786,12 @@ def format_result(result):
         for label, field, fmt in FIGURES:
             rows.append((f"{name}: {label}" if label == "per second" else label,
                          [show(figure(name, server, field), fmt) for server in names]))
+    described = [result["handshake"][server] or {} for server in names]
+    rows.append(("key exchange (s_client's hello)",
+                 [GROUP_NAMES.get(d.get("group"), d.get("group") or "n/a")
+                  + ("+HRR" if d.get("hello_retry") else "") for d in described]))
     rows.append(("session tickets per full handshake",
-                 [show(result["session_tickets"][server], "{:d}") for server in names]))
+                 [show(d.get("tickets"), "{:d}") for d in described]))
     rows.append(("start to first mTLS request, ms",
                  [show(result["start"][server]["first_request_ms"], "{:.0f}") for server in names]))
     rows.append(("failed requests, all windows",
@@ -1176,9 +1200,9 @@ def main(argv=None):
                            "no_node": args.no_node},
               "make_certs_seconds": {}, "results": []}
     starters = [server_py_starter(name, path) for name, path in args.server]
-    starters.append(start_s_server)
+    baselines = [start_s_server]
     if report["machine"]["nodejs"] and not args.no_node:
-        starters.append(start_node)
+        baselines.append(start_node)
     scratch = tempfile.mkdtemp(prefix="mtls-bench-certs-")
     try:
         if args.certs:
@@ -1200,7 +1224,7 @@ def main(argv=None):
             print("\n".join(wrap(PROFILE_NOTE)))
             return 0
         for label, certs in plan:
-            result = bench_key_type(label, certs, args.seconds, args.repeats, starters)
+            result = bench_key_type(label, certs, args.seconds, args.repeats, starters, baselines)
             result["targets"] = check_targets(result)
             report["results"].append(result)
     except BenchError as exc:
