@@ -489,7 +489,7 @@ test: ## run the test suite (real handshakes on 127.0.0.1)
 	$(PYTHON) tests/run.py
 	@echo "All tests passed. Next: make demo$(AGAIN)"
 
-bench: ## server.py against openssl s_server: bench/results.json (about 45 s)
+bench: ## server.py against openssl s_server and Node: bench/results.json (about 45 s)
 	$(PYTHON) bench/bench.py
 	@echo "Next: read the Performance section of README.md for what the numbers mean"
 
