@@ -197,6 +197,19 @@ def context(cert=None, key=None, cacert=None, tls12=False):
     return ctx
 
 
+def read_all(tls):
+    """Everything the server sends until it hangs up (or resets)."""
+    reply = b""
+    while True:
+        try:
+            chunk = tls.recv(65536)
+        except (ssl.SSLError, OSError):
+            return reply
+        if not chunk:
+            return reply
+        reply += chunk
+
+
 def fetch(srv, ctx):
     """(200, body) for a greeting, "HTTP 403" for another status, else client.py's label."""
     try:
@@ -596,15 +609,7 @@ class ProxyTest(unittest.TestCase):
         raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
         with context(*self.proxy).wrap_socket(raw, server_hostname="localhost") as tls:
             tls.sendall(first)
-            reply = b""
-            while True:
-                try:
-                    chunk = tls.recv(65536)
-                except (ssl.SSLError, OSError):
-                    break
-                if not chunk:
-                    break
-                reply += chunk
+            reply = read_all(tls)
         self.assertEqual(reply.count(b"HTTP/1.1 "), 1, reply)
         self.assertIn(b"403", reply.split(b"\r\n")[0])
         self.assertNotIn(b"Hello, my-client", reply)
@@ -625,15 +630,7 @@ class ProxyTest(unittest.TestCase):
                 raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
                 with context(*self.proxy).wrap_socket(raw, server_hostname="localhost") as tls:
                     tls.sendall(first)
-                    reply = b""
-                    while True:
-                        try:
-                            chunk = tls.recv(65536)
-                        except (ssl.SSLError, OSError):
-                            break
-                        if not chunk:
-                            break
-                        reply += chunk
+                    reply = read_all(tls)
                 self.assertEqual(reply.count(b"HTTP/1.1 "), 1, reply)
                 self.assertNotIn(b"Hello, my-client", reply)
 
