@@ -2548,7 +2548,7 @@ def check_certificates(cacert, cert, key, url, width=None):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        print("error: interrupted: stopped by Ctrl-C -- run it again to retry", file=sys.stderr)
         return 130
     except BrokenPipeError:            # output piped into `head`, say: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -74,7 +74,7 @@ HANDSHAKE_TIMEOUT = 10.0   # seconds from connect to a finished TLS handshake
 REQUEST_TIMEOUT = 10.0     # seconds to send a whole request head (slowloris)
 IDLE_TIMEOUT = 30.0        # seconds a keep-alive connection may sit idle
 MAX_CONNECTIONS = 128      # connections served at once (one worker thread each)
-MAX_PENDING = 1000         # connections waiting for their first byte (no thread)
+MAX_PENDING = 1000         # connections whose ClientHello is not whole yet (no thread)
 LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
 MAX_REQUEST_HEAD = 65536   # bytes of request line and headers, at most
 SESSION_LIFETIME = 600.0   # seconds a TLS session can be resumed, at most (see renew_sessions)
@@ -649,9 +649,9 @@ def format_address(address):
 #
 #   1. the accept loop (serve_forever, the main thread) only accepts;
 #   2. the waiting room (one thread, a selector) holds each new connection
-#      until its first bytes arrive, costing no thread; a silent one is
-#      closed at the handshake deadline, and when the room is full the
-#      connection that has waited longest makes room for the newcomer;
+#      until its whole ClientHello has arrived, costing no thread; a silent
+#      or dribbling one is closed at the handshake deadline, and when the
+#      room is full the connection that has waited longest makes room;
 #   3. a worker from a fixed pool (concurrent.futures, --max-connections
 #      threads) does the handshake under the rest of that deadline, then
 #      serves HTTP. A connection takes a slot before it is handed over, so
@@ -659,7 +659,7 @@ def format_address(address):
 
 class MTLSServer(http.server.HTTPServer):
     """An http.server that does the TLS handshake itself, per connection,
-    in a worker thread, after the connection has said something."""
+    in a worker thread, once the client's ClientHello has arrived."""
 
     request_queue_size = 128
 
@@ -823,9 +823,10 @@ class MTLSServer(http.server.HTTPServer):
 
 
 class WaitingRoom:
-    """Station 2: new connections wait here for their first bytes, all of
-    them watched by one thread with a selector, so a crowd of silent
-    connections costs no worker and cannot lock real clients out."""
+    """Station 2: new connections wait here until their ClientHello is
+    whole, all of them watched by one thread with a selector, so a crowd of
+    silent or dribbling connections costs no worker and cannot lock real
+    clients out."""
 
     def __init__(self, server, capacity):
         self.server, self.capacity = server, capacity
@@ -1575,7 +1576,7 @@ def parse_args(argv):
                    help=f"seconds a TLS session may be resumed without a full handshake "
                         f"(default {SESSION_LIFETIME:g})")
     p.add_argument("--max-pending", type=count, default=MAX_PENDING, metavar="N",
-                   help=f"connections that have sent nothing yet; the oldest makes room "
+                   help=f"connections whose ClientHello is not whole yet; the oldest makes room "
                         f"(default {MAX_PENDING})")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:

@@ -510,6 +510,13 @@ class IdentityTest(unittest.TestCase):
     """Identities are the SAN entries, typed, or the CN when there is no SAN;
     --allow names one by type and exact value, and nothing else is accepted."""
 
+    def assertForbidden(self, crt, key, why):
+        """The client is authenticated, then refused: a 403, and a log line saying why."""
+        with our_server() as srv:
+            self.assertEqual(fetch(srv, context(crt, key)), "HTTP 403")
+            line = srv.log.wait_for(lambda l: l.startswith("forbidden"))
+            self.assertIn(why, line or "")
+
     def test_old_and_copied_spellings_are_refused_with_the_right_one(self):
         for given, right in [("my-client", "cn:my-client"), ("CN=my-client", "cn:my-client"),
                              ("/CN=my-client", "cn:my-client"),
@@ -552,25 +559,16 @@ class IdentityTest(unittest.TestCase):
         openssl("req", "-new", "-key", key, "-subj", "/CN=guest/CN=my-client", "-out", csr,
                 "-config", os.path.join(FOLDER, "ext.cnf"))
         CA.sign(csr, crt, "client")
-        with our_server() as srv:
-            self.assertEqual(fetch(srv, context(crt, key)), "HTTP 403")
-            line = srv.log.wait_for(lambda l: l.startswith("forbidden"))
-            self.assertIn("cn:guest, cn:my-client: 2 CN names, so no single identity", line)
+        self.assertForbidden(crt, key, "cn:guest, cn:my-client: 2 CN names, so no single identity")
 
     def test_a_ca_certificate_is_no_client(self):
         """A client certificate with CA:TRUE could sign any name, the proxy's too: refused."""
         crt, key = CA.issue("ca-client", "my-client", extensions="ca_client")
-        with our_server() as srv:
-            self.assertEqual(fetch(srv, context(crt, key)), "HTTP 403")
-            line = srv.log.wait_for(lambda l: l.startswith("forbidden"))
-            self.assertIn("a CA certificate (basicConstraints CA:TRUE) is no client", line)
+        self.assertForbidden(crt, key, "a CA certificate (basicConstraints CA:TRUE) is no client")
 
     def test_two_uri_sans_are_refused(self):
         crt, key = CA.issue("two-uris", "x", extra="subjectAltName = URI:spiffe://a.org/x, URI:spiffe://b.org/y")
-        with our_server() as srv:
-            self.assertEqual(fetch(srv, context(crt, key)), "HTTP 403")
-            line = srv.log.wait_for(lambda l: l.startswith("forbidden"))
-            self.assertIn("2 URI names, so no single identity", line)
+        self.assertForbidden(crt, key, "2 URI names, so no single identity")
 
     def test_a_real_certificate_with_control_and_non_ascii_characters(self):
         """A CN with a newline, an escape and non-ASCII letters: one log line, escaped."""
