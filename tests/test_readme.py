@@ -1,8 +1,8 @@
 """The README cannot rot: its code runs, and its quotes are what the code prints.
 
-- The minimal server and client of section 3 are taken out of README.md as
-  they stand, and run against each other, against server.py and against
-  client.py, on the test PKI.
+- The minimal server and client of section 3 are the files in stages/, shown
+  in README.md as they stand; they run against each other, against server.py
+  and against client.py, on the test PKI. So does stage 2, the allow-list.
 - Every server log line and client.py error line the README quotes (in
   backticks, starting with accepted/rejected/forbidden/closed or "error: ")
   must match a line that server.py or client.py really printed in a run of
@@ -40,6 +40,29 @@ def code_block(name):
     return match.group(1)
 
 
+def stage(name):
+    """The source of stages/NAME.py."""
+    with open(os.path.join(ROOT, "stages", name + ".py"), encoding="utf-8") as f:
+        return f.read()
+
+
+def start_in(folder, name, port):
+    """Run stages/NAME.py from a folder that holds certs/, on `port`; wait until it listens."""
+    with open(os.path.join(folder, name + ".py"), "w") as f:
+        f.write(stage(name).replace("3000", str(port)))
+    proc = subprocess.Popen([PYTHON, name + ".py"], cwd=folder, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.monotonic() + 10          # until it listens (bounded)
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("localhost", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,21 +77,10 @@ class MinimalCodeTest(unittest.TestCase):
         cls.folder = tempfile.mkdtemp(prefix="mtls-readme-")
         os.symlink(pki(), os.path.join(cls.folder, "certs"))
         cls.port = free_port()
-        for name in ("minimal-server", "minimal-client"):
+        for name in ("minimal_client",):
             with open(os.path.join(cls.folder, name + ".py"), "w") as f:
-                f.write(code_block(name).replace("3000", str(cls.port)))
-        cls.server = subprocess.Popen([PYTHON, "minimal-server.py"], cwd=cls.folder,
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 10          # until it listens (bounded)
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("localhost", cls.port), timeout=1).close()
-                break
-            except OSError:
-                if cls.server.poll() is not None:
-                    break
-                time.sleep(0.05)
+                f.write(stage(name).replace("3000", str(cls.port)))
+        cls.server = start_in(cls.folder, "minimal_server", cls.port)
 
     @classmethod
     def tearDownClass(cls):
@@ -77,8 +89,12 @@ class MinimalCodeTest(unittest.TestCase):
         cls.server.stdout.close()
         shutil.rmtree(cls.folder, ignore_errors=True)
 
+    def test_the_readme_shows_the_stage_files_as_they_are(self):
+        self.assertEqual(code_block("minimal-server"), stage("minimal_server"))
+        self.assertEqual(code_block("minimal-client"), stage("minimal_client"))
+
     def test_minimal_client_and_minimal_server(self):
-        done = subprocess.run([PYTHON, "minimal-client.py"], cwd=self.folder, capture_output=True,
+        done = subprocess.run([PYTHON, "minimal_client.py"], cwd=self.folder, capture_output=True,
                               text=True, timeout=20, env=dict(os.environ, https_proxy=""))
         self.assertEqual((done.returncode, done.stdout), (0, "Hello, my-client\n"), done.stderr)
 
@@ -97,10 +113,45 @@ class MinimalCodeTest(unittest.TestCase):
 
     def test_minimal_client_at_server_py(self):
         with RunningServer(host="127.0.0.1") as srv:
-            source = code_block("minimal-client").replace("3000", str(srv.port))
+            source = stage("minimal_client").replace("3000", str(srv.port))
             done = subprocess.run([PYTHON, "-c", source], cwd=os.path.dirname(pki()),
                                   capture_output=True, text=True, timeout=20)
             self.assertEqual((done.returncode, done.stdout), (0, "Hello, my-client\n"), done.stderr)
+
+
+class AllowListStageTest(unittest.TestCase):
+    """Stage 2 lets in cn:my-client, forbids another good client, and logs each."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.folder = tempfile.mkdtemp(prefix="mtls-stage2-")
+        os.symlink(pki(), os.path.join(cls.folder, "certs"))
+        cls.port = free_port()
+        cls.server = start_in(cls.folder, "allowlist_server", cls.port)
+        cls.url = f"https://localhost:{cls.port}/"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.terminate()
+        cls.server.wait(10)
+        cls.server.stdout.close()
+        shutil.rmtree(cls.folder, ignore_errors=True)
+
+    def fetch(self, name):
+        return run_script("client.py", "--cacert", path("ca.crt"), "--cert", path(name + ".crt"),
+                          "--key", path(name + ".key"), self.url)
+
+    def test_the_allowed_client_is_greeted_and_another_is_forbidden(self):
+        allowed = self.fetch("client")
+        self.assertEqual((allowed.returncode, allowed.stdout), (0, "Hello, my-client\n"),
+                         allowed.stderr)
+        other = self.fetch("other-client")
+        self.assertNotEqual(other.returncode, 0)
+        self.assertIn("403", other.stderr)
+        self.server.terminate()
+        log = self.server.communicate(timeout=10)[0]
+        self.assertRegex(log, r"accepted 127\.0\.0\.1 as cn:my-client")
+        self.assertRegex(log, r"forbidden 127\.0\.0\.1 uri:spiffe://example\.org/other-client")
 
 
 QUOTE = re.compile(r"`((?:accepted|rejected|forbidden|closed|proxied|error:) [^`<]+)`")

@@ -1,0 +1,34 @@
+import http.server
+import ssl
+
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.minimum_version = ssl.TLSVersion.TLSv1_2
+context.set_ecdh_curve("prime256v1")           # one group: no costly finite-field DH
+context.load_cert_chain("certs/server.crt", "certs/server.key")  # who we are
+context.verify_mode = ssl.CERT_REQUIRED        # demand a client certificate...
+context.load_verify_locations("certs/ca.crt")  # ...signed by our CA
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):                           # the client's name: its SAN, else its CN
+        cert = self.request.getpeercert()
+        names = [v for k, v in cert.get("subjectAltName", ())] or \
+            [v for rdn in cert["subject"] for k, v in rdn if k == "commonName"]
+        body = f"Hello, {names[0] if names else '(no name)'}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class MTLSServer(http.server.ThreadingHTTPServer):
+    def finish_request(self, sock, address):   # in this connection's own thread
+        sock.settimeout(10)                     # per read: a silent client is let go
+        try:
+            with context.wrap_socket(sock, server_side=True) as tls:   # the handshake
+                super().finish_request(tls, address)
+        except (ssl.SSLError, OSError) as exc:
+            print("refused", address, exc)
+
+
+MTLSServer(("localhost", 3000), Hello).serve_forever()
