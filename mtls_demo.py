@@ -2037,7 +2037,8 @@ def write_pems(certs, path):
 def check_completeness(cert_path, certs, cas, ca_path, report, key=None, tmp=None):
     """The cert file must hold the leaf and every intermediate up to (not
     necessarily including) a CA in the CA file. Returns what it learned:
-    ("complete" | "incomplete" | "other-ca" | "unknown", the file holding the issuer)."""
+    ("complete" | "incomplete" | "other-ca" | "unknown", the file holding the issuer);
+    for "other-ca", (the file, the other root CA's certificate)."""
     name = os.path.basename(cert_path)
     path = path_in_file(certs)
     top = path[-1]
@@ -2053,7 +2054,7 @@ def check_completeness(cert_path, certs, cas, ca_path, report, key=None, tmp=Non
                     f"{name} holds {steps}{anchor}{extra}")
         return "complete", None
     if top.subject == top.issuer:               # the file holds its own root: another CA
-        return "other-ca", cert_path
+        return "other-ca", (cert_path, top, None)
     folders = [os.path.dirname(cert_path) or ".", os.path.dirname(ca_path) or "."]
     skip = {os.path.abspath(cert_path), os.path.abspath(ca_path)}
     q, ca_name = shlex.quote, os.path.basename(ca_path)
@@ -2087,10 +2088,21 @@ def check_completeness(cert_path, certs, cas, ca_path, report, key=None, tmp=Non
                     f"cat {q(cert_path)} INTERMEDIATE.crt > chain.pem and use chain.pem; "
                     f"if it is another root CA, this certificate is from the wrong CA (see chain)")
         return "unknown", None
-    if not chains_to(ca_path, [c for _, c in found], tmp):
-        return "other-ca", found[-1][0]         # not a gap in the file: the chain check says it
-    chain = os.path.splitext(cert_path)[0] + "-chain.pem"
     names = " and ".join(f"{c.subject} (in {p})" for p, c in found)
+    if current.subject == current.issuer and not any(c.pem == current.pem for c in cas):
+        # Not a gap in the file but another CA: the chain check says it, with the
+        # chain to send too when that CA's intermediates were found.
+        chain = os.path.splitext(cert_path)[0] + "-chain.pem"
+        send = chain_command(cert_path, found[:-1], chain) if found[:-1] else None
+        return "other-ca", (found[-1][0], current, send and (send, chain))
+    if not chains_to(ca_path, [c for _, c in found], tmp):
+        report.line("FAIL", "complete chain", f"{name} ends at {top.subject}; the issuers found "
+                    f"next to it, {names}, do not chain to {ca_name} (the next one, "
+                    f"{current.issuer}, is in no file here)",
+                    f"ask whoever issued {name} for its whole chain, leaf first, and use that "
+                    f"file as the certificate")
+        return "unknown", None
+    chain = os.path.splitext(cert_path)[0] + "-chain.pem"
     how = chain_command(cert_path, found, chain)
     report.line("FAIL", "complete chain", f"{name} is incomplete: it ends at {top.subject}, issued "
                 f"by the intermediate CA {names}, which chains to {ca_name}; a peer that trusts "
@@ -2196,7 +2208,7 @@ def openssl_verify(leaf, rest, ca_path, purpose, tmp, strict=True):
     return shown, (int(m.group(2)), int(m.group(3)), m.group(1).strip(), m.group(4).strip())
 
 
-def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="client"):
+def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="client", key=None):
     """openssl verify -x509_strict -purpose sslclient (or sslserver)."""
     name = os.path.basename(cert_path)
     purpose = "sslclient" if role == "client" else "sslserver"
@@ -2213,11 +2225,14 @@ def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="clie
                     f"certificate: see CA")
         return False
     if code in (2, 20, 21) and state == "other-ca":
-        report.line("FAIL", "chain", f"{said}. {name} was issued by another CA, "
-                    f"{path_in_file(certs)[-1].issuer} (in {found}), not by the CA in "
+        other_path, other_root, send = found
+        report.line("FAIL", "chain", f"{said}. {name} was issued under another CA, "
+                    f"{other_root.subject} (in {other_path}), not by the CA in "
                     f"{os.path.basename(ca_path)}: a peer that trusts that CA refuses it (unknown_ca)",
                     f"get a certificate signed by the CA the peer trusts, or (if you run the "
-                    f"peer) add {found} to the CAs it trusts")
+                    f"peer) add {other_path} to the CAs it trusts"
+                    + (f" and send the chain: {send[0]}, then use it as the certificate:"
+                       if send else ""), tools=chain_fix_tools(send[1], key or "KEY") if send else ())
         return False
     hint = verify_hint(code, depth, subject)
     if code not in VERIFY_HINTS:            # a strict-only failure? ask again without -x509_strict
@@ -2455,8 +2470,9 @@ def handshake_in_memory(server_context, client_context):
     return errors.get("client"), errors.get("server")
 
 
-def check_strict(cert_path, key_path, ca_path, report, tmp):
-    """Python's own ssl, strict: does a server that trusts CA accept CERT/KEY?"""
+def check_strict(cert_path, key_path, ca_path, report, tmp, chain_state=None):
+    """Python's own ssl, strict: does a server that trusts CA accept CERT/KEY?
+    `chain_state` is what check_completeness learned (another CA: see chain)."""
     flags = "VERIFY_X509_STRICT" + (" | VERIFY_X509_PARTIAL_CHAIN" if hasattr(
         ssl, "VERIFY_X509_PARTIAL_CHAIN") else " (this Python has no VERIFY_X509_PARTIAL_CHAIN)")
     engine = f"Python {sys.version_info[0]}.{sys.version_info[1]} ssl, {ssl.OPENSSL_VERSION}, {flags}"
@@ -2487,6 +2503,8 @@ def check_strict(cert_path, key_path, ca_path, report, tmp):
     why = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
     code = getattr(error, "verify_code", None)
     hint = verify_hint(code) if code else "see the checks above"
+    if hint == "see complete chain" and chain_state == "other-ca":
+        hint = "see chain"                  # no gap in the file: the issuer is another CA
     report.line("FAIL", "strict", f"a strict server that trusts {os.path.basename(ca_path)} "
                 f"refuses this client in an in-memory handshake: {why}"
                 + (f" (verify error {code})" if code else "") + f" ({engine})", hint)
@@ -2761,10 +2779,10 @@ def run_checks(cacert, cert, key, url, report, tmp):
         real_cas = [c for c in cas if can_anchor(c)]
         completeness = (check_completeness(cert, certs, real_cas, cacert, report, key_for_fix,
                                            tmp) if real_cas else ("no-ca", None))
-        check_chain(cert, certs, ca_pem, completeness, report, tmp)
+        check_chain(cert, certs, ca_pem, completeness, report, tmp, key=key_for_fix)
         check_signature(cert, path_in_file(certs), cacert, key_for_fix, cas, report)
         if key_info and real_cas:
-            check_strict(cert_pem, key_info[0], ca_pem, report, tmp)
+            check_strict(cert_pem, key_info[0], ca_pem, report, tmp, completeness[0])
         check_purpose(certs[0], report)
         check_identity(certs[0], report)
         check_key_size(path_in_file(certs), key_info, report)

@@ -438,6 +438,28 @@ class TestOtherToolsCertificates(CheckTestCase):
         self.check(self.file("ca.crt"), chain, self.file("client.key"), code=0)
         self.assertEqual(self.fetch_as(chain, self.file("client.key"), self.file("ca.crt")), 200)
 
+    def test_leaf_under_another_cas_intermediate(self):
+        """A leaf from another CA's intermediate, both CA files beside it: the chain
+        check names the other root, and both halves of its fix (trust that root, send
+        the chain) are needed and enough for server.py."""
+        self.make_chain()
+        self.make_ca("mine", "/CN=the CA I trust")
+        found = self.check(self.file("mine.crt"), self.file("client.crt"), self.file("client.key"),
+                           code=1)
+        self.assertFinding(found, "chain", "FAIL", "under another CA, OU=Testing CA,O=trustme (in "
+                           + self.file("ca.crt"), f"add {self.file('ca.crt')} to the CAs it trusts",
+                           "and send the chain: cat ")
+        self.assertFinding(found, "strict", "FAIL", "see chain")
+        self.assertNotIn("complete chain", found)
+        command = found["chain"][1].split("send the chain: ", 1)[1].split(", then use it")[0]
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        both = self.concat("both.crt", self.file("mine.crt"), self.file("ca.crt"))
+        key, chain = self.file("client.key"), self.file("client-chain.pem")
+        self.assertEqual(self.fetch_as(self.file("client.crt"), key, both), "unknown CA")
+        self.assertEqual(self.fetch_as(chain, key, self.file("mine.crt")), "unknown CA")
+        self.assertEqual(self.fetch_as(chain, key, both), 200)
+
     def test_sha1_signature_is_named_with_its_fix(self):
         """A leaf signed with SHA-1 (openssl x509 -req -sha1): the signature check names
         it and OpenSSL 3's refusal; the re-signing command printed gives a certificate
