@@ -1877,6 +1877,8 @@ def check_key_match(cert_path, key_path, cert, key_info, report):
         python = "Python ssl loads the pair"
     except ssl.SSLError as exc:
         python = f"Python ssl: {exc.reason or exc}"
+        if exc.reason in LOAD_HINTS and exc.reason != "KEY_VALUES_MISMATCH":
+            python = f"Python ssl will not load the pair, {exc.reason}: {LOAD_HINTS[exc.reason]}"
     # openssl: the public key in the certificate (x509 -pubkey) equals the one
     # derived from the key (pkey -pubout), both read when the files were parsed.
     same = bool(cert.public_key) and cert.public_key == key_info[3]
@@ -2686,8 +2688,11 @@ def check_request(url, ca_path, cert_path, key_path, report):
         context = client.make_client_context(ca_path, cert_path, key_path)
         status, body = client.fetch(url, context, timeout=10.0)
     except client.Failure as failure:
+        what, _, fix = failure.message.partition(" -- ")
+        # A file Python's ssl will not load: the check that found why says the fix.
+        reason = next((r for r in LOAD_HINTS if r in what), None)
         report.line("FAIL", "request", f"client.py (make_client_context, fetch) says: "
-                    f"{failure.label}: {failure.message}")
+                    f"{failure.label}: {what}", LOAD_HINTS[reason] if reason else fix or None)
         return
     text = " ".join(body.split())[:60]
     if 200 <= status < 300:

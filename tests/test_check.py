@@ -479,6 +479,7 @@ class TestOtherToolsCertificates(CheckTestCase):
                            "ca md too weak")
         self.assertFinding(found, "server sends", "ok", "CN=localhost")
         self.assertNotIn("is it a TLS server", self.output)
+        self.assertFinding(found, "request", "FAIL", "CA_MD_TOO_WEAK", "see signature")
         command = found["signature"][1].split("re-sign it with SHA-256: ", 1)[1]
         done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
         self.assertEqual(done.returncode, 0, done.stderr)
