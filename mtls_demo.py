@@ -13,7 +13,7 @@ Run:   python3 mtls_demo.py                    the three basic cases
        python3 mtls_demo.py --lesson --pause   the classroom path (six cases)
        python3 mtls_demo.py --mistakes         the mistakes gallery (mistakes/gallery.py)
        python3 mtls_demo.py --list             every name, one line each
-       python3 mtls_demo.py --check --cacert CA [--cert C --key K] [URL]
+       python3 mtls_demo.py --check --cacert CA [--cert C [--key K]] [URL]
        python3 mtls_demo.py --help             all options, with examples
 
 Reads:  certs/ (made by the Makefile); runs server.py, client.py, curl and
@@ -1411,7 +1411,8 @@ def make_parser():
     check = p.add_argument_group("files for --check")
     check.add_argument("--cacert", metavar="CA", help="the CA certificate you trust")
     check.add_argument("--cert", metavar="CERT", help="your client certificate")
-    check.add_argument("--key", metavar="KEY", help="its private key")
+    check.add_argument("--key", metavar="KEY", help="its private key (leave it out when the "
+                       "key sits in the CERT file)")
     mod = p.add_argument_group("modifiers (with a run of cases)")
     mod.add_argument("--tls1.2", dest="tls12", action="store_true",
                      help="rerun each case with client.py's code limited to TLS 1.2, "
@@ -1528,9 +1529,10 @@ def resolve_names(names):
 # --- checking your own certificates --------------------------------------
 #
 # `--check` points the project at *your* files, and optionally your server:
-#     python3 mtls_demo.py --check --cacert CA [--cert CERT --key KEY] [URL]
-# CERT and KEY are what a client presents (curl's --cert/--key); CA is the
-# CA that must vouch for them, and for the server at URL. Each check prints
+#     python3 mtls_demo.py --check --cacert CA [--cert CERT [--key KEY]] [URL]
+# CERT and KEY are what a client presents (curl's --cert/--key; no KEY when it
+# sits in CERT); CA is the CA that must vouch for them, and for the server
+# at URL. Each check prints
 # one line, "ok   ...", "warn ..." or "FAIL ... -- fix"; the exit code is 0
 # when nothing failed, 1 when something did, 2 for a missing file or option.
 #
