@@ -1532,9 +1532,9 @@ def resolve_names(names):
 #     python3 mtls_demo.py --check --cacert CA [--cert CERT [--key KEY]] [URL]
 # CERT and KEY are what a client presents (curl's --cert/--key; no KEY when it
 # sits in CERT); CA is the CA that must vouch for them, and for the server
-# at URL. Each check prints
-# one line, "ok   ...", "warn ..." or "FAIL ... -- fix"; the exit code is 0
-# when nothing failed, 1 when something did, 2 for a missing file or option.
+# at URL. Each check prints one line, "ok   ...", "warn ..." or "FAIL ... --
+# fix"; the exit code is 0 when nothing failed, 1 when something did, 2 for
+# a missing file or option.
 #
 # Fields (names, dates, extensions) are read with the openssl binary, which
 # the project requires anyway: Python's ssl has no public way to read a
