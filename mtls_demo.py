@@ -2236,7 +2236,8 @@ def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="clie
                     f"get a certificate signed by the CA the peer trusts, or (if you run the "
                     f"peer) add {other_path} to the CAs it trusts"
                     + (f" and send the chain: {send[0]}, then use it as the certificate:"
-                       if send else ""), tools=chain_fix_tools(send[1], key or "KEY") if send else ())
+                       if send else ""),
+                    tools=chain_fix_tools(send[1], key or "KEY") if send else ())
         return False
     hint = verify_hint(code, depth, subject)
     if code not in VERIFY_HINTS:            # a strict-only failure? ask again without -x509_strict
@@ -2259,7 +2260,8 @@ def check_signature(cert_path, chain, ca_path, key_path, cas, report):
     weak = [c for c in signed if is_weak_signature(c.signature)]
     if not weak:
         report.line("ok", "signature", ", ".join(f"{c.subject} signed with {c.signature}"
-                                                 for c in signed) or "only self-signed certificates")
+                                                 for c in signed)
+                    or "only self-signed certificates")
         return True
     # OpenSSL 3 refuses SHA-1 signatures from security level 1 up (CA_MD_TOO_WEAK);
     # `openssl verify` checks no security level by default, so the chain check can say OK.

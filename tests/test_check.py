@@ -405,7 +405,8 @@ class TestOtherToolsCertificates(CheckTestCase):
         chain = self.concat("client-chain.pem", self.file("client.crt"), self.file("int.crt"))
         found = self.check(self.file("ca.crt"), self.file("client.crt"), self.file("client.key"),
                            code=1)
-        self.assertFinding(found, "complete chain", "FAIL", "holds only CN=client.example.org,O=trustme",
+        self.assertFinding(found, "complete chain", "FAIL",
+                           "holds only CN=client.example.org,O=trustme",
                            f"{chain} next to it holds the whole chain", f"use {chain} as")
         self.assertNotIn("another CA", found["chain"][1])
         self.assertRegex(self.output, rf"(?m)^ {{5}}client.py: --cert {re.escape(chain)} --key")

@@ -888,8 +888,8 @@ class FilesTest(unittest.TestCase):
             finally:
                 srv.stop()
             with self.subTest(extensions=extensions):
-                warning = (f"warning: server certificate {crt!r} (localhost) has no subjectAltName: "
-                           f"clients that ignore the CN, as RFC 9525 asks (client.py among them), "
+                warning = (f"warning: server certificate {crt!r} (localhost) has no "
+                           f"subjectAltName: clients that ignore the CN, as RFC 9525 asks (client.py among them), "
                            f"refuse it with 'hostname mismatch' -- reissue it with subjectAltName "
                            f"= DNS:localhost (as make certs does)")
                 self.assertEqual(warning in text, warned, text)
