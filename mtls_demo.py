@@ -13,7 +13,7 @@ Run:   python3 mtls_demo.py                    the three basic cases
        python3 mtls_demo.py --lesson --pause   the classroom path (six cases)
        python3 mtls_demo.py --mistakes         the mistakes gallery (mistakes/gallery.py)
        python3 mtls_demo.py --list             every name, one line each
-       python3 mtls_demo.py --check --cacert CA [--cert C --key K] [URL]
+       python3 mtls_demo.py --check --cacert CA [--cert C [--key K]] [URL]
        python3 mtls_demo.py --help             all options, with examples
 
 Reads:  certs/ (made by the Makefile); runs server.py, client.py, curl and
@@ -1411,7 +1411,8 @@ def make_parser():
     check = p.add_argument_group("files for --check")
     check.add_argument("--cacert", metavar="CA", help="the CA certificate you trust")
     check.add_argument("--cert", metavar="CERT", help="your client certificate")
-    check.add_argument("--key", metavar="KEY", help="its private key")
+    check.add_argument("--key", metavar="KEY", help="its private key (leave it out when the "
+                       "key sits in the CERT file)")
     mod = p.add_argument_group("modifiers (with a run of cases)")
     mod.add_argument("--tls1.2", dest="tls12", action="store_true",
                      help="rerun each case with client.py's code limited to TLS 1.2, "
@@ -1465,8 +1466,9 @@ def parse_args(argv):
             p.error(f"--check takes one URL (got {len(urls)})")
         if not args.cacert:
             p.error("--check needs --cacert CA: the CA certificate you trust")
-        if bool(args.cert) != bool(args.key):
-            p.error("--cert and --key go together: give both or neither")
+        if args.key and not args.cert:      # --cert alone is fine: the key may sit in its file
+            p.error("--key needs --cert: pass both, e.g. --cert certs/client.crt "
+                    "--key certs/client.key")
     for dest in ("cacert", "cert", "key"):
         if getattr(args, dest) and mode != "check":
             p.error(f"{option(dest)} belongs to --check (the demo's cases use files from --certs)")
@@ -1527,11 +1529,12 @@ def resolve_names(names):
 # --- checking your own certificates --------------------------------------
 #
 # `--check` points the project at *your* files, and optionally your server:
-#     python3 mtls_demo.py --check --cacert CA [--cert CERT --key KEY] [URL]
-# CERT and KEY are what a client presents (curl's --cert/--key); CA is the
-# CA that must vouch for them, and for the server at URL. Each check prints
-# one line, "ok   ...", "warn ..." or "FAIL ... -- fix"; the exit code is 0
-# when nothing failed, 1 when something did, 2 for a missing file or option.
+#     python3 mtls_demo.py --check --cacert CA [--cert CERT [--key KEY]] [URL]
+# CERT and KEY are what a client presents (curl's --cert/--key; no KEY when it
+# sits in CERT); CA is the CA that must vouch for them, and for the server
+# at URL. Each check prints one line, "ok   ...", "warn ..." or "FAIL ... --
+# fix"; the exit code is 0 when nothing failed, 1 when something did, 2 for
+# a missing file or option.
 #
 # Fields (names, dates, extensions) are read with the openssl binary, which
 # the project requires anyway: Python's ssl has no public way to read a
@@ -1558,7 +1561,7 @@ import urllib.parse
 WARN_DAYS = 30          # warn when a certificate expires within this many days
 
 Cert = namedtuple("Cert", "pem subject issuer not_before not_after version key_type key_bits "
-                          "extensions public_key")
+                          "extensions public_key signature")
 
 
 class CheckError(Exception):
@@ -1736,7 +1739,7 @@ def read_certificate(pem):
         ["x509", "-noout", "-subject", "-issuer", "-dates", "-pubkey", "-nameopt", "RFC2253",
          "-ext", "subjectAltName,extendedKeyUsage,basicConstraints,keyUsage,"
                  "subjectKeyIdentifier,authorityKeyIdentifier",
-         "-text", "-certopt", "no_header,no_serial,no_signame,no_validity,no_subject,"
+         "-text", "-certopt", "no_header,no_serial,no_validity,no_subject,"
          "no_issuer,no_extensions,no_sigdump,no_aux"], input=pem)
     if code != 0:
         return None
@@ -1755,10 +1758,12 @@ def read_certificate(pem):
     version = re.search(r"Version: (\d+)", out)
     key_type = re.search(r"Public Key Algorithm: (\S+)", out)
     bits = re.search(r"\((\d+) bit\)", out)
+    signature = re.search(r"Signature Algorithm: (\S+)", out)
     return Cert(pem, fields.get("subject", ""), fields.get("issuer", ""),
                 to_seconds(fields.get("notBefore")), to_seconds(fields.get("notAfter")),
                 int(version.group(1)) if version else 3, key_type.group(1) if key_type else "?",
-                int(bits.group(1)) if bits else None, extensions, public_key(out))
+                int(bits.group(1)) if bits else None, extensions, public_key(out),
+                signature.group(1) if signature else "?")
 
 
 def public_key(openssl_output):
@@ -1874,6 +1879,8 @@ def check_key_match(cert_path, key_path, cert, key_info, report):
         python = "Python ssl loads the pair"
     except ssl.SSLError as exc:
         python = f"Python ssl: {exc.reason or exc}"
+        if exc.reason in LOAD_HINTS and exc.reason != "KEY_VALUES_MISMATCH":
+            python = f"Python ssl will not load the pair, {exc.reason}: {LOAD_HINTS[exc.reason]}"
     # openssl: the public key in the certificate (x509 -pubkey) equals the one
     # derived from the key (pkey -pubout), both read when the files were parsed.
     same = bool(cert.public_key) and cert.public_key == key_info[3]
@@ -1951,10 +1958,9 @@ def path_in_file(certs):
     return path
 
 
-def find_nearby(issuer, folders, skip):
-    """Look for the issuer's certificate in the files next to the user's
-    (*.crt, *.pem, *.cer): a missing intermediate is usually there."""
-    cn = common_name(issuer)
+def nearby_files(folders, skip):
+    """The PEM blocks of each certificate-like file (*.crt, *.pem, *.cer) next
+    to the user's: (path, blocks) pairs, at most 500 files a folder, 1 MB each."""
     for folder in dict.fromkeys(folders):
         try:
             names = sorted(os.listdir(folder))[:500]
@@ -1966,17 +1972,48 @@ def find_nearby(issuer, folders, skip):
                 continue
             try:
                 with open(full, "rb") as f:
-                    data = f.read(1 << 20)
+                    yield full, pem_blocks(f.read(1 << 20))
             except OSError:
                 continue
-            for label, block in pem_blocks(data):
-                # A cheap filter first: the CN's bytes appear in the DER as they are.
-                if label != "CERTIFICATE" or cn.encode() not in pem_to_der(block):
-                    continue
-                found = read_certificate(block)
-                if found and found.subject == issuer:
-                    return full, found
+
+
+def find_nearby(issuer, folders, skip):
+    """Look for the issuer's certificate in the files next to the user's:
+    a missing intermediate is usually there. Returns (path, certificate)."""
+    cn = common_name(issuer)
+    for full, blocks in nearby_files(folders, skip):
+        for label, block in blocks:
+            # A cheap filter first: the CN's bytes appear in the DER as they are.
+            if label != "CERTIFICATE" or cn.encode() not in pem_to_der(block):
+                continue
+            found = read_certificate(block)
+            if found and found.subject == issuer:
+                return full, found
     return None, None
+
+
+def find_chain_file(leaf, folders, skip):
+    """A file next to the user's that starts with the same leaf and holds more
+    (trustme's and certbot's chain/fullchain files): (path, its certificates)."""
+    der = pem_to_der(leaf.pem)
+    for full, blocks in nearby_files(folders, skip):
+        pems = [b for label, b in blocks if label == "CERTIFICATE"]
+        if len(pems) > 1 and pem_to_der(pems[0]) == der:
+            certs = [read_certificate(p) for p in pems]
+            if None not in certs:
+                return full, certs
+    return None, None
+
+
+def chains_to(ca_path, certs, tmp):
+    """Does certs[0] chain to the CA file, the rest of `certs` helping as
+    intermediates? (openssl verify, dates and strict rules aside: the chain
+    check judges those.)"""
+    args = ["verify", "-no_check_time", "-CAfile", ca_path]
+    if certs[1:]:
+        args += ["-untrusted", write_pems(certs[1:], os.path.join(tmp, "nearby-rest.pem"))]
+    code, _ = run_openssl(args + [write_pems(certs[:1], os.path.join(tmp, "nearby-first.pem"))])
+    return code == 0
 
 
 def pem_to_der(block):
@@ -2001,10 +2038,11 @@ def write_pems(certs, path):
     return path
 
 
-def check_completeness(cert_path, certs, cas, ca_path, report, key=None):
+def check_completeness(cert_path, certs, cas, ca_path, report, key=None, tmp=None):
     """The cert file must hold the leaf and every intermediate up to (not
     necessarily including) a CA in the CA file. Returns what it learned:
-    ("complete" | "incomplete" | "other-ca" | "unknown", the file holding the issuer)."""
+    ("complete" | "incomplete" | "other-ca" | "unknown", the file holding the issuer);
+    for "other-ca", (the file, the other root CA's certificate)."""
     name = os.path.basename(cert_path)
     path = path_in_file(certs)
     top = path[-1]
@@ -2020,29 +2058,90 @@ def check_completeness(cert_path, certs, cas, ca_path, report, key=None):
                     f"{name} holds {steps}{anchor}{extra}")
         return "complete", None
     if top.subject == top.issuer:               # the file holds its own root: another CA
-        return "other-ca", cert_path
+        return "other-ca", (cert_path, top, None)
+    folders = [os.path.dirname(cert_path) or ".", os.path.dirname(ca_path) or "."]
     skip = {os.path.abspath(cert_path), os.path.abspath(ca_path)}
-    found_path, found = find_nearby(top.issuer, [os.path.dirname(cert_path) or ".",
-                                                 os.path.dirname(ca_path) or "."], skip)
-    if found is None:
+    q, ca_name = shlex.quote, os.path.basename(ca_path)
+    # trustme and certbot write the leaf alone and, beside it, a file with the
+    # leaf followed by its intermediates: that file is the one to present.
+    chain_path, chain_certs = find_chain_file(certs[0], folders, skip)
+    if chain_path and chains_to(ca_path, chain_certs, tmp):
+        steps = " -> ".join(c.subject for c in path_in_file(chain_certs))
+        report.line("FAIL", "complete chain", f"{name} holds only {top.subject}, issued by "
+                    f"{top.issuer}, which {ca_name} does not hold; {chain_path} next to it holds "
+                    f"the whole chain ({steps}, which chains to {ca_name})",
+                    f"use {chain_path} as the certificate:",
+                    tools=chain_fix_tools(chain_path, key or "KEY"))
+        return "incomplete", chain_path
+    # Otherwise climb: the issuer's certificate, then its issuer's, from the
+    # files nearby, until one is issued by a CA in the CA file.
+    found, current = [], top
+    for _ in range(8):                          # a deeper chain than this is not a real one
+        if any(issued(c, current) for c in cas) or current.subject == current.issuer:
+            break
+        found_path, issuer = find_nearby(current.issuer, folders, skip)
+        if issuer is None or any(issuer.pem == c.pem for _, c in found):
+            break
+        found.append((found_path, issuer))
+        current = issuer
+    if not found:
         report.line("FAIL", "complete chain", f"{name} ends at {top.subject}, issued by "
-                    f"{top.issuer}, which is neither in {name} nor in {os.path.basename(ca_path)} "
+                    f"{top.issuer}, which is neither in {name} nor in {ca_name} "
                     f"(and in no file next to them)",
                     f"if {top.issuer} is an intermediate CA, append its certificate: "
-                    f"cat {shlex.quote(cert_path)} INTERMEDIATE.crt > chain.pem and use chain.pem; "
+                    f"cat {q(cert_path)} INTERMEDIATE.crt > chain.pem and use chain.pem; "
                     f"if it is another root CA, this certificate is from the wrong CA (see chain)")
         return "unknown", None
-    code, _ = run_openssl(["verify", "-CAfile", ca_path, found_path])
-    if found.subject == found.issuer or code != 0:
-        return "other-ca", found_path          # not a gap in the file: the chain check says it
+    names = " and ".join(f"{c.subject} (in {p})" for p, c in found)
+    if current.subject == current.issuer and not any(c.pem == current.pem for c in cas):
+        # Not a gap in the file but another CA: the chain check says it, with the
+        # chain to send too when that CA's intermediates were found.
+        chain = os.path.splitext(cert_path)[0] + "-chain.pem"
+        send = chain_command(cert_path, found[:-1], chain) if found[:-1] else None
+        return "other-ca", (found[-1][0], current, send and (send, chain))
+    if not chains_to(ca_path, [c for _, c in found], tmp):
+        report.line("FAIL", "complete chain", f"{name} ends at {top.subject}; the issuers found "
+                    f"next to it, {names}, do not chain to {ca_name} (the next one, "
+                    f"{current.issuer}, is in no file here)",
+                    f"ask whoever issued {name} for its whole chain, leaf first, and use that "
+                    f"file as the certificate")
+        return "unknown", None
     chain = os.path.splitext(cert_path)[0] + "-chain.pem"
-    q = shlex.quote
+    how = chain_command(cert_path, found, chain)
     report.line("FAIL", "complete chain", f"{name} is incomplete: it ends at {top.subject}, issued "
-                f"by the intermediate CA {top.issuer}, which is in {found_path} (and chains to "
-                f"{os.path.basename(ca_path)}); a peer that trusts only the root cannot link them",
-                f"send the chain: cat {q(cert_path)} {q(found_path)} > {q(chain)}, then use it as "
-                f"the certificate:", tools=chain_fix_tools(chain, key or "KEY"))
-    return "incomplete", found_path
+                f"by the intermediate CA {names}, which chains to {ca_name}; a peer that trusts "
+                f"only the root cannot link them",
+                f"send the chain: {how}, then use it as the certificate:",
+                tools=chain_fix_tools(chain, key or "KEY"))
+    return "incomplete", found[0][0]
+
+
+def chain_command(cert_path, found, chain):
+    """The shell command that writes the leaf's file, then each intermediate
+    found nearby, into `chain`: `cat` for a file that holds only what the
+    chain needs; for one that holds more, `openssl x509 -in` when it is the
+    file's first certificate, else `awk` picks out its block."""
+    q = shlex.quote
+    wanted = {pem_to_der(c.pem) for _, c in found}
+    parts, seen = [f"cat {q(cert_path)}"], set()
+    for file, cert in found:
+        if file in seen:
+            continue
+        seen.add(file)
+        with open(file, "rb") as f:
+            ders = [pem_to_der(b) for label, b in pem_blocks(f.read(1 << 20))
+                    if label == "CERTIFICATE"]
+        if set(ders) <= wanted:
+            parts[0] += f" {q(file)}"           # the whole file belongs in the chain
+        elif ders and ders[0] == pem_to_der(cert.pem):
+            parts.append(f"openssl x509 -in {q(file)}")
+        else:                                   # the k-th certificate block of the file
+            k = ders.index(pem_to_der(cert.pem)) + 1
+            parts.append(f"awk '/BEGIN CERTIFICATE/{{n++}} n=={k}; "
+                         f"/END CERTIFICATE/ && n=={k}{{exit}}' {q(file)}")
+    if len(parts) == 1:
+        return f"{parts[0]} > {q(chain)}"
+    return f"({'; '.join(parts)}) > {q(chain)}"
 
 
 def chain_fix_tools(chain, key="KEY"):
@@ -2063,7 +2162,14 @@ VERIFY_HINTS = {
     7: "the signature does not match the CA's key, so another CA with the same name signed "
        "it: use the CA file that really issued this certificate",
     9: "see dates", 10: "see dates", 26: "see purpose",
+    66: "see key size", 67: "see key size", 68: "see signature",
 }
+
+
+# What Python's ssl says when it will not even load a certificate and key
+# (SSL_CTX_use_certificate at the security level), and the check that explains it.
+LOAD_HINTS = {"CA_MD_TOO_WEAK": "see signature", "EE_KEY_TOO_SMALL": "see key size",
+              "CA_KEY_TOO_SMALL": "see key size", "KEY_VALUES_MISMATCH": "see key match"}
 
 
 # Strict-only verify errors (OpenSSL 3.0, X509_V_ERR_* 85-91) and the
@@ -2106,7 +2212,7 @@ def openssl_verify(leaf, rest, ca_path, purpose, tmp, strict=True):
     return shown, (int(m.group(2)), int(m.group(3)), m.group(1).strip(), m.group(4).strip())
 
 
-def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="client"):
+def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="client", key=None):
     """openssl verify -x509_strict -purpose sslclient (or sslserver)."""
     name = os.path.basename(cert_path)
     purpose = "sslclient" if role == "client" else "sslserver"
@@ -2118,12 +2224,20 @@ def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="clie
     code, depth, subject, message = error
     said = f"{shown}: error {code} at depth {depth} ({subject}): {message}"
     state, found = completeness
+    if state == "no-ca":
+        report.line("FAIL", "chain", said, f"{os.path.basename(ca_path)} holds no CA "
+                    f"certificate: see CA")
+        return False
     if code in (2, 20, 21) and state == "other-ca":
-        report.line("FAIL", "chain", f"{said}. {name} was issued by another CA, "
-                    f"{path_in_file(certs)[-1].issuer} (in {found}), not by the CA in "
+        other_path, other_root, send = found
+        report.line("FAIL", "chain", f"{said}. {name} was issued under another CA, "
+                    f"{other_root.subject} (in {other_path}), not by the CA in "
                     f"{os.path.basename(ca_path)}: a peer that trusts that CA refuses it (unknown_ca)",
                     f"get a certificate signed by the CA the peer trusts, or (if you run the "
-                    f"peer) add {found} to the CAs it trusts")
+                    f"peer) add {other_path} to the CAs it trusts"
+                    + (f" and send the chain: {send[0]}, then use it as the certificate:"
+                       if send else ""),
+                    tools=chain_fix_tools(send[1], key or "KEY") if send else ())
         return False
     hint = verify_hint(code, depth, subject)
     if code not in VERIFY_HINTS:            # a strict-only failure? ask again without -x509_strict
@@ -2131,6 +2245,35 @@ def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="clie
         if lax is None:
             said += "; without -x509_strict openssl verify accepts it: only strict verifiers refuse it"
     report.line("FAIL", "chain", said, hint)
+    return False
+
+
+def is_weak_signature(algorithm):
+    """SHA-1 or MD5 (or older): collisions can be made, so a signature can be forged."""
+    return bool(re.search(r"(?i)sha1|md[245]", algorithm))
+
+
+def check_signature(cert_path, chain, ca_path, key_path, cas, report):
+    """How each certificate of the chain is signed: not with SHA-1 or MD5.
+    A self-signed root's own signature is never checked by anyone, so it does not count."""
+    signed = [c for c in chain if c.subject != c.issuer]
+    weak = [c for c in signed if is_weak_signature(c.signature)]
+    if not weak:
+        report.line("ok", "signature", ", ".join(f"{c.subject} signed with {c.signature}"
+                                                 for c in signed)
+                    or "only self-signed certificates")
+        return True
+    # OpenSSL 3 refuses SHA-1 signatures from security level 1 up (CA_MD_TOO_WEAK);
+    # `openssl verify` checks no security level by default, so the chain check can say OK.
+    renew = renew_command(cert_path, key_path, ca_path, cas) if weak[0] is chain[0] else None
+    fix = (f"have the CA re-sign it with SHA-256: {renew.replace(' -days ', ' -sha256 -days ')}"
+           if renew else f"have {weak[0].issuer} re-sign it with SHA-256 (openssl x509 -req "
+           f"... -sha256, or openssl ca -md sha256), keeping its key and extensions")
+    report.line("FAIL", "signature", "; ".join(f"{c.subject} is signed with {c.signature}"
+                                               for c in weak)
+                + ": SHA-1 and MD5 signatures can be forged, and OpenSSL 3 refuses them from "
+                "security level 1 up (Python's ssl and curl: ca md too weak, CA_MD_TOO_WEAK), "
+                "though openssl verify without -auth_level 1 accepts them", fix)
     return False
 
 
@@ -2247,29 +2390,45 @@ def check_ca_file(ca_path, cas, relevant, report, v1_leaf=False):
         if problem:
             report.line("FAIL", "CA", f"{ca.subject} in {name} {problem[0]}", problem[1])
         else:
-            report.line("ok", "CA", f"{ca.subject} in {name}: CA:TRUE, keyUsage "
+            report.line("ok", "CA", f"{ca.subject} in {name}: basicConstraints "
+                        f"{', '.join(ca.extensions['Basic Constraints'])}, keyUsage "
                         f"{', '.join(ca.extensions['Key Usage'])}")
+
+
+def can_anchor(cert):
+    """Could this certificate end a chain as its CA? CA:TRUE, or self-signed
+    without basicConstraints (a v1 root, or a CA that lacks the extension:
+    the CA check says what strict verifiers make of it). A leaf cannot."""
+    basic = cert.extensions.get("Basic Constraints")
+    return "CA:TRUE" in basic if basic is not None else cert.subject == cert.issuer
 
 
 def ca_problem(ca, ca_path, v1_leaf=False):
     """(why, fix) if a CA certificate would not vouch for anyone under strict rules, else None."""
-    basic = ca.extensions.get("Basic Constraints", [])
+    basic = ca.extensions.get("Basic Constraints")
     ku = ca.extensions.get("Key Usage")
-    if "CA:TRUE" not in basic and ca.subject != ca.issuer:
+    if not can_anchor(ca):
         return ("is not a CA (no basicConstraints CA:TRUE): it cannot vouch for anyone",
                 "pass the CA's certificate with --cacert (the issuer of your certificates)")
-    if ku is not None and "Certificate Sign" in ku:
+    no_basic = basic is None and ca.version > 1     # a v1 root has no extensions at all
+    if not no_basic and ku is not None and "Certificate Sign" in ku:
         return None
     key = os.path.splitext(ca_path)[0] + ".key"
     key = key if os.path.exists(key) else "CA.key"
     subj = "/" + "/".join(p.replace("/", "\\/") for p in reversed(re.split(r"(?<!\\),", ca.subject)))
     have = "no keyUsage" if ku is None else f"keyUsage {', '.join(ku)} without keyCertSign"
+    if no_basic:
+        have = "no basicConstraints" + ("" if ku is None else f" (only keyUsage {', '.join(ku)})")
+    # openssl x509 -x509_strict says "invalid CA certificate" (error 79) for a
+    # self-signed v3 CA without basicConstraints; lenient verifiers accept it.
     return (f"has {have}: strict verifiers (Python 3.13's ssl.create_default_context(), "
             f"anything with VERIFY_X509_STRICT) refuse every chain through it"
+            + (" as an invalid CA certificate" if no_basic else "")
             + ("; this, not the v1 leaf, is what strict checks reject" if v1_leaf else ""),
             f"reissue the CA with the same key and name, so existing certificates stay valid: "
             f"openssl req -x509 -new -key {shlex.quote(key)} -subj {shlex.quote(subj)} -days 3650 "
-            f"-addext 'keyUsage=critical,keyCertSign,cRLSign' -out ca-new.crt")
+            + ("-addext 'basicConstraints=critical,CA:TRUE' " if no_basic else "")
+            + "-addext 'keyUsage=critical,keyCertSign,cRLSign' -out ca-new.crt")
 
 
 # Strict X.509 as Python sees it: a real handshake, in memory. The server
@@ -2317,8 +2476,9 @@ def handshake_in_memory(server_context, client_context):
     return errors.get("client"), errors.get("server")
 
 
-def check_strict(cert_path, key_path, ca_path, report, tmp):
-    """Python's own ssl, strict: does a server that trusts CA accept CERT/KEY?"""
+def check_strict(cert_path, key_path, ca_path, report, tmp, chain_state=None):
+    """Python's own ssl, strict: does a server that trusts CA accept CERT/KEY?
+    `chain_state` is what check_completeness learned (another CA: see chain)."""
     flags = "VERIFY_X509_STRICT" + (" | VERIFY_X509_PARTIAL_CHAIN" if hasattr(
         ssl, "VERIFY_X509_PARTIAL_CHAIN") else " (this Python has no VERIFY_X509_PARTIAL_CHAIN)")
     engine = f"Python {sys.version_info[0]}.{sys.version_info[1]} ssl, {ssl.OPENSSL_VERSION}, {flags}"
@@ -2338,7 +2498,7 @@ def check_strict(cert_path, key_path, ca_path, report, tmp):
         client_context.load_cert_chain(cert_path, key_path)
     except ssl.SSLError as exc:
         report.line("FAIL", "strict", f"Python's ssl cannot load the files: {exc.reason or exc} "
-                    f"({engine})", "see the checks above for the cause")
+                    f"({engine})", LOAD_HINTS.get(exc.reason, "see the checks above for the cause"))
         return False
     client_error, server_error = handshake_in_memory(server_context, client_context)
     if server_error is None and client_error is None:
@@ -2349,6 +2509,8 @@ def check_strict(cert_path, key_path, ca_path, report, tmp):
     why = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
     code = getattr(error, "verify_code", None)
     hint = verify_hint(code) if code else "see the checks above"
+    if hint == "see complete chain" and chain_state == "other-ca":
+        hint = "see chain"                  # no gap in the file: the issuer is another CA
     report.line("FAIL", "strict", f"a strict server that trusts {os.path.basename(ca_path)} "
                 f"refuses this client in an in-memory handshake: {why}"
                 + (f" (verify error {code})" if code else "") + f" ({engine})", hint)
@@ -2445,6 +2607,15 @@ def check_server(url, ca_path, display_ca, client_certs, cert_path, key_path, re
     host, port = parse_url(url)
     pems, names, requests_cert, out = fetch_server_chain(host, port, cert_path, key_path,
                                                          len(client_certs))
+    if not pems and cert_path and "error setting certificate" in out:
+        # s_client would not load our certificate (a SHA-1 signature, a small key):
+        # that is our side's fault, found above; look at the server without it.
+        m = re.search(r"error:[0-9A-F]+:[^:]*:[^:]*:([^:]+):", out)
+        reason = m.group(1) if m else last_error_line(out)
+        report.line("warn", "server", f"openssl s_client would not present your certificate "
+                    f"({reason}, {LOAD_HINTS.get(reason.upper().replace(' ', '_'), 'see above')})"
+                    f": the server is looked at without one")
+        pems, names, requests_cert, out = fetch_server_chain(host, port, None, None)
     if not pems:
         report.line("FAIL", "server", *why_no_chain(host, port, out))
         return
@@ -2521,8 +2692,11 @@ def check_request(url, ca_path, cert_path, key_path, report):
         context = client.make_client_context(ca_path, cert_path, key_path)
         status, body = client.fetch(url, context, timeout=10.0)
     except client.Failure as failure:
+        what, _, fix = failure.message.partition(" -- ")
+        # A file Python's ssl will not load: the check that found why says the fix.
+        reason = next((r for r in LOAD_HINTS if r in what), None)
         report.line("FAIL", "request", f"client.py (make_client_context, fetch) says: "
-                    f"{failure.label}: {failure.message}")
+                    f"{failure.label}: {what}", LOAD_HINTS[reason] if reason else fix or None)
         return
     text = " ".join(body.split())[:60]
     if 200 <= status < 300:
@@ -2581,6 +2755,8 @@ def run_checks(cacert, cert, key, url, report, tmp):
     key_info = None
     if loaded:
         key_info = load_key(key, report, tmp, key_block=loaded[2], cert_path=cert)
+    # The key file the printed fixes name: --key, or the cert file when the key is in it.
+    key_for_fix = key or (cert if loaded and loaded[2] else None)
     # The CA certificates that issued the chain in the cert file (all, if none did).
     anchors = [c for c in cas if loaded and any(issued(c, x) for x in loaded[0])]
     if ca_pem:
@@ -2591,7 +2767,8 @@ def run_checks(cacert, cert, key, url, report, tmp):
         if key_info and not check_key_match(cert_pem, key_info[0], certs[0], key_info, report):
             key_info = None                 # a handshake with the wrong key proves nothing
         for c in path_in_file(certs):
-            renew = renew_command(cert, key, cacert, cas) if c is certs[0] and key_info else None
+            renew = (renew_command(cert, key_for_fix, cacert, cas) if c is certs[0] and key_info
+                     else None)
             check_dates(cert, c, "client" if c is certs[0] else "intermediate", report, renew)
     if ca_pem and len(anchors or cas) <= 3:
         for ca in anchors or cas:
@@ -2606,10 +2783,15 @@ def run_checks(cacert, cert, key, url, report, tmp):
             f"all {len(cas)} certificates are valid for {WARN_DAYS} days or more"))
     if loaded and ca_pem:
         certs, cert_pem, _ = loaded
-        completeness = check_completeness(cert, certs, cas, cacert, report, key)
-        check_chain(cert, certs, ca_pem, completeness, report, tmp)
-        if key_info:
-            check_strict(cert_pem, key_info[0], ca_pem, report, tmp)
+        # A leaf passed as --cacert vouches for nobody: the CA check has said so,
+        # and a chain "complete" up to it, or a handshake that trusts it, means nothing.
+        real_cas = [c for c in cas if can_anchor(c)]
+        completeness = (check_completeness(cert, certs, real_cas, cacert, report, key_for_fix,
+                                           tmp) if real_cas else ("no-ca", None))
+        check_chain(cert, certs, ca_pem, completeness, report, tmp, key=key_for_fix)
+        check_signature(cert, path_in_file(certs), cacert, key_for_fix, cas, report)
+        if key_info and real_cas:
+            check_strict(cert_pem, key_info[0], ca_pem, report, tmp, completeness[0])
         check_purpose(certs[0], report)
         check_identity(certs[0], report)
         check_key_size(path_in_file(certs), key_info, report)

@@ -1375,6 +1375,23 @@ def check_server_certificate(cert):
     return info["key"]
 
 
+def warn_if_no_san(cert):
+    """A warning when the server certificate has no subjectAltName, or None:
+    clients that follow RFC 9525 (client.py among them) match the host name
+    against the SAN only, and refuse a certificate that names it in the CN alone."""
+    try:
+        info = read_certificate(read_pem(cert, "CERTIFICATE")[0][1])
+    except (IndexError, ValueError):
+        return None                         # make_server_context has said what is wrong
+    if info["has_san"]:
+        return None
+    name = info["cn"] or "localhost"
+    return (f"warning: server certificate {cert!r} ({printable(info['cn'] or '(no CN)')}) has no "
+            f"subjectAltName: clients that ignore the CN, as RFC 9525 asks (client.py among them), "
+            f"refuse it with 'hostname mismatch' -- reissue it with subjectAltName = "
+            f"DNS:{printable(name)} (as make certs does)")
+
+
 def out_of_date(info, now):
     """"expired on DATE" or "not valid until DATE" for a certificate, or None."""
     if now > info["not_after"]:
@@ -1627,8 +1644,10 @@ def main(argv=None):
     def build_context():
         context = make_server_context(args.ca, args.cert, args.key, args.crl, args.keylog,
                                       args.crl_chain)
-        for warning in date_warnings(args.ca, args.cert, args.crl, args.warn_days):
-            log(warning)
+        for warning in date_warnings(args.ca, args.cert, args.crl, args.warn_days) + [
+                warn_if_no_san(args.cert)]:
+            if warning:
+                log(warning)
         return context
     try:
         context = build_context()

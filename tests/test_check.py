@@ -86,6 +86,7 @@ class CheckTestCase(unittest.TestCase):
             self.assertIn(phrase, found[name][1], self.output)
 
     def openssl(self, *args, cwd=None):
+        """Run the real openssl binary; the test fails if it does."""
         done = subprocess.run(["openssl"] + list(args), capture_output=True, text=True,
                               cwd=cwd or self.tmp, timeout=30)
         self.assertEqual(done.returncode, 0, done.stderr)
@@ -167,20 +168,29 @@ class TestBrokenCertificates(CheckTestCase):
         self.assertFinding(found, "dates client", "ok")
 
     def test_leaf_without_its_intermediate_is_incomplete(self):
-        """int-client.crt alone: incomplete chain, with the cat command that fixes it;
-        the file that command makes then passes every check."""
+        """int-client.crt alone: incomplete chain. Beside int-client-chain.pem (the
+        scenario folder) the check says to use that file; beside int-ca.crt only, it
+        prints the cat command. Either way the file it names then passes every check."""
         found = self.check(path("ca.crt"), path("int-client.crt"), path("client.key"), code=1)
-        self.assertFinding(found, "complete chain", "FAIL", "incomplete", "CN=my-intermediate-ca",
-                           "int-ca.crt", "cat ")
+        self.assertFinding(found, "complete chain", "FAIL", "holds only CN=my-client",
+                           "CN=my-intermediate-ca", f"use {path('int-client-chain.pem')} as")
         self.assertFinding(found, "chain", "FAIL", "error 20", "see complete chain")
         for tool in ("curl:", "client.py:", "requests:", "Node:", "nginx:"):
             self.assertRegex(self.output, rf"(?m)^ {{5}}{re.escape(tool)}")
-        chain = os.path.join(self.tmp, "int-client-chain.pem")
-        with open(chain, "w") as f:
-            for name in ("int-client.crt", "int-ca.crt"):
-                with open(path(name)) as part:
-                    f.write(part.read())
-        self.check(path("ca.crt"), chain, path("client.key"), code=0)
+        self.check(path("ca.crt"), path("int-client-chain.pem"), path("client.key"), code=0)
+        folder = tempfile.mkdtemp(dir=self.tmp)
+        for name in ("int-client.crt", "int-ca.crt", "ca.crt"):
+            shutil.copy(path(name), folder)
+        found = self.check(os.path.join(folder, "ca.crt"), os.path.join(folder, "int-client.crt"),
+                           path("client.key"), code=1)
+        self.assertFinding(found, "complete chain", "FAIL", "incomplete", "CN=my-intermediate-ca",
+                           "int-ca.crt", "cat ")
+        command = found["complete chain"][1].split("send the chain: ", 1)[1]
+        done = subprocess.run(command.split(", then use it")[0], shell=True, capture_output=True,
+                              text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.check(os.path.join(folder, "ca.crt"), os.path.join(folder, "int-client-chain.pem"),
+                   path("client.key"), code=0)
 
     def test_missing_intermediate_nowhere_nearby(self):
         """The leaf and the root alone in a folder: still incomplete, naming the missing issuer."""
@@ -305,6 +315,232 @@ class TestBrokenCertificates(CheckTestCase):
         found = self.check(path("ca.crt"), combined, None, code=0)
         self.assertFinding(found, "key match", "ok")
         self.assertFinding(found, "strict", "ok")
+
+
+# Certificates as other tools make them: trustme's extensions (a root, an
+# intermediate, a leaf for both roles), made with openssl req / x509 -req
+# from a config of their own, not the project's openssl.cnf.
+OTHER_TOOL_EXTENSIONS = """\
+[root]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, digitalSignature, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[intermediate]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, digitalSignature, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth, serverAuth
+subjectAltName = DNS:client.example.org
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ca_without_basic_constraints]
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+"""
+
+
+class TestOtherToolsCertificates(CheckTestCase):
+    """Certificates --check did not build: each finding is true, and each fix,
+    run as printed, gives files that pass the check and a real server.py."""
+
+    def setUp(self):
+        self.work = tempfile.mkdtemp(dir=self.tmp)
+        with open(os.path.join(self.work, "ext.cnf"), "w") as f:
+            f.write(OTHER_TOOL_EXTENSIONS)
+
+    def file(self, name):
+        return os.path.join(self.work, name)
+
+    def make_ca(self, name, subject, section="root"):
+        """A self-signed CA, EC P-256, with the extensions of `section`."""
+        self.openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                     "-nodes", "-keyout", name + ".key", "-out", name + ".crt", "-days", "90",
+                     "-subj", subject, "-config", "ext.cnf", "-extensions", section,
+                     cwd=self.work)
+
+    def sign(self, name, subject, ca, section, *extra, key=None):
+        """A certificate for `subject` signed by the CA `ca` (name.crt, name.key)."""
+        if key is None:
+            self.openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                         "-out", name + ".key", cwd=self.work)
+        self.openssl("req", "-new", "-key", key or name + ".key", "-subj", subject,
+                     "-out", name + ".csr", cwd=self.work)
+        self.openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey",
+                     ca + ".key", "-set_serial", str(len(os.listdir(self.work))), "-days", "60",
+                     "-extfile", "ext.cnf", "-extensions", section, *extra, "-out", name + ".crt",
+                     cwd=self.work)
+
+    def concat(self, name, *parts):
+        with open(self.file(name), "w") as f:
+            for part in parts:
+                with open(part) as one:
+                    f.write(one.read())
+        return self.file(name)
+
+    def make_chain(self):
+        """trustme's layout: a root, an intermediate, and a client leaf under it."""
+        self.make_ca("ca", "/O=trustme/OU=Testing CA")
+        self.sign("int", "/O=trustme/OU=Testing intermediate CA", "ca", "intermediate")
+        self.sign("client", "/O=trustme/CN=client.example.org", "int", "leaf")
+
+    def fetch_as(self, cert, key, ca):
+        """A real request to server.py trusting `ca` for clients, with client.py's code."""
+        import client
+        with support.RunningServer(ca=ca) as running:
+            context = client.make_client_context(path("ca.crt"), cert, key)
+            try:
+                return client.fetch(running.url, context, timeout=5.0)[0]
+            except client.Failure as failure:
+                return failure.label
+
+    def test_chain_file_beside_the_leaf_is_the_one_to_use(self):
+        """trustme's layout: the leaf alone, and beside it a file with the leaf and
+        its intermediate. The check names that file (not "another CA"); server.py
+        refuses the leaf and accepts the file, as the check says."""
+        self.make_chain()
+        chain = self.concat("client-chain.pem", self.file("client.crt"), self.file("int.crt"))
+        found = self.check(self.file("ca.crt"), self.file("client.crt"), self.file("client.key"),
+                           code=1)
+        self.assertFinding(found, "complete chain", "FAIL",
+                           "holds only CN=client.example.org,O=trustme",
+                           f"{chain} next to it holds the whole chain", f"use {chain} as")
+        self.assertNotIn("another CA", found["chain"][1])
+        self.assertRegex(self.output, rf"(?m)^ {{5}}client.py: --cert {re.escape(chain)} --key")
+        self.assertEqual(self.fetch_as(self.file("client.crt"), self.file("client.key"),
+                                       self.file("ca.crt")), "unknown CA")
+        self.assertEqual(self.fetch_as(chain, self.file("client.key"), self.file("ca.crt")), 200)
+        found = self.check(self.file("ca.crt"), chain, self.file("client.key"), code=0)
+        self.assertFinding(found, "complete chain", "ok", "Testing intermediate CA")
+
+    def test_intermediate_inside_another_leafs_chain_file(self):
+        """The intermediate sits second in another leaf's chain file (a server's, with
+        its key): the command printed picks out just that block, and its result passes
+        the check and server.py."""
+        self.make_chain()
+        self.sign("server", "/O=trustme/CN=localhost", "int", "leaf")
+        self.concat("server-chain.pem", self.file("server.crt"), self.file("int.crt"),
+                    self.file("server.key"))
+        os.remove(self.file("int.crt"))
+        found = self.check(self.file("ca.crt"), self.file("client.crt"), self.file("client.key"),
+                           code=1)
+        self.assertFinding(found, "complete chain", "FAIL", "is incomplete",
+                           "Testing intermediate CA,O=trustme (in " + self.file("server-chain.pem"))
+        command = found["complete chain"][1].split("send the chain: ", 1)[1]
+        command = command.split(", then use it")[0]
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        chain = self.file("client-chain.pem")
+        with open(chain) as f:
+            self.assertEqual(f.read().count("BEGIN"), 2)          # leaf + intermediate, no key
+        self.check(self.file("ca.crt"), chain, self.file("client.key"), code=0)
+        self.assertEqual(self.fetch_as(chain, self.file("client.key"), self.file("ca.crt")), 200)
+
+    def test_leaf_under_another_cas_intermediate(self):
+        """A leaf from another CA's intermediate, both CA files beside it: the chain
+        check names the other root, and both halves of its fix (trust that root, send
+        the chain) are needed and enough for server.py."""
+        self.make_chain()
+        self.make_ca("mine", "/CN=the CA I trust")
+        found = self.check(self.file("mine.crt"), self.file("client.crt"), self.file("client.key"),
+                           code=1)
+        self.assertFinding(found, "chain", "FAIL", "under another CA, OU=Testing CA,O=trustme (in "
+                           + self.file("ca.crt"), f"add {self.file('ca.crt')} to the CAs it trusts",
+                           "and send the chain: cat ")
+        self.assertFinding(found, "strict", "FAIL", "see chain")
+        self.assertNotIn("complete chain", found)
+        command = found["chain"][1].split("send the chain: ", 1)[1].split(", then use it")[0]
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        both = self.concat("both.crt", self.file("mine.crt"), self.file("ca.crt"))
+        key, chain = self.file("client.key"), self.file("client-chain.pem")
+        self.assertEqual(self.fetch_as(self.file("client.crt"), key, both), "unknown CA")
+        self.assertEqual(self.fetch_as(chain, key, self.file("mine.crt")), "unknown CA")
+        self.assertEqual(self.fetch_as(chain, key, both), 200)
+
+    def test_sha1_signature_is_named_with_its_fix(self):
+        """A leaf signed with SHA-1 (openssl x509 -req -sha1): the signature check names
+        it and OpenSSL 3's refusal; the re-signing command printed gives a certificate
+        that passes; with a URL the server is described, not blamed."""
+        shutil.copy(path("client.key"), self.work)
+        self.openssl("x509", "-req", "-in", path("client.csr"), "-CA", path("ca.crt"), "-CAkey",
+                     path("ca.key"), "-set_serial", "11", "-days", "60", "-sha1", "-extfile",
+                     os.path.join(support.ROOT, "openssl.cnf"), "-extensions", "client",
+                     "-out", "sha1.crt", cwd=self.work)
+        with support.RunningServer() as running:
+            found = self.check(path("ca.crt"), self.file("sha1.crt"), self.file("client.key"),
+                               running.url, code=1)
+        self.assertFinding(found, "signature", "FAIL", "sha1WithRSAEncryption", "SHA-1",
+                           "CA_MD_TOO_WEAK", "re-sign it with SHA-256")
+        self.assertFinding(found, "strict", "FAIL", "CA_MD_TOO_WEAK", "see signature")
+        self.assertFinding(found, "server", "warn", "would not present your certificate",
+                           "ca md too weak")
+        self.assertFinding(found, "server sends", "ok", "CN=localhost")
+        self.assertNotIn("is it a TLS server", self.output)
+        self.assertFinding(found, "request", "FAIL", "CA_MD_TOO_WEAK", "see signature")
+        command = found["signature"][1].split("re-sign it with SHA-256: ", 1)[1]
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        with support.RunningServer() as running:
+            found = self.check(path("ca.crt"), self.file("sha1-renewed.crt"),
+                               self.file("client.key"), running.url, code=0)
+        self.assertFinding(found, "signature", "ok", "sha256WithRSAEncryption")
+        self.assertFinding(found, "request", "ok", "HTTP 200")
+
+    def test_ca_without_basic_constraints(self):
+        """A self-signed CA with keyUsage keyCertSign but no basicConstraints: the CA
+        check fails and says why (it used to say CA:TRUE); the CA reissued with the
+        command printed passes the strict checks, for the same leaf."""
+        self.make_ca("ca", "/CN=hand-made CA", "ca_without_basic_constraints")
+        self.sign("client", "/CN=hand-made client", "ca", "leaf")
+        found = self.check(self.file("ca.crt"), self.file("client.crt"), self.file("client.key"),
+                           code=1)
+        self.assertFinding(found, "CA", "FAIL", "has no basicConstraints", "invalid CA certificate",
+                           "-addext 'basicConstraints=critical,CA:TRUE'")
+        self.assertNotIn("CA:TRUE,", found["CA"][1])
+        self.assertFinding(found, "chain", "FAIL", "error 79", "see CA")
+        self.assertFinding(found, "strict", "FAIL", "invalid CA certificate", "see CA")
+        command = re.search(r"(openssl req -x509 .*? -out ca-new\.crt)", found["CA"][1]).group(1)
+        done = subprocess.run(shlex.split(command), cwd=self.work, capture_output=True, text=True,
+                              timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        found = self.check(self.file("ca-new.crt"), self.file("client.crt"),
+                           self.file("client.key"), code=0)
+        self.assertFinding(found, "CA", "ok", "basicConstraints CA:TRUE")
+        self.assertFinding(found, "strict", "ok")
+
+    def test_leaf_as_the_ca_is_the_only_finding(self):
+        """A leaf passed as --cacert: CA fails, and no check claims a complete chain or a
+        strict handshake through a CA that is not one."""
+        found = self.check(path("client.crt"), path("client.crt"), path("client.key"), code=1)
+        self.assertFinding(found, "CA", "FAIL", "is not a CA")
+        self.assertFinding(found, "chain", "FAIL", "holds no CA certificate: see CA")
+        self.assertNotIn("complete chain", found)
+        self.assertNotIn("strict", found)
+        self.assertNotIn("ok   ", "\n".join(l for l in self.output.splitlines()
+                                             if "complete chain" in l or "strict" in l))
+
+    def test_key_and_certificate_in_one_file_from_the_command_line(self):
+        """trustme's private_key_and_cert_chain_pem (key, leaf, intermediate in one file),
+        given as --cert alone: the documented form works from the command line."""
+        self.make_chain()
+        combined = self.concat("client-combined.pem", self.file("client.key"),
+                               self.file("client.crt"), self.file("int.crt"))
+        os.chmod(combined, 0o600)
+        done = support.run_script("mtls_demo.py", "--check", "--cacert", self.file("ca.crt"),
+                                  "--cert", combined)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        found = findings(done.stdout)
+        self.assertEqual(found["key match"][0], "ok", done.stdout)
+        self.assertEqual(found["complete chain"][0], "ok", done.stdout)
+        self.assertIn("and a private key", found["parse client-combined.pem"][1])
+        done = support.run_script("mtls_demo.py", "--check", "--cacert", self.file("ca.crt"),
+                                  "--key", self.file("client.key"))
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--key needs --cert", done.stderr)
 
 
 class TestMistakes(CheckTestCase):

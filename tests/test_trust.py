@@ -63,6 +63,12 @@ extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost, IP:127.0.0.1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
+[server_no_san]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
 """
 
 
@@ -866,6 +872,28 @@ class FilesTest(unittest.TestCase):
                                    r"nextUpdate\): every client is refused -- publish a fresh CRL")
         finally:
             srv.stop()
+
+    def test_server_certificate_without_san_is_warned_about_at_start(self):
+        """A server certificate naming localhost in its CN only: one warning line at
+        start, and client.py does refuse it; the same key with a SAN gets no warning."""
+        folder = tempfile.mkdtemp(dir=FOLDER)
+        ca = TestCA(folder, "san-ca")
+        client_files = ca.issue("client", "my-client")
+        for extensions, warned in (("server_no_san", True), ("server", False)):
+            crt, key = ca.issue(extensions, "localhost", extensions)
+            srv = ServerProcess("--ca", ca.crt, "--cert", crt, "--key", key)
+            try:
+                text = "\n".join(srv.lines)
+                got = fetch(srv, context(*client_files, cacert=ca.crt))
+            finally:
+                srv.stop()
+            with self.subTest(extensions=extensions):
+                warning = (f"warning: server certificate {crt!r} (localhost) has no "
+                           f"subjectAltName: clients that ignore the CN, as RFC 9525 asks (client.py among them), "
+                           f"refuse it with 'hostname mismatch' -- reissue it with subjectAltName "
+                           f"= DNS:localhost (as make certs does)")
+                self.assertEqual(warning in text, warned, text)
+                self.assertEqual(got, "hostname mismatch" if warned else GREETING)
 
     def test_an_expired_ca_is_named_not_blamed_on_the_client(self):
         folder = tempfile.mkdtemp(dir=FOLDER)
