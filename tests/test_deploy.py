@@ -298,11 +298,12 @@ class Hammer(threading.Thread):
     def run(self):
         while not self.stopping.is_set() and self.done < self.MAX_REQUESTS:
             try:
-                status, body, peer = request(self.port, *self.files)
+                status, body, peer = self.ask()
                 if (status, body) != (200, GREETING):
                     self.failures.append(f"{status} {body!r}")
-                self.issuers.add(dict(x[0] for x in peer["issuer"])["commonName"])
-                self.serials.add(peer["serialNumber"])
+                if peer:
+                    self.issuers.add(dict(x[0] for x in peer["issuer"])["commonName"])
+                    self.serials.add(peer["serialNumber"])
             except Exception as exc:                  # any failure is what we count
                 self.failures.append(repr(exc))
             with self.progress:
@@ -320,6 +321,26 @@ class Hammer(threading.Thread):
     def stop(self):
         self.stopping.set()
         self.join(10)
+
+    def ask(self):
+        """One request, with client.py's own TLS context: (status, body, server certificate)."""
+        return request(self.port, *self.files)
+
+
+class CurlHammer(Hammer):
+    """The same client loop, each request a new curl process."""
+
+    def ask(self):
+        """One request with curl: (status, body, None)."""
+        cacert, cert, key = self.files
+        done = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", cacert, "--cert",
+                               cert, "--key", key, "-w", "\n%{http_code}",
+                               f"https://localhost:{self.port}/"],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        body, _, status = done.stdout.rpartition(b"\n")
+        if done.returncode != 0:
+            raise RuntimeError(f"curl exit {done.returncode}: {done.stderr.decode().strip()}")
+        return int(status), body, None
 
 
 def run_client_py(*args):
@@ -858,6 +879,60 @@ class RotationTests(unittest.TestCase):
         self.assertGreater(len(hammer.failures), 0)
         self.assertTrue(srv.log.wait_for(lambda l: "no CRL for a CA in the client's chain" in l, 5),
                         "\n".join(srv.log.lines[-5:]))
+
+
+class ProxyRotationTests(unittest.TestCase):
+    """The rotations of README section 9, with `make proxy` running and clients asking throughout."""
+
+    STEPS = ["renew-server", "crl", "ca-2", "rollover-phase1", "rollover-phase2", "rollover-phase3"]
+
+    def test_rotation_through_nginx_fails_no_request(self):
+        """Renewal, CRL refresh and the three rollover phases through nginx: client.py and curl fail 0 requests."""
+        find_nginx()
+        if not shutil.which("curl"):
+            self.skipTest("curl not installed: apt-get install curl")
+        certs = own_pki(self)
+        shutil.copy(f"{certs}/client.crt", f"{certs}/old-client.crt")
+        proxy = ProxyProcess(certs)
+        self.addCleanup(proxy.stop)
+        # The clients trust the CAs in trust.pem, as README section 9 says.
+        files = (f"{certs}/trust.pem", f"{certs}/client.crt", f"{certs}/client.key")
+        loops = {"client.py": Hammer(proxy.port, *files), "curl": CurlHammer(proxy.port, *files)}
+        started = time.monotonic()
+        for loop in loops.values():
+            loop.start()
+            self.addCleanup(loop.stop)
+            loop.wait_for_more()
+        counts = []                                   # per step: (name, {loop: (done, failed)})
+        for step in self.STEPS:
+            before = {name: (loop.done, len(loop.failures)) for name, loop in loops.items()}
+            if step == "ca-2":      # prepares files only: nothing to reload (phase 1 does)
+                done = make(f"CERTS={certs}", step)
+                self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+            else:
+                proxy.make(step)
+            for loop in loops.values():
+                loop.wait_for_more(10)
+            counts.append((step, {name: (loop.done - before[name][0],
+                                         len(loop.failures) - before[name][1])
+                                  for name, loop in loops.items()}))
+        for loop in loops.values():
+            loop.stop()
+        seconds = time.monotonic() - started
+        for step, per_loop in counts:
+            print(f"\n    {step}: " + ", ".join(f"{name} {done} requests, {failed} failed"
+                                              for name, (done, failed) in per_loop.items()),
+                  end="")
+        print("\n    rates: " + ", ".join(f"{name} {loop.done / seconds:.0f}/s"
+                                         for name, loop in loops.items()), end=" ")
+        for name, loop in loops.items():
+            self.assertEqual(loop.failures, [], f"{name}: {len(loop.failures)} of {loop.done} failed")
+        self.assertEqual(loops["client.py"].issuers, {"my-ca", "my-ca-2"})
+        # After phase 3, nginx refuses a client still holding an old-CA certificate.
+        status, body, _ = request(proxy.port, f"{certs}/trust.pem", f"{certs}/old-client.crt",
+                                  f"{certs}/client.key")
+        self.assertEqual(status, 400)
+        self.assertIn(b"The SSL certificate error", body)
 
 
 if __name__ == "__main__":
