@@ -692,11 +692,11 @@ class ProxyResumptionTests(unittest.TestCase):
         """Revoked after its handshake (make crl reloads nginx), or expired since: 400 with the old session."""
         find_nginx()
         certs = own_pki(self)
-        issue_client(certs, "doomed-client", time_stamp(-60), time_stamp(86400))
-        expires = time.time() + 3
-        issue_client(certs, "brief-client", time_stamp(-60), time_stamp(3))
         proxy = ProxyProcess(certs)
         self.addCleanup(proxy.stop)
+        issue_client(certs, "doomed-client", time_stamp(-60), time_stamp(86400))
+        expires = time.time() + 2
+        issue_client(certs, "brief-client", time_stamp(-60), time_stamp(2))
         sessions = {}
         for who in ("doomed-client", "brief-client"):
             for version in ("TLSv1_2", "TLSv1_3"):
