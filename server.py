@@ -1663,7 +1663,8 @@ def parse_args(argv):
                         "uri:spiffe://example.org/x (repeatable)")
     p.add_argument("--trust-proxy", metavar="ID", type=parse_identity,
                    help="a client with this identity (e.g. cn:my-proxy) is a reverse proxy: "
-                        "take each request's client from its X-Client-Cert header")
+                        "take each request's client from its X-Client-Cert header, checked "
+                        "against --ca and --crl as a direct client is")
     p.add_argument("--keylog", metavar="FILE", help="write TLS secrets for Wireshark (debug only)")
     p.add_argument("--warn-days", type=int, default=WARN_DAYS, metavar="N",
                    help=f"warn when a certificate or CRL expires within N days (default {WARN_DAYS})")

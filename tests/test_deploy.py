@@ -1,6 +1,8 @@
 """Deployment, proven: a real browser, a real reverse proxy, and rotation under load.
 
-Every rule of the deployment issue (#11, parts 1-3) has a test here; each
+Every rule of the deployment issue (#11, parts 1-3) and of issue 18's
+parts 1-2 (every check kept behind the proxy; rotation through it) has a
+test here; each
 test's name or first docstring line states the rule. The peers are real and
 started by the tests themselves, each from a generated config in a
 temporary folder, never as a system service:
@@ -11,7 +13,9 @@ temporary folder, never as a system service:
 
 A test whose peer is missing skips with one line saying what to install.
 Nothing waits by sleeping: a test waits for a log line (bounded), for a
-count of requests (bounded), or for a process (with a timeout).
+count of requests (bounded), or for a process (with a timeout). One test
+waits for the clock itself: a client reconnects every 0.2 s until its
+two-second certificate has expired.
 
 Chapters: helpers (a PKI made by the Makefile, server.py as a subprocess, a
 client that never stops asking), the browser, the reverse proxy, rotation.
@@ -645,6 +649,14 @@ class ProxyTests(unittest.TestCase):
                 status, _, resumed = get_offering(self.port, context, session)
                 self.assertEqual((status, resumed), (400, False))
 
+    def test_make_proxy_gives_the_backend_the_crls(self):
+        """`make proxy` starts server.py with --crl crls.pem: a revoked client going around nginx is refused too."""
+        start = len(self.log.lines)
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            request(self.backend, *self.files("revoked-client"))
+        self.assertTrue(self.log.wait_for(lambda l: "has been revoked" in l, 5, start=start),
+                        "\n".join(self.log.lines[start:]))
+
     def test_good_client_is_never_resumed_through_nginx(self):
         """nginx resumes no session (no tickets, no cache): every connection is checked anew."""
         for version in ("TLSv1_2", "TLSv1_3"):
@@ -655,32 +667,44 @@ class ProxyTests(unittest.TestCase):
             status, _, resumed = get_offering(self.port, context, session)
             self.assertEqual((status, resumed), (200, False), version)
 
+
+class ForwardedCertificateTests(unittest.TestCase):
+    """server.py behind a proxy checks each forwarded certificate as it checks a direct client (no nginx needed)."""
+
+    def setUp(self):
+        self.certs = base_pki()
+        self.srv = ServerProcess(self, self.certs, "--crl", f"{self.certs}/ca.crl",
+                                 "--trust-proxy", "cn:my-proxy")
+
+    files = ProxyTests.files
+    escaped_cert = ProxyTests.escaped_cert
+
     def test_forwarded_faulty_certificate_is_refused_with_the_direct_log_line(self):
         """A faulty certificate forwarded with the proxy's key gets 403 and the line a direct client gets."""
-        for who in self.FAULTY:
+        for who in ProxyTests.FAULTY:
             with self.subTest(who=who):
-                start = len(self.log.lines)
+                start = len(self.srv.log.lines)
                 with self.assertRaises((ssl.SSLError, ConnectionError)):
-                    request(self.backend, *self.files(who))
-                direct = self.log.wait_for(lambda l: l.split(" ", 1)[-1].startswith("rejected"),
-                                           5, start=start)
-                self.assertIsNotNone(direct, "\n".join(self.log.lines[start:]))
+                    request(self.srv.port, *self.files(who))
+                direct = self.srv.log.wait_for(
+                    lambda l: l.split(" ", 1)[-1].startswith("rejected"), 5, start=start)
+                self.assertIsNotNone(direct, "\n".join(self.srv.log.lines[start:]))
                 reason = direct.split(": ", 1)[1]
-                start = len(self.log.lines)
-                status, body, _ = request(self.backend, *self.files("proxy"),
+                start = len(self.srv.log.lines)
+                status, body, _ = request(self.srv.port, *self.files("proxy"),
                                           headers={"X-Client-Cert": self.escaped_cert(who)})
                 self.assertEqual(status, 403)
                 self.assertNotIn(b"Hello", body)
-                forwarded = self.log.wait_for(lambda l: "forwarded by cn:my-proxy" in l, 5,
-                                              start=start)
-                self.assertIsNotNone(forwarded, "\n".join(self.log.lines[start:]))
+                forwarded = self.srv.log.wait_for(lambda l: "forwarded by cn:my-proxy" in l,
+                                                  5, start=start)
+                self.assertIsNotNone(forwarded, "\n".join(self.srv.log.lines[start:]))
                 self.assertIn(" rejected ", forwarded)
                 self.assertEqual(forwarded.split(": ", 1)[1],
                                  f"{reason} (forwarded by cn:my-proxy)")
 
     def test_forwarded_good_certificate_is_still_greeted(self):
         """The proxy's key forwarding my-client's sound certificate: Hello, my-client (the checks let it pass)."""
-        status, body, _ = request(self.backend, *self.files("proxy"),
+        status, body, _ = request(self.srv.port, *self.files("proxy"),
                                   headers={"X-Client-Cert": self.escaped_cert("client")})
         self.assertEqual((status, body), (200, GREETING))
 
