@@ -15,7 +15,7 @@ A test whose peer is missing skips with one line saying what to install.
 Nothing waits by sleeping: a test waits for a log line (bounded), for a
 count of requests (bounded), or for a process (with a timeout). One test
 waits for the clock itself: a client reconnects every 0.2 s until its
-two-second certificate has expired.
+three-second certificate has expired.
 
 Chapters: helpers (a PKI made by the Makefile, server.py as a subprocess, a
 client that never stops asking), the browser, the reverse proxy, rotation.
@@ -719,10 +719,10 @@ class ProxyResumptionTests(unittest.TestCase):
         proxy = ProxyProcess(certs)
         self.addCleanup(proxy.stop)
         issue_client(certs, "doomed-client", time_stamp(-60), time_stamp(86400))
-        expires = time.time() + 2
-        issue_client(certs, "brief-client", time_stamp(-60), time_stamp(2))
+        expires = time.time() + 3
+        issue_client(certs, "brief-client", time_stamp(-60), time_stamp(3))
         sessions = {}
-        for who in ("doomed-client", "brief-client"):
+        for who in ("brief-client", "doomed-client"):        # the brief one while it lasts
             for version in ("TLSv1_2", "TLSv1_3"):
                 context = client.make_client_context(f"{certs}/ca.crt", f"{certs}/{who}.crt",
                                                      f"{certs}/{who}.key")
