@@ -25,8 +25,10 @@ Reading order. The mTLS path first: the TLS context (what we prove, what we
 demand), who the client is (identity and the allow-list), the handshake, and
 the response. Then the armour, each piece named after the failure it
 prevents: the waiting room and the worker pool (no client can hang the
-server), why a client was rejected (one plain log line each), checks of our
-own files (dates, wrong certificates, key log), and main.
+server), why a client was rejected (one plain log line each), the checks a
+certificate forwarded by a proxy meets (the same, as far as a header
+allows), checks of our own files (dates, wrong certificates, key log), and
+main.
 
 Simplified on purpose: a fixed greeting, and one worker thread per
 connection being served. A production service would add real routes and
@@ -1257,7 +1259,9 @@ def check_forwarded(info, context, now):
 # header. Rather than call private functions or the openssl binary, we read
 # the few fields we need from the DER bytes ourselves (X.509 is ASN.1 DER,
 # RFC 5280 4.1 and 5.1): names, dates, basicConstraints, extendedKeyUsage,
-# subjectAltName. It only reads; OpenSSL still does all verifying.
+# subjectAltName, key identifiers, serial numbers, a CRL's revoked serials.
+# It only reads; OpenSSL verifies every signature (and every direct client:
+# check_forwarded, above, repeats its checks for a certificate in a header).
 
 OID_CN = bytes.fromhex("550403")                    # 2.5.4.3 commonName
 OID_SAN = bytes.fromhex("551d11")                   # 2.5.29.17 subjectAltName
