@@ -448,6 +448,7 @@ $(CERTS)/trust.pem: | $(CERTS)/ca.crt
 
 ca-2: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/ca.crl $(CERTS)/trust.pem ## before a rollover: the new CA my-ca-2, its CRL, and trust.pem
 	@echo "Next: serve with --ca $(CERTS)/trust.pem --crl $(CERTS)/ca.crl --crl $(CERTS)/ca-2.crl"
+	@echo "      (make proxy does so already, with crls.pem: nothing to restart)"
 	@echo "      then: make rollover-phase1$(AGAIN)"
 
 rollover-phase1: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/trust.pem ## rollover 1/3: trust.pem = old + new CA; then kill -HUP, clients too
