@@ -639,7 +639,7 @@ class ProxyTests(unittest.TestCase):
               "impostor-client"]
 
     def test_faulty_clients_get_400_from_nginx_on_new_and_resumed_connections(self):
-        """Revoked, expired, not yet valid, rogue-CA: nginx answers 400, TLS 1.2 and 1.3, resumed or not."""
+        """Revoked, expired, not yet valid, rogue CA: nginx says 400, TLS 1.2 and 1.3, resumed or not."""
         for who, version in [(w, v) for w in self.FAULTY for v in ("TLSv1_2", "TLSv1_3")]:
             with self.subTest(who=who, version=version):
                 context = client.make_client_context(*self.files(who))
@@ -650,7 +650,7 @@ class ProxyTests(unittest.TestCase):
                 self.assertEqual((status, resumed), (400, False))
 
     def test_make_proxy_gives_the_backend_the_crls(self):
-        """`make proxy` starts server.py with --crl crls.pem: a revoked client going around nginx is refused too."""
+        """`make proxy` gives server.py --crl crls.pem: a revoked client going around nginx is refused."""
         start = len(self.log.lines)
         with self.assertRaises((ssl.SSLError, ConnectionError)):
             request(self.backend, *self.files("revoked-client"))
@@ -669,7 +669,7 @@ class ProxyTests(unittest.TestCase):
 
 
 class ForwardedCertificateTests(unittest.TestCase):
-    """server.py behind a proxy checks each forwarded certificate as it checks a direct client (no nginx needed)."""
+    """Behind a proxy, server.py checks a forwarded certificate as a direct one (no nginx needed)."""
 
     def setUp(self):
         self.certs = base_pki()
@@ -703,7 +703,7 @@ class ForwardedCertificateTests(unittest.TestCase):
                                  f"{reason} (forwarded by cn:my-proxy)")
 
     def test_forwarded_good_certificate_is_still_greeted(self):
-        """The proxy's key forwarding my-client's sound certificate: Hello, my-client (the checks let it pass)."""
+        """The proxy forwarding my-client's sound certificate: Hello, my-client (the checks pass it)."""
         status, body, _ = request(self.srv.port, *self.files("proxy"),
                                   headers={"X-Client-Cert": self.escaped_cert("client")})
         self.assertEqual((status, body), (200, GREETING))
@@ -713,7 +713,7 @@ class ProxyResumptionTests(unittest.TestCase):
     """Through `make proxy`, no resumed session outlives a revocation or an expiry."""
 
     def test_revoked_or_expired_since_the_handshake_cannot_resume(self):
-        """Revoked after its handshake (make crl reloads nginx), or expired since: 400 with the old session."""
+        """Revoked after its handshake (make crl reloads nginx), or expired since: 400, not resumed."""
         find_nginx()
         certs = own_pki(self)
         proxy = ProxyProcess(certs)
@@ -911,7 +911,7 @@ class ProxyRotationTests(unittest.TestCase):
     STEPS = ["renew-server", "crl", "ca-2", "rollover-phase1", "rollover-phase2", "rollover-phase3"]
 
     def test_rotation_through_nginx_fails_no_request(self):
-        """Renewal, CRL refresh and the three rollover phases through nginx: client.py and curl fail 0 requests."""
+        """Renewal, CRL refresh, the three rollover phases, through nginx: client.py and curl fail 0."""
         find_nginx()
         if not shutil.which("curl"):
             self.skipTest("curl not installed: apt-get install curl")
@@ -950,7 +950,8 @@ class ProxyRotationTests(unittest.TestCase):
         print("\n    rates: " + ", ".join(f"{name} {loop.done / seconds:.0f}/s"
                                          for name, loop in loops.items()), end=" ")
         for name, loop in loops.items():
-            self.assertEqual(loop.failures, [], f"{name}: {len(loop.failures)} of {loop.done} failed")
+            self.assertEqual(loop.failures, [],
+                             f"{name}: {len(loop.failures)} of {loop.done} failed")
         self.assertEqual(loops["client.py"].issuers, {"my-ca", "my-ca-2"})
         # After phase 3, nginx refuses a client still holding an old-CA certificate.
         status, body, _ = request(proxy.port, f"{certs}/trust.pem", f"{certs}/old-client.crt",
