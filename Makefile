@@ -437,7 +437,7 @@ $(CA2_DB)/index.txt: | check-settings
 
 # The new CA's first CRL, empty: a server checking CRLs (--crl) refuses a
 # client whose CA has none, so it must be there before phase 2. If `make
-# proxy` made crls.pem, it joins the old CA's CRL there (at the next reload).
+# proxy` made crls.pem, it goes in beside the old CA's, read at phase 1's reload.
 $(CERTS)/ca-2.crl: $(CERTS)/ca-2.crt | $(CA2_DB)/index.txt
 	$(CA2) -gencrl -crldays $(DAYS) -out $@
 	$(if $(wildcard $(CERTS)/crls.pem),cat $(CERTS)/ca.crl $@ > $(CERTS)/crls.pem.new)
