@@ -392,7 +392,7 @@ proxy: nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behin
 # place: nginx first, with `nginx -s reload` and the same -p and -c it was
 # started with (they name the config, which names nginx.pid), then
 # server.py, with kill -HUP. Each phase is built so that either order
-# works: both sides trust every certificate in use before one is shown.
+# works (tried): both sides trust every certificate in use before one is shown.
 # Both reloads are asynchronous: the signal is sent, and each side reads the
 # new files a moment later, keeping the old ones if a new one is broken.
 RELOAD_PROXY = if [ -f $(NGINX_DIR)/nginx.pid ]; then \
