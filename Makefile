@@ -231,7 +231,18 @@ crl: $(CERTS)/revoked-client.crt ## publish fresh CRLs now (then kill -HUP the s
 	mv $(CERTS)/ca.crl.new $(CERTS)/ca.crl
 	$(if $(wildcard $(CERTS)/ca-2.crt),$(CA2) -gencrl -crldays $(DAYS) -out $(CERTS)/ca-2.crl.new)
 	$(if $(wildcard $(CERTS)/ca-2.crt),mv $(CERTS)/ca-2.crl.new $(CERTS)/ca-2.crl)
+	$(JOIN_CRLS)
+	$(RELOAD_PROXY)
 	@echo "Next: kill -HUP <server pid>   (the server reads CRLs at start and on HUP only)"
+
+# Every CA's CRL in one file, crls.pem: nginx's ssl_crl takes one file, and
+# server.py behind it reads the same one, so that the new CA's CRL, joined
+# in by `make ca-2`, reaches both at their next reload.
+JOIN_CRLS = cat $(CERTS)/ca.crl$(if $(wildcard $(CERTS)/ca-2.crl), $(CERTS)/ca-2.crl) > $(CERTS)/crls.pem.new && \
+	mv $(CERTS)/crls.pem.new $(CERTS)/crls.pem
+
+$(CERTS)/crls.pem: $(CERTS)/ca.crl
+	$(JOIN_CRLS)
 
 # not-authorized, spiffe-identity: a second, valid client whose identity is
 # the URI spiffe://example.org/other-client.
@@ -359,18 +370,35 @@ have-nginx: check-settings
 
 # The config: deploy/nginx.conf.in with this run's folders and ports, then
 # checked by nginx itself (-t).
-nginx-conf: have-nginx $(PKI) $(CERTS)/proxy.crt deploy/nginx.conf.in
+nginx-conf: have-nginx $(PKI) $(CERTS)/proxy.crt $(CERTS)/trust.pem $(CERTS)/crls.pem deploy/nginx.conf.in
 	mkdir -p $(NGINX_DIR)
 	sed -e 's|@CERTS@|$(abspath $(CERTS))|g' -e 's|@NGINX_DIR@|$(abspath $(NGINX_DIR))|g' -e 's|@PORT@|$(PORT)|g' -e 's|@BACKEND_PORT@|$(BACKEND_PORT)|g' deploy/nginx.conf.in > $(NGINX_DIR)/nginx.conf
 	$(NGINX_BIN) -t -q -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
 
 # server.py runs in the background, nginx in the foreground. A script's
 # background job ignores Ctrl-C, so the trap stops server.py (once, and
-# waits for it) when nginx ends, however it ends.
+# waits for it) when nginx ends, however it ends. server.py's pid goes into
+# backend.pid (nginx writes its own, nginx.pid), for the rotation targets.
+# Both sides check what nginx checks: the CAs in trust.pem, the CRLs in
+# crls.pem; server.py checks each forwarded certificate against them too.
 proxy: nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behind it
-	$(PYTHON) server.py --host 127.0.0.1 --port $(BACKEND_PORT) --ca $(CERTS)/ca.crt --cert $(CERTS)/server.crt --key $(CERTS)/server.key --trust-proxy cn:my-proxy & \
-	backend=$$!; trap 'kill $$backend 2>/dev/null; wait $$backend' EXIT; trap 'exit 130' INT TERM; \
+	$(PYTHON) server.py --host 127.0.0.1 --port $(BACKEND_PORT) --ca $(CERTS)/trust.pem --crl $(CERTS)/crls.pem --cert $(CERTS)/server.crt --key $(CERTS)/server.key --trust-proxy cn:my-proxy & \
+	backend=$$!; echo $$backend > $(NGINX_DIR)/backend.pid; \
+	trap 'kill $$backend 2>/dev/null; wait $$backend; rm -f $(NGINX_DIR)/backend.pid' EXIT; trap 'exit 130' INT TERM; \
 	$(NGINX_BIN) -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
+
+# Behind `make proxy`, the rotation targets (renew-server, crl,
+# rollover-phase1..3) reload it themselves once their new files are in
+# place: nginx first, with `nginx -s reload` and the same -p and -c it was
+# started with (they name the config, which names nginx.pid), then
+# server.py, with kill -HUP. Each phase is built so that either order
+# works (tried): both sides trust every certificate in use before one is shown.
+# Both reloads are asynchronous: the signal is sent, and each side reads the
+# new files a moment later, keeping the old ones if a new one is broken.
+RELOAD_PROXY = if [ -f $(NGINX_DIR)/nginx.pid ]; then \
+	$(NGINX_BIN) -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf -s reload && \
+	kill -HUP $$(cat $(NGINX_DIR)/backend.pid) && \
+	echo "make proxy is running: reloaded nginx, then server.py"; fi
 
 # Rotation. A running server re-reads its files on `kill -HUP <pid>` and
 # keeps the old ones if the new ones fail to load. Each target below writes
@@ -384,6 +412,7 @@ renew-server: $(CERTS)/server.csr | check-settings ## a new server certificate, 
 	@test -f $(CERTS)/$(ISSUER).key || { echo "error: missing file: $(CERTS)/$(ISSUER).key not found, so CA '$(ISSUER)' cannot sign -- use ISSUER=ca (or ISSUER=ca-2 after make ca-2)" >&2; exit 2; }
 	$(OPENSSL) x509 -req -in $(CERTS)/server.csr -CA $(CERTS)/$(ISSUER).crt -CAkey $(CERTS)/$(ISSUER).key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_$(KEY) -out $(CERTS)/server.crt.new
 	mv $(CERTS)/server.crt.new $(CERTS)/server.crt
+	$(RELOAD_PROXY)
 	@echo "Next: kill -HUP <server pid>   (new connections get the new certificate)"
 
 # CA rollover. The new CA has a name of its own (CN=my-ca-2): two CAs of one
@@ -407,34 +436,43 @@ $(CA2_DB)/index.txt: | check-settings
 	touch $@
 
 # The new CA's first CRL, empty: a server checking CRLs (--crl) refuses a
-# client whose CA has none, so it must be there before phase 2.
+# client whose CA has none, so it must be there before phase 2. If `make
+# proxy` made crls.pem, it goes in beside the old CA's, read at phase 1's reload.
 $(CERTS)/ca-2.crl: $(CERTS)/ca-2.crt | $(CA2_DB)/index.txt
 	$(CA2) -gencrl -crldays $(DAYS) -out $@
+	$(if $(wildcard $(CERTS)/crls.pem),cat $(CERTS)/ca.crl $@ > $(CERTS)/crls.pem.new)
+	$(if $(wildcard $(CERTS)/crls.pem),mv $(CERTS)/crls.pem.new $(CERTS)/crls.pem)
 
 $(CERTS)/trust.pem: | $(CERTS)/ca.crt
 	cp $(CERTS)/ca.crt $@
 
 ca-2: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/ca.crl $(CERTS)/trust.pem ## before a rollover: the new CA my-ca-2, its CRL, and trust.pem
 	@echo "Next: serve with --ca $(CERTS)/trust.pem --crl $(CERTS)/ca.crl --crl $(CERTS)/ca-2.crl"
+	@echo "      (make proxy does so already, with crls.pem: nothing to restart)"
 	@echo "      then: make rollover-phase1$(AGAIN)"
 
 rollover-phase1: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/trust.pem ## rollover 1/3: trust.pem = old + new CA; then kill -HUP, clients too
 	cat $(CERTS)/ca.crt $(CERTS)/ca-2.crt > $(CERTS)/trust.pem.new
 	mv $(CERTS)/trust.pem.new $(CERTS)/trust.pem
+	$(RELOAD_PROXY)
 	@echo "Next: kill -HUP <server pid>; give $(CERTS)/trust.pem to every client."
 	@echo "      Once all have it: make rollover-phase2$(AGAIN)"
 
-rollover-phase2: $(CERTS)/ca-2.crt $(CERTS)/server.csr $(CERTS)/client.csr | check-settings ## rollover 2/3: reissue server and client from the new CA; kill -HUP
+rollover-phase2: $(CERTS)/ca-2.crt $(CERTS)/server.csr $(CERTS)/client.csr | check-settings ## rollover 2/3: reissue server, client (and proxy) from the new CA; kill -HUP
 	$(OPENSSL) x509 -req -in $(CERTS)/server.csr -CA $(CERTS)/ca-2.crt -CAkey $(CERTS)/ca-2.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_$(KEY) -out $(CERTS)/server.crt.new
 	$(OPENSSL) x509 -req -in $(CERTS)/client.csr -CA $(CERTS)/ca-2.crt -CAkey $(CERTS)/ca-2.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $(CERTS)/client.crt.new
+	$(if $(wildcard $(CERTS)/proxy.csr),$(OPENSSL) x509 -req -in $(CERTS)/proxy.csr -CA $(CERTS)/ca-2.crt -CAkey $(CERTS)/ca-2.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $(CERTS)/proxy.crt.new)
 	mv $(CERTS)/server.crt.new $(CERTS)/server.crt
 	mv $(CERTS)/client.crt.new $(CERTS)/client.crt
+	$(if $(wildcard $(CERTS)/proxy.csr),mv $(CERTS)/proxy.crt.new $(CERTS)/proxy.crt)
+	$(RELOAD_PROXY)
 	@echo "Next: kill -HUP <server pid>; give each client its new certificate."
 	@echo "      Once all have it: make rollover-phase3$(AGAIN)"
 
 rollover-phase3: $(CERTS)/ca-2.crt | check-settings ## rollover 3/3: trust.pem = new CA only; then kill -HUP, clients too
 	cp $(CERTS)/ca-2.crt $(CERTS)/trust.pem.new
 	mv $(CERTS)/trust.pem.new $(CERTS)/trust.pem
+	$(RELOAD_PROXY)
 	@echo "Next: kill -HUP <server pid>; give $(CERTS)/trust.pem to every client."
 	@echo "      From now on, renew with: make renew-server ISSUER=ca-2$(AGAIN)"
 

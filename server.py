@@ -25,8 +25,10 @@ Reading order. The mTLS path first: the TLS context (what we prove, what we
 demand), who the client is (identity and the allow-list), the handshake, and
 the response. Then the armour, each piece named after the failure it
 prevents: the waiting room and the worker pool (no client can hang the
-server), why a client was rejected (one plain log line each), checks of our
-own files (dates, wrong certificates, key log), and main.
+server), why a client was rejected (one plain log line each), the checks a
+certificate forwarded by a proxy meets (the same, as far as a header
+allows), checks of our own files (dates, wrong certificates, key log), and
+main.
 
 Simplified on purpose: a fixed greeting, and one worker thread per
 connection being served. A production service would add real routes and
@@ -180,6 +182,7 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
 
     if keylog:
         open_keylog(context, keylog)
+    keep_forwarding_checks(context, crls)
     return context
 
 
@@ -536,6 +539,12 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
             self.server.log(f"forbidden {peer}: the proxy {proxy} forwarded an X-Client-Cert "
                             f"we cannot read ({printable(str(exc))})")
             return "the forwarded client certificate cannot be read"
+        context = self.server.context   # the latest files: a HUP applies to the next request
+        code = check_forwarded(info, context, time.time())
+        if code:
+            reason = describe_verify_code(code, "", context)
+            self.server.log(f"rejected {peer}: {reason} (forwarded by {proxy})")
+            return reason
         ids = identities_of(info)
         refusal = refusal_for(ids, self.server.allow, info)
         if refusal:
@@ -1121,13 +1130,7 @@ ALERTS = {0: "close_notify", 10: "unexpected_message", 40: "handshake_failure",
 def describe_rejection(exc, context=None):
     """Say in plain words why a TLS handshake with a client failed."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        if exc.verify_code == 10 and context is not None:
-            expired = expired_cas(context)
-            if expired:     # perhaps our own CA: then it is not the client's fault
-                return (f"a certificate in the client's chain has expired: the leaf, an "
-                        f"intermediate, or our CA {expired} (--ca)")
-        return VERIFY_REASONS.get(
-            exc.verify_code, f"client certificate fails verification: {exc.verify_message}")
+        return describe_verify_code(exc.verify_code, exc.verify_message, context)
     if isinstance(exc, socket.timeout):
         return "handshake not finished in time (--handshake-timeout): an idle or slow client"
     if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):   # the latter on 3.9
@@ -1144,6 +1147,17 @@ def describe_rejection(exc, context=None):
     if isinstance(exc, ConnectionResetError):
         return "client reset the connection during the handshake"
     return f"connection failed: {exc}"
+
+
+def describe_verify_code(code, message, context=None):
+    """Say in plain words why a client certificate failed verification,
+    from OpenSSL's verify code (or check_forwarded's, the same codes)."""
+    if code == 10 and context is not None:
+        expired = expired_cas(context)
+        if expired:     # perhaps our own CA: then it is not the client's fault
+            return (f"a certificate in the client's chain has expired: the leaf, an "
+                    f"intermediate, or our CA {expired} (--ca)")
+    return VERIFY_REASONS.get(code, f"client certificate fails verification: {message}")
 
 
 def describe_ssl_error(exc):
@@ -1170,6 +1184,73 @@ def expired_cas(context, named=None):
     return ", ".join(names)
 
 
+# --- a forwarded certificate: the checks a direct client meets ----------
+#
+# Behind a proxy (--trust-proxy), a client's certificate arrives in a
+# header, and OpenSSL never sees it: the proxy verified it, or should have.
+# A proxy that forgot revocation (no ssl_crl), or resumed a session from
+# before the revocation or the expiry, would hand us a client we would
+# refuse at the door. So each forwarded certificate meets, on every request,
+# the checks OpenSSL makes on a direct client, in OpenSSL's order, with the
+# same verify codes (and so the same log line): issued by one of our --ca
+# (by name, and by key identifier when both carry one), for clientAuth,
+# not revoked in the --crl of its CA (which must be current), and within
+# its dates and its CA's.
+#
+# Its *signature* is not checked (Python's ssl verifies signatures only
+# inside a handshake); that stays the proxy's job. It would add little: a
+# certificate is no secret (every server it was shown to holds a copy), so
+# whoever holds the proxy's key can forward any real client's certificate
+# and be taken for that client. The proxy's key is the thing to guard.
+# Also simplified: only the leaf arrives (nginx forwards no chain), so a
+# client issued by an intermediate CA needs that intermediate in --ca, and
+# --crl-chain cannot apply.
+
+def keep_forwarding_checks(context, crls):
+    """Keep on the context what check_forwarded needs, read once per
+    context: the CAs it trusts (--ca) and the CRLs it loaded (--crl)."""
+    context.forward_cas, context.forward_crls = [], []
+    for der in context.get_ca_certs(binary_form=True):
+        try:
+            context.forward_cas.append(read_certificate(der))
+        except ValueError:
+            pass                        # OpenSSL took it; we cannot name it: no issuer match
+    for path in crls:
+        for _, der in read_pem(path, "X509 CRL"):
+            try:
+                context.forward_crls.append(read_crl(der))
+            except ValueError:
+                pass                    # then its CA has no CRL here: code 3 refuses its clients
+
+
+def check_forwarded(info, context, now):
+    """The verify code (VERIFY_REASONS) for which OpenSSL would refuse a
+    direct client with this certificate, or None if it would accept it."""
+    issuers = [ca for ca in getattr(context, "forward_cas", ())
+               if ca["subject"] == info["issuer"]
+               and (None in (ca["ski"], info["aki"]) or ca["ski"] == info["aki"])]
+    if not issuers:
+        return 18 if info["issuer"] == info["subject"] else 20
+    if info["eku"] is not None and not {OID_CLIENT_AUTH, OID_ANY_EKU} & set(info["eku"]):
+        return 26
+    crls = getattr(context, "forward_crls", ())
+    if crls:                            # --crl given: the CA that issued it must have one here
+        own = [crl for crl in crls if crl["issuer"] == info["issuer"]]
+        if not own:
+            return 3
+        if all(crl["this_update"] > now for crl in own):
+            return 11
+        if all(crl["next_update"] is not None and crl["next_update"] < now for crl in own):
+            return 12
+        if any(info["serial"] in crl["revoked"] for crl in own):
+            return 23
+    if now < info["not_before"]:
+        return 9
+    if now > info["not_after"] or all(now > ca["not_after"] for ca in issuers):
+        return 10
+    return None
+
+
 # --- checks of our own files ---------------------------------------------
 #
 # Python's ssl module gives the fields of the peer's certificate
@@ -1178,7 +1259,9 @@ def expired_cas(context, named=None):
 # header. Rather than call private functions or the openssl binary, we read
 # the few fields we need from the DER bytes ourselves (X.509 is ASN.1 DER,
 # RFC 5280 4.1 and 5.1): names, dates, basicConstraints, extendedKeyUsage,
-# subjectAltName. It only reads; OpenSSL still does all verifying.
+# subjectAltName, key identifiers, serial numbers, a CRL's revoked serials.
+# It only reads; OpenSSL verifies every signature (and every direct client:
+# check_forwarded, above, repeats its checks for a certificate in a header).
 
 OID_CN = bytes.fromhex("550403")                    # 2.5.4.3 commonName
 OID_SAN = bytes.fromhex("551d11")                   # 2.5.29.17 subjectAltName
@@ -1187,6 +1270,9 @@ OID_EC = bytes.fromhex("2a8648ce3d0201")            # 1.2.840.10045.2.1 id-ecPub
 OID_BASIC_CONSTRAINTS = bytes.fromhex("551d13")     # 2.5.29.19
 OID_EKU = bytes.fromhex("551d25")                   # 2.5.29.37 extendedKeyUsage
 OID_SERVER_AUTH = bytes.fromhex("2b06010505070301")  # 1.3.6.1.5.5.7.3.1
+OID_CLIENT_AUTH = bytes.fromhex("2b06010505070302")  # 1.3.6.1.5.5.7.3.2
+OID_SKI = bytes.fromhex("551d0e")                   # 2.5.29.14 subjectKeyIdentifier
+OID_AKI = bytes.fromhex("551d23")                   # 2.5.29.35 authorityKeyIdentifier
 OID_ANY_EKU = bytes.fromhex("551d2500")             # 2.5.29.37.0
 SAN_TYPES = {0x81: "email", 0x82: "dns", 0x86: "uri", 0x87: "ip"}   # GeneralName tags
 
@@ -1258,7 +1344,9 @@ def common_name(data, name):
 def read_certificate(der):
     """The fields of an X.509 certificate this server uses, as a dict:
     cn, cns (all CNs), issuer_cn, not_before, not_after (epoch seconds), ca (bool),
-    eku (list of OIDs, or None when absent), has_san, san [(type, value)]."""
+    eku (list of OIDs, or None when absent), has_san, san [(type, value)];
+    and, to find its issuer and its CRL entry: serial, issuer and subject
+    (the Names' DER bytes), ski and aki (key identifiers, or None)."""
     try:
         certificate = der_inside(der, der_items(der)[0])
         tbs = der_inside(der, certificate[0])
@@ -1271,7 +1359,10 @@ def read_certificate(der):
         info = {"key": key, "cn": common_name(der, tbs[4]), "cns": common_names(der, tbs[4]),
                 "issuer_cn": common_name(der, tbs[2]),
                 "not_before": der_time(der, validity[0]), "not_after": der_time(der, validity[1]),
-                "ca": False, "eku": None, "has_san": False, "san": []}
+                "ca": False, "eku": None, "has_san": False, "san": [],
+                "serial": int.from_bytes(der[tbs[0][1]:tbs[0][2]], "big", signed=True),
+                "issuer": der[tbs[2][1]:tbs[2][2]], "subject": der[tbs[4][1]:tbs[4][2]],
+                "ski": None, "aki": None}
         for tag, start, end in tbs[6:]:
             if tag != 0xA3:                              # [3] extensions
                 continue
@@ -1283,6 +1374,11 @@ def read_certificate(der):
                     info["ca"] = bool(inner) and inner[0][0] == 0x01 and der[inner[0][1]] != 0
                 elif oid == OID_EKU:
                     info["eku"] = [der[s:e] for _, s, e in der_inside(der, value)]
+                elif oid == OID_SKI:
+                    info["ski"] = der[value[1]:value[2]]
+                elif oid == OID_AKI:                     # [0] keyIdentifier, if present
+                    ids = [der[s:e] for t, s, e in der_inside(der, value) if t == 0x80]
+                    info["aki"] = ids[0] if ids else None
                 elif oid == OID_SAN:
                     info["has_san"] = True
                     for name_tag, s, e in der_inside(der, value):
@@ -1297,15 +1393,26 @@ def read_certificate(der):
 
 
 def read_crl(der):
-    """The issuer's CN and the thisUpdate/nextUpdate dates of a CRL (RFC 5280 5.1)."""
+    """The issuer (its CN, and its Name's DER bytes), the thisUpdate/nextUpdate
+    dates and the revoked serial numbers of a CRL (RFC 5280 5.1)."""
     try:
         tbs = der_inside(der, der_inside(der, der_items(der)[0])[0])
         if tbs[0][0] == 0x02:                            # version, absent in v1 CRLs
             tbs = tbs[1:]
-        # signature, issuer, thisUpdate, nextUpdate (optional), ...
-        next_update = der_time(der, tbs[3]) if len(tbs) > 3 and tbs[3][0] in (0x17, 0x18) else None
-        return {"issuer_cn": common_name(der, tbs[1]), "this_update": der_time(der, tbs[2]),
-                "next_update": next_update}
+        # signature, issuer, thisUpdate, nextUpdate (optional),
+        # revokedCertificates (optional), [0] crlExtensions (optional)
+        rest = tbs[3:]
+        next_update = None
+        if rest and rest[0][0] in (0x17, 0x18):
+            next_update, rest = der_time(der, rest[0]), rest[1:]
+        revoked = set()
+        if rest and rest[0][0] == 0x30:                  # each: serial, date, [extensions]
+            for entry in der_inside(der, rest[0]):
+                serial = der_inside(der, entry)[0]
+                revoked.add(int.from_bytes(der[serial[1]:serial[2]], "big", signed=True))
+        return {"issuer_cn": common_name(der, tbs[1]), "issuer": der[tbs[1][1]:tbs[1][2]],
+                "this_update": der_time(der, tbs[2]), "next_update": next_update,
+                "revoked": revoked}
     except (IndexError, ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a well-formed CRL: {exc}") from None
 
@@ -1577,7 +1684,8 @@ def parse_args(argv):
                         "uri:spiffe://example.org/x (repeatable)")
     p.add_argument("--trust-proxy", metavar="ID", type=parse_identity,
                    help="a client with this identity (e.g. cn:my-proxy) is a reverse proxy: "
-                        "take each request's client from its X-Client-Cert header")
+                        "take each request's client from its X-Client-Cert header, checked "
+                        "against --ca and --crl as a direct client is")
     p.add_argument("--keylog", metavar="FILE", help="write TLS secrets for Wireshark (debug only)")
     p.add_argument("--warn-days", type=int, default=WARN_DAYS, metavar="N",
                    help=f"warn when a certificate or CRL expires within N days (default {WARN_DAYS})")

@@ -1,6 +1,8 @@
 """Deployment, proven: a real browser, a real reverse proxy, and rotation under load.
 
-Every rule of the deployment issue (#11, parts 1-3) has a test here; each
+Every rule of the deployment issue (#11, parts 1-3) and of issue 18's
+parts 1-2 (every check kept behind the proxy; rotation through it) has a
+test here; each
 test's name or first docstring line states the rule. The peers are real and
 started by the tests themselves, each from a generated config in a
 temporary folder, never as a system service:
@@ -11,7 +13,9 @@ temporary folder, never as a system service:
 
 A test whose peer is missing skips with one line saying what to install.
 Nothing waits by sleeping: a test waits for a log line (bounded), for a
-count of requests (bounded), or for a process (with a timeout).
+count of requests (bounded), or for a process (with a timeout). One test
+waits for the clock itself: a client reconnects every 0.2 s until its
+three-second certificate has expired.
 
 Chapters: helpers (a PKI made by the Makefile, server.py as a subprocess, a
 client that never stops asking), the browser, the reverse proxy, rotation.
@@ -29,6 +33,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 import urllib.parse
 
@@ -45,7 +50,8 @@ _base_dir = None
 # What these tests need from the Makefile: the main PKI, the browser's .p12
 # files, nginx's client certificate, and a revoked client with its CRL.
 # EC keys: made in milliseconds, where RSA keys take a good part of a second.
-BASE_TARGETS = ["certs", "p12", "{certs}/proxy.crt", "{certs}/ca.crl", "{certs}/other-client.crt"]
+BASE_TARGETS = ["certs", "p12", "{certs}/proxy.crt", "{certs}/ca.crl", "{certs}/other-client.crt",
+                "{certs}/expired-client.crt", "{certs}/rogue-client.crt"]
 
 
 def make(*args, timeout=60):
@@ -67,8 +73,48 @@ def base_pki():
             done = make(f"CERTS={certs}", "KEY=ec", *targets)
             if done.returncode != 0:
                 raise RuntimeError("make failed:\n" + done.stdout + done.stderr)
+            issue_client(certs, "future-client", "20990101000000Z", "20991231000000Z")
+            make_impostor(certs)
             _base_dir = certs
     return _base_dir
+
+
+def time_stamp(seconds_from_now):
+    """A date for openssl ca (YYYYMMDDHHMMSSZ), relative to now."""
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() + seconds_from_now))
+
+
+def openssl(*args, env=None):
+    """Run openssl in the project folder (where ca.cnf and openssl.cnf are)."""
+    done = subprocess.run(["openssl", *args], cwd=ROOT, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=30, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+
+
+def issue_client(certs, name, start, end):
+    """my-client's key, certified by our CA's `openssl ca` (as the Makefile
+    makes expired-client) with these dates (YYYYMMDDHHMMSSZ): NAME.crt, NAME.key."""
+    openssl("ca", "-batch", "-notext", "-config", "ca.cnf", "-cert", f"{certs}/ca.crt",
+            "-keyfile", f"{certs}/ca.key", "-in", f"{certs}/client.csr", "-startdate", start,
+            "-enddate", end, "-extfile", "openssl.cnf", "-extensions", "client",
+            "-out", f"{certs}/{name}.crt", env=dict(os.environ, CA_DIR=f"{certs}/ca-db"))
+    shutil.copy2(f"{certs}/client.key", f"{certs}/{name}.key")
+
+
+def make_impostor(certs):
+    """impostor-client.crt: my-client's key, certified by another CA that
+    calls itself my-ca too: the issuer's name matches ours, its key does not."""
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", f"{certs}/impostor-ca.key")
+    openssl("req", "-new", "-x509", "-key", f"{certs}/impostor-ca.key", "-subj", "/CN=my-ca",
+            "-days", "30", "-config", "openssl.cnf", "-extensions", "v3_ca",
+            "-out", f"{certs}/impostor-ca.crt")
+    openssl("x509", "-req", "-in", f"{certs}/client.csr", "-CA", f"{certs}/impostor-ca.crt",
+            "-CAkey", f"{certs}/impostor-ca.key", "-CAcreateserial", "-days", "30",
+            "-extfile", "openssl.cnf", "-extensions", "client",
+            "-out", f"{certs}/impostor-client.crt")
+    shutil.copy2(f"{certs}/client.key", f"{certs}/impostor-client.key")
 
 
 def own_pki(test):
@@ -144,6 +190,86 @@ class ServerProcess:
         self.proc.stderr.close()
 
 
+def find_nginx():
+    """nginx's path, or skip the test in one line. Debian puts it in
+    /usr/sbin, off a normal user's PATH."""
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if not nginx:
+        raise unittest.SkipTest("nginx not installed: apt-get install nginx-light")
+    return nginx
+
+
+class ProxyProcess:
+    """`make proxy` run as a user runs it: nginx in front, server.py behind,
+    on free ports, its output (both programs' logs) collected line by line.
+    Its own process group, so that one Ctrl-C (SIGINT) stops all of it."""
+
+    def __init__(self, certs):
+        nginx = find_nginx()
+        self.certs, self.nginx = certs, nginx
+        self.port, self.backend = free_port(), free_port()
+        self.log = LogCollector()
+        self.proc = subprocess.Popen(
+            ["make", "--no-print-directory", "-C", ROOT, "proxy", f"CERTS={certs}",
+             f"PORT={self.port}", f"BACKEND_PORT={self.backend}", f"PYTHON={PYTHON}",
+             f"NGINX_BIN={nginx}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True)
+        self.reader = read_lines(self.proc.stdout, self.log)
+        backend = self.log.wait_for(lambda l: "serving https://" in l or "error:" in l, 20)
+        started = self.log.wait_for(lambda l: "start worker process" in l or "[emerg]" in l, 20)
+        if not (backend and started) or "error:" in backend or "[emerg]" in started:
+            self.stop()
+            raise AssertionError("make proxy did not start:\n" + "\n".join(self.log.lines))
+
+    def make(self, *targets):
+        """Run make targets on this proxy's files, as a user would in a
+        second terminal; the rotation targets reload nginx and server.py
+        themselves. Wait (bounded) until both have reloaded."""
+        start = len(self.log.lines)
+        done = make(f"CERTS={self.certs}", f"NGINX_BIN={self.nginx}", *targets)
+        if done.returncode != 0 or "reloaded nginx, then server.py" not in done.stdout:
+            raise AssertionError(f"make {' '.join(targets)} did not reload the proxy:\n"
+                                 + done.stdout + done.stderr)
+        nginx = self.log.wait_for(lambda l: "start worker process" in l, 10, start=start)
+        backend = self.log.wait_for(lambda l: "reload" in l and "[" not in l, 10, start=start)
+        if not (nginx and backend and "reloaded" in backend):
+            raise AssertionError(f"the proxy did not reload: {nginx} / {backend}\n"
+                                 + "\n".join(self.log.lines[start:]))
+
+    def stop(self):
+        """Ctrl-C, as a terminal sends it: to the whole process group."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.reader.join(5)                   # its last lines, then the pipe is done
+        self.proc.stdout.close()
+
+
+def get_offering(port, context, session=None):
+    """GET / on a new connection, offering `session` to resume (None: a
+    full handshake). Returns (status, the session to offer next time,
+    whether this connection was resumed)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while len(answer) < 65536:               # bounded, and by the timeout
+                try:
+                    chunk = tls.recv(4096)
+                except ssl.SSLEOFError:
+                    break
+                if not chunk:
+                    break
+                answer += chunk
+            # TLS 1.3 tickets arrive after the handshake: read the session last.
+            return int(answer.split(b" ", 2)[1]), tls.session, tls.session_reused
+
+
 def request(port, cacert, cert, key, headers=None):
     """One HTTPS request with a fresh TLS context: a full handshake, never a
     resumed session (no session is passed in). Returns (status, body, the
@@ -176,11 +302,12 @@ class Hammer(threading.Thread):
     def run(self):
         while not self.stopping.is_set() and self.done < self.MAX_REQUESTS:
             try:
-                status, body, peer = request(self.port, *self.files)
+                status, body, peer = self.ask()
                 if (status, body) != (200, GREETING):
                     self.failures.append(f"{status} {body!r}")
-                self.issuers.add(dict(x[0] for x in peer["issuer"])["commonName"])
-                self.serials.add(peer["serialNumber"])
+                if peer:
+                    self.issuers.add(dict(x[0] for x in peer["issuer"])["commonName"])
+                    self.serials.add(peer["serialNumber"])
             except Exception as exc:                  # any failure is what we count
                 self.failures.append(repr(exc))
             with self.progress:
@@ -198,6 +325,26 @@ class Hammer(threading.Thread):
     def stop(self):
         self.stopping.set()
         self.join(10)
+
+    def ask(self):
+        """One request, with client.py's own TLS context: (status, body, server certificate)."""
+        return request(self.port, *self.files)
+
+
+class CurlHammer(Hammer):
+    """The same client loop, each request a new curl process."""
+
+    def ask(self):
+        """One request with curl: (status, body, None)."""
+        cacert, cert, key = self.files
+        done = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", cacert, "--cert",
+                               cert, "--key", key, "-w", "\n%{http_code}",
+                               f"https://localhost:{self.port}/"],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        body, _, status = done.stdout.rpartition(b"\n")
+        if done.returncode != 0:
+            raise RuntimeError(f"curl exit {done.returncode}: {done.stderr.decode().strip()}")
+        return int(status), body, None
 
 
 def run_client_py(*args):
@@ -410,40 +557,17 @@ class ProxyTests(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        # Debian puts nginx in /usr/sbin, off a normal user's PATH.
-        nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-        if not nginx:
-            raise unittest.SkipTest("nginx not installed: apt-get install nginx-light")
+        find_nginx()
         if not server_help("--trust-proxy"):
             raise unittest.SkipTest("server.py has no --trust-proxy yet (the trust audit adds it)")
         cls.certs = base_pki()
-        cls.port, cls.backend = free_port(), free_port()
-        cls.log = LogCollector()
-        # `make proxy`, as a user runs it: server.py in the background, nginx
-        # in the foreground; its own process group, so one signal stops all.
-        cls.proc = subprocess.Popen(
-            ["make", "--no-print-directory", "-C", ROOT, "proxy", f"CERTS={cls.certs}",
-             f"PORT={cls.port}", f"BACKEND_PORT={cls.backend}", f"PYTHON={PYTHON}",
-             f"NGINX_BIN={nginx}"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True)
-        read_lines(cls.proc.stdout, cls.log)
-        backend = cls.log.wait_for(lambda l: "serving https://" in l or "error:" in l, 20)
-        nginx = cls.log.wait_for(lambda l: "start worker process" in l or "[emerg]" in l, 20)
-        if not (backend and nginx) or "error:" in backend or "[emerg]" in nginx:
-            cls.tearDownClass()
-            raise AssertionError("make proxy did not start:\n" + "\n".join(cls.log.lines))
+        cls.proxy = ProxyProcess(cls.certs)
+        cls.port, cls.backend, cls.log, cls.proc = (cls.proxy.port, cls.proxy.backend,
+                                                    cls.proxy.log, cls.proxy.proc)
 
     @classmethod
     def tearDownClass(cls):
-        if cls.proc.poll() is None:
-            # Ctrl-C, as a terminal sends it: to the whole process group.
-            os.killpg(cls.proc.pid, signal.SIGINT)
-            try:
-                cls.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(cls.proc.pid, signal.SIGKILL)
-                cls.proc.wait(5)
+        cls.proxy.stop()
 
     def test_zz_ctrl_c_stops_nginx_and_the_backend(self):
         """Ctrl-C on `make proxy` stops nginx and the server.py behind it (run last)."""
@@ -454,9 +578,14 @@ class ProxyTests(unittest.TestCase):
         self.assertTrue(self.log.wait_for(lambda l: "[notice]" in l and l.endswith(": exit"), 10))
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", self.backend), timeout=2).close()
+        # No pid file is left behind for `make crl` to signal a stranger with.
+        self.assertEqual([f for f in os.listdir(f"{self.certs}-nginx") if f.endswith(".pid")], [])
 
     def files(self, who="client"):
-        return (f"{self.certs}/ca.crt", f"{self.certs}/{who}.crt", f"{self.certs}/{who}.key")
+        """CA, certificate and key of `who` (expired-client's key is my-client's)."""
+        key = f"{self.certs}/{who}.key"
+        return (f"{self.certs}/ca.crt", f"{self.certs}/{who}.crt",
+                key if os.path.exists(key) else f"{self.certs}/client.key")
 
     def escaped_cert(self, who):
         """A certificate as nginx forwards it ($ssl_client_escaped_cert): URL-encoded PEM."""
@@ -505,6 +634,118 @@ class ProxyTests(unittest.TestCase):
         status, body, _ = request(self.port, f"{self.certs}/ca.crt", None, None)
         self.assertEqual(status, 400)
         self.assertIn(b"No required SSL certificate was sent", body)
+
+    FAULTY = ["revoked-client", "expired-client", "future-client", "rogue-client",
+              "impostor-client"]
+
+    def test_faulty_clients_get_400_from_nginx_on_new_and_resumed_connections(self):
+        """Revoked, expired, not yet valid, rogue CA: nginx says 400, TLS 1.2 and 1.3, resumed or not."""
+        for who, version in [(w, v) for w in self.FAULTY for v in ("TLSv1_2", "TLSv1_3")]:
+            with self.subTest(who=who, version=version):
+                context = client.make_client_context(*self.files(who))
+                context.maximum_version = getattr(ssl.TLSVersion, version)
+                status, session, _ = get_offering(self.port, context)
+                self.assertEqual(status, 400)
+                status, _, resumed = get_offering(self.port, context, session)
+                self.assertEqual((status, resumed), (400, False))
+
+    def test_make_proxy_gives_the_backend_the_crls(self):
+        """`make proxy` gives server.py --crl crls.pem: a revoked client going around nginx is refused."""
+        start = len(self.log.lines)
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            request(self.backend, *self.files("revoked-client"))
+        self.assertTrue(self.log.wait_for(lambda l: "has been revoked" in l, 5, start=start),
+                        "\n".join(self.log.lines[start:]))
+
+    def test_good_client_is_never_resumed_through_nginx(self):
+        """nginx resumes no session (no tickets, no cache): every connection is checked anew."""
+        for version in ("TLSv1_2", "TLSv1_3"):
+            context = client.make_client_context(*self.files())
+            context.maximum_version = getattr(ssl.TLSVersion, version)
+            status, session, _ = get_offering(self.port, context)
+            self.assertEqual(status, 200, version)
+            status, _, resumed = get_offering(self.port, context, session)
+            self.assertEqual((status, resumed), (200, False), version)
+
+
+class ForwardedCertificateTests(unittest.TestCase):
+    """Behind a proxy, server.py checks a forwarded certificate as a direct one (no nginx needed)."""
+
+    def setUp(self):
+        self.certs = base_pki()
+        self.srv = ServerProcess(self, self.certs, "--crl", f"{self.certs}/ca.crl",
+                                 "--trust-proxy", "cn:my-proxy")
+
+    files = ProxyTests.files
+    escaped_cert = ProxyTests.escaped_cert
+
+    def test_forwarded_faulty_certificate_is_refused_with_the_direct_log_line(self):
+        """A faulty certificate forwarded with the proxy's key gets 403 and the line a direct client gets."""
+        for who in ProxyTests.FAULTY:
+            with self.subTest(who=who):
+                start = len(self.srv.log.lines)
+                with self.assertRaises((ssl.SSLError, ConnectionError)):
+                    request(self.srv.port, *self.files(who))
+                direct = self.srv.log.wait_for(
+                    lambda l: l.split(" ", 1)[-1].startswith("rejected"), 5, start=start)
+                self.assertIsNotNone(direct, "\n".join(self.srv.log.lines[start:]))
+                reason = direct.split(": ", 1)[1]
+                start = len(self.srv.log.lines)
+                status, body, _ = request(self.srv.port, *self.files("proxy"),
+                                          headers={"X-Client-Cert": self.escaped_cert(who)})
+                self.assertEqual(status, 403)
+                self.assertNotIn(b"Hello", body)
+                forwarded = self.srv.log.wait_for(lambda l: "forwarded by cn:my-proxy" in l,
+                                                  5, start=start)
+                self.assertIsNotNone(forwarded, "\n".join(self.srv.log.lines[start:]))
+                self.assertIn(" rejected ", forwarded)
+                self.assertEqual(forwarded.split(": ", 1)[1],
+                                 f"{reason} (forwarded by cn:my-proxy)")
+
+    def test_forwarded_good_certificate_is_still_greeted(self):
+        """The proxy forwarding my-client's sound certificate: Hello, my-client (the checks pass it)."""
+        status, body, _ = request(self.srv.port, *self.files("proxy"),
+                                  headers={"X-Client-Cert": self.escaped_cert("client")})
+        self.assertEqual((status, body), (200, GREETING))
+
+
+class ProxyResumptionTests(unittest.TestCase):
+    """Through `make proxy`, no resumed session outlives a revocation or an expiry."""
+
+    def test_revoked_or_expired_since_the_handshake_cannot_resume(self):
+        """Revoked after its handshake (make crl reloads nginx), or expired since: 400, not resumed."""
+        find_nginx()
+        certs = own_pki(self)
+        proxy = ProxyProcess(certs)
+        self.addCleanup(proxy.stop)
+        issue_client(certs, "doomed-client", time_stamp(-60), time_stamp(86400))
+        expires = time.time() + 3
+        issue_client(certs, "brief-client", time_stamp(-60), time_stamp(3))
+        sessions = {}
+        for who in ("brief-client", "doomed-client"):        # the brief one while it lasts
+            for version in ("TLSv1_2", "TLSv1_3"):
+                context = client.make_client_context(f"{certs}/ca.crt", f"{certs}/{who}.crt",
+                                                     f"{certs}/{who}.key")
+                context.maximum_version = getattr(ssl.TLSVersion, version)
+                status, session, _ = get_offering(proxy.port, context)
+                self.assertEqual(status, 200, (who, version))
+                sessions[who, version] = (context, session)
+        openssl("ca", "-config", "ca.cnf", "-cert", f"{certs}/ca.crt", "-keyfile",
+                f"{certs}/ca.key", "-revoke", f"{certs}/doomed-client.crt",
+                env=dict(os.environ, CA_DIR=f"{certs}/ca-db"))
+        proxy.make("crl")
+        # brief-client keeps reconnecting, each time offering its latest session,
+        # every 0.2 s until a second after its certificate expired (the
+        # attack of issue 18 reconnected every 7 s, for minutes).
+        pace = threading.Event()
+        while time.time() < expires + 1 and not pace.wait(0.2):
+            context, session = sessions["brief-client", "TLSv1_3"]
+            status, session, resumed = get_offering(proxy.port, context, session)
+            sessions["brief-client", "TLSv1_3"] = context, session
+        for (who, version), (context, session) in sessions.items():
+            with self.subTest(who=who, version=version):
+                status, _, resumed = get_offering(proxy.port, context, session)
+                self.assertEqual((status, resumed), (400, False))
 
 
 # --- rotation: no request fails ------------------------------------------
@@ -662,6 +903,61 @@ class RotationTests(unittest.TestCase):
         self.assertGreater(len(hammer.failures), 0)
         self.assertTrue(srv.log.wait_for(lambda l: "no CRL for a CA in the client's chain" in l, 5),
                         "\n".join(srv.log.lines[-5:]))
+
+
+class ProxyRotationTests(unittest.TestCase):
+    """The rotations of README section 9, with `make proxy` running and clients asking throughout."""
+
+    STEPS = ["renew-server", "crl", "ca-2", "rollover-phase1", "rollover-phase2", "rollover-phase3"]
+
+    def test_rotation_through_nginx_fails_no_request(self):
+        """Renewal, CRL refresh, the three rollover phases, through nginx: client.py and curl fail 0."""
+        find_nginx()
+        if not shutil.which("curl"):
+            self.skipTest("curl not installed: apt-get install curl")
+        certs = own_pki(self)
+        shutil.copy(f"{certs}/client.crt", f"{certs}/old-client.crt")
+        proxy = ProxyProcess(certs)
+        self.addCleanup(proxy.stop)
+        # The clients trust the CAs in trust.pem, as README section 9 says.
+        files = (f"{certs}/trust.pem", f"{certs}/client.crt", f"{certs}/client.key")
+        loops = {"client.py": Hammer(proxy.port, *files), "curl": CurlHammer(proxy.port, *files)}
+        started = time.monotonic()
+        for loop in loops.values():
+            loop.start()
+            self.addCleanup(loop.stop)
+            loop.wait_for_more()
+        counts = []                                   # per step: (name, {loop: (done, failed)})
+        for step in self.STEPS:
+            before = {name: (loop.done, len(loop.failures)) for name, loop in loops.items()}
+            if step == "ca-2":      # prepares files only: nothing to reload (phase 1 does)
+                done = make(f"CERTS={certs}", step)
+                self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+            else:
+                proxy.make(step)
+            for loop in loops.values():
+                loop.wait_for_more(10)
+            counts.append((step, {name: (loop.done - before[name][0],
+                                         len(loop.failures) - before[name][1])
+                                  for name, loop in loops.items()}))
+        for loop in loops.values():
+            loop.stop()
+        seconds = time.monotonic() - started
+        for step, per_loop in counts:
+            print(f"\n    {step}: " + ", ".join(f"{name} {done} requests, {failed} failed"
+                                              for name, (done, failed) in per_loop.items()),
+                  end="")
+        print("\n    rates: " + ", ".join(f"{name} {loop.done / seconds:.0f}/s"
+                                         for name, loop in loops.items()), end=" ")
+        for name, loop in loops.items():
+            self.assertEqual(loop.failures, [],
+                             f"{name}: {len(loop.failures)} of {loop.done} failed")
+        self.assertEqual(loops["client.py"].issuers, {"my-ca", "my-ca-2"})
+        # After phase 3, nginx refuses a client still holding an old-CA certificate.
+        status, body, _ = request(proxy.port, f"{certs}/trust.pem", f"{certs}/old-client.crt",
+                                  f"{certs}/client.key")
+        self.assertEqual(status, 400)
+        self.assertIn(b"The SSL certificate error", body)
 
 
 if __name__ == "__main__":
