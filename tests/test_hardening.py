@@ -654,6 +654,10 @@ class KeyExchangeTest(unittest.TestCase):
         refused = srv.log.wait_for(lambda l: "no key-exchange group in common" in l)
         self.assertRegex(refused or "", r"^rejected 127\.0\.0\.1:\d+: no key-exchange group in "
                                         r"common with the client \(we offer X25519, P-256, P-384\)$")
+        refused = srv.log.wait_for(lambda l: "no cipher or key-exchange group" in l)   # TLS 1.2
+        self.assertRegex(refused or "", r"^rejected 127\.0\.0\.1:\d+: no cipher or key-exchange "
+                                        r"group in common with the client \(we offer ECDHE with "
+                                        r"AEAD ciphers, on X25519, P-256, P-384\)$")
         started = srv.log.wait_for(lambda l: l.startswith("key-exchange groups")) or ""
         self.assertIn("key-exchange groups (groups.cnf): ", started)
         self.assertIn("P-256, P-384; refused: P-521", started)

@@ -15,6 +15,7 @@ wrong files, what the log says.
 """
 
 import http.client
+import http.server
 import os
 import re
 import resource
@@ -952,6 +953,42 @@ class LogTest(unittest.TestCase):
             with self.assertRaises((http.client.HTTPException, OSError)):
                 conn.getresponse().read()
             conn.close()
+            line = srv.log.wait_for(lambda l: l.startswith("closed"))
+            self.assertIn("request head over 65536 bytes", line or "")
+
+    def test_http_server_alone_reads_a_6_mb_head_and_server_py_stops_at_64_kb(self):
+        """What MAX_REQUEST_HEAD buys: http.server caps each line at 65,536 bytes and a head at
+        100 lines, so alone it reads and answers a head of 99 lines of 65,500 bytes (6.5 MB);
+        server.py closes the same head's connection after 64 KB."""
+        head = (b"GET / HTTP/1.1\r\nHost: localhost\r\n"
+                + b"".join(b"X-%d: %s\r\n" % (i, b"x" * 65500) for i in range(98)) + b"\r\n")
+        self.assertGreater(len(head), 6_400_000)
+
+        class Plain(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+        plain = http.server.HTTPServer(("127.0.0.1", 0), Plain)
+        threading.Thread(target=plain.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        self.addCleanup(plain.server_close)
+        self.addCleanup(plain.shutdown)
+        with socket.create_connection(plain.server_address, timeout=10) as sock:
+            sock.sendall(head)
+            self.assertTrue(sock.recv(100).startswith(b"HTTP/1.0 200 OK"))
+
+        with our_server() as srv:
+            with context().wrap_socket(socket.create_connection(("127.0.0.1", srv.port),
+                                                                timeout=10),
+                                       server_hostname="localhost") as tls:
+                try:
+                    tls.sendall(head)
+                except OSError:                       # closed before it was all sent
+                    pass
             line = srv.log.wait_for(lambda l: l.startswith("closed"))
             self.assertIn("request head over 65536 bytes", line or "")
 
