@@ -92,6 +92,11 @@ LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see 
 MAX_REQUEST_HEAD = 65536   # bytes of request line and headers (http.server alone: 6.5 MB)
 SESSION_LIFETIME = 600.0   # seconds a TLS session can be resumed, at most (see renew_sessions)
 WARN_DAYS = 30             # warn when a certificate or CRL expires within this many days
+# A TLS 1.3 session ticket tells the client how long to keep it: its
+# lifetime hint, OpenSSL's default session timeout, 7200 s. Python's ssl
+# cannot change it (no SSL_CTX_set_timeout), so it says 7200 s whatever
+# SESSION_LIFETIME is; a client that tries a ticket after SESSION_LIFETIME
+# just gets a full handshake (tests/test_trust.py shows both).
 
 # The key-exchange groups we offer, in our order of preference: the same
 # list as groups.cnf (which says why these three). Where neither that file

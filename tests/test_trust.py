@@ -401,6 +401,20 @@ class ResumptionTest(unittest.TestCase):
                     self.assertIn(b"Hello, my-client", tls.recv(4096))
                     self.assertFalse(tls.session_reused)
 
+    def test_the_ticket_lifetime_hint_says_7200_s_whatever_the_session_lifetime(self):
+        """What the server.py comment on SESSION_LIFETIME says: Python's ssl cannot set the
+        ticket lifetime hint, so a ticket says 7200 s (OpenSSL's default) even when sessions
+        end after --session-lifetime 600 (then the client makes a full handshake, above)."""
+        with our_server(session_lifetime=600) as srv:
+            conn = http.client.HTTPSConnection("localhost", srv.port, context=context(), timeout=5)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            session = conn.sock.session
+            conn.close()
+        self.assertTrue(session.has_ticket)
+        self.assertEqual(session.ticket_lifetime_hint, 7200)
+        self.assertEqual(srv.server.session_lifetime, 600)
+
     def test_an_open_connection_ends_after_a_reload(self):
         """A keep-alive connection is as old as its handshake: after a reload it is
         answered once more, then closed, and the client must handshake again."""
