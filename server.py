@@ -1482,8 +1482,7 @@ def describe_groups(context):
     effect, and catches a finite-field group left open."""
     accepted, refused, untested = [], [], []
     for name, tls_name in GROUP_NAMES.items():
-        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)    # it never reads our answer
         client.minimum_version = ssl.TLSVersion.TLSv1_3
         try:
             client.set_ecdh_curve(name)
@@ -1493,7 +1492,7 @@ def describe_groups(context):
         to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
         hello, out = ssl.MemoryBIO(), ssl.MemoryBIO()
         try:
-            client.wrap_bio(to_client, hello).do_handshake()
+            client.wrap_bio(to_client, hello, server_hostname="probe").do_handshake()
         except ssl.SSLWantReadError:               # the ClientHello is written
             to_server.write(hello.read())
         try:
@@ -1716,8 +1715,6 @@ def main(argv=None):
         address = resolve(args.host, args.port)
     except ConfigError as exc:
         return fail(exc)
-    for line in describe_groups(context):
-        log(line)
     for warning in (warn_if_key_exposed(args.key),
                     raise_open_file_limit(args.max_pending + args.max_connections + 64)):
         if warning:
@@ -1741,6 +1738,8 @@ def main(argv=None):
     log(f"serving https://{host}:{server.server_port}/ (pid {os.getpid()}): client certificate "
         f"signed by {args.ca} required, TLS 1.2+{allowed}{proxy}. "
         f"Ctrl-C, or kill {os.getpid()}, stops it.")
+    for line in describe_groups(context):
+        log(line)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
