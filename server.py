@@ -1506,8 +1506,7 @@ def describe_groups(context):
               else "set_ecdh_curve(), one group")
     line = f"key-exchange groups ({source}): {', '.join(accepted) or 'none'}"
     line += f"; refused: {', '.join(refused)}" if refused else ""
-    line += f"; untested: {', '.join(untested)} (Python < 3.11 cannot offer them alone)" \
-        if untested else ""
+    line += f"; untested (Python < 3.11): {', '.join(untested)}" if untested else ""
     lines = [line]
     if "ffdhe2048" in accepted:
         lines.append(f"warning: a finite-field group is accepted: one ClientHello asking for "
