@@ -49,7 +49,8 @@ import os
 # an OPENSSL_CONF already set (a distribution's crypto policy, FIPS).
 GROUPS_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "groups.cnf")
 GROUPS_FROM = os.environ.get("OPENSSL_CONF")       # the file that decides, if any
-if __name__ == "__main__" and not GROUPS_FROM and not {"_ssl", "_hashlib"} & set(sys.modules):
+if __name__ == "__main__" and not GROUPS_FROM and os.path.isfile(GROUPS_CONF) \
+        and not {"_ssl", "_hashlib"} & set(sys.modules):
     GROUPS_FROM = os.environ["OPENSSL_CONF"] = GROUPS_CONF
     import ssl                                      # noqa: E402  (reads groups.cnf, once)
     del os.environ["OPENSSL_CONF"]                  # read: programs we start are not affected
