@@ -197,18 +197,19 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
 def set_key_exchange_groups(context, key_type):
     """Offer X25519, P-256 and P-384 for the key exchange, and no finite-field group.
 
-    Python 3.15 has set_groups(). Before it, groups.cnf sets them for the
-    whole process (see the top of this file), or a file the user named with
-    OPENSSL_CONF decides: either way set_ecdh_curve() must not be called, as
-    it would replace that list with one group. Left with neither (server.py
-    imported as a module), we set the one group Python can, by our key's type;
-    Python 3.9 and 3.10 cannot set X25519, so there it is P-256. A client
-    without that one group then cannot connect."""
+    A file the user named with OPENSSL_CONF decides, if there is one. Else
+    Python 3.15's set_groups() sets them; before it, groups.cnf does, for the
+    whole process (see the top of this file). Where a file decides,
+    set_ecdh_curve() must not be called: it would replace that list with one
+    group. Left with neither (server.py imported as a module, before 3.15),
+    we set the one group Python can, by our key's type; Python 3.9 and 3.10
+    cannot set X25519, so there it is P-256. A client without that one group
+    then cannot connect."""
     context.groups = KEY_EXCHANGE_GROUPS.replace(":", ", ")   # for the log
-    if hasattr(context, "set_groups"):
-        context.set_groups(KEY_EXCHANGE_GROUPS)
-    elif GROUPS_FROM and GROUPS_FROM != GROUPS_CONF:
+    if GROUPS_FROM and GROUPS_FROM != GROUPS_CONF:
         context.groups = f"the groups OPENSSL_CONF={GROUPS_FROM} allows"
+    elif hasattr(context, "set_groups"):
+        context.set_groups(KEY_EXCHANGE_GROUPS)
     elif not GROUPS_FROM:
         group = ONE_GROUP.get(key_type, "prime256v1")
         try:
@@ -1502,9 +1503,9 @@ def describe_groups(context):
             accepted.append(tls_name)
         except ssl.SSLError:                       # no group in common
             refused.append(tls_name)
-    source = ("groups.cnf" if GROUPS_FROM == GROUPS_CONF else f"OPENSSL_CONF={GROUPS_FROM}"
-              if GROUPS_FROM else "set_groups()" if hasattr(context, "set_groups")
-              else "set_ecdh_curve(), one group")
+    source = (f"OPENSSL_CONF={GROUPS_FROM}" if GROUPS_FROM and GROUPS_FROM != GROUPS_CONF
+              else "set_groups()" if hasattr(context, "set_groups")
+              else "groups.cnf" if GROUPS_FROM else "set_ecdh_curve(), one group")
     line = f"key-exchange groups ({source}): {', '.join(accepted) or 'none'}"
     line += f"; refused: {', '.join(refused)}" if refused else ""
     line += f"; untested (Python < 3.11): {', '.join(untested)}" if untested else ""
