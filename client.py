@@ -78,6 +78,10 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
     # The host must be in the subjectAltName; the CN is never consulted
     # (RFC 6125 6.4.4), even when the SAN lists only IP addresses.
     context.hostname_checks_common_name = False
+    # Key-exchange groups: OpenSSL's defaults, X25519 (whose key share we send
+    # first), P-256, X448, P-521, P-384, ffdhe2048-8192. The server picks one,
+    # so a wide offer reaches more servers; a costly group is the server's to
+    # refuse, as server.py does (groups.cnf).
     if cacert:
         pem = read_pem(cacert, "CA certificate", "--cacert", "CERTIFICATE")
         try:

@@ -901,10 +901,11 @@ NOTES = {
 Step = namedtuple("Step", "direction message note")     # direction: "->" client to server
 
 # A HelloRetryRequest is a ServerHello with this fixed random value (RFC 8446
-# 4.1.3). server.py offers only the P-256 group, so a client whose first
-# hello carries an X25519 key share (openssl's default) is asked again.
+# 4.1.3): the client's first hello carried no key share for a group the
+# server accepts (server.py takes X25519, openssl's first share, so the demo
+# shows none; a server offering only P-256 would ask).
 HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
-HRR_NOTE = "the server wants a P-256 key share: send your hello again"
+HRR_NOTE = "the server wants a key share for another group: send your hello again"
 
 
 def s_client_command(client_args, version=None):

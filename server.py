@@ -42,6 +42,21 @@ if sys.version_info < (3, 9):       # before anything newer can fail with a trac
                      "-- run it with python3.9 or newer\n" % sys.version_info[:2])
     sys.exit(2)
 
+import os
+
+# Key-exchange groups (see groups.cnf and set_key_exchange_groups). OpenSSL
+# reads its config file once, when ssl or hashlib is first imported, so this
+# comes before those imports. Only server.py run as a program does it (a module
+# must not change the settings of the program that imports it), and never over
+# an OPENSSL_CONF already set (a distribution's crypto policy, FIPS).
+GROUPS_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "groups.cnf")
+GROUPS_FROM = os.environ.get("OPENSSL_CONF")       # the file that decides, if any
+if __name__ == "__main__" and not GROUPS_FROM and os.path.isfile(GROUPS_CONF) \
+        and not {"_ssl", "_hashlib"} & set(sys.modules):
+    GROUPS_FROM = os.environ["OPENSSL_CONF"] = GROUPS_CONF
+    import ssl                                      # noqa: E402  (reads groups.cnf, once)
+    del os.environ["OPENSSL_CONF"]                  # read: programs we start are not affected
+
 import argparse
 import base64
 import binascii
@@ -52,7 +67,6 @@ import http.server
 import io
 import ipaddress
 import math
-import os
 import re
 import selectors
 import signal
@@ -78,25 +92,27 @@ IDLE_TIMEOUT = 30.0        # seconds a keep-alive connection may sit idle
 MAX_CONNECTIONS = 128      # connections served at once (one worker thread each)
 MAX_PENDING = 1000         # connections whose ClientHello is not whole yet (no thread)
 LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
-MAX_REQUEST_HEAD = 65536   # bytes of request line and headers, at most
+MAX_REQUEST_HEAD = 65536   # bytes of request line and headers (http.server alone: 6.5 MB)
 SESSION_LIFETIME = 600.0   # seconds a TLS session can be resumed, at most (see renew_sessions)
 WARN_DAYS = 30             # warn when a certificate or CRL expires within this many days
+# A TLS 1.3 session ticket tells the client how long to keep it: its
+# lifetime hint, OpenSSL's default session timeout, 7200 s. Python's ssl
+# cannot change it (no SSL_CTX_set_timeout), so it says 7200 s whatever
+# SESSION_LIFETIME is; a client that tries a ticket after SESSION_LIFETIME
+# just gets a full handshake (tests/test_trust.py shows both).
 
-# The one key-exchange group we offer (Python's ssl can set one), by the
-# type of our certificate's key. Left alone, OpenSSL 3 also accepts
-# finite-field groups in TLS 1.3: a client that asks for ffdhe8192 makes the
-# server spend some 100 ms of CPU on one cheap packet. X25519 is the key
-# share every common client sends first, so it costs no extra round trip.
-# But TLS 1.2 with an ECDSA P-256 certificate (KEY=ec) needs P-256 itself;
-# then a client that sends an X25519 share is asked, on every connection,
-# for a P-256 one (a HelloRetryRequest). Python before 3.11 cannot set
-# X25519, so there it is P-256 for both. A client that cannot do the one
-# group we offer (X25519-only, or P-256-only) cannot connect.
-KEY_EXCHANGE_GROUPS = {"rsa": "X25519", "ec": "prime256v1"}
+# The key-exchange groups we offer, in our order of preference: the same
+# list as groups.cnf (which says why these three). Where neither that file
+# nor set_groups() can be used, one group by our key's type (see
+# set_key_exchange_groups).
+KEY_EXCHANGE_GROUPS = "X25519:P-256:P-384"
+ONE_GROUP = {"rsa": "X25519", "ec": "prime256v1"}
+GROUP_NAMES = {"X25519": "X25519", "prime256v1": "P-256", "secp384r1": "P-384",
+               "secp521r1": "P-521", "ffdhe2048": "ffdhe2048"}     # Python's name: TLS's
 
 # TLS 1.2 ciphers: ECDHE key exchange (forward secrecy) with AEAD encryption
 # only, as in Mozilla's "intermediate" profile. TLS 1.3's cipher suites are
-# all AEAD; its key exchange is chosen by the group (KEY_EXCHANGE_GROUPS).
+# all AEAD; its key exchange is chosen by the groups (KEY_EXCHANGE_GROUPS).
 TLS12_CIPHERS = ":".join([
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
@@ -146,12 +162,7 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     # passphrase would make OpenSSL prompt on the terminal (and hang a server
     # started without one); the password callback refuses instead.
     key_type = check_server_certificate(cert)  # first: a wrong certificate is not a wrong key
-    context.key_exchange_group = KEY_EXCHANGE_GROUPS.get(key_type, "prime256v1")
-    try:
-        context.set_ecdh_curve(context.key_exchange_group)
-    except (ssl.SSLError, ValueError):    # before 3.11, Python names EC curves only: no X25519
-        context.key_exchange_group = "prime256v1"
-        context.set_ecdh_curve(context.key_exchange_group)
+    set_key_exchange_groups(context, key_type)
     try:
         context.load_cert_chain(cert, key, password=lambda: refuse_passphrase(key))
     except ssl.SSLError as exc:
@@ -184,6 +195,32 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
         open_keylog(context, keylog)
     keep_forwarding_checks(context, crls)
     return context
+
+
+def set_key_exchange_groups(context, key_type):
+    """Offer X25519, P-256 and P-384 for the key exchange, and no finite-field group.
+
+    A file the user named with OPENSSL_CONF decides, if there is one. Else
+    Python 3.15's set_groups() sets them; before it, groups.cnf does, for the
+    whole process (see the top of this file). Where a file decides,
+    set_ecdh_curve() must not be called: it would replace that list with one
+    group. Left with neither (server.py imported as a module, before 3.15),
+    we set the one group Python can, by our key's type; Python 3.9 and 3.10
+    cannot set X25519, so there it is P-256. A client without that one group
+    then cannot connect."""
+    context.groups = KEY_EXCHANGE_GROUPS.replace(":", ", ")   # for the log
+    if GROUPS_FROM and GROUPS_FROM != GROUPS_CONF:
+        context.groups = f"the groups OPENSSL_CONF={GROUPS_FROM} allows"
+    elif hasattr(context, "set_groups"):
+        context.set_groups(KEY_EXCHANGE_GROUPS)
+    elif not GROUPS_FROM:
+        group = ONE_GROUP.get(key_type, "prime256v1")
+        try:
+            context.set_ecdh_curve(group)
+        except (ssl.SSLError, ValueError):        # before 3.11, Python names EC curves only
+            group = "prime256v1"
+            context.set_ecdh_curve(group)
+        context.groups = GROUP_NAMES[group]
 
 
 def load_client_ca(context, ca):
@@ -1109,9 +1146,9 @@ SSL_REASONS = {
     "UNSUPPORTED_PROTOCOL": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
     "TLSV1_ALERT_PROTOCOL_VERSION": "client offered only TLS 1.0/1.1; TLS 1.2 or newer is required",
     "NO_SHARED_CIPHER": "no cipher or key-exchange group in common with the client (we offer "
-                        "ECDHE with AEAD ciphers, on one group: KEY_EXCHANGE_GROUPS)",
-    "NO_SUITABLE_KEY_SHARE": "no key-exchange group in common with the client (we offer one "
-                             "group: X25519 with an RSA certificate, P-256 with an EC one)",
+                        "ECDHE with AEAD ciphers, on {groups})",
+    "NO_SUITABLE_KEY_SHARE": "no key-exchange group in common with the client (we offer "
+                             "{groups})",
     "TLSV1_ALERT_UNKNOWN_CA": "client does not trust our certificate (it lacks our CA, or "
                               "we did not send our intermediate CA)",
     "SSLV3_ALERT_BAD_CERTIFICATE": "client refused our certificate (wrong hostname or not trusted)",
@@ -1138,7 +1175,8 @@ def describe_rejection(exc, context=None):
     if isinstance(exc, ssl.SSLError):
         reason = exc.reason or ""
         if reason in SSL_REASONS:
-            return SSL_REASONS[reason]
+            groups = getattr(context, "groups", KEY_EXCHANGE_GROUPS.replace(":", ", "))
+            return SSL_REASONS[reason].replace("{groups}", groups)
         if reason.startswith("TLSV1_ALERT_") or reason.startswith("SSLV3_ALERT_"):
             return f"client aborted the handshake (alert {reason.split('ALERT_')[1].lower()})"
         if exc.library == "ASN1" or "ASN1" in reason:
@@ -1560,6 +1598,49 @@ def date_warnings(ca, cert, crls, warn_days, now=None):
     return warnings
 
 
+def describe_groups(context):
+    """Log lines: which key-exchange groups the server really accepts.
+
+    Python cannot list them, so we try: for each group, a TLS 1.3 client
+    that offers only it, talking to our context through memory buffers (no
+    network), which the server either answers or refuses. About 5 ms, at
+    start only. It shows whether groups.cnf (or the user's OPENSSL_CONF) took
+    effect, and catches a finite-field group left open."""
+    accepted, refused, untested = [], [], []
+    for name, tls_name in GROUP_NAMES.items():
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)    # it never reads our answer
+        client.minimum_version = ssl.TLSVersion.TLSv1_3
+        try:
+            client.set_ecdh_curve(name)
+        except (ssl.SSLError, ValueError):        # Python 3.9 and 3.10: EC curves only
+            untested.append(tls_name)
+            continue
+        to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+        hello, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        try:
+            client.wrap_bio(to_client, hello, server_hostname="probe").do_handshake()
+        except ssl.SSLWantReadError:               # the ClientHello is written
+            to_server.write(hello.read())
+        try:
+            context.wrap_bio(to_server, out, server_side=True).do_handshake()
+        except ssl.SSLWantReadError:               # answered: waits for the client's certificate
+            accepted.append(tls_name)
+        except ssl.SSLError:                       # no group in common
+            refused.append(tls_name)
+    source = (f"OPENSSL_CONF={GROUPS_FROM}" if GROUPS_FROM and GROUPS_FROM != GROUPS_CONF
+              else "set_groups()" if hasattr(context, "set_groups")
+              else "groups.cnf" if GROUPS_FROM else "set_ecdh_curve(), one group")
+    line = f"key-exchange groups ({source}): {', '.join(accepted) or 'none'}"
+    line += f"; refused: {', '.join(refused)}" if refused else ""
+    line += f"; untested (Python < 3.11): {', '.join(untested)}" if untested else ""
+    lines = [line]
+    if "ffdhe2048" in accepted:
+        lines.append(f"warning: a finite-field group is accepted: one ClientHello asking for "
+                     f"ffdhe8192 costs ~100 ms of CPU -- set 'Groups = {KEY_EXCHANGE_GROUPS}' "
+                     f"in the system_default section of {GROUPS_FROM}")
+    return lines
+
+
 def warn_if_key_exposed(key):
     """A warning when the private key file is readable by group or others, or None."""
     mode = os.stat(key).st_mode & 0o777
@@ -1785,6 +1866,8 @@ def main(argv=None):
     log(f"serving https://{host}:{server.server_port}/ (pid {os.getpid()}): client certificate "
         f"signed by {args.ca} required, TLS 1.2+{allowed}{proxy}. "
         f"Ctrl-C, or kill {os.getpid()}, stops it.")
+    for line in describe_groups(context):
+        log(line)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

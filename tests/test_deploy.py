@@ -433,7 +433,7 @@ class BrowserTests(unittest.TestCase):
                 "--dump-dom", f"https://localhost:{port}/"]
         # Its own session, so that one signal reaches its helper processes too.
         return subprocess.Popen(args, env=env, cwd=self.home, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
 
     def finish_browser(self, proc, limit=None):
@@ -441,7 +441,8 @@ class BrowserTests(unittest.TestCase):
         waits for a certificate picker that headless mode never shows) is
         killed, with its helpers."""
         try:
-            out, _ = proc.communicate(timeout=limit or self.CHROMIUM_LIMIT)
+            out, err = proc.communicate(timeout=limit or self.CHROMIUM_LIMIT)
+            self.browser_errors = err.decode(errors="replace")      # "Page load failed: ..."
             return out.decode(errors="replace"), True
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -477,6 +478,9 @@ class BrowserTests(unittest.TestCase):
         page, finished = self.browse(srv.port, self.profile(srv.port, auto_select=True))
         self.assertTrue(finished)
         self.assertNotIn("Hello", page)
+        # What its user sees (docs/deployment.md): an error page, mostly this one.
+        self.assertRegex(self.browser_errors, r"Page load failed: net::"
+                                              r"(ERR_BAD_SSL_CLIENT_AUTH_CERT|ERR_SOCKET_NOT_CONNECTED)")
         self.assertTrue(srv.log.wait_for(lambda l: "no client certificate" in l, 5),
                         "\n".join(srv.log.lines))
         self.assertEqual(srv.count("accepted"), 0)
@@ -498,9 +502,11 @@ class BrowserTests(unittest.TestCase):
         self.assertEqual(srv.count("no client certificate"), 0)
 
     def test_p12_files_are_0600_and_read_back_without_the_legacy_provider(self):
-        """Both .p12 files and their password file are 0600, and `openssl pkcs12 -info` reads each."""
-        expected = {"client.p12": ("AES-256-CBC", "MAC: sha256"),
-                    "client-legacy.p12": ("pbeWithSHA1And3-KeyTripleDES-CBC", "MAC: sha1")}
+        """Both .p12 files and their password file are 0600, and `openssl pkcs12 -info` reads each:
+        the modern one with 600,000 PBKDF2 iterations, the legacy one with OpenSSL's 2,048."""
+        expected = {"client.p12": ("AES-256-CBC, Iteration 600000,", "MAC: sha256, Iteration 600000"),
+                    "client-legacy.p12": ("pbeWithSHA1And3-KeyTripleDES-CBC, Iteration 2048",
+                                          "MAC: sha1, Iteration 2048")}
         for name in ["p12.pass"] + list(expected):
             self.assertEqual(os.stat(f"{self.certs}/{name}").st_mode & 0o777, 0o600, name)
         for name, (cipher, mac) in expected.items():

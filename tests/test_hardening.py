@@ -22,6 +22,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -623,6 +624,95 @@ class TLSPolicyTest(unittest.TestCase):
         s_client.stdout.close()
         self.assertIn("RENEGOTIATING", output)
         self.assertIn("no renegotiation", output)
+
+
+class KeyExchangeTest(unittest.TestCase):
+    """server.py, run as a program, offers X25519, P-256 and P-384 on every Python (from
+    groups.cnf, issue 18): a client with any one of them gets in, with an RSA or an EC
+    certificate; P-521 and the finite-field groups stay refused; the log names the groups."""
+
+    GROUPS = [("X25519", True), ("P-256", True), ("P-384", True), ("P-521", False),
+              ("ffdhe2048", False)]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = ServerProcess()            # the project's RSA certificate
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def s_client(self, port, *options):
+        """openssl s_client's stdout, for a connection without a client certificate."""
+        return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}"]
+                              + list(options), input="", capture_output=True, text=True,
+                              timeout=10).stdout
+
+    def assertGroups(self, srv, version, groups):
+        """Each group offered alone (s_client -groups, side by side) gets a key exchange or not."""
+        with ThreadPoolExecutor(len(groups)) as pool:
+            outputs = list(pool.map(lambda g: self.s_client(srv.port, version, "-groups", g[0]),
+                                    groups))
+        for (group, works), out in zip(groups, outputs):
+            with self.subTest(version=version, group=group):
+                self.assertEqual("Server Temp Key" in out, works, out[-400:] + srv.text())
+
+    def test_each_of_three_groups_alone_gets_a_key_exchange_and_ffdhe_is_refused(self):
+        self.assertGroups(self.srv, "-tls1_3", self.GROUPS)
+        self.assertGroups(self.srv, "-tls1_2", self.GROUPS[:4])     # TLS 1.2: ECDHE ciphers only
+        refused = self.srv.log.wait_for(lambda l: "no key-exchange group in common" in l)
+        self.assertRegex(refused or "", r"^rejected 127\.0\.0\.1:\d+: no key-exchange group in "
+                                        r"common with the client \(we offer X25519, P-256, P-384\)$")
+        refused = self.srv.log.wait_for(lambda l: "no cipher or key-exchange group" in l)  # TLS 1.2
+        self.assertRegex(refused or "", r"^rejected 127\.0\.0\.1:\d+: no cipher or key-exchange "
+                                        r"group in common with the client \(we offer ECDHE with "
+                                        r"AEAD ciphers, on X25519, P-256, P-384\)$")
+        started = self.srv.log.wait_for(lambda l: l.startswith("key-exchange groups")) or ""
+        self.assertIn("key-exchange groups (groups.cnf): ", started)
+        self.assertIn("P-256, P-384; refused: P-521", started)
+
+    def test_an_ec_certificate_too_and_no_hello_retry_request(self):
+        """With an ECDSA P-256 certificate too; and openssl's default hello (an X25519 key
+        share) is answered at once, for either key type: no HelloRetryRequest."""
+        ec = ServerProcess(cert=extra("rotated.crt"), key=extra("rotated.key"))
+        self.addCleanup(ec.stop)
+        self.assertGroups(ec, "-tls1_3", self.GROUPS)
+        for srv, key in [(self.srv, "rsa"), (ec, "ec")]:
+            with self.subTest(key=key):
+                self.assertEqual(self.s_client(srv.port, "-msg").count(", ClientHello"), 1)
+
+    def test_a_python_client_with_only_p256_or_p384_is_served(self):
+        """A full mTLS request from a Python client that offers one NIST curve alone."""
+        for curve in ("prime256v1", "secp384r1"):
+            with self.subTest(curve=curve):
+                context = client_context()
+                context.set_ecdh_curve(curve)
+                conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
+                                                   context=context)
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                self.assertEqual((response.status, response.read().decode()), GREETING)
+                conn.close()
+
+    def test_an_openssl_conf_already_set_is_left_alone_and_its_groups_logged(self):
+        """A user's (or distribution's) OPENSSL_CONF wins: its groups are used, not ours, and
+        the log says which are accepted, with a warning when a finite-field one is."""
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        theirs = os.path.join(folder, "theirs.cnf")
+        with open(theirs, "w") as f:
+            f.write("openssl_conf = init\n[init]\nssl_conf = ssl\n[ssl]\nsystem_default = tls\n"
+                    "[tls]\nGroups = P-521:ffdhe2048\n")
+        srv = ServerProcess(env=dict(os.environ, OPENSSL_CONF=theirs))
+        self.addCleanup(srv.stop)
+        self.assertGroups(srv, "-tls1_3", [("P-521", True), ("X25519", False), ("P-256", False)])
+        started = srv.log.wait_for(lambda l: l.startswith("key-exchange groups")) or ""
+        self.assertIn(f"key-exchange groups (OPENSSL_CONF={theirs}): ", started)
+        if sys.version_info >= (3, 11):            # before, Python cannot offer ffdhe2048 alone
+            self.assertIn("key-exchange groups (OPENSSL_CONF=%s): P-521, ffdhe2048; refused: "
+                          "X25519, P-256, P-384" % theirs, started)
+            self.assertIsNotNone(srv.log.wait_for(
+                lambda l: l.startswith("warning: a finite-field group is accepted")))
 
 
 # --- the soak ----------------------------------------------------------------

@@ -15,6 +15,7 @@ wrong files, what the log says.
 """
 
 import http.client
+import http.server
 import os
 import re
 import resource
@@ -405,6 +406,20 @@ class ResumptionTest(unittest.TestCase):
                     tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                     self.assertIn(b"Hello, my-client", tls.recv(4096))
                     self.assertFalse(tls.session_reused)
+
+    def test_the_ticket_lifetime_hint_says_7200_s_whatever_the_session_lifetime(self):
+        """What the server.py comment on SESSION_LIFETIME says: Python's ssl cannot set the
+        ticket lifetime hint, so a ticket says 7200 s (OpenSSL's default) even when sessions
+        end after --session-lifetime 600 (then the client makes a full handshake, above)."""
+        with our_server(session_lifetime=600) as srv:
+            conn = http.client.HTTPSConnection("localhost", srv.port, context=context(), timeout=5)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            session = conn.sock.session
+            conn.close()
+        self.assertTrue(session.has_ticket)
+        self.assertEqual(session.ticket_lifetime_hint, 7200)
+        self.assertEqual(srv.server.session_lifetime, 600)
 
     def test_an_open_connection_ends_after_a_reload(self):
         """A keep-alive connection is as old as its handshake: after a reload it is
@@ -949,22 +964,26 @@ class OldPythonTest(unittest.TestCase):
 class LogTest(unittest.TestCase):
 
     def test_ffdhe_and_other_groups_are_refused(self):
-        """One key-exchange group, by our key's type (X25519 for RSA, P-256 for EC): a
-        ClientHello asking for ffdhe8192 (100 ms of server CPU each) is refused at once."""
-        temp_key = {"X25519": "Server Temp Key: X25519", "prime256v1": "Server Temp Key: ECDH, prime256v1"}
-        names = {"X25519": "X25519", "prime256v1": "P-256"}
+        """Imported as a module (so without groups.cnf), server.py sets one key-exchange group
+        by our key's type (X25519 for RSA, P-256 for EC): a ClientHello asking for ffdhe8192
+        (100 ms of server CPU each) is refused at once. (server.py run as a program offers
+        three: test_hardening.KeyExchangeTest.)"""
+        temp_key = {"X25519": "Server Temp Key: X25519", "P-256": "Server Temp Key: ECDH, prime256v1"}
         for srv in (our_server(), RunningServer()):         # an EC and the project's (RSA) PKI
             with srv:
-                group = srv.server.context.key_exchange_group
+                group = srv.server.context.groups
                 other = "P-256" if group == "X25519" else "X25519"
                 for offered, works in [("ffdhe8192", False), ("ffdhe2048", False),
-                                       (names[group], True), (other, False)]:
+                                       (group, True), (other, False)]:
                     with self.subTest(server_group=group, offered=offered):
                         done = subprocess.run(["openssl", "s_client", "-connect",
                                                f"127.0.0.1:{srv.port}", "-groups", offered],
                                               input="", capture_output=True, text=True, timeout=10)
                         self.assertEqual(temp_key[group] in done.stdout, works,
                                          done.stdout[-300:] + done.stderr[-300:])
+                if group == "P-256":
+                    line = srv.log.wait_for(lambda l: "no key-exchange group in common" in l)
+                    self.assertIn("(we offer P-256)", line or "")
 
     def test_a_request_head_over_64_kb_ends_the_connection(self):
         with our_server() as srv:
@@ -976,6 +995,42 @@ class LogTest(unittest.TestCase):
             with self.assertRaises((http.client.HTTPException, OSError)):
                 conn.getresponse().read()
             conn.close()
+            line = srv.log.wait_for(lambda l: l.startswith("closed"))
+            self.assertIn("request head over 65536 bytes", line or "")
+
+    def test_http_server_alone_reads_a_6_mb_head_and_server_py_stops_at_64_kb(self):
+        """What MAX_REQUEST_HEAD buys: http.server caps each line at 65,536 bytes and a head at
+        100 lines, so alone it reads and answers a head of 99 lines of 65,500 bytes (6.5 MB);
+        server.py closes the same head's connection after 64 KB."""
+        head = (b"GET / HTTP/1.1\r\nHost: localhost\r\n"
+                + b"".join(b"X-%d: %s\r\n" % (i, b"x" * 65500) for i in range(98)) + b"\r\n")
+        self.assertGreater(len(head), 6_400_000)
+
+        class Plain(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+        plain = http.server.HTTPServer(("127.0.0.1", 0), Plain)
+        threading.Thread(target=plain.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        self.addCleanup(plain.server_close)
+        self.addCleanup(plain.shutdown)
+        with socket.create_connection(plain.server_address, timeout=10) as sock:
+            sock.sendall(head)
+            self.assertTrue(sock.recv(100).startswith(b"HTTP/1.0 200 OK"))
+
+        with our_server() as srv:
+            with context().wrap_socket(socket.create_connection(("127.0.0.1", srv.port),
+                                                                timeout=10),
+                                       server_hostname="localhost") as tls:
+                try:
+                    tls.sendall(head)
+                except OSError:                       # closed before it was all sent
+                    pass
             line = srv.log.wait_for(lambda l: l.startswith("closed"))
             self.assertIn("request head over 65536 bytes", line or "")
 
