@@ -1382,17 +1382,19 @@ def usage_line(width):
     return "\n".join(lines)
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with its usage errors in the one error format."""
-
-    def error(self, message):
-        self.exit(2, f"error: bad option: {message} -- see {self.prog} --help\n")
+def usage_parser():
+    """client.py's ArgumentParser: usage errors in the one error format, and
+    "did you mean --trace?" for an unknown option."""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    import client                                   # the project's client, as a library
+    return client.ArgumentParser
 
 
 def make_parser():
     """The demo's options (designed once: see EXAMPLES and the README)."""
     width = terminal_width()
-    p = ArgumentParser(prog=program(), allow_abbrev=False,
+    p = usage_parser()(prog=program(), allow_abbrev=False,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        usage=usage_line(width),
                        description="Run mutual TLS for real: success and failures, explained.",
