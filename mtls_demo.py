@@ -501,24 +501,37 @@ class DemoError(Exception):
 class ServerProcess:
     """server.py in its own process on a free port; its log read by a thread."""
 
-    def __init__(self, args):
-        self.command = script("server.py") + ["--port", "0"] + list(args)
+    def __init__(self, args, port=0):
+        self.args, self.wanted, self.busy = list(args), port, None
+        self.port, self.shown, self.warnings = None, False, []
+        self.start(port)
+
+    def start(self, port):
+        """Start server.py on `port` (0: any free one), its log read by a thread."""
+        self.command = script("server.py") + ["--port", str(port)] + self.args
         self.proc = subprocess.Popen([sys.executable] + self.command[1:], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
-        self.port, self.shown, self.warnings = None, False, []
-        threading.Thread(target=self._read_log, daemon=True).start()
+        threading.Thread(target=self._read_log, args=(self.proc, self.lines), daemon=True).start()
 
-    def _read_log(self):
-        for line in self.proc.stderr:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+    @staticmethod
+    def _read_log(proc, lines):
+        for line in proc.stderr:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
 
     def wait_ready(self):
-        """Wait for the 'serving https://...' line; learn the port from it."""
+        """Wait for the 'serving https://...' line; learn the port from it.
+        A port asked for (--port) that is taken, by your own make run say,
+        gives way to any free one, said when the server is shown."""
         if self.port is not None:
             return
         first = self.next_line(timeout=15)
+        if self.wanted and first and first.startswith("error: port in use"):
+            self.stop()
+            self.busy = self.wanted
+            self.start(0)
+            first = self.next_line(timeout=15)
         while first is not None and " warning: " in first:     # e.g. key permissions
             self.warnings.append(first.split(" ", 1)[1])
             first = self.next_line(timeout=15)
@@ -543,13 +556,18 @@ class ServerProcess:
         if self.shown:
             return
         self.shown = True
+        if self.busy:
+            screen.say(f"Port {self.busy} is taken (by your own make run, perhaps), so the demo "
+                       f"used a free one.")
         if "servers" in introduced:
             screen.say(f"The demo started this server in the background, on port {self.port}:")
         else:
             introduced.add("servers")
+            make_run, port = MAKE_RUN["command"], MAKE_RUN["port"]
+            other = "" if port == self.port or "PORT=" in make_run else f", on port {port}"
             screen.say(f"The demo started this server in the background, on port {self.port}. "
                        f"It stops its servers when it ends: to try these commands by hand, paste "
-                       f"this one first (or start one with make run, on port 3000):")
+                       f"this one first (or start one with {make_run}{other}):")
         port = self.command.index("--port") + 1
         screen.command(self.command[:port] + [str(self.port)] + self.command[port + 1:])
         for warning in self.warnings:
@@ -594,6 +612,20 @@ class ServerProcess:
                 self.proc.wait()
 
 
+# How the user starts a server of their own, in the settings of this run
+# (run_plan sets it): `make run`, with CERTS= and PORT= when not the defaults.
+MAKE_RUN = {"command": "make run", "port": 3000}
+
+
+def set_make_run(certs, port):
+    """Spell make run for this run's certificates folder and port (--port)."""
+    port = port or 3000
+    default = os.path.abspath(certs) == os.path.join(HERE, "certs")
+    settings = ("" if default else f" CERTS={shlex.quote(certs)}") + \
+        ("" if port == 3000 else f" PORT={port}")
+    MAKE_RUN.update(command="make run" + settings, port=port)
+
+
 def ensure_certificates(certs, target, verbose, gallery=None):
     """Run `make <target>` for the certificates the chosen cases need (and
     the mistakes gallery's own, given the gallery) and say so in one line
@@ -603,6 +635,7 @@ def ensure_certificates(certs, target, verbose, gallery=None):
             raise DemoError("missing tool", f"this demo needs 'make' and 'openssl' to build its "
                             f"certificates, and '{tool}' is not installed",
                             "apt-get install make openssl")
+    refuse_rotated(certs)          # before make adds certificates from the old CA to it
     done = subprocess.run(["make", "-C", HERE, f"CERTS={os.path.abspath(certs)}", target],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
@@ -630,6 +663,44 @@ def ensure_certificates(certs, target, verbose, gallery=None):
         words = re.findall(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""", line)     # as make echoed it
         for text in wrap_command(pair_options(words), screen.width):
             screen.print(text)
+
+
+def refuse_rotated(certs):
+    """Stop, saying how to get back to the lesson, when the server's or the
+    client's certificate is not signed by the folder's ca.crt, as after the
+    README's CA rollover (make ca-2, rollover-phase1..3): every case trusts
+    ca.crt, so each would fail for that reason instead of the one it shows."""
+    try:
+        ca = read_certificate(open(os.path.join(certs, "ca.crt")).read())
+        for role in ("server", "client"):
+            leaf = read_certificate(open(os.path.join(certs, f"{role}.crt")).read())
+            if ca is None or leaf is None or issued(ca, leaf):
+                continue
+            fresh = f"{certs.rstrip('/')}-lesson"
+            again = shlex.join(replace_certs(sys.argv[1:], fresh))
+            raise DemoError("certificates rotated", f"{certs}/{role}.crt is signed by "
+                            f"{common_name(leaf.issuer) or leaf.issuer}, not by {certs}/ca.crt "
+                            f"({common_name(ca.subject) or ca.subject}), as after a CA rollover "
+                            f"(make ca-2): the cases trust ca.crt, so each would fail for that "
+                            f"reason", f"run the demo on a folder of its own (it builds the "
+                            f"certificates): {program()} {again}; or start {certs}/ over, "
+                            f"rollover and all: make clean certs"
+                            + ("" if certs == "certs" else f" CERTS={shlex.quote(certs)}"))
+    except OSError:              # a file make did not build: the cases will say so
+        return
+
+
+def replace_certs(argv, folder):
+    """The command line again, with --certs FOLDER in place of any --certs."""
+    words, skip = [], False
+    for word in argv:
+        if skip or word.startswith("--certs="):
+            skip = False
+            continue
+        skip = word == "--certs"
+        if not skip:
+            words.append(word)
+    return words + ["--certs", folder]
 
 
 # --- running one case ----------------------------------------------------
@@ -712,12 +783,17 @@ def run_case(scenario, server, certs, opts, lesson=None):
         run_curl(curl_words, server, scenario)
     if opts.trace or opts.raw_trace:
         trace_case(scenario, server, certs, "1.3", opts)
-    explain(scenario, certs, lesson)
-    tls12 = rerun_tls12(scenario, server, certs, opts) if opts.tls12 else None
-
     observed = observe_client(proc)
     server_line = server_lines[-1]
     ok = observed == scenario.expect and scenario.server_says in server_line
+    if ok:
+        explain(scenario, certs, lesson)
+    else:                   # the explanation of what should have happened would mislead
+        screen.why(f"not what this case shows: it should end with the client saying "
+                   f"'{scenario.expect}' and the server '{scenario.server_says}', so its "
+                   f"explanation is left out. Read the messages above: they say what happened.")
+    tls12 = rerun_tls12(scenario, server, certs, opts) if opts.tls12 else None
+
     result = Result(scenario.name,
                     (f"client: {scenario.expect}", f"server: {scenario.server_says}"),
                     (f"client: {observed}", f"server: {summarize_log_line(server_line)}"), ok)
@@ -804,11 +880,13 @@ def print_table(results):
 # two real tools that can be limited to it: openssl s_client -tls1_2 (whose
 # trace shows where the alert came) and curl --tls-max 1.2.
 
-TLS12_ALERTS = ("TLS 1.2 has no certificate_required alert (TLS 1.3 added it, RFC 8446 "
-                "6.2), so a TLS 1.2 server that gets no client certificate "
-                "sends handshake_failure (RFC 5246 7.4.6). And under TLS 1.2 the server's "
-                "verdict on the client's certificate arrives inside the handshake, before the "
-                "client sends its request.")
+# Said after the first case it explains: the first about a missing client
+# certificate only, the second about any case the server refuses.
+TLS12_NO_CERTIFICATE = ("TLS 1.2 has no certificate_required alert (TLS 1.3 added it, RFC 8446 "
+                        "6.2), so a TLS 1.2 server that gets no client certificate sends "
+                        "handshake_failure (RFC 5246 7.4.6).")
+TLS12_VERDICT = ("Under TLS 1.2 the server's verdict on the client's certificate arrives inside "
+                 "the handshake, before the client sends its request.")
 
 
 def fetch_tls12(scenario, server, certs):
@@ -861,9 +939,15 @@ def rerun_tls12(scenario, server, certs, opts):
                        "server, but the server's certificate was fine: the server sent "
                        "certificate_expired about the client's certificate, and curl files "
                        "that alert under its own check of the server. Trust the server's log.")
-    if "tls12-alerts" not in introduced:        # after the output it explains, once
-        introduced.add("tls12-alerts")
-        screen.why(TLS12_ALERTS)
+    said = []                                   # after the output it explains, once each
+    if scenario.tls12[1] == "handshake_failure" and "tls12-no-cert" not in introduced:
+        introduced.add("tls12-no-cert")
+        said.append(TLS12_NO_CERTIFICATE)
+    if scenario.tls12[0] == "server" and "tls12-verdict" not in introduced:
+        introduced.add("tls12-verdict")
+        said.append(TLS12_VERDICT)
+    if said:
+        screen.why(" ".join(said))
     want_sender, want_alert, want_exit = scenario.tls12
     expected = [f"client.py: {TLS12_CLIENT.get(scenario.name, scenario.expect)}",
                 f"alert: {want_sender} sends {want_alert}" if want_alert else "alert: none"]
@@ -1428,6 +1512,9 @@ def make_parser():
                      "as Markdown, from real runs (every scenario unless NAMEs are given)")
     mod.add_argument("--certs", default=os.path.join(HERE, "certs"), metavar="DIR",
                      help="certificates folder (default: certs/ next to this script)")
+    mod.add_argument("--port", type=int, default=0, metavar="N",
+                     help="the demo's servers listen on N, N+1, ... (make demo passes PORT); "
+                          "a port that is taken gives way to a free one (default: free ones)")
     mod.add_argument("--no-curl", action="store_true", help="do not run the curl commands")
     mod.add_argument("--width", type=int, metavar="N",
                      help="wrap output at N columns (default: the terminal's, else 100)")
@@ -1436,7 +1523,7 @@ def make_parser():
 
 
 MODES = ("all", "lesson", "mistakes", "list", "check")
-RUN_MODIFIERS = ("tls12", "trace", "raw_trace", "verbose", "markdown", "no_curl", "pause")
+RUN_MODIFIERS = ("tls12", "trace", "raw_trace", "verbose", "markdown", "no_curl", "pause", "port")
 
 
 def option(dest):
@@ -1478,6 +1565,9 @@ def parse_args(argv):
         scenario_only = dest not in ("verbose", "no_curl", "pause")
         if getattr(args, dest) and mode == "mistakes" and scenario_only:
             p.error(f"{option(dest)} applies to scenarios, not to --mistakes")
+    if not 0 <= args.port <= 65000:                 # room for N+1, ... above it
+        p.error(f"--port {args.port} is not a port for the demo's servers: use 1-65000, "
+                f"e.g. --port 3000")
     if args.width is not None and args.width < 60:
         p.error(f"--width {args.width} is too narrow: use 60 or more")
     args.mode, args.urls = mode, urls
@@ -2691,13 +2781,16 @@ def run_plan(plan, args):
     # Start every server the plan needs at once: they boot in parallel.
     # Inside the try, with nothing printed before it: a pipe closed early
     # (| head) or a Ctrl-C must still reach the finally that stops them.
+    # With --port N, the first server listens on N, the next on N+1, ...
     servers = {}
+    set_make_run(certs, args.port)
     try:
         for kind, name in plan:
             options = tuple(server_command(SCENARIO_BY_NAME[name], certs)) if kind == "scenario" \
                 else tuple(server_command(SCENARIO_BY_NAME["success"], certs))
             if kind != "exhibit" and options not in servers:
-                servers[options] = ServerProcess(options)
+                port = args.port + len(servers) if args.port else 0
+                servers[options] = ServerProcess(options, port)
         for number, (kind, name) in enumerate(plan, 1):
             if number > 1:
                 pauser.wait(f"case {number} of {len(plan)}")
@@ -2740,7 +2833,8 @@ def run_plan(plan, args):
                + (f" {skipped} skipped (see above)." if skipped else ""))
     if args.mode == "lesson":
         default = os.path.abspath(args.certs) == os.path.join(HERE, "certs")
-        p = program() + ("" if default else f" --certs {shlex.quote(certs)}")
+        p = program() + ("" if default else f" --certs {shlex.quote(certs)}") + \
+            (f" --port {args.port}" if args.port else "")
         screen.say(f"Next: {p} --all (every scenario), --trace NAME (the handshake, drawn), "
                    f"--tls1.2 NAME (the same under TLS 1.2).")
     return 0 if matched == counted else 1
