@@ -299,27 +299,41 @@ STRICT_CHECKS = ssl.OPENSSL_VERSION_INFO >= (3, 0)
 # with a few lines of "what you just saw" (each under 82 characters, so
 # each fits 100 columns with its label).
 
-Lesson = namedtuple("Lesson", "name heading saw")
+# `setup` and `ask` come before the case runs (with --pause, the class
+# answers before Enter is pressed), `saw` after it.
+Lesson = namedtuple("Lesson", "name heading setup ask saw")
 
 LESSON = [
     Lesson("success", "mutual TLS working: each side proves who it is",
+           "each side has a certificate signed by my-ca, and trusts my-ca.",
+           "will the request work, and what does the server learn about the client?",
            ("Both sides showed a certificate signed by my-ca and proved they hold its key.",
             "The server knows the client is my-client; the client knows it reached localhost.")),
     Lesson("no-cacert", "the client does not trust the server's CA",
+           "the client leaves out --cacert, so it trusts only the system's CAs.",
+           "who refuses whom, and before or after the request is sent?",
            ("The client checks the server first: without --cacert it trusts only system CAs.",
             "It hung up in the handshake; the server logs that the client did not trust it.")),
     Lesson("no-client-cert", "the client shows no certificate",
+           "the client has no certificate (no --cert, no --key).",
+           "what will each side say, and when does the client find out?",
            ("The server asked (CertificateRequest), got none, and sent certificate_required.",
             "Under TLS 1.3 the client had finished its handshake: it hears at its first read.")),
     Lesson("other-ca", "a certificate from another CA, claiming to be my-client",
+           "the client shows a certificate that says CN=my-client, signed by rogue-ca.",
+           "does the name my-client get it in?",
            ("Anyone can write CN=my-client into a certificate: the signature is what counts.",
             "The server could not chain it to my-ca, the only CA it trusts: alert unknown_ca.",
             "The alert does not say why; the server's log does.")),
     Lesson("expired-client", "the client's certificate has expired",
+           "the client's certificate has its usual key, name and CA, but expired in 2020.",
+           "which side notices, and does the client learn why?",
            ("Same key, name and CA: only the dates are wrong, and the server checks them.",
             "The alert does not say why; the server's log does.",
             "The fix: sign its request again, for the same key (or use certs/client.crt):")),
     Lesson("not-authorized", "a valid client that this server does not allow",
+           "a client with a valid certificate from my-ca; the server allows only cn:my-client.",
+           "does the handshake work? what does the client get?",
            ("TLS worked: the server knows exactly who the client is (authentication).",
             "It is not on --allow, so the server answers 403 (authorization).",
             "The server names a client by its subjectAltName when it has one (here its URI),",
@@ -670,10 +684,13 @@ def refuse_rotated(certs):
     client's certificate is not signed by the folder's ca.crt, as after the
     README's CA rollover (make ca-2, rollover-phase1..3): every case trusts
     ca.crt, so each would fail for that reason instead of the one it shows."""
+    def read(name):
+        with open(os.path.join(certs, name)) as f:
+            return read_certificate(f.read())
     try:
-        ca = read_certificate(open(os.path.join(certs, "ca.crt")).read())
+        ca = read("ca.crt")
         for role in ("server", "client"):
-            leaf = read_certificate(open(os.path.join(certs, f"{role}.crt")).read())
+            leaf = read(f"{role}.crt")
             if ca is None or leaf is None or issued(ca, leaf):
                 continue
             fresh = f"{certs.rstrip('/')}-lesson"
@@ -2739,7 +2756,8 @@ class Pauser:
         self.wanted, self.told = wanted, False
 
     def wait(self, what):
-        """Wait for Enter before `what`; without a terminal, say once that we do not."""
+        """Wait for Enter ("-- press Enter `what` --"); without a terminal, say
+        once that we do not."""
         if not self.wanted:
             return
         stdin = sys.stdin
@@ -2751,7 +2769,7 @@ class Pauser:
             return
         screen.print()
         try:
-            input(f"-- press Enter for {what} (Ctrl-C stops) --")
+            input(f"-- press Enter {what} (Ctrl-C stops) --")
         except EOFError:
             screen.say("(--pause: input closed, so the demo does not pause any more)")
             self.wanted = False
@@ -2792,8 +2810,8 @@ def run_plan(plan, args):
                 port = args.port + len(servers) if args.port else 0
                 servers[options] = ServerProcess(options, port)
         for number, (kind, name) in enumerate(plan, 1):
-            if number > 1:
-                pauser.wait(f"case {number} of {len(plan)}")
+            if number > 1 and args.mode != "lesson":
+                pauser.wait(f"for case {number} of {len(plan)}")
             if kind == "exhibit":
                 gallery = load_gallery()
                 result = gallery.run_exhibit(name, os.path.abspath(args.certs), width=screen.width)
@@ -2805,8 +2823,12 @@ def run_plan(plan, args):
                 results.append(cleartext_case(server, certs))
                 continue
             scenario = SCENARIO_BY_NAME[name]
-            if args.mode == "lesson":
-                screen.heading(f"Case {number} of {len(plan)}: {lessons[name].heading} ({name})")
+            if args.mode == "lesson":        # what is about to happen, then the question
+                lesson = lessons[name]
+                screen.heading(f"Case {number} of {len(plan)}: {lesson.heading} ({name})")
+                screen.say(lesson.setup[0].upper() + lesson.setup[1:], "Setup: ")
+                screen.say(lesson.ask[0].upper() + lesson.ask[1:], "Ask the class: ", code="1")
+                pauser.wait("to run it")
             else:
                 screen.heading(f"{name}: {scenario.title}")
             if scenario.strict and not STRICT_CHECKS:

@@ -10,6 +10,7 @@ Each demo run here is a real subprocess with real servers; the runs that
 several tests read are made once per class.
 """
 
+import argparse
 import contextlib
 import io
 import os
@@ -17,13 +18,15 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 
-from tests.support import PYTHON, ROOT, RunningServer, path, pki
+from tests.support import PYTHON, ROOT, RunningServer, path, pki, rolled_pki
 
 import mtls_demo
 
@@ -229,6 +232,16 @@ class SubsetRunTest(unittest.TestCase):
         self.assertIn("sends handshake_failure (RFC 5246 7.4.6)", text)
         self.assertIn("RFC 8446 6.2", text)
 
+    def test_the_missing_certificate_alert_is_explained_where_it_happens(self):
+        """TLS 1.2's handshake_failure for a missing certificate is explained after
+        no-client-cert's rerun, never after another case's (issue 21: it followed
+        expired-client's own explanation)."""
+        parts = {name: unwrap(self.done.stdout.split(f"== {name}:", 1)[1].split("\n== ", 1)[0])
+                 for name in self.NAMES}
+        self.assertIn("TLS 1.2 has no certificate_required alert", parts["no-client-cert"])
+        for name in ("wrong-hostname", "success", "expired-client"):
+            self.assertNotIn("certificate_required", parts[name], name)
+
     def test_the_walkthrough_is_called_the_walkthrough_not_by_its_title(self):
         if not shutil.which("curl"):
             self.skipTest("curl not installed: apt-get install curl")
@@ -311,6 +324,103 @@ class CommandLineTest(unittest.TestCase):
             self.assertEqual(done.stderr, "error: unsupported Python: mtls_demo.py needs Python "
                              f"3.9+ (this is {os.path.basename(os.path.dirname(os.path.dirname(old)))[:3]}) "
                              "-- run it with python3.9 or newer\n")
+
+
+class Keyboard(io.StringIO):
+    """Lines typed at a terminal: what --pause reads when someone presses Enter."""
+
+    def isatty(self):
+        return True
+
+
+class NewcomerTest(unittest.TestCase):
+    """The first hour (issue 21): a rotated folder, a failed case, the port chosen,
+    a typo'd option, and the lesson's pause before each case."""
+
+    def test_a_rotated_folder_is_refused_untouched_with_the_way_back_to_the_lesson(self):
+        """After make ca-2 and rollover-phase1..3 every case would fail for that
+        reason: one line says so, nothing is added to the folder, and the
+        command it suggests runs the lesson on a folder of its own."""
+        rolled = rolled_pki()
+        before = sorted(os.listdir(rolled))
+        done = demo("success", "--no-curl", "--certs", rolled)
+        self.assertEqual(done.returncode, 2, done.stdout + done.stderr)
+        self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
+        self.assertIn(f"error: certificates rotated: {rolled}/server.crt is signed by my-ca-2, "
+                      f"not by {rolled}/ca.crt (my-ca)", done.stderr)
+        self.assertEqual(sorted(os.listdir(rolled)), before, "make added nothing to it")
+        command = re.search(r"own \(it builds the certificates\): (.*?); or", done.stderr).group(1)
+        words = shlex.split(command)
+        self.assertEqual(words[2:], ["success", "--no-curl", "--certs", f"{rolled}-lesson"])
+        again = demo(*words[2:])
+        self.assertEqual(again.returncode, 0, again.stdout[-2000:] + again.stderr)
+        self.assertIn("1 of 1 cases behaved as expected", again.stdout)
+
+    def test_a_case_that_fails_is_not_followed_by_the_explanation_of_success(self):
+        """success against a rotated folder's server (signed by my-ca-2) fails with
+        'server not trusted': its why: would explain a success that did not happen."""
+        rolled = rolled_pki()
+        scenario = mtls_demo.SCENARIO_BY_NAME["success"]
+        server = mtls_demo.ServerProcess(mtls_demo.server_command(scenario, rolled))
+        opts = argparse.Namespace(curl=False, trace=False, raw_trace=False, tls12=False)
+        out, saved = io.StringIO(), mtls_demo.screen
+        mtls_demo.screen = mtls_demo.Screen(100)
+        try:
+            with contextlib.redirect_stdout(out):
+                case = mtls_demo.run_case(scenario, server, rolled, opts)
+        finally:
+            server.stop()
+            mtls_demo.screen = saved
+        text = unwrap(out.getvalue())
+        self.assertFalse(case.result.ok)
+        self.assertIn("error: server not trusted", text)
+        self.assertIn("why: not what this case shows", text)
+        self.assertNotIn(scenario.why[:60], text)
+
+    def test_the_port_chosen_is_the_port_served_and_a_taken_one_gives_way(self):
+        """--port N (make demo passes PORT): the commands show N and the make run
+        that serves them; a port already taken (make run) gives way to a free one."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            port = taken.getsockname()[1]
+            taken.listen()
+            busy = demo("success", "--no-curl", "--certs", pki(), "--port", str(port))
+        self.assertEqual(busy.returncode, 0, busy.stdout + busy.stderr)
+        self.assertIn(f"Port {port} is taken (by your own make run, perhaps), so the demo used "
+                      f"a free one.", busy.stdout)
+        done = demo("success", "--no-curl", "--certs", pki(), "--port", str(port))
+        if "is taken" in done.stdout:
+            self.skipTest(f"port {port} was taken again meanwhile")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        (server,) = printed_commands(done.stdout, "server.py")
+        self.assertEqual(server[server.index("--port") + 1], str(port))
+        self.assertIn(f"(or start one with make run CERTS={pki()} PORT={port}):", unwrap(done.stdout))
+
+    def test_a_mistyped_option_gets_the_option_meant(self):
+        done = demo("--lessons", "--pasue")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("unknown option '--lessons' -- did you mean --lesson?", done.stderr)
+
+    def test_the_lesson_pause_shows_the_setup_and_the_question_before_the_case_runs(self):
+        """--lesson --pause at a terminal: each case's heading, its setup and the
+        question to the class come first; Enter runs it, then its result."""
+        out, saved = io.StringIO(), sys.stdin
+        sys.stdin = Keyboard("\n" * 6)
+        try:
+            with contextlib.redirect_stdout(out):
+                code = mtls_demo.main(["--lesson", "--pause", "--no-curl", "--certs", pki(),
+                                       "--width", "100"])
+        finally:
+            sys.stdin = saved
+        self.assertEqual(code, 0, out.getvalue()[-2000:])
+        cases = out.getvalue().split("\n== Case ")[1:]
+        self.assertEqual(len(cases), 6)
+        for part, lesson in zip(cases, mtls_demo.LESSON):
+            order = [part.index("Setup: "), part.index("Ask the class: "),
+                     part.index("-- press Enter to run it (Ctrl-C stops) --"),
+                     part.index("client.py "), part.index("What you just saw: ")]
+            self.assertEqual(order, sorted(order), part)
+            self.assertIn(lesson.ask[1:], unwrap(part))
 
 
 class PasteTest(unittest.TestCase):
