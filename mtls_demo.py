@@ -9,7 +9,7 @@ and exits 0 only if every case matched.
 
 Run:   python3 mtls_demo.py                    the three basic cases
        python3 mtls_demo.py NAME [NAME ...]    these scenarios / exhibits, in that order
-       python3 mtls_demo.py --all              every failure-gallery scenario
+       python3 mtls_demo.py --all              every failure-gallery scenario (and successes)
        python3 mtls_demo.py --lesson --pause   the classroom path (six cases)
        python3 mtls_demo.py --mistakes         the mistakes gallery (mistakes/gallery.py)
        python3 mtls_demo.py --list             every name, one line each
@@ -185,8 +185,9 @@ SCENARIOS = [
                          "--key", "{certs}/server.key", "{url}"],
         "wrong purpose", "wrong purpose",
         "The certificate is signed by my-ca and the key matches, but its extendedKeyUsage "
-        "says serverAuth only. A server asks for clientAuth and answers unsupported_certificate: "
-        "issue separate certificates for each role.",
+        "says serverAuth only. The server wants clientAuth: it logs 'wrong purpose' and sends the "
+        "alert unsupported_certificate (openssl verify -purpose sslclient says 'unsuitable "
+        "certificate purpose'). Issue separate certificates for each role.",
         does="shows the server's certificate as its own", cause="its EKU is serverAuth only",
         fix="a certificate with clientAuth", tls12=("server", "unsupported_certificate", 35)),
     Scenario(
@@ -851,34 +852,72 @@ def skipped_case(scenario):
     return Result(scenario.name, ("needs OpenSSL 3.0+", ""), ("skipped", ""), None)
 
 
+def word_pieces(word):
+    """A word's pieces where a line may break inside it: after each '/' of a
+    URI (uri:spiffe:// | example.org/ | other-client), nowhere else."""
+    return re.findall(r"[^/]*/+|[^/]+", word) or [word]
+
+
+def wrap_cell(text, width):
+    """Wrap a table cell at spaces, and inside a word too long for the column
+    only after a '/': never mid-word (a piece wider than the column, which
+    print_table avoids, is the only thing ever cut)."""
+    lines, line = [], ""
+    for word in text.split():
+        pieces = [word] if len(word) <= width else word_pieces(word)
+        for i, piece in enumerate(pieces):
+            glue = " " if line and i == 0 else ""
+            if line and len(line) + len(glue) + len(piece) > width:
+                lines.append(line)
+                line, glue = "", ""
+            line += glue + piece
+            while len(line) > width:
+                lines, line = lines + [line[:width]], line[width:]
+    return lines + [line]
+
+
+def column_widths(rows, width):
+    """Widths of the four columns within `width`, each at least as wide as the
+    longest word in it, else as the longest piece of one (leaving `expected`
+    20 columns, or what it needs); None if neither fits."""
+    natural = [max(len(line) for row in rows for line in row[i].splitlines() or [""])
+               for i in range(4)]
+    room = width - natural[0] - natural[3] - 9          # 3 separators of 3
+    if natural[1] + natural[2] <= room:
+        return natural
+    for split in (lambda w: [w], word_pieces):           # whole words first
+        least = [max((len(p) for row in rows for w in row[i].split() for p in split(w)),
+                     default=1) for i in (1, 2)]
+        first = max(min(natural[1], room // 2), room - natural[2], least[0])
+        second = max(room - first, least[1])
+        if room - second >= max(least[0], min(natural[1], 20)) and room >= 30:
+            return [natural[0], room - second, second, natural[3]]
+    return None
+
+
 def print_table(results):
-    """The closing table, fitted to the width: cells wrap when they must."""
+    """The closing table, fitted to the width: cells wrap at spaces, never
+    inside a word (a URI, after a '/')."""
     rows = [("case", "expected", "observed", "ok")]
     for r in results:
         mark = {True: "yes", False: "NO", None: "skip"}[r.ok]
         rows.append((r.name, "\n".join(filter(None, r.expected)),
                      "\n".join(filter(None, r.observed)), mark))
-    natural = [max(len(line) for row in rows for line in row[i].splitlines() or [""])
-               for i in range(4)]
-    room = screen.width - natural[0] - natural[3] - 9          # 3 separators of 3
-    if room < 30:                        # too narrow for columns: one block a case
+    widths = column_widths(rows, screen.width)
+    if widths is None:                   # too narrow for columns: one block a case
         for name, expected, observed, mark in rows[1:]:
             screen.print()
             screen.say(f"{name}: {mark}")
             screen.say(expected.replace("\n", "; "), "   expected: ")
             screen.say(observed.replace("\n", "; "), "   observed: ")
         return
-    widths = natural[:]
-    if natural[1] + natural[2] > room:
-        widths[1] = max(min(natural[1], room // 2), room - natural[2])
-        widths[2] = room - widths[1]
     screen.print()
     for row in rows:
         # A cell's k-th line (e.g. "server: ...") starts beside the other
         # cells' k-th lines, however many lines the one before it wrapped to.
         lines = [row[i].splitlines() or [""] for i in range(4)]
         for k in range(max(len(cell) for cell in lines)):
-            cells = [wrap(cell[k], widths[i]) if k < len(cell) else [""]
+            cells = [wrap_cell(cell[k], widths[i]) if k < len(cell) else [""]
                      for i, cell in enumerate(lines)]     # each wrapped to its column
             for n in range(max(len(c) for c in cells)):
                 parts = [(c[n] if n < len(c) else "").ljust(widths[i])
@@ -1504,7 +1543,8 @@ def make_parser():
                    "to run, in this order (see --list)")
     mode = p.add_argument_group("modes (one at a time)", "with none: the three basic cases "
                                 "(success, no-cacert, no-client-cert)")
-    mode.add_argument("--all", action="store_true", help="run every failure-gallery scenario")
+    mode.add_argument("--all", action="store_true", help="run every scenario of the failure "
+                      "gallery: each failure, and the successes beside them")
     mode.add_argument("--lesson", action="store_true", help="the classroom path: six cases in "
                       "teaching order, each with what you just saw (--lesson [--pause])")
     mode.add_argument("--mistakes", action="store_true", help="run every mistakes-gallery exhibit")
