@@ -862,12 +862,12 @@ def wrap_cell(text, width):
     """Wrap a table cell at spaces, and inside a word too long for the column
     only after a '/': never mid-word (a piece wider than the column, which
     print_table avoids, is the only thing ever cut)."""
-    lines, line = [], ""
+    lines, line = [], text[:len(text) - len(text.lstrip())]     # "  + TLS 1.2" keeps its indent
     for word in text.split():
         pieces = [word] if len(word) <= width else word_pieces(word)
         for i, piece in enumerate(pieces):
-            glue = " " if line and i == 0 else ""
-            if line and len(line) + len(glue) + len(piece) > width:
+            glue = " " if line.strip() and i == 0 else ""
+            if line.strip() and len(line) + len(glue) + len(piece) > width:
                 lines.append(line)
                 line, glue = "", ""
             line += glue + piece

@@ -50,11 +50,24 @@ def pki():
     return _pki_dir
 
 
+_rolled_dir = None
+
+
 def rolled_pki():
     """A folder after the README's CA rollover, made with the real Makefile
-    (make certs, make ca-2, rollover-phase1..3; EC keys, for speed) in a new
-    temporary folder: server.crt and client.crt signed by my-ca-2, trust.pem
-    holding my-ca-2 only, ca.crt still my-ca."""
+    (make certs, make ca-2, rollover-phase1..3; EC keys, for speed) in a
+    temporary folder, once per run: server.crt and client.crt signed by
+    my-ca-2, trust.pem holding my-ca-2 only, ca.crt still my-ca. Tests
+    only read it."""
+    global _rolled_dir
+    with _pki_lock:
+        if _rolled_dir is None:
+            _rolled_dir = make_rolled_pki()
+    return _rolled_dir
+
+
+def make_rolled_pki():
+    """Run make certs, ca-2 and the three rollover phases into a new folder."""
     tmp = tempfile.mkdtemp(prefix="mtls-rolled-")
     atexit.register(shutil.rmtree, tmp, True)
     certs = os.path.join(tmp, "certs")
