@@ -680,11 +680,12 @@ def ensure_certificates(certs, target, verbose, gallery=None):
             screen.print(text)
 
 
-def refuse_rotated(certs):
+def refuse_rotated(certs, command=None, argv=None):
     """Stop, saying how to get back to the lesson, when the server's or the
     client's certificate is not signed by the folder's ca.crt, as after the
     README's CA rollover (make ca-2, rollover-phase1..3): every case trusts
-    ca.crt, so each would fail for that reason instead of the one it shows."""
+    ca.crt, so each would fail for that reason instead of the one it shows.
+    The fix repeats `command` (this script, unless given) with `argv`."""
     def read(name):
         with open(os.path.join(certs, name)) as f:
             return read_certificate(f.read())
@@ -695,13 +696,14 @@ def refuse_rotated(certs):
             if ca is None or leaf is None or issued(ca, leaf):
                 continue
             fresh = f"{certs.rstrip('/')}-lesson"
-            again = shlex.join(replace_certs(sys.argv[1:], fresh))
+            again = shlex.join(replace_certs(sys.argv[1:] if argv is None else argv, fresh))
             raise DemoError("certificates rotated", f"{certs}/{role}.crt is signed by "
                             f"{common_name(leaf.issuer) or leaf.issuer}, not by {certs}/ca.crt "
                             f"({common_name(ca.subject) or ca.subject}), as after a CA rollover "
                             f"(make ca-2): the cases trust ca.crt, so each would fail for that "
                             f"reason", f"run the demo on a folder of its own (it builds the "
-                            f"certificates): {program()} {again}; or start {certs}/ over, "
+                            f"certificates): {command or program()} {again}; or start "
+                            f"{certs}/ over, "
                             f"rollover and all: make clean certs"
                             + ("" if certs == "certs" else f" CERTS={shlex.quote(certs)}"))
     except OSError:              # a file make did not build: the cases will say so

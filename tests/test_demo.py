@@ -356,6 +356,18 @@ class NewcomerTest(unittest.TestCase):
         self.assertEqual(again.returncode, 0, again.stdout[-2000:] + again.stderr)
         self.assertIn("1 of 1 cases behaved as expected", again.stdout)
 
+    def test_the_mistakes_gallery_refuses_a_rotated_folder_too(self):
+        """mistakes/gallery.py gave '2 of 9' after the rollover; now the same one line."""
+        rolled = rolled_pki()
+        done = subprocess.run([PYTHON, os.path.join(ROOT, "mistakes", "gallery.py"), "cert-none",
+                               "--certs", rolled], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(done.returncode, 2, done.stdout + done.stderr)
+        self.assertIn("error: certificates rotated: ", done.stderr)
+        self.assertIn(f"python3 mistakes/gallery.py cert-none --certs {rolled}-lesson;",
+                      done.stderr)
+        self.assertNotIn("exhibits as expected", done.stdout)
+
     def test_a_case_that_fails_is_not_followed_by_the_explanation_of_success(self):
         """success against a rotated folder's server (signed by my-ca-2) fails with
         'server not trusted': its why: would explain a success that did not happen."""
