@@ -45,8 +45,7 @@ if sys.version_info < (3, 9):
                      "(this is %d.%d) -- run it with python3.9 or newer\n" % sys.version_info[:2])
     sys.exit(2)
 
-import argparse  # noqa: E402  (after the version check, as are the imports below)
-import contextlib
+import contextlib  # noqa: E402  (after the version check, as are the imports below)
 import difflib
 import http.client
 import importlib.util
@@ -829,11 +828,9 @@ def print_table(results, out):
             print(" | ".join(cells + [ok]).rstrip())
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error on one line, like every other error here."""
-
-    def error(self, message):
-        self.exit(2, f"error: bad option: {message} -- see {self.prog} --help\n")
+# client.py's: a usage error on one line, like every other error here, and
+# "did you mean --certs?" for an unknown option.
+ArgumentParser = client.ArgumentParser
 
 
 def refuse_rotated(certs, argv):
