@@ -851,7 +851,7 @@ def main(argv=None):
     """Run the chosen exhibits (all by default); exit 0 only if each attack
     worked against the wrong code and failed against the project's."""
     names = [e.name for e in EXHIBITS]
-    p = ArgumentParser(prog="mistakes/gallery.py",
+    p = ArgumentParser(prog="mistakes/gallery.py", allow_abbrev=False,
                        description="How mTLS deployments go wrong: each mistake, "
                                    "attacked for real.")
     p.add_argument("names", nargs="*", metavar="NAME", help="exhibits to run (default: all)")
