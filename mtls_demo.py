@@ -1571,9 +1571,11 @@ def make_parser():
                      "as Markdown, from real runs (every scenario unless NAMEs are given)")
     mod.add_argument("--certs", default=os.path.join(HERE, "certs"), metavar="DIR",
                      help="certificates folder (default: certs/ next to this script)")
-    mod.add_argument("--port", type=int, default=0, metavar="N",
+    mod.add_argument("--port", type=int, metavar="N",
                      help="the demo's servers listen on N, N+1, ... (make demo passes PORT); "
-                          "a port that is taken gives way to a free one (default: free ones)")
+                          "a port that is taken gives way to a free one (default: 3000 for "
+                          "--lesson, so the projected commands name make run's port; else "
+                          "free ones)")
     mod.add_argument("--no-curl", action="store_true", help="do not run the curl commands")
     mod.add_argument("--width", type=int, metavar="N",
                      help="wrap output at N columns (default: the terminal's, else 100)")
@@ -1624,6 +1626,8 @@ def parse_args(argv):
         scenario_only = dest not in ("verbose", "no_curl", "pause")
         if getattr(args, dest) and mode == "mistakes" and scenario_only:
             p.error(f"{option(dest)} applies to scenarios, not to --mistakes")
+    if args.port is None:
+        args.port = 3000 if mode == "lesson" else 0
     if not 0 <= args.port <= 65000:                 # room for N+1, ... above it
         p.error(f"--port {args.port} is not a port for the demo's servers: use 1-65000, "
                 f"e.g. --port 3000")

@@ -408,6 +408,12 @@ class NewcomerTest(unittest.TestCase):
         self.assertEqual(server[server.index("--port") + 1], str(port))
         self.assertIn(f"(or start one with make run CERTS={pki()} PORT={port}):", unwrap(done.stdout))
 
+    def test_the_lesson_shows_port_3000_unless_it_is_taken(self):
+        """The projected lesson names make run's port, not a random one (issue 21)."""
+        self.assertEqual(mtls_demo.parse_args(["--lesson"]).port, 3000)
+        self.assertEqual(mtls_demo.parse_args(["success"]).port, 0)
+        self.assertEqual(mtls_demo.parse_args(["--lesson", "--port", "42001"]).port, 42001)
+
     def test_a_mistyped_option_gets_the_option_meant(self):
         done = demo("--lessons", "--pasue")
         self.assertEqual(done.returncode, 2)
