@@ -897,15 +897,19 @@ def column_widths(rows, width):
     return None
 
 
-def print_table(results):
-    """The closing table, fitted to the width: cells wrap at spaces, never
-    inside a word (a URI, after a '/')."""
+# The lesson is projected: its table fits an 80-column projector.
+LESSON_TABLE_WIDTH = 79
+
+
+def print_table(results, width=None):
+    """The closing table, fitted to `width` (default: the screen's): cells
+    wrap at spaces, never inside a word (a URI, after a '/')."""
     rows = [("case", "expected", "observed", "ok")]
     for r in results:
         mark = {True: "yes", False: "NO", None: "skip"}[r.ok]
         rows.append((r.name, "\n".join(filter(None, r.expected)),
                      "\n".join(filter(None, r.observed)), mark))
-    widths = column_widths(rows, screen.width)
+    widths = column_widths(rows, min(width or screen.width, screen.width))
     if widths is None:                   # too narrow for columns: one block a case
         for name, expected, observed, mark in rows[1:]:
             screen.print()
@@ -2892,7 +2896,7 @@ def run_plan(plan, args):
         for line in markdown_table(runs):
             print(line)
         return 0 if all(r.ok is not False for r in results) else 1
-    print_table(results)
+    print_table(results, LESSON_TABLE_WIDTH if args.mode == "lesson" else None)
     matched = sum(r.ok is True for r in results)
     skipped = sum(r.ok is None for r in results)
     counted = len(results) - skipped

@@ -161,6 +161,12 @@ class LessonRunTest(unittest.TestCase):
             self.assertLessEqual(len(line), 100, line)
         self.assertIsNone(ANSI.search(self.done.stdout), "colour under NO_COLOR")
 
+    def test_the_closing_table_fits_an_80_column_projector(self):
+        """The lesson is projected: its table stays under 80 columns (issue 21)."""
+        table = self.done.stdout.split("\ncase ", 1)[1].split("\n\n", 1)[0].splitlines()
+        self.assertGreater(len(table), 12)
+        self.assertLessEqual(max(len(line) for line in table), 79, "\n".join(table))
+
     def test_pause_without_a_terminal_says_so_once_and_does_not_hang(self):
         self.assertEqual(self.done.stdout.count("input is not a terminal"), 1)
         self.assertNotIn("press Enter", self.done.stdout)
