@@ -27,12 +27,17 @@ DAYS    ?= 365
 OPENSSL ?= openssl
 PYTHON  ?= python3
 PORT    ?= 3000
-# make proxy: nginx listens on PORT, server.py behind it on BACKEND_PORT.
-BACKEND_PORT ?= 3001
+# make proxy: nginx listens on PORT, server.py behind it on BACKEND_PORT
+# (the port above PORT unless given: make proxy PORT=42020 puts it on 42021).
+BACKEND_PORT ?= $(if $(call digits,$(PORT)),3001,$(shell expr $(PORT) + 1))
 # nginx lives in /usr/sbin on Debian, off a normal user's PATH. (Not named
 # NGINX: make exports command-line settings, and nginx reads a variable of
 # that name from its environment, as sockets inherited from an old nginx.)
 NGINX_BIN ?= $(or $(shell command -v nginx 2>/dev/null),$(wildcard /usr/sbin/nginx),nginx)
+# nginx's log level in make proxy: warn shows warnings and errors only;
+# NGINX_LOG=notice adds its start, reload and exit notices (the tests wait
+# for them to know a reload happened).
+NGINX_LOG ?= warn
 CNF     := openssl.cnf
 
 # --- the settings, checked before any openssl step runs ------------------
@@ -105,7 +110,7 @@ help: ## list the targets (this text)
 	  sed -E 's/^([^:]*):.*## (.*)/  make \1\t\2/' | expand -t 24 | \
 	  sed -e 's|\$$(PORT)|$(PORT)|g' -e 's|\$$(CERTS)|$(CERTS)|g' | $(WRAP)
 	@echo
-	@echo "Settings: CERTS=$(CERTS) DAYS=$(DAYS) KEY=$(KEY) PORT=$(PORT) PYTHON=$(PYTHON)" | $(WRAP)
+	@echo "Settings: CERTS=$(CERTS) DAYS=$(DAYS) KEY=$(KEY) PORT=$(PORT) BACKEND_PORT=$(BACKEND_PORT) PYTHON=$(PYTHON)" | $(WRAP)
 
 # --- the tutorial, one openssl step per file ----------------------------
 
@@ -299,8 +304,9 @@ $(ARTICLE)/client.csr: $(ARTICLE)/client.key
 $(ARTICLE)/%.crt: $(ARTICLE)/%.csr $(ARTICLE)/ca.crt
 	cd $(ARTICLE) && $(OPENSSL) x509 -req -in $*.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 -out $*.crt
 
-# The demo, as the hints spell it: with --certs when CERTS was given.
-DEMO := $(PYTHON) mtls_demo.py$(if $(call given,CERTS), --certs $(CERTS))
+# The demo, as the hints spell it: with --certs and --port when CERTS and
+# PORT were given.
+DEMO := $(PYTHON) mtls_demo.py$(if $(call given,CERTS), --certs $(CERTS))$(if $(call given,PORT), --port $(PORT))
 
 ARTICLE_PKI := $(ARTICLE)/ca.crt $(ARTICLE)/server.crt $(ARTICLE)/client.crt
 SCENARIO_PKI := $(CERTS)/rogue-client.crt $(CERTS)/expired-client.crt $(CERTS)/expired-server.crt \
@@ -380,7 +386,7 @@ have-nginx: check-settings
 # checked by nginx itself (-t).
 nginx-conf: have-nginx $(PKI) $(CERTS)/proxy.crt $(CERTS)/trust.pem $(CERTS)/crls.pem deploy/nginx.conf.in
 	mkdir -p $(NGINX_DIR)
-	sed -e 's|@CERTS@|$(abspath $(CERTS))|g' -e 's|@NGINX_DIR@|$(abspath $(NGINX_DIR))|g' -e 's|@PORT@|$(PORT)|g' -e 's|@BACKEND_PORT@|$(BACKEND_PORT)|g' deploy/nginx.conf.in > $(NGINX_DIR)/nginx.conf
+	sed -e 's|@CERTS@|$(abspath $(CERTS))|g' -e 's|@NGINX_DIR@|$(abspath $(NGINX_DIR))|g' -e 's|@PORT@|$(PORT)|g' -e 's|@BACKEND_PORT@|$(BACKEND_PORT)|g' -e 's|@NGINX_LOG@|$(NGINX_LOG)|g' deploy/nginx.conf.in > $(NGINX_DIR)/nginx.conf
 	$(NGINX_BIN) -t -q -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
 
 # server.py runs in the background, nginx in the foreground. A script's
@@ -390,6 +396,7 @@ nginx-conf: have-nginx $(PKI) $(CERTS)/proxy.crt $(CERTS)/trust.pem $(CERTS)/crl
 # Both sides check what nginx checks: the CAs in trust.pem, the CRLs in
 # crls.pem; server.py checks each forwarded certificate against them too.
 proxy: nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behind it
+	@echo "nginx: https://localhost:$(PORT)/ (mTLS; it logs only warnings and errors), server.py behind it on port $(BACKEND_PORT). Ctrl-C stops both." | $(WRAP)
 	$(PYTHON) server.py --host 127.0.0.1 --port $(BACKEND_PORT) --ca $(CERTS)/trust.pem --crl $(CERTS)/crls.pem --cert $(CERTS)/server.crt --key $(CERTS)/server.key --trust-proxy cn:my-proxy & \
 	backend=$$!; echo $$backend > $(NGINX_DIR)/backend.pid; \
 	trap 'kill $$backend 2>/dev/null; wait $$backend; rm -f $(NGINX_DIR)/backend.pid' EXIT; trap 'exit 130' INT TERM; \
@@ -455,7 +462,7 @@ $(CERTS)/trust.pem: | $(CERTS)/ca.crt
 	cp $(CERTS)/ca.crt $@
 
 ca-2: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/ca.crl $(CERTS)/trust.pem ## before a rollover: the new CA my-ca-2, its CRL, and trust.pem
-	@echo "Next: serve with --ca $(CERTS)/trust.pem --crl $(CERTS)/ca.crl --crl $(CERTS)/ca-2.crl"
+	@echo "Next: serve with$(if $(call given,PORT), --port $(PORT)) --ca $(CERTS)/trust.pem --crl $(CERTS)/ca.crl --crl $(CERTS)/ca-2.crl"
 	@echo "      (make proxy does so already, with crls.pem: nothing to restart)"
 	@echo "      then: make rollover-phase1$(AGAIN)"
 
@@ -493,8 +500,10 @@ client: $(PKI) ## make the successful mTLS request to the running server
 	$(PYTHON) client.py --cacert $(CERTS)/ca.crt --cert $(CERTS)/client.crt --key $(CERTS)/client.key https://localhost:$(PORT)/
 	@echo "That was mTLS working. Next: make demo$(AGAIN)   (the lesson: success and failures, explained)"
 
+# Its servers listen on PORT and PORT+1 (a free port where one is taken,
+# by make run say), so that its commands paste as make run would serve them.
 demo: ## run the lesson: the success and five failures, each explained
-	$(PYTHON) mtls_demo.py --lesson --certs $(CERTS)
+	$(PYTHON) mtls_demo.py --lesson --certs $(CERTS) --port $(PORT)
 
 # make inspect: one line per certificate: its file, who it names (subject),
 # who signed it (issuer), when it expires (notAfter), and what it may be
@@ -508,6 +517,11 @@ SCENARIO_CRTS := $(addprefix $(CERTS)/,rogue-ca.crt rogue-client.crt expired-cli
 	expired-server.crt elsewhere-server.crt revoked-client.crt other-client.crt \
 	int-ca.crt int-server.crt int-client.crt) $(ARTICLE_PKI)
 INSPECT = $(PKI) $(wildcard $(SCENARIO_CRTS))
+# Without ALL=1, the main certificates only (those of make certs, and of the
+# rotation and proxy targets once made); the scenario ones, once made, are
+# counted in one line.
+SCENARIOS_HERE = $(wildcard $(SCENARIO_CRTS))
+INSPECT_LIST = $(if $(ALL),$(CERTS)/*.crt $(ARTICLE)/*.crt,$(PKI) $(filter-out $(PKI) $(SCENARIO_CRTS),$(wildcard $(CERTS)/*.crt)))
 define full_text
 	@echo "=== $(1) (full)"
 	$(OPENSSL) x509 -in $(1) -noout -text
@@ -521,11 +535,13 @@ export INSPECT_AWK := \
 	                   gsub(/TLS Web Client Authentication/, "clientAuth"); \
 	                   gsub(/^ +/, ""); e = $$0 } \
 	END { printf "%s by %s, until %s, EKU: %s\n", s, i, n, (e == "" ? "none" : e) }
-INSPECT_WIDTH = $(shell printf '%s\n' $(wildcard $(CERTS)/*.crt $(ARTICLE)/*.crt) | awk 'length > w { w = length } END { print w }')
-inspect: $(PKI) ## one line per certificate (FULL=1: each in full)
+INSPECT_WIDTH = $(shell printf '%s\n' $(if $(ALL),$(wildcard $(CERTS)/*.crt $(ARTICLE)/*.crt),$(INSPECT_LIST)) | awk 'length > w { w = length } END { print w }')
+INSPECT_AGAIN := $(if $(call given,CERTS), CERTS=$(CERTS))
+inspect: $(PKI) ## one line per main certificate (ALL=1: the scenarios' too; FULL=1: each in full)
 ifeq ($(FULL),)
-	for crt in $(CERTS)/*.crt $(ARTICLE)/*.crt; do [ -f "$$crt" ] || continue; printf '%-$(INSPECT_WIDTH)s ' "$$crt"; $(OPENSSL) x509 -in "$$crt" -noout -nameopt RFC2253 -subject -issuer -enddate -ext extendedKeyUsage 2>/dev/null | awk "$$INSPECT_AWK"; done
-	@echo "Next: make inspect FULL=1   (every field), then make test   (the proof)"
+	for crt in $(INSPECT_LIST); do [ -f "$$crt" ] || continue; printf '%-$(INSPECT_WIDTH)s ' "$$crt"; $(OPENSSL) x509 -in "$$crt" -noout -nameopt RFC2253 -subject -issuer -enddate -ext extendedKeyUsage 2>/dev/null | awk "$$INSPECT_AWK"; done
+	@$(if $(and $(SCENARIOS_HERE),$(if $(ALL),,yes)),echo "(and $(words $(SCENARIOS_HERE)) scenario certificates, for the failure cases: make inspect ALL=1$(INSPECT_AGAIN) lists them too)",:)
+	@echo "Next: make inspect FULL=1$(INSPECT_AGAIN)   (every field), then make test   (the proof)"
 else
 	$(foreach crt,$(INSPECT),$(call full_text,$(crt)))
 	@echo "Next: make test   (the proof)"

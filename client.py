@@ -36,6 +36,7 @@ if sys.version_info < (3, 9):
     sys.exit(2)
 
 import argparse
+import difflib
 import errno
 import http.client
 import math
@@ -292,8 +293,7 @@ def classify(reason, parts, context, answered=False):
     if isinstance(reason, ssl.SSLError):
         return Failure(EXIT_TLS, "TLS error", f"{reason.reason or reason} -- see the server's log")
     if isinstance(reason, ConnectionRefusedError):
-        return Failure(EXIT_CONNECT, "connection refused", f"nothing listens on {where} -- "
-                       f"start the server (make run) or fix the URL")
+        return Failure(EXIT_CONNECT, "connection refused", nothing_listens(parts, sent))
     if isinstance(reason, socket.gaierror):
         return Failure(EXIT_CONNECT, "unknown host", f"cannot resolve {parts.hostname!r} -- "
                        f"fix the URL")
@@ -323,6 +323,13 @@ def refused_server(error, parts, context, cacert):
         # The user passed a CA: repeating "pass --cacert" would go round in a
         # circle. Typical: 'make clean && make certs' under a running server.
         cause, fix = "the server uses another CA", "else ask which CA signed its certificate"
+        trust = rollover_trust(cacert)
+        if trust:                     # after make ca-2 and the rollover phases
+            return Failure(EXIT_SERVER_UNTRUSTED, "server not trusted", f"the server's "
+                           f"certificate does not chain to the CA in --cacert {cacert!r} ({why}), "
+                           f"and {trust!r} beside it trusts a CA that {cacert!r} lacks: the "
+                           f"certificates went through a CA rollover (make ca-2) -- trust what "
+                           f"the server trusts: --cacert {shlex.quote(trust)}")
         if code in (20, 21):          # the issuer is missing: maybe only an intermediate
             cause += ", or does not send its intermediate CA"
             fix = ("if it has an intermediate CA, serve the chain file (leaf + intermediate) "
@@ -359,6 +366,42 @@ def refused_server(error, parts, context, cacert):
                    f"passes strict X.509 checks")
 
 
+def nothing_listens(parts, sent):
+    """The message for a refused connection: the command that starts a
+    server on this very port (and certificates folder), or, for ::1, why
+    a server started by make run is not there."""
+    where, port = host_port(parts), parts.port or 443
+    if parts.hostname == "::1":
+        # make run listens on localhost, which server.py resolves to 127.0.0.1.
+        return (f"nothing listens on {where}; a server started with make run listens on "
+                f"127.0.0.1 only -- try https://127.0.0.1:{port}{parts.path or '/'} (or "
+                f"https://localhost:{port}/), or start the server with --host ::1")
+    settings = ""
+    folder = os.path.dirname(os.path.normpath(sent["cacert"])) if sent["cacert"] else "certs"
+    if folder not in ("certs", os.path.join(os.path.dirname(os.path.abspath(__file__)), "certs")):
+        settings += f" CERTS={shlex.quote(folder)}"
+    if port != 3000:
+        settings += f" PORT={port}"
+    return f"nothing listens on {where} -- start the server (make run{settings}) or fix the URL"
+
+
+def rollover_trust(cacert):
+    """After a CA rollover (make ca-2, rollover-phase1..3) the folder's
+    trust.pem names a CA that --cacert lacks: return that file, or None."""
+    trust = os.path.join(os.path.dirname(cacert), "trust.pem")
+    if os.path.abspath(trust) == os.path.abspath(cacert) or not is_regular(trust):
+        return None
+    names = []
+    for path in (cacert, trust):
+        scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            scratch.load_verify_locations(cafile=path)
+        except (ssl.SSLError, OSError, ValueError):
+            return None
+        names.append({ca["serialNumber"] + repr(ca["subject"]) for ca in scratch.get_ca_certs()})
+    return trust if names[1] - names[0] else None
+
+
 def unknown_ca(sent):
     """The message for the alert unknown_ca: the server could not verify us."""
     if sent["chain"].count("BEGIN CERTIFICATE") > 1:
@@ -384,8 +427,8 @@ def expired_alert(sent):
     if ca:
         return (f"the intermediate CA certificate {ca[1]!r} that we send in --cert {cert!r} "
                 f"{ca[2]} -- renew it, and put the new one in the chain file")
-    return ("the server says a certificate in the chain (leaf, intermediate or CA), or its CRL, "
-            f"has expired -- check ours: openssl x509 -noout -enddate -in {shlex.quote(cert)}; "
+    return ("the server says a certificate in the chain has expired: the leaf, an intermediate, "
+            f"or the server's CA (or the server's CRL) -- check ours: openssl x509 -noout -enddate -in {shlex.quote(cert)}; "
             "if it is in date, the server's CA (its --ca) or CRL has expired: see its log")
 
 
@@ -577,10 +620,35 @@ def clip(text, limit):
 # --- main ----------------------------------------------------------------
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error on one line, like every other error here."""
+    """argparse, with a usage error on one line, like every other error here,
+    and a guess at the option meant when one is unknown (mtls_demo.py's
+    parser is this one too)."""
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"error: bad option: {message} -- see {self.prog} --help\n")
+        typo = self.unknown_option(message)
+        if typo:
+            message = f"{typo[0]} -- {typo[1]} (see {self.prog} --help)"
+        else:
+            message += f" -- see {self.prog} --help"
+        self.exit(EXIT_USAGE, f"error: bad option: {message}\n")
+
+    def unknown_option(self, message):
+        """For "unrecognized arguments: --certs URL": the first unknown option
+        and what to type instead, as (what, fix): --cert for --certs, --cacert
+        for curl's -cacert. (argparse took the typo's value for the URL, and
+        named the real URL as the unknown argument.) None if none is unknown."""
+        if not message.startswith("unrecognized arguments: "):
+            return None
+        words = message[len("unrecognized arguments: "):].split()
+        typo = next((w.split("=", 1)[0] for w in words if w.startswith("-") and len(w) > 1), None)
+        if typo is None:
+            return None
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        bare = {o.lstrip("-"): o for o in known}
+        close = difflib.get_close_matches(typo.lstrip("-"), list(bare), n=1, cutoff=0.6)
+        if not close:
+            return f"unknown option {typo!r}", f"use one of {', '.join(known)}"
+        return f"unknown option {typo!r}", f"did you mean {bare[close[0]]}?"
 
 
 def seconds(text):

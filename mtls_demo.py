@@ -9,7 +9,7 @@ and exits 0 only if every case matched.
 
 Run:   python3 mtls_demo.py                    the three basic cases
        python3 mtls_demo.py NAME [NAME ...]    these scenarios / exhibits, in that order
-       python3 mtls_demo.py --all              every failure-gallery scenario
+       python3 mtls_demo.py --all              every failure-gallery scenario (and successes)
        python3 mtls_demo.py --lesson --pause   the classroom path (six cases)
        python3 mtls_demo.py --mistakes         the mistakes gallery (mistakes/gallery.py)
        python3 mtls_demo.py --list             every name, one line each
@@ -185,8 +185,9 @@ SCENARIOS = [
                          "--key", "{certs}/server.key", "{url}"],
         "wrong purpose", "wrong purpose",
         "The certificate is signed by my-ca and the key matches, but its extendedKeyUsage "
-        "says serverAuth only. A server asks for clientAuth and answers unsupported_certificate: "
-        "issue separate certificates for each role.",
+        "says serverAuth only. The server wants clientAuth: it logs 'wrong purpose' and sends the "
+        "alert unsupported_certificate (openssl verify -purpose sslclient says 'unsuitable "
+        "certificate purpose'). Issue separate certificates for each role.",
         does="shows the server's certificate as its own", cause="its EKU is serverAuth only",
         fix="a certificate with clientAuth", tls12=("server", "unsupported_certificate", 35)),
     Scenario(
@@ -299,27 +300,41 @@ STRICT_CHECKS = ssl.OPENSSL_VERSION_INFO >= (3, 0)
 # with a few lines of "what you just saw" (each under 82 characters, so
 # each fits 100 columns with its label).
 
-Lesson = namedtuple("Lesson", "name heading saw")
+# `setup` and `ask` come before the case runs (with --pause, the class
+# answers before Enter is pressed), `saw` after it.
+Lesson = namedtuple("Lesson", "name heading setup ask saw")
 
 LESSON = [
     Lesson("success", "mutual TLS working: each side proves who it is",
+           "each side has a certificate signed by my-ca, and trusts my-ca.",
+           "will the request work, and what does the server learn about the client?",
            ("Both sides showed a certificate signed by my-ca and proved they hold its key.",
             "The server knows the client is my-client; the client knows it reached localhost.")),
     Lesson("no-cacert", "the client does not trust the server's CA",
+           "the client leaves out --cacert, so it trusts only the system's CAs.",
+           "who refuses whom, and before or after the request is sent?",
            ("The client checks the server first: without --cacert it trusts only system CAs.",
             "It hung up in the handshake; the server logs that the client did not trust it.")),
     Lesson("no-client-cert", "the client shows no certificate",
+           "the client has no certificate (no --cert, no --key).",
+           "what will each side say, and when does the client find out?",
            ("The server asked (CertificateRequest), got none, and sent certificate_required.",
             "Under TLS 1.3 the client had finished its handshake: it hears at its first read.")),
     Lesson("other-ca", "a certificate from another CA, claiming to be my-client",
+           "the client shows a certificate that says CN=my-client, signed by rogue-ca.",
+           "does the name my-client get it in?",
            ("Anyone can write CN=my-client into a certificate: the signature is what counts.",
             "The server could not chain it to my-ca, the only CA it trusts: alert unknown_ca.",
             "The alert does not say why; the server's log does.")),
     Lesson("expired-client", "the client's certificate has expired",
+           "the client's certificate has its usual key, name and CA, but expired in 2020.",
+           "which side notices, and does the client learn why?",
            ("Same key, name and CA: only the dates are wrong, and the server checks them.",
             "The alert does not say why; the server's log does.",
             "The fix: sign its request again, for the same key (or use certs/client.crt):")),
     Lesson("not-authorized", "a valid client that this server does not allow",
+           "a client with a valid certificate from my-ca; the server allows only cn:my-client.",
+           "does the handshake work? what does the client get?",
            ("TLS worked: the server knows exactly who the client is (authentication).",
             "It is not on --allow, so the server answers 403 (authorization).",
             "The server names a client by its subjectAltName when it has one (here its URI),",
@@ -501,24 +516,37 @@ class DemoError(Exception):
 class ServerProcess:
     """server.py in its own process on a free port; its log read by a thread."""
 
-    def __init__(self, args):
-        self.command = script("server.py") + ["--port", "0"] + list(args)
+    def __init__(self, args, port=0):
+        self.args, self.wanted, self.busy = list(args), port, None
+        self.port, self.shown, self.warnings = None, False, []
+        self.start(port)
+
+    def start(self, port):
+        """Start server.py on `port` (0: any free one), its log read by a thread."""
+        self.command = script("server.py") + ["--port", str(port)] + self.args
         self.proc = subprocess.Popen([sys.executable] + self.command[1:], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
-        self.port, self.shown, self.warnings = None, False, []
-        threading.Thread(target=self._read_log, daemon=True).start()
+        threading.Thread(target=self._read_log, args=(self.proc, self.lines), daemon=True).start()
 
-    def _read_log(self):
-        for line in self.proc.stderr:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+    @staticmethod
+    def _read_log(proc, lines):
+        for line in proc.stderr:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
 
     def wait_ready(self):
-        """Wait for the 'serving https://...' line; learn the port from it."""
+        """Wait for the 'serving https://...' line; learn the port from it.
+        A port asked for (--port) that is taken, by your own make run say,
+        gives way to any free one, said when the server is shown."""
         if self.port is not None:
             return
         first = self.next_line(timeout=15)
+        if self.wanted and first and first.startswith("error: port in use"):
+            self.stop()
+            self.busy = self.wanted
+            self.start(0)
+            first = self.next_line(timeout=15)
         while first is not None and " warning: " in first:     # e.g. key permissions
             self.warnings.append(first.split(" ", 1)[1])
             first = self.next_line(timeout=15)
@@ -543,13 +571,18 @@ class ServerProcess:
         if self.shown:
             return
         self.shown = True
+        if self.busy:
+            screen.say(f"Port {self.busy} is taken (by your own make run, perhaps), so the demo "
+                       f"used a free one.")
         if "servers" in introduced:
             screen.say(f"The demo started this server in the background, on port {self.port}:")
         else:
             introduced.add("servers")
+            make_run, port = MAKE_RUN["command"], MAKE_RUN["port"]
+            other = "" if port == self.port or "PORT=" in make_run else f", on port {port}"
             screen.say(f"The demo started this server in the background, on port {self.port}. "
                        f"It stops its servers when it ends: to try these commands by hand, paste "
-                       f"this one first (or start one with make run, on port 3000):")
+                       f"this one first (or start one with {make_run}{other}):")
         port = self.command.index("--port") + 1
         screen.command(self.command[:port] + [str(self.port)] + self.command[port + 1:])
         for warning in self.warnings:
@@ -594,6 +627,20 @@ class ServerProcess:
                 self.proc.wait()
 
 
+# How the user starts a server of their own, in the settings of this run
+# (run_plan sets it): `make run`, with CERTS= and PORT= when not the defaults.
+MAKE_RUN = {"command": "make run", "port": 3000}
+
+
+def set_make_run(certs, port):
+    """Spell make run for this run's certificates folder and port (--port)."""
+    port = port or 3000
+    default = os.path.abspath(certs) == os.path.join(HERE, "certs")
+    settings = ("" if default else f" CERTS={shlex.quote(certs)}") + \
+        ("" if port == 3000 else f" PORT={port}")
+    MAKE_RUN.update(command="make run" + settings, port=port)
+
+
 def ensure_certificates(certs, target, verbose, gallery=None):
     """Run `make <target>` for the certificates the chosen cases need (and
     the mistakes gallery's own, given the gallery) and say so in one line
@@ -603,6 +650,7 @@ def ensure_certificates(certs, target, verbose, gallery=None):
             raise DemoError("missing tool", f"this demo needs 'make' and 'openssl' to build its "
                             f"certificates, and '{tool}' is not installed",
                             "apt-get install make openssl")
+    refuse_rotated(certs)          # before make adds certificates from the old CA to it
     done = subprocess.run(["make", "-C", HERE, f"CERTS={os.path.abspath(certs)}", target],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
@@ -630,6 +678,49 @@ def ensure_certificates(certs, target, verbose, gallery=None):
         words = re.findall(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""", line)     # as make echoed it
         for text in wrap_command(pair_options(words), screen.width):
             screen.print(text)
+
+
+def refuse_rotated(certs, command=None, argv=None):
+    """Stop, saying how to get back to the lesson, when the server's or the
+    client's certificate is not signed by the folder's ca.crt, as after the
+    README's CA rollover (make ca-2, rollover-phase1..3): every case trusts
+    ca.crt, so each would fail for that reason instead of the one it shows.
+    The fix repeats `command` (this script, unless given) with `argv`."""
+    def read(name):
+        with open(os.path.join(certs, name)) as f:
+            return read_certificate(f.read())
+    try:
+        ca = read("ca.crt")
+        for role in ("server", "client"):
+            leaf = read(f"{role}.crt")
+            if ca is None or leaf is None or issued(ca, leaf):
+                continue
+            fresh = f"{certs.rstrip('/')}-lesson"
+            again = shlex.join(replace_certs(sys.argv[1:] if argv is None else argv, fresh))
+            raise DemoError("certificates rotated", f"{certs}/{role}.crt is signed by "
+                            f"{common_name(leaf.issuer) or leaf.issuer}, not by {certs}/ca.crt "
+                            f"({common_name(ca.subject) or ca.subject}), as after a CA rollover "
+                            f"(make ca-2): the cases trust ca.crt, so each would fail for that "
+                            f"reason", f"run the demo on a folder of its own (it builds the "
+                            f"certificates): {command or program()} {again}; or start "
+                            f"{certs}/ over, "
+                            f"rollover and all: make clean certs"
+                            + ("" if certs == "certs" else f" CERTS={shlex.quote(certs)}"))
+    except OSError:              # a file make did not build: the cases will say so
+        return
+
+
+def replace_certs(argv, folder):
+    """The command line again, with --certs FOLDER in place of any --certs."""
+    words, skip = [], False
+    for word in argv:
+        if skip or word.startswith("--certs="):
+            skip = False
+            continue
+        skip = word == "--certs"
+        if not skip:
+            words.append(word)
+    return words + ["--certs", folder]
 
 
 # --- running one case ----------------------------------------------------
@@ -712,12 +803,17 @@ def run_case(scenario, server, certs, opts, lesson=None):
         run_curl(curl_words, server, scenario)
     if opts.trace or opts.raw_trace:
         trace_case(scenario, server, certs, "1.3", opts)
-    explain(scenario, certs, lesson)
-    tls12 = rerun_tls12(scenario, server, certs, opts) if opts.tls12 else None
-
     observed = observe_client(proc)
     server_line = server_lines[-1]
     ok = observed == scenario.expect and scenario.server_says in server_line
+    if ok:
+        explain(scenario, certs, lesson)
+    else:                   # the explanation of what should have happened would mislead
+        screen.why(f"not what this case shows: it should end with the client saying "
+                   f"'{scenario.expect}' and the server '{scenario.server_says}', so its "
+                   f"explanation is left out. Read the messages above: they say what happened.")
+    tls12 = rerun_tls12(scenario, server, certs, opts) if opts.tls12 else None
+
     result = Result(scenario.name,
                     (f"client: {scenario.expect}", f"server: {scenario.server_says}"),
                     (f"client: {observed}", f"server: {summarize_log_line(server_line)}"), ok)
@@ -758,34 +854,76 @@ def skipped_case(scenario):
     return Result(scenario.name, ("needs OpenSSL 3.0+", ""), ("skipped", ""), None)
 
 
-def print_table(results):
-    """The closing table, fitted to the width: cells wrap when they must."""
+def word_pieces(word):
+    """A word's pieces where a line may break inside it: after each '/' of a
+    URI (uri:spiffe:// | example.org/ | other-client), nowhere else."""
+    return re.findall(r"[^/]*/+|[^/]+", word) or [word]
+
+
+def wrap_cell(text, width):
+    """Wrap a table cell at spaces, and inside a word too long for the column
+    only after a '/': never mid-word (a piece wider than the column, which
+    print_table avoids, is the only thing ever cut)."""
+    lines, line = [], text[:len(text) - len(text.lstrip())]     # "  + TLS 1.2" keeps its indent
+    for word in text.split():
+        pieces = [word] if len(word) <= width else word_pieces(word)
+        for i, piece in enumerate(pieces):
+            glue = " " if line.strip() and i == 0 else ""
+            if line.strip() and len(line) + len(glue) + len(piece) > width:
+                lines.append(line)
+                line, glue = "", ""
+            line += glue + piece
+            while len(line) > width:
+                lines, line = lines + [line[:width]], line[width:]
+    return lines + [line]
+
+
+def column_widths(rows, width):
+    """Widths of the four columns within `width`, each at least as wide as the
+    longest word in it, else as the longest piece of one (leaving `expected`
+    20 columns, or what it needs); None if neither fits."""
+    natural = [max(len(line) for row in rows for line in row[i].splitlines() or [""])
+               for i in range(4)]
+    room = width - natural[0] - natural[3] - 9          # 3 separators of 3
+    if natural[1] + natural[2] <= room:
+        return natural
+    for split in (lambda w: [w], word_pieces):           # whole words first
+        least = [max((len(p) for row in rows for w in row[i].split() for p in split(w)),
+                     default=1) for i in (1, 2)]
+        first = max(min(natural[1], room // 2), room - natural[2], least[0])
+        second = max(room - first, least[1])
+        if room - second >= max(least[0], min(natural[1], 20)) and room >= 30:
+            return [natural[0], room - second, second, natural[3]]
+    return None
+
+
+# The lesson is projected: its table fits an 80-column projector.
+LESSON_TABLE_WIDTH = 79
+
+
+def print_table(results, width=None):
+    """The closing table, fitted to `width` (default: the screen's): cells
+    wrap at spaces, never inside a word (a URI, after a '/')."""
     rows = [("case", "expected", "observed", "ok")]
     for r in results:
         mark = {True: "yes", False: "NO", None: "skip"}[r.ok]
         rows.append((r.name, "\n".join(filter(None, r.expected)),
                      "\n".join(filter(None, r.observed)), mark))
-    natural = [max(len(line) for row in rows for line in row[i].splitlines() or [""])
-               for i in range(4)]
-    room = screen.width - natural[0] - natural[3] - 9          # 3 separators of 3
-    if room < 30:                        # too narrow for columns: one block a case
+    widths = column_widths(rows, min(width or screen.width, screen.width))
+    if widths is None:                   # too narrow for columns: one block a case
         for name, expected, observed, mark in rows[1:]:
             screen.print()
             screen.say(f"{name}: {mark}")
             screen.say(expected.replace("\n", "; "), "   expected: ")
             screen.say(observed.replace("\n", "; "), "   observed: ")
         return
-    widths = natural[:]
-    if natural[1] + natural[2] > room:
-        widths[1] = max(min(natural[1], room // 2), room - natural[2])
-        widths[2] = room - widths[1]
     screen.print()
     for row in rows:
         # A cell's k-th line (e.g. "server: ...") starts beside the other
         # cells' k-th lines, however many lines the one before it wrapped to.
         lines = [row[i].splitlines() or [""] for i in range(4)]
         for k in range(max(len(cell) for cell in lines)):
-            cells = [wrap(cell[k], widths[i]) if k < len(cell) else [""]
+            cells = [wrap_cell(cell[k], widths[i]) if k < len(cell) else [""]
                      for i, cell in enumerate(lines)]     # each wrapped to its column
             for n in range(max(len(c) for c in cells)):
                 parts = [(c[n] if n < len(c) else "").ljust(widths[i])
@@ -804,11 +942,13 @@ def print_table(results):
 # two real tools that can be limited to it: openssl s_client -tls1_2 (whose
 # trace shows where the alert came) and curl --tls-max 1.2.
 
-TLS12_ALERTS = ("TLS 1.2 has no certificate_required alert (TLS 1.3 added it, RFC 8446 "
-                "6.2), so a TLS 1.2 server that gets no client certificate "
-                "sends handshake_failure (RFC 5246 7.4.6). And under TLS 1.2 the server's "
-                "verdict on the client's certificate arrives inside the handshake, before the "
-                "client sends its request.")
+# Said after the first case it explains: the first about a missing client
+# certificate only, the second about any case the server refuses.
+TLS12_NO_CERTIFICATE = ("TLS 1.2 has no certificate_required alert (TLS 1.3 added it, RFC 8446 "
+                        "6.2), so a TLS 1.2 server that gets no client certificate sends "
+                        "handshake_failure (RFC 5246 7.4.6).")
+TLS12_VERDICT = ("Under TLS 1.2 the server's verdict on the client's certificate arrives inside "
+                 "the handshake, before the client sends its request.")
 
 
 def fetch_tls12(scenario, server, certs):
@@ -861,9 +1001,15 @@ def rerun_tls12(scenario, server, certs, opts):
                        "server, but the server's certificate was fine: the server sent "
                        "certificate_expired about the client's certificate, and curl files "
                        "that alert under its own check of the server. Trust the server's log.")
-    if "tls12-alerts" not in introduced:        # after the output it explains, once
-        introduced.add("tls12-alerts")
-        screen.why(TLS12_ALERTS)
+    said = []                                   # after the output it explains, once each
+    if scenario.tls12[1] == "handshake_failure" and "tls12-no-cert" not in introduced:
+        introduced.add("tls12-no-cert")
+        said.append(TLS12_NO_CERTIFICATE)
+    if scenario.tls12[0] == "server" and "tls12-verdict" not in introduced:
+        introduced.add("tls12-verdict")
+        said.append(TLS12_VERDICT)
+    if said:
+        screen.why(" ".join(said))
     want_sender, want_alert, want_exit = scenario.tls12
     expected = [f"client.py: {TLS12_CLIENT.get(scenario.name, scenario.expect)}",
                 f"alert: {want_sender} sends {want_alert}" if want_alert else "alert: none"]
@@ -1383,17 +1529,19 @@ def usage_line(width):
     return "\n".join(lines)
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with its usage errors in the one error format."""
-
-    def error(self, message):
-        self.exit(2, f"error: bad option: {message} -- see {self.prog} --help\n")
+def usage_parser():
+    """client.py's ArgumentParser: usage errors in the one error format, and
+    "did you mean --trace?" for an unknown option."""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    import client                                   # the project's client, as a library
+    return client.ArgumentParser
 
 
 def make_parser():
     """The demo's options (designed once: see EXAMPLES and the README)."""
     width = terminal_width()
-    p = ArgumentParser(prog=program(), allow_abbrev=False,
+    p = usage_parser()(prog=program(), allow_abbrev=False,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        usage=usage_line(width),
                        description="Run mutual TLS for real: success and failures, explained.",
@@ -1402,7 +1550,8 @@ def make_parser():
                    "to run, in this order (see --list)")
     mode = p.add_argument_group("modes (one at a time)", "with none: the three basic cases "
                                 "(success, no-cacert, no-client-cert)")
-    mode.add_argument("--all", action="store_true", help="run every failure-gallery scenario")
+    mode.add_argument("--all", action="store_true", help="run every scenario of the failure "
+                      "gallery: each failure, and the successes beside them")
     mode.add_argument("--lesson", action="store_true", help="the classroom path: six cases in "
                       "teaching order, each with what you just saw (--lesson [--pause])")
     mode.add_argument("--mistakes", action="store_true", help="run every mistakes-gallery exhibit")
@@ -1428,6 +1577,11 @@ def make_parser():
                      "as Markdown, from real runs (every scenario unless NAMEs are given)")
     mod.add_argument("--certs", default=os.path.join(HERE, "certs"), metavar="DIR",
                      help="certificates folder (default: certs/ next to this script)")
+    mod.add_argument("--port", type=int, metavar="N",
+                     help="the demo's servers listen on N, N+1, ... (make demo passes PORT); "
+                          "a port that is taken gives way to a free one (default: 3000 for "
+                          "--lesson, so the projected commands name make run's port; else "
+                          "free ones)")
     mod.add_argument("--no-curl", action="store_true", help="do not run the curl commands")
     mod.add_argument("--width", type=int, metavar="N",
                      help="wrap output at N columns (default: the terminal's, else 100)")
@@ -1436,7 +1590,7 @@ def make_parser():
 
 
 MODES = ("all", "lesson", "mistakes", "list", "check")
-RUN_MODIFIERS = ("tls12", "trace", "raw_trace", "verbose", "markdown", "no_curl", "pause")
+RUN_MODIFIERS = ("tls12", "trace", "raw_trace", "verbose", "markdown", "no_curl", "pause", "port")
 
 
 def option(dest):
@@ -1479,6 +1633,11 @@ def parse_args(argv):
         scenario_only = dest not in ("verbose", "no_curl", "pause")
         if getattr(args, dest) and mode == "mistakes" and scenario_only:
             p.error(f"{option(dest)} applies to scenarios, not to --mistakes")
+    if args.port is None:
+        args.port = 3000 if mode == "lesson" else 0
+    if not 0 <= args.port <= 65000:                 # room for N+1, ... above it
+        p.error(f"--port {args.port} is not a port for the demo's servers: use 1-65000, "
+                f"e.g. --port 3000")
     if args.width is not None and args.width < 60:
         p.error(f"--width {args.width} is too narrow: use 60 or more")
     args.mode, args.urls = mode, urls
@@ -2830,7 +2989,8 @@ class Pauser:
         self.wanted, self.told = wanted, False
 
     def wait(self, what):
-        """Wait for Enter before `what`; without a terminal, say once that we do not."""
+        """Wait for Enter ("-- press Enter `what` --"); without a terminal, say
+        once that we do not."""
         if not self.wanted:
             return
         stdin = sys.stdin
@@ -2842,7 +3002,7 @@ class Pauser:
             return
         screen.print()
         try:
-            input(f"-- press Enter for {what} (Ctrl-C stops) --")
+            input(f"-- press Enter {what} (Ctrl-C stops) --")
         except EOFError:
             screen.say("(--pause: input closed, so the demo does not pause any more)")
             self.wanted = False
@@ -2872,16 +3032,19 @@ def run_plan(plan, args):
     # Start every server the plan needs at once: they boot in parallel.
     # Inside the try, with nothing printed before it: a pipe closed early
     # (| head) or a Ctrl-C must still reach the finally that stops them.
+    # With --port N, the first server listens on N, the next on N+1, ...
     servers = {}
+    set_make_run(certs, args.port)
     try:
         for kind, name in plan:
             options = tuple(server_command(SCENARIO_BY_NAME[name], certs)) if kind == "scenario" \
                 else tuple(server_command(SCENARIO_BY_NAME["success"], certs))
             if kind != "exhibit" and options not in servers:
-                servers[options] = ServerProcess(options)
+                port = args.port + len(servers) if args.port else 0
+                servers[options] = ServerProcess(options, port)
         for number, (kind, name) in enumerate(plan, 1):
-            if number > 1:
-                pauser.wait(f"case {number} of {len(plan)}")
+            if number > 1 and args.mode != "lesson":
+                pauser.wait(f"for case {number} of {len(plan)}")
             if kind == "exhibit":
                 gallery = load_gallery()
                 result = gallery.run_exhibit(name, os.path.abspath(args.certs), width=screen.width)
@@ -2893,8 +3056,12 @@ def run_plan(plan, args):
                 results.append(cleartext_case(server, certs))
                 continue
             scenario = SCENARIO_BY_NAME[name]
-            if args.mode == "lesson":
-                screen.heading(f"Case {number} of {len(plan)}: {lessons[name].heading} ({name})")
+            if args.mode == "lesson":        # what is about to happen, then the question
+                lesson = lessons[name]
+                screen.heading(f"Case {number} of {len(plan)}: {lesson.heading} ({name})")
+                screen.say(lesson.setup[0].upper() + lesson.setup[1:], "Setup: ")
+                screen.say(lesson.ask[0].upper() + lesson.ask[1:], "Ask the class: ", code="1")
+                pauser.wait("to run it")
             else:
                 screen.heading(f"{name}: {scenario.title}")
             if scenario.strict and not STRICT_CHECKS:
@@ -2912,7 +3079,7 @@ def run_plan(plan, args):
         for line in markdown_table(runs):
             print(line)
         return 0 if all(r.ok is not False for r in results) else 1
-    print_table(results)
+    print_table(results, LESSON_TABLE_WIDTH if args.mode == "lesson" else None)
     matched = sum(r.ok is True for r in results)
     skipped = sum(r.ok is None for r in results)
     counted = len(results) - skipped
@@ -2921,7 +3088,8 @@ def run_plan(plan, args):
                + (f" {skipped} skipped (see above)." if skipped else ""))
     if args.mode == "lesson":
         default = os.path.abspath(args.certs) == os.path.join(HERE, "certs")
-        p = program() + ("" if default else f" --certs {shlex.quote(certs)}")
+        p = program() + ("" if default else f" --certs {shlex.quote(certs)}") + \
+            (f" --port {args.port}" if args.port else "")
         screen.say(f"Next: {p} --all (every scenario), --trace NAME (the handshake, drawn), "
                    f"--tls1.2 NAME (the same under TLS 1.2).")
     return 0 if matched == counted else 1

@@ -1129,7 +1129,7 @@ VERIFY_REASONS = {
     3: "no CRL for a CA in the client's chain: pass --crl with the CRL of the CA that "
        "issued it (with --crl-chain: of every CA in the chain, the root included)",
     9: "a certificate in the client's chain is not valid yet (check the clocks)",
-    10: "a certificate in the client's chain (leaf or intermediate) has expired",
+    10: "a certificate in the client's chain has expired: the leaf or an intermediate",
     11: "our CRL is not valid yet (its lastUpdate is in the future): check this machine's clock",
     12: "our CRL has expired (its nextUpdate passed): publish a fresh one (make crl), then "
         "kill -HUP the server",

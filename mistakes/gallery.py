@@ -45,8 +45,7 @@ if sys.version_info < (3, 9):
                      "(this is %d.%d) -- run it with python3.9 or newer\n" % sys.version_info[:2])
     sys.exit(2)
 
-import argparse  # noqa: E402  (after the version check, as are the imports below)
-import contextlib
+import contextlib  # noqa: E402  (after the version check, as are the imports below)
 import difflib
 import http.client
 import importlib.util
@@ -829,18 +828,30 @@ def print_table(results, out):
             print(" | ".join(cells + [ok]).rstrip())
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error on one line, like every other error here."""
+# client.py's: a usage error on one line, like every other error here, and
+# "did you mean --certs?" for an unknown option.
+ArgumentParser = client.ArgumentParser
 
-    def error(self, message):
-        self.exit(2, f"error: bad option: {message} -- see {self.prog} --help\n")
+
+def refuse_rotated(certs, argv):
+    """After a CA rollover (make ca-2) the project's own code refuses the
+    rotated certificates too, so every exhibit would fail for that reason:
+    stop, with mtls_demo.py's one line saying how to get back."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    import mtls_demo
+    try:
+        mtls_demo.refuse_rotated(relative(certs), "python3 mistakes/gallery.py",
+                                 sys.argv[1:] if argv is None else argv)
+    except mtls_demo.DemoError as exc:
+        raise ExhibitError(str(exc)) from None
 
 
 def main(argv=None):
     """Run the chosen exhibits (all by default); exit 0 only if each attack
     worked against the wrong code and failed against the project's."""
     names = [e.name for e in EXHIBITS]
-    p = ArgumentParser(prog="mistakes/gallery.py",
+    p = ArgumentParser(prog="mistakes/gallery.py", allow_abbrev=False,
                        description="How mTLS deployments go wrong: each mistake, "
                                    "attacked for real.")
     p.add_argument("names", nargs="*", metavar="NAME", help="exhibits to run (default: all)")
@@ -866,9 +877,13 @@ def main(argv=None):
     out = Output(args.width)
     results = []
     try:
+        refuse_rotated(args.certs, argv)
         for name in args.names or names:
             results.append(run_exhibit(name, os.path.abspath(args.certs), args.width,
                                        verbose=args.verbose))
+    except ExhibitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: stopped by Ctrl-C; the servers are stopped", file=sys.stderr)
         return 130

@@ -2,6 +2,8 @@
 
 pki()            builds every certificate with the real Makefile, once, into a
                  temporary folder, and returns its path.
+rolled_pki()     a new folder after the README's CA rollover (make ca-2 and its
+                 three phases).
 RunningServer    server.py's MTLSServer on 127.0.0.1, port 0, in a thread,
                  with its log lines collected for assertions.
 run_script()     runs client.py / server.py / mtls_demo.py as a user would.
@@ -46,6 +48,35 @@ def pki():
                 raise RuntimeError("make failed:\n" + done.stdout + done.stderr)
             _pki_dir = certs
     return _pki_dir
+
+
+_rolled_dir = None
+
+
+def rolled_pki():
+    """A folder after the README's CA rollover, made with the real Makefile
+    (make certs, make ca-2, rollover-phase1..3; EC keys, for speed) in a
+    temporary folder, once per run: server.crt and client.crt signed by
+    my-ca-2, trust.pem holding my-ca-2 only, ca.crt still my-ca. Tests
+    only read it."""
+    global _rolled_dir
+    with _pki_lock:
+        if _rolled_dir is None:
+            _rolled_dir = make_rolled_pki()
+    return _rolled_dir
+
+
+def make_rolled_pki():
+    """Run make certs, ca-2 and the three rollover phases into a new folder."""
+    tmp = tempfile.mkdtemp(prefix="mtls-rolled-")
+    atexit.register(shutil.rmtree, tmp, True)
+    certs = os.path.join(tmp, "certs")
+    for target in ("certs", "ca-2", "rollover-phase1", "rollover-phase2", "rollover-phase3"):
+        done = subprocess.run(["make", "-C", ROOT, f"CERTS={certs}", "KEY=ec", target],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"make {target} failed:\n" + done.stdout + done.stderr)
+    return certs
 
 
 def path(name):

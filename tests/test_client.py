@@ -27,7 +27,7 @@ import threading
 import time
 import unittest
 
-from tests.support import PYTHON, ROOT, RunningServer, path
+from tests.support import PYTHON, ROOT, RunningServer, path, pki, rolled_pki
 
 import client
 
@@ -285,13 +285,15 @@ class ServerRefusedTest(ClientTestCase):
 
     def test_an_expired_ca_at_the_server_is_not_called_our_expired_certificate(self):
         """A server whose --ca expired answers certificate_expired to our in-date
-        certificate: say a certificate in the chain (leaf, intermediate or CA)."""
+        certificate: say a certificate in the chain (the leaf, an intermediate, or the
+        server's CA), in the words server.py logs."""
         with OpenSSLServer("-cert", path("server.crt"), "-key", path("server.key"),
                            "-CAfile", find("old-ca.crt"), "-Verify", "1",
                            "-verify_return_error", "-www") as srv:
             failure = failure_of(srv.url(), context(cert="old-client.crt", key="old-client.key"))
         self.assertFailure(failure, client.EXIT_CLIENT_REJECTED, "certificate expired",
-                           "a certificate in the chain (leaf, intermediate or CA)",
+                           "a certificate in the chain has expired: the leaf, an "
+                           "intermediate, or the server's CA",
                            "the server's CA (its --ca)", "openssl x509 -noout -enddate",
                            absent=["get a new one"])
 
@@ -364,6 +366,22 @@ class ServerCertificateTest(ClientTestCase):
                            "rebuilt-ca.crt", absent=["pass --cacert"])
         self.assertFailure(without, client.EXIT_SERVER_UNTRUSTED, "server not trusted",
                            "pass --cacert with the CA that signed it")
+
+
+    def test_after_a_ca_rollover_the_fix_is_the_trust_file_not_a_restart(self):
+        """After make ca-2 and rollover-phase1..3 the server's certificate is signed by
+        my-ca-2, which certs/ca.crt lacks and certs/trust.pem holds: say pass that."""
+        rolled = rolled_pki()
+        with RunningServer(ca=os.path.join(rolled, "trust.pem"),
+                           cert=os.path.join(rolled, "server.crt"),
+                           key=os.path.join(rolled, "server.key")) as srv:
+            old = failure_of(srv.url, client.make_client_context(os.path.join(rolled, "ca.crt")))
+            trust = os.path.join(rolled, "trust.pem")
+            status, body = client.fetch(srv.url, client.make_client_context(
+                trust, os.path.join(rolled, "client.crt"), os.path.join(rolled, "client.key")))
+        self.assertFailure(old, client.EXIT_SERVER_UNTRUSTED, "server not trusted",
+                           "CA rollover", f"--cacert {trust}", absent=["restart the server"])
+        self.assertEqual((status, body.strip()), (200, "Hello, my-client"))
 
 
 # --- after the handshake ----------------------------------------------------------
@@ -503,7 +521,31 @@ class URLTest(ClientTestCase):
             self.skipTest("no IPv6 loopback here")
         done = run_client("--cacert", path("ca.crt"), f"https://[::1]:{port}/")
         self.assertErrorLine(done, client.EXIT_CONNECT, "connection refused",
-                             f"nothing listens on [::1]:{port} --")
+                             f"nothing listens on [::1]:{port};")
+
+    def test_nothing_on_ipv6_points_at_the_ipv4_server_that_make_run_starts(self):
+        """make run listens on localhost, which server.py takes as 127.0.0.1 only:
+        a request to [::1] is refused, and the fix names the URL that works."""
+        with RunningServer(host="localhost") as srv:
+            done = run_client("--cacert", path("ca.crt"), "--cert", path("client.crt"),
+                              "--key", path("client.key"), f"https://[::1]:{srv.port}/")
+            self.assertErrorLine(done, client.EXIT_CONNECT, "connection refused",
+                                 "listens on 127.0.0.1 only",
+                                 f"try https://127.0.0.1:{srv.port}/", "--host ::1")
+            works = run_client("--cacert", path("ca.crt"), "--cert", path("client.crt"),
+                               "--key", path("client.key"), f"https://127.0.0.1:{srv.port}/")
+            self.assertEqual(works.returncode, 0, works.stderr)
+
+    def test_the_start_command_for_a_refused_connection_keeps_the_port_and_folder(self):
+        """make client PORT=42002 with no server: the make run it suggests must
+        serve on that port (and the CERTS folder used), not on 3000."""
+        port = free_port()
+        done = run_client("--cacert", path("ca.crt"), f"https://localhost:{port}/")
+        self.assertErrorLine(done, client.EXIT_CONNECT, "connection refused",
+                             f"(make run CERTS={pki()} PORT={port})")
+        default = run_client("--cacert", "certs/ca.crt", "https://localhost:3000/")
+        if default.returncode == client.EXIT_CONNECT:     # unless a server runs on 3000
+            self.assertIn("start the server (make run) or fix the URL", default.stderr)
 
 
 # --- files: the exact problem, and the target that makes them -------------------
@@ -575,7 +617,16 @@ class FileTest(ClientTestCase):
         self.assertErrorLine(run_client("--timeout", "0"), client.EXIT_USAGE, "bad option",
                              "'0' is not a number of seconds more than 0")
         self.assertErrorLine(run_client("--bogus"), client.EXIT_USAGE, "bad option",
-                             "unrecognized arguments: --bogus -- see client.py --help")
+                             "unknown option '--bogus' -- use one of --help, --cacert")
+
+    def test_a_mistyped_option_gets_the_option_meant_not_a_complaint_about_the_url(self):
+        """--certs (for --cert) and curl's -cacert took the next word as the URL, and
+        argparse named the real URL as the unrecognized argument."""
+        for typo, meant in (("--certs", "--cert"), ("-cacert", "--cacert"), ("--kye", "--key")):
+            done = run_client(typo, path("client.crt"), "https://localhost:3000/")
+            self.assertErrorLine(done, client.EXIT_USAGE, "bad option",
+                                 f"unknown option '{typo}' -- did you mean {meant}?")
+            self.assertNotIn("https://localhost:3000/", done.stderr)
 
 
 # --- --keylog: secrets go only to a private file of our own ---------------------

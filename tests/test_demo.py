@@ -10,6 +10,7 @@ Each demo run here is a real subprocess with real servers; the runs that
 several tests read are made once per class.
 """
 
+import argparse
 import contextlib
 import io
 import os
@@ -17,13 +18,15 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 
-from tests.support import PYTHON, ROOT, RunningServer, path, pki
+from tests.support import PYTHON, ROOT, RunningServer, path, pki, rolled_pki
 
 import mtls_demo
 
@@ -158,6 +161,12 @@ class LessonRunTest(unittest.TestCase):
             self.assertLessEqual(len(line), 100, line)
         self.assertIsNone(ANSI.search(self.done.stdout), "colour under NO_COLOR")
 
+    def test_the_closing_table_fits_an_80_column_projector(self):
+        """The lesson is projected: its table stays under 80 columns (issue 21)."""
+        table = self.done.stdout.split("\ncase ", 1)[1].split("\n\n", 1)[0].splitlines()
+        self.assertGreater(len(table), 12)
+        self.assertLessEqual(max(len(line) for line in table), 79, "\n".join(table))
+
     def test_pause_without_a_terminal_says_so_once_and_does_not_hang(self):
         self.assertEqual(self.done.stdout.count("input is not a terminal"), 1)
         self.assertNotIn("press Enter", self.done.stdout)
@@ -228,6 +237,16 @@ class SubsetRunTest(unittest.TestCase):
         self.assertLess(rerun.index("prints:"), rerun.index("no certificate_required alert"))
         self.assertIn("sends handshake_failure (RFC 5246 7.4.6)", text)
         self.assertIn("RFC 8446 6.2", text)
+
+    def test_the_missing_certificate_alert_is_explained_where_it_happens(self):
+        """TLS 1.2's handshake_failure for a missing certificate is explained after
+        no-client-cert's rerun, never after another case's (issue 21: it followed
+        expired-client's own explanation)."""
+        parts = {name: unwrap(self.done.stdout.split(f"== {name}:", 1)[1].split("\n== ", 1)[0])
+                 for name in self.NAMES}
+        self.assertIn("TLS 1.2 has no certificate_required alert", parts["no-client-cert"])
+        for name in ("wrong-hostname", "success", "expired-client"):
+            self.assertNotIn("certificate_required", parts[name], name)
 
     def test_the_walkthrough_is_called_the_walkthrough_not_by_its_title(self):
         if not shutil.which("curl"):
@@ -311,6 +330,121 @@ class CommandLineTest(unittest.TestCase):
             self.assertEqual(done.stderr, "error: unsupported Python: mtls_demo.py needs Python "
                              f"3.9+ (this is {os.path.basename(os.path.dirname(os.path.dirname(old)))[:3]}) "
                              "-- run it with python3.9 or newer\n")
+
+
+class Keyboard(io.StringIO):
+    """Lines typed at a terminal: what --pause reads when someone presses Enter."""
+
+    def isatty(self):
+        return True
+
+
+class NewcomerTest(unittest.TestCase):
+    """The first hour (issue 21): a rotated folder, a failed case, the port chosen,
+    a typo'd option, and the lesson's pause before each case."""
+
+    def test_a_rotated_folder_is_refused_untouched_with_the_way_back_to_the_lesson(self):
+        """After make ca-2 and rollover-phase1..3 every case would fail for that
+        reason: one line says so, nothing is added to the folder, and the
+        command it suggests runs the lesson on a folder of its own."""
+        rolled = rolled_pki()
+        before = sorted(os.listdir(rolled))
+        done = demo("success", "--no-curl", "--certs", rolled)
+        self.assertEqual(done.returncode, 2, done.stdout + done.stderr)
+        self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
+        self.assertIn(f"error: certificates rotated: {rolled}/server.crt is signed by my-ca-2, "
+                      f"not by {rolled}/ca.crt (my-ca)", done.stderr)
+        self.assertEqual(sorted(os.listdir(rolled)), before, "make added nothing to it")
+        command = re.search(r"own \(it builds the certificates\): (.*?); or", done.stderr).group(1)
+        words = shlex.split(command)
+        self.assertEqual(words[2:], ["success", "--no-curl", "--certs", f"{rolled}-lesson"])
+        again = demo(*words[2:])
+        self.assertEqual(again.returncode, 0, again.stdout[-2000:] + again.stderr)
+        self.assertIn("1 of 1 cases behaved as expected", again.stdout)
+
+    def test_the_mistakes_gallery_refuses_a_rotated_folder_too(self):
+        """mistakes/gallery.py gave '2 of 9' after the rollover; now the same one line."""
+        rolled = rolled_pki()
+        done = subprocess.run([PYTHON, os.path.join(ROOT, "mistakes", "gallery.py"), "cert-none",
+                               "--certs", rolled], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(done.returncode, 2, done.stdout + done.stderr)
+        self.assertIn("error: certificates rotated: ", done.stderr)
+        self.assertIn(f"python3 mistakes/gallery.py cert-none --certs {rolled}-lesson;",
+                      done.stderr)
+        self.assertNotIn("exhibits as expected", done.stdout)
+
+    def test_a_case_that_fails_is_not_followed_by_the_explanation_of_success(self):
+        """success against a rotated folder's server (signed by my-ca-2) fails with
+        'server not trusted': its why: would explain a success that did not happen."""
+        rolled = rolled_pki()
+        scenario = mtls_demo.SCENARIO_BY_NAME["success"]
+        server = mtls_demo.ServerProcess(mtls_demo.server_command(scenario, rolled))
+        opts = argparse.Namespace(curl=False, trace=False, raw_trace=False, tls12=False)
+        out, saved = io.StringIO(), mtls_demo.screen
+        mtls_demo.screen = mtls_demo.Screen(100)
+        try:
+            with contextlib.redirect_stdout(out):
+                case = mtls_demo.run_case(scenario, server, rolled, opts)
+        finally:
+            server.stop()
+            mtls_demo.screen = saved
+        text = unwrap(out.getvalue())
+        self.assertFalse(case.result.ok)
+        self.assertIn("error: server not trusted", text)
+        self.assertIn("why: not what this case shows", text)
+        self.assertNotIn(scenario.why[:60], text)
+
+    def test_the_port_chosen_is_the_port_served_and_a_taken_one_gives_way(self):
+        """--port N (make demo passes PORT): the commands show N and the make run
+        that serves them; a port already taken (make run) gives way to a free one."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            port = taken.getsockname()[1]
+            taken.listen()
+            busy = demo("success", "--no-curl", "--certs", pki(), "--port", str(port))
+        self.assertEqual(busy.returncode, 0, busy.stdout + busy.stderr)
+        self.assertIn(f"Port {port} is taken (by your own make run, perhaps), so the demo used "
+                      f"a free one.", busy.stdout)
+        done = demo("success", "--no-curl", "--certs", pki(), "--port", str(port))
+        if "is taken" in done.stdout:
+            self.skipTest(f"port {port} was taken again meanwhile")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        (server,) = printed_commands(done.stdout, "server.py")
+        self.assertEqual(server[server.index("--port") + 1], str(port))
+        self.assertIn(f"(or start one with make run CERTS={pki()} PORT={port}):", unwrap(done.stdout))
+
+    def test_the_lesson_shows_port_3000_unless_it_is_taken(self):
+        """The projected lesson names make run's port, not a random one (issue 21)."""
+        self.assertEqual(mtls_demo.parse_args(["--lesson"]).port, 3000)
+        self.assertEqual(mtls_demo.parse_args(["success"]).port, 0)
+        self.assertEqual(mtls_demo.parse_args(["--lesson", "--port", "42001"]).port, 42001)
+
+    def test_a_mistyped_option_gets_the_option_meant(self):
+        done = demo("--lessons", "--pasue")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("unknown option '--lessons' -- did you mean --lesson?", done.stderr)
+
+    def test_the_lesson_pause_shows_the_setup_and_the_question_before_the_case_runs(self):
+        """--lesson --pause at a terminal: each case's heading, its setup and the
+        question to the class come first; Enter runs it, then its result."""
+        out, saved = io.StringIO(), sys.stdin
+        sys.stdin = Keyboard("\n" * 6)
+        try:
+            with contextlib.redirect_stdout(out):
+                code = mtls_demo.main(["--lesson", "--pause", "--no-curl", "--certs", pki(),
+                                       "--width", "100"])
+        finally:
+            sys.stdin = saved
+        self.assertEqual(code, 0, out.getvalue()[-2000:])
+        cases = out.getvalue().split("\n== Case ")[1:]
+        self.assertEqual(len(cases), 6)
+        for part, lesson in zip(cases, mtls_demo.LESSON):
+            order = [part.index("Setup: "), part.index("Ask the class: "),
+                     part.index("-- press Enter to run it (Ctrl-C stops) --"),
+                     part.index("client.py "), part.index("What you just saw: ")]
+            self.assertEqual(order, sorted(order), part)
+            self.assertIn(lesson.ask[1:], unwrap(part))
 
 
 class PasteTest(unittest.TestCase):
@@ -686,6 +820,34 @@ class TableTest(unittest.TestCase):
         self.assertTrue(all(len(line) <= 100 for line in lines), lines)
 
 
+    def test_table_cells_wrap_between_words_never_inside_one(self):
+        """uri:spiffe://example.org/other-client was cut 'uri:spiffe://e | xample.org/...'
+        (issue 21): whole when its column can hold it, else broken after a '/' only."""
+        row = mtls_demo.Result("client-chain-leaf-only", ("client: HTTP 403 Forbidden",
+                                                          "server: forbidden"),
+                               ("client: HTTP 403 Forbidden", "server: forbidden: "
+                                "uri:spiffe://example.org/other-client is not on the allow-list"),
+                               True)
+        words = ["client:", "HTTP", "403", "Forbidden", "server:", "forbidden", "forbidden:",
+                 "is", "not", "on", "the", "allow-list"]
+        for width, whole in ((100, True), (80, False)):
+            mtls_demo.screen = mtls_demo.Screen(width)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                mtls_demo.print_table([row])
+            lines = out.getvalue().strip("\n").splitlines()
+            bars = [i for i, c in enumerate(lines[0]) if c == "|"]     # the header's columns
+            cells = [line[bars[0] + 1:bars[2]].replace("|", " ") for line in lines[1:]]
+            pieces = [p for cell in cells for p in cell.split()]
+            uri = [p for p in pieces if p not in words]
+            self.assertEqual("".join(uri), "uri:spiffe://example.org/other-client", lines)
+            if whole:
+                self.assertEqual(len(uri), 1, lines)
+            self.assertTrue(all(p.endswith("/") for p in uri[:-1]), lines)
+            self.assertTrue(set(words) <= set(pieces), lines)
+            self.assertTrue(all(len(line) <= width for line in lines), lines)
+
+
 class MakefileTargetsTest(unittest.TestCase):
     """make demo runs the lesson; make inspect is one echoed command and aligned columns."""
 
@@ -701,7 +863,7 @@ class MakefileTargetsTest(unittest.TestCase):
         self.assertIn("the lesson", self.make("help"))
 
     def test_make_inspect_echoes_one_line_and_aligns_every_name(self):
-        lines = self.make("inspect").splitlines()
+        lines = self.make("inspect", "ALL=1").splitlines()
         self.assertTrue(lines[0].startswith("for crt in "), lines[0])
         rows = [line for line in lines[1:] if line.startswith(pki())]
         self.assertGreater(len(rows), 10)

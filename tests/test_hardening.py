@@ -850,7 +850,7 @@ class BrokenInputTest(unittest.TestCase):
             (ca + ["--keylog", "/nonexistent/keys.txt", url], "cannot write the key log '/nonexistent/keys.txt'"),
             (ca + ["--timeout", "abc", url], "'abc' is not a number of seconds"),
             (ca + ["--timeout", "0", url], "'0' is not a number of seconds"),
-            (ca + ["--bogus", url], "unrecognized arguments: --bogus"),
+            (ca + ["--bogus", url], "unknown option '--bogus'"),
             (ca + ["--key", path("client.key"), url], "--key needs --cert"),
         ])
 

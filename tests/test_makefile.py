@@ -169,6 +169,36 @@ class MakefileTests(unittest.TestCase):
         for line in done.stdout.splitlines():
             self.assertLessEqual(len(line), 100, line)
 
+    def test_the_port_chosen_reaches_the_demo_and_the_proxys_backend(self):
+        """make demo PORT=N runs the demo on N; the demo hints carry PORT; make proxy
+        PORT=N puts server.py on N+1 (unless BACKEND_PORT is given), and make help
+        lists BACKEND_PORT among the settings (issue 21)."""
+        demo = make("-n", "demo", f"CERTS={self.certs}", "PORT=42001").stdout
+        self.assertRegex(demo, r"mtls_demo\.py --lesson --certs \S+ --port 42001\n")
+        scenarios = make("-n", "scenarios", f"CERTS={self.certs}", "PORT=42001").stdout
+        self.assertIn(f"mtls_demo.py --certs {self.certs} --port 42001 --all", scenarios)
+        help_text = make("help", "PORT=42020").stdout
+        self.assertIn("PORT=42020 BACKEND_PORT=42021", help_text)
+        self.assertIn("BACKEND_PORT=3001", make("help").stdout)
+        if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
+            proxy = make("-n", "proxy", f"CERTS={self.certs}", "PORT=42020").stdout
+            self.assertIn("server.py --host 127.0.0.1 --port 42021 ", proxy)
+            proxy = make("-n", "proxy", f"CERTS={self.certs}", "PORT=42020",
+                         "BACKEND_PORT=5000").stdout
+            self.assertIn("server.py --host 127.0.0.1 --port 5000 ", proxy)
+
+    def test_inspect_shows_the_main_certificates_and_counts_the_scenario_ones(self):
+        """After the demo made the scenario certificates, make inspect lists the
+        main ones and sums the others up in one line; ALL=1 lists them all."""
+        make("scenarios", f"CERTS={self.certs}", "KEY=ec")
+        lines = make("inspect", f"CERTS={self.certs}").stdout.splitlines()
+        rows = [l.split()[0] for l in lines if l.startswith(self.certs)]
+        self.assertEqual(rows, [f"{self.certs}/{n}.crt" for n in ("ca", "server", "client")])
+        self.assertIn(f"(and 13 scenario certificates, for the failure cases: make inspect ALL=1 "
+                      f"CERTS={self.certs} lists them too)", lines)
+        every = make("inspect", f"CERTS={self.certs}", "ALL=1").stdout.splitlines()
+        self.assertEqual(len([l for l in every if l.startswith(self.certs)]), 16)
+
     def test_help_and_readme_agree_on_the_bench_duration(self):
         """make help says the bench takes about 45 s, and the README says nothing else."""
         done = make("help")

@@ -413,6 +413,12 @@ class GalleryCommandLine(unittest.TestCase):
         self.assertRegex(done.stderr, r"^error: bad option: unknown exhibit 'no-such-mistake': "
                                       r"choose from cert-optional, .* "
                                       r"-- see mistakes/gallery.py --help\n$")
+        done = run_gallery("--lsit")            # client.py's parser: the option meant
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("unknown option '--lsit' -- did you mean --list?", done.stderr)
+        done = run_gallery("--cert", "x")       # was taken for --certs, and ran into x/
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("unknown option '--cert' -- did you mean --certs?", done.stderr)
 
     def test_a_wrong_server_file_runs_by_hand(self):
         """python3 mistakes/NAME.py takes server.py's options (here --help) and says what it is."""
