@@ -538,26 +538,28 @@ class HostileInputTest(unittest.TestCase):
 
 class MaxConnectionsTest(unittest.TestCase):
 
-    def test_beyond_max_connections_new_ones_are_closed_at_once_and_logged(self):
-        """--max-connections 3: with three connections in their handshake, a 4th that speaks
-        is closed at once and logged; a freed slot serves again."""
-        with RunningServer(max_connections=3, handshake_timeout=5) as srv:
-            hello = client_hello()
-            idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(3)]
-            for sock in idle:
-                sock.sendall(hello)               # a worker each, waiting for the client's reply
-            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as fourth:
-                fourth.sendall(hello)
-                started = time.monotonic()
-                self.assertEqual(read_until_closed(fourth, timeout=3), b"")
-                self.assertLess(time.monotonic() - started, 1.0)
+    def test_beyond_max_connections_new_ones_are_closed_and_logged(self):
+        """--max-connections 3: with three authenticated keep-alive connections open, a 4th
+        client is closed after its handshake, and logged; a freed slot serves again."""
+        with RunningServer(max_connections=3) as srv:
+            kept = [http.client.HTTPSConnection("localhost", srv.port, context=client_context(),
+                                                timeout=5) for _ in range(3)]
+            for conn in kept:
+                self.addCleanup(conn.close)
+                conn.request("GET", "/")
+                self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
+            with tls_connect(srv.port, client_context()) as fourth:
+                fourth.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                self.assertEqual(read_until_closed(fourth), b"")
                 line = srv.log.wait_for(lambda l: "too many connections" in l)
                 self.assertEqual(line, f"rejected {peer_of(fourth)}: too many connections "
                                        f"(limit 3, --max-connections)")
-            for sock in idle:
-                sock.close()
-            wait_for_lines(srv.log, lambda l: "hung up during the handshake" in l, 3)
+            kept[0].close()
+            self.assertTrue(wait_until(lambda: len(srv.server.open_connections) == 2))
             self.assertEqual(client.fetch(srv.url, client_context()), GREETING)
+            for conn in kept[1:]:                 # the three held theirs all along
+                conn.request("GET", "/")
+                self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
 
 
 # --- TLS policy --------------------------------------------------------------
