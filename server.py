@@ -16,21 +16,24 @@ Writes:  one log line per connection to stderr:
            rejected 127.0.0.1:51002: no client certificate (the client sent none)
            forbidden 127.0.0.1:51004: cn:other is not on the allow-list (--allow)
            closed 127.0.0.1:51000: idle for 30 s with no request (--idle-timeout)
+         and, in a flood of refusals, one line a second with the count per reason.
 Run:     python3 server.py                  (https://localhost:3000/)
          python3 server.py --port 8443 --allow cn:my-client --crl certs/ca.crl
          kill -HUP PID     re-reads certificate, key, CA and CRL files
          Ctrl-C, or kill PID (SIGTERM), stops it at once.
 
 Reading order. The mTLS path first: the TLS context (what we prove, what we
-demand), who the client is (identity and the allow-list), the handshake, and
-the response. Then the armour, each piece named after the failure it
-prevents: the waiting room and the worker pool (no client can hang the
-server), why a client was rejected (one plain log line each), checks of our
-own files (dates, wrong certificates, key log), and main.
+demand), who the client is (identity and the allow-list), and the
+response. Then the armour, each piece named after the failure it
+prevents: the waiting room and the workers (threads work, the selector
+waits: no stranger and no crowd of idle clients can tie the server up),
+why a client was rejected (one plain log line each), checks of our own
+files (dates, wrong certificates, key log), and main.
 
-Simplified on purpose: a fixed greeting, and one worker thread per
-connection being served. A production service would add real routes and
-structured logs; the TLS part stays as it is here.
+Simplified on purpose: a fixed greeting, and http.server parsing each
+request and writing each response. A production service would add real
+routes, structured logs and a limit on handshakes per client address; the
+TLS part stays as it is here.
 """
 
 import sys
@@ -898,10 +901,27 @@ class WaitingRoom:
         self.thread.start()
 
     def arrive(self, conn):
-        """Called by the accept loop: a new connection waits for its first bytes."""
+        """Called by the accept loop: a new connection waits for its first
+        bytes; or, if its ClientHello has begun to arrive already (as it often
+        has, under load), it goes straight to a worker."""
         with self.lock:
             self.strangers[conn] = None
-        self.park(conn, look_at_first_bytes, expire_unspoken, in_worker=False)
+        try:
+            spoke = conn.sock.recv(1, socket.MSG_PEEK) == b"\x16"
+        except OSError:
+            spoke = False
+        if spoke:
+            self.to_worker(conn, continue_handshake)
+        else:
+            self.park(conn, look_at_first_bytes, expire_unspoken, in_worker=False)
+
+    def to_worker(self, conn, step):
+        """Have a worker run the connection's next step, now (its bytes are here)."""
+        conn.step, conn.in_worker = step, True
+        try:
+            self.server.pool.submit(self.server.run_step, conn)
+        except RuntimeError:                     # shut down, or no thread could start
+            self.server.finish_connection(conn)
 
     def park(self, conn, step, late, events=selectors.EVENT_READ, in_worker=True):
         """Let a connection wait here (from any thread): when its socket is
@@ -1002,10 +1022,7 @@ class WaitingRoom:
         """The client sent something (or can take more): run the connection's step."""
         self.leave(conn)
         if conn.in_worker:
-            try:
-                self.server.pool.submit(self.server.run_step, conn)
-            except RuntimeError:                 # shut down, or no thread could start
-                self.server.finish_connection(conn)
+            self.to_worker(conn, conn.step)
         else:
             conn.step(self.server, conn)
 
@@ -1112,11 +1129,7 @@ def look_at_first_bytes(server, conn):
         server.refuse("rejected", conn.peer, "connected and closed without a word (a port scan?)")
         server.finish_connection(conn)
     elif first[0] == 22:     # a handshake record, content type 22 (RFC 8446 5.1)
-        conn.step, conn.in_worker = continue_handshake, True
-        try:
-            server.pool.submit(server.run_step, conn)
-        except RuntimeError:
-            server.finish_connection(conn)
+        server.waiting_room.to_worker(conn, continue_handshake)
     elif first[0] == 21:     # an alert record (RFC 8446 5.1): TLS, but a goodbye
         alert = ALERTS.get(first[6], f"alert {first[6]}") if len(first) >= 7 else "an alert"
         server.refuse("rejected", conn.peer, f"the client sent a TLS alert ({alert}) instead of "
@@ -1157,8 +1170,19 @@ def continue_handshake(server, conn):
         conn.sock.settimeout(0.0)
     tls = conn.sock
     try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            if not tls.session_reused:
+                raise
+            # A resumed session's ClientHello carries proof (its PSK binder,
+            # RFC 8446 4.2.11) that the client holds a ticket we gave to an
+            # authenticated client. Its last flight comes within a
+            # millisecond: wait for it a moment rather than hand over twice.
+            tls.settimeout(NEXT_REQUEST_WAIT)
+            tls.do_handshake()
+    except (ssl.SSLWantReadError, socket.timeout):
+        tls.settimeout(0.0)
         server.waiting_room.park(conn, continue_handshake, expire_handshake)
         return
     except ssl.SSLWantWriteError:
@@ -1823,13 +1847,14 @@ def parse_args(argv):
     p.add_argument("--idle-timeout", type=seconds, default=IDLE_TIMEOUT, metavar="S",
                    help=f"seconds a keep-alive connection may wait idle (default {IDLE_TIMEOUT:g})")
     p.add_argument("--max-connections", type=count, default=MAX_CONNECTIONS, metavar="N",
-                   help=f"connections served at once; more are refused (default {MAX_CONNECTIONS})")
+                   help=f"authenticated connections open at once, busy or idle; more are "
+                        f"refused (default {MAX_CONNECTIONS})")
     p.add_argument("--session-lifetime", type=seconds, default=SESSION_LIFETIME, metavar="S",
                    help=f"seconds a TLS session may be resumed without a full handshake "
                         f"(default {SESSION_LIFETIME:g})")
     p.add_argument("--max-pending", type=count, default=MAX_PENDING, metavar="N",
-                   help=f"connections whose ClientHello is not whole yet; the oldest makes room "
-                        f"(default {MAX_PENDING})")
+                   help=f"connections not authenticated yet (each waits with no thread); the "
+                        f"oldest makes room (default {MAX_PENDING})")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port {args.port} is not a TCP port -- use 1-65535 (or 0 for any free port)")

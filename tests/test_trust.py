@@ -824,6 +824,30 @@ class NoWaitingWorkerTest(unittest.TestCase):
         with our_server() as srv:
             self.assertEqual(fetch(srv, ctx), GREETING)
 
+    def test_a_client_hello_of_131_000_bytes_is_answered(self):
+        """A ClientHello near the largest TLS allows (OpenSSL's limit, 131,396 bytes: 64 KB
+        of cipher suites and 64 KB of extensions), sent in 9 records, gets a ServerHello."""
+        def extension(kind, data):
+            return kind.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data
+        extensions = b"".join([
+            extension(10, bytes.fromhex("0004001d0017")),          # groups: X25519, P-256
+            extension(13, bytes.fromhex("0006080404030401")),      # signature algorithms
+            extension(43, bytes.fromhex("020304")),                # TLS 1.3
+            extension(51, bytes.fromhex("0024001d0020") + os.urandom(32)),   # an X25519 share
+            extension(0xFA00, bytes(65535 - 71 - 4))])             # unknown: ignored
+        suites = bytes.fromhex("130113021303") + b"\xfe\xfe" * 32764       # unknown ones too
+        body = (b"\x03\x03" + os.urandom(32) + b"\x20" + os.urandom(32) + len(suites).to_bytes(2, "big")
+                + suites + b"\x01\x00" + len(extensions).to_bytes(2, "big") + extensions)
+        hello = b"\x01" + len(body).to_bytes(3, "big") + body
+        self.assertEqual(len(hello), 131146)
+        records = b"".join(b"\x16\x03\x01" + len(hello[i:i + 16384]).to_bytes(2, "big")
+                           + hello[i:i + 16384] for i in range(0, len(hello), 16384))
+        with our_server() as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+                sock.sendall(records)
+                answer = sock.recv(6)
+        self.assertEqual(answer[:1] + answer[5:6], b"\x16\x02", answer)   # a ServerHello
+
     def test_expect_100_continue_is_answered_only_after_authorization(self):
         """A client not on --allow that asks "Expect: 100-continue" gets its 403 and no
         "100 Continue"; an allowed one gets "100 Continue", then its answer (501: we
