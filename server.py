@@ -690,7 +690,10 @@ def format_address(address):
 #      non-blocking socket, until OpenSSL needs bytes the client has not
 #      sent yet), or the requests whose heads have arrived. Then the
 #      connection goes back to the waiting room. Both cores do handshakes:
-#      OpenSSL lets go of Python's lock while it computes.
+#      OpenSSL lets go of Python's lock while it computes. (A ClientHello
+#      already there on accept goes straight to a worker; and a worker
+#      waits a few milliseconds, no more, only for a client that has
+#      proven who it is: see serve_requests and continue_handshake.)
 #
 # A connection is owned by one thread at a time: the waiting room while
 # it waits, the worker running its step. Only the waiting room's thread
@@ -980,8 +983,7 @@ class WaitingRoom:
     def admit(self):
         """Take in the connections handed over since the bell rang."""
         try:
-            while self.bell.recv(4096):
-                pass
+            self.bell.recv(4096)                 # rung once per batch of arrivals
         except OSError:
             pass
         with self.lock:
@@ -1075,11 +1077,13 @@ class RefusalLog:
 
     def due(self):
         """Seconds until the next count line is due (the selector's longest sleep)."""
-        with self.lock:
-            return 1.0 if self.since is None else max(self.since + 1.0 - time.monotonic(), 0)
+        since = self.since
+        return 1.0 if since is None else max(since + 1.0 - time.monotonic(), 0)
 
     def summarize(self):
         """Once a second, if some refusals were only counted: one line with the counts."""
+        if self.since is None:                   # the common case, looked at without the lock
+            return
         with self.lock:
             if self.since is None or time.monotonic() < self.since + 1.0:
                 return

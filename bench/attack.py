@@ -298,7 +298,8 @@ def main(argv=None):
                    help="one scenario (default: all of issue 19's)")
     p.add_argument("count", nargs="?", type=int, help="connections (default: issue 19's)")
     p.add_argument("seconds", nargs="?", type=int, default=20, help="reopen: how long (default 20)")
-    p.add_argument("--server", default=os.path.join(ROOT, "server.py"), help="the server.py to attack")
+    p.add_argument("--server", default=os.path.join(ROOT, "server.py"),
+                   help="the server.py to attack (default: this project's)")
     p.add_argument("--certs", help="a folder made by `make scenarios` (default: make one)")
     args = p.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -161,7 +161,7 @@ def hostile_clients():
                 context.wrap_socket(socket.create_connection(("127.0.0.1", srv.port)),
                                     server_hostname="localhost") as extra:
             busy.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")       # holds the one slot...
-            srv.log.wait_for(lambda l: "too many connections" in l, timeout=5)   # ...extra finds none
+            srv.log.wait_for(lambda l: "too many connections" in l, timeout=5)  # ...extra: none
         with socket.create_connection(("127.0.0.1", srv.port)) as stalled:
             stalled.sendall(hello)                         # and never answers the server's
             srv.log.wait_for(lambda l: "handshake not finished in time" in l, timeout=5)

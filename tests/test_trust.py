@@ -836,8 +836,9 @@ class NoWaitingWorkerTest(unittest.TestCase):
             extension(51, bytes.fromhex("0024001d0020") + os.urandom(32)),   # an X25519 share
             extension(0xFA00, bytes(65535 - 71 - 4))])             # unknown: ignored
         suites = bytes.fromhex("130113021303") + b"\xfe\xfe" * 32764       # unknown ones too
-        body = (b"\x03\x03" + os.urandom(32) + b"\x20" + os.urandom(32) + len(suites).to_bytes(2, "big")
-                + suites + b"\x01\x00" + len(extensions).to_bytes(2, "big") + extensions)
+        body = (b"\x03\x03" + os.urandom(32) + b"\x20" + os.urandom(32)
+                + len(suites).to_bytes(2, "big") + suites + b"\x01\x00"
+                + len(extensions).to_bytes(2, "big") + extensions)
         hello = b"\x01" + len(body).to_bytes(3, "big") + body
         self.assertEqual(len(hello), 131146)
         records = b"".join(b"\x16\x03\x01" + len(hello[i:i + 16384]).to_bytes(2, "big")
