@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tests.support import PYTHON, ROOT, LogCollector, RunningServer, path, server_files
 
 import client
+import server
 
 GREETING = (200, "Hello, my-client\n")
 
@@ -297,8 +298,8 @@ class CrowdTest(unittest.TestCase):
                 crowd.append(slow)
             accepted = wait_for_lines(srv.log, lambda l: l.startswith("accepted"), 20)
             self.assertEqual(len(accepted), 20)
-            # The 20 slow clients hold a worker each; the 50 silent ones wait
-            # in the waiting room and cost no thread.
+            # The 20 slow request heads and the 50 silent connections all wait
+            # in the waiting room: no thread each.
             self.assertLess(threading.active_count(), 50, "silent connections hold no thread")
 
             started = time.monotonic()
@@ -663,10 +664,9 @@ class SoakTest(unittest.TestCase):
                 self.assertEqual(sum(words in line for line in lines), kinds.count(kind), kind)
 
             # Worker threads stay in the pool for the next connections, never
-            # more than --max-connections (a refused client's leftovers are
-            # read for up to a second, so a burst of refusals can use many at
-            # once). File descriptors all return.
-            limit = threads + srv.server.max_connections + 1      # + the waiting room
+            # more than WORKERS (a refused client's leftovers are read in the
+            # waiting room, not in a worker). File descriptors all return.
+            limit = threads + server.WORKERS + 1      # + the waiting room
             settled = wait_until(lambda: threading.active_count() <= limit
                                  and (fds is None or fd_count() <= fds))
             self.assertTrue(settled, f"threads {threading.active_count()} (was {threads}), "
