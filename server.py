@@ -899,7 +899,7 @@ class WaitingRoom:
         self.deadlines = []                      # a heap of (deadline, number, turn, conn)
         self.numbers = itertools.count()
         self.strangers = {}                      # not yet authenticated, oldest first
-        self.closing = False
+        self.closing = self.stopped = False     # closing: asked to stop; stopped: it has
         self.thread = threading.Thread(target=self.run, name="waiting-room", daemon=True)
         self.thread.start()
 
@@ -934,9 +934,13 @@ class WaitingRoom:
             self.watch(conn)
             return
         with self.lock:
-            self.arrivals.append(conn)
+            stopped = self.stopped
+            if not stopped:
+                self.arrivals.append(conn)
             ring = len(self.arrivals) == 1       # the bell is ringing already otherwise
-        if ring:
+        if stopped:                              # the server is closing: no one would watch it
+            self.server.finish_connection(conn)
+        elif ring:
             try:
                 self.bell_rope.send(b"!")
             except OSError:                      # full (it is ringing already) or closed
@@ -973,7 +977,7 @@ class WaitingRoom:
             self.expire()
             self.server.refusals.summarize()
         with self.lock:
-            arrivals, self.arrivals = self.arrivals, []
+            arrivals, self.arrivals, self.stopped = self.arrivals, [], True
         for conn in list(self.waiting) + arrivals:
             self.server.finish_connection(conn)
         self.selector.close()
@@ -1241,8 +1245,10 @@ def serve_requests(server, conn):
             close_tls(server, conn)
             return
         if found == "more":
-            if conn.sock.pending() or wait == 0.0 and NEXT_REQUEST_WAIT == 0.0:
+            if conn.sock.pending():              # decrypted bytes the selector cannot see
+                wait = 0.0
                 continue
+            conn.deadline = head.deadline        # idle, or the rest of the request head
             server.waiting_room.park(conn, serve_requests, expire_request)
             return
         if found == "end":

@@ -389,6 +389,25 @@ class SlowClientTest(unittest.TestCase):
                     self.assertTrue(received.startswith(b"HTTP/1.1 400 Bad Request"), received)
 
 
+class IdleDeadlineTest(unittest.TestCase):
+
+    def test_a_kept_connection_waits_its_idle_timeout_not_the_handshake_deadline(self):
+        """--handshake-timeout 1, --idle-timeout 30: a keep-alive connection is still
+        answered after a silent connection opened later has met its 1 s deadline."""
+        with RunningServer(handshake_timeout=1, idle_timeout=30) as srv:
+            conn = http.client.HTTPSConnection("localhost", srv.port, context=client_context(),
+                                               timeout=5)
+            self.addCleanup(conn.close)
+            conn.request("GET", "/")
+            self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5):
+                line = srv.log.wait_for(lambda l: "sent nothing within 1 s" in l)
+            self.assertIsNotNone(line)
+            conn.request("GET", "/")
+            self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
+            self.assertFalse([l for l in srv.log.lines if l.startswith("closed")])
+
+
 # --- hostile bytes: a real server.py process, so stderr shows any traceback --
 
 class HostileInputTest(unittest.TestCase):
