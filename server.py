@@ -713,6 +713,7 @@ class Connection:
         self.plain = b""                         # a plain-HTTP request head (answered with a 400)
         self.events, self.step, self.late, self.in_worker = selectors.EVENT_READ, None, None, False
         self.turn = 0                            # counts its visits to the waiting room
+        self.waited = False                      # a worker waited for its resumed handshake
 
 
 class MTLSServer(http.server.HTTPServer):
@@ -1181,8 +1182,9 @@ def continue_handshake(server, conn):
         try:
             tls.do_handshake()
         except ssl.SSLWantReadError:
-            if not tls.session_reused:
+            if not tls.session_reused or conn.waited:
                 raise
+            conn.waited = True                   # once per connection
             # A resumed session's ClientHello carries proof (its PSK binder,
             # RFC 8446 4.2.11) that the client holds a ticket we gave to an
             # authenticated client. Its last flight comes within a
