@@ -16,23 +16,26 @@ Writes:  one log line per connection to stderr:
            rejected 127.0.0.1:51002: no client certificate (the client sent none)
            forbidden 127.0.0.1:51004: cn:other is not on the allow-list (--allow)
            closed 127.0.0.1:51000: idle for 30 s with no request (--idle-timeout)
+         and, in a flood of refusals, one line a second with the count per reason.
 Run:     python3 server.py                  (https://localhost:3000/)
          python3 server.py --port 8443 --allow cn:my-client --crl certs/ca.crl
          kill -HUP PID     re-reads certificate, key, CA and CRL files
          Ctrl-C, or kill PID (SIGTERM), stops it at once.
 
 Reading order. The mTLS path first: the TLS context (what we prove, what we
-demand), who the client is (identity and the allow-list), the handshake, and
-the response. Then the armour, each piece named after the failure it
-prevents: the waiting room and the worker pool (no client can hang the
-server), why a client was rejected (one plain log line each), the checks a
+demand), who the client is (identity and the allow-list), and the
+response. Then the armour, each piece named after the failure it
+prevents: the waiting room and the workers (threads work, the selector
+waits: no stranger and no crowd of idle clients can tie the server up),
+why a client was rejected (one plain log line each), the checks a
 certificate forwarded by a proxy meets (the same, as far as a header
 allows), checks of our own files (dates, wrong certificates, key log), and
 main.
 
-Simplified on purpose: a fixed greeting, and one worker thread per
-connection being served. A production service would add real routes and
-structured logs; the TLS part stays as it is here.
+Simplified on purpose: a fixed greeting, and http.server parsing each
+request and writing each response. A production service would add real
+routes, structured logs and a limit on handshakes per client address; the
+TLS part stays as it is here.
 """
 
 import sys
@@ -63,9 +66,10 @@ import binascii
 import calendar
 import concurrent.futures
 import errno
+import heapq
 import http.server
-import io
 import ipaddress
+import itertools
 import math
 import re
 import selectors
@@ -89,12 +93,17 @@ CERTS = os.path.join(HERE, "certs")
 HANDSHAKE_TIMEOUT = 10.0   # seconds from connect to a finished TLS handshake
 REQUEST_TIMEOUT = 10.0     # seconds to send a whole request head (slowloris)
 IDLE_TIMEOUT = 30.0        # seconds a keep-alive connection may sit idle
-MAX_CONNECTIONS = 128      # connections served at once (one worker thread each)
-MAX_PENDING = 1000         # connections whose ClientHello is not whole yet (no thread)
+MAX_CONNECTIONS = 4096     # authenticated connections open at once, busy or idle
+MAX_PENDING = 1000         # connections not authenticated yet (they wait with no thread)
+WORKERS = 16               # threads that run handshake steps and serve requests
+NEXT_REQUEST_WAIT = 0.005  # seconds a worker waits for a busy client's next request
 LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
 MAX_REQUEST_HEAD = 65536   # bytes of request line and headers (http.server alone: 6.5 MB)
 SESSION_LIFETIME = 600.0   # seconds a TLS session can be resumed, at most (see renew_sessions)
 WARN_DAYS = 30             # warn when a certificate or CRL expires within this many days
+LOG_BURST = 500            # refusals logged one by one at once; then LOG_RATE a second,
+LOG_RATE = 50              # and the rest counted (see RefusalLog)
+
 # A TLS 1.3 session ticket tells the client how long to keep it: its
 # lifetime hint, OpenSSL's default session timeout, 7200 s. Python's ssl
 # cannot change it (no SSL_CTX_set_timeout), so it says 7200 s whatever
@@ -406,52 +415,18 @@ def suggest_identity(text):
 
 # --- the handshake and the response --------------------------------------
 
-def handshake(server, sock, address, deadline):
-    """Do the TLS handshake on a new connection; return the verified TLS
-    socket, with .ids, .name, .refusal and .proxy set, or log why not and
-    return None."""
-    peer = format_address(address)
-    sock.settimeout(max(deadline - time.monotonic(), 0.001))
-    try:
-        # Peek at the first bytes without consuming them. A TLS connection
-        # starts with a handshake record, content type 22 (RFC 8446 5.1).
-        first = sock.recv(8, socket.MSG_PEEK)
-    except OSError as exc:
-        server.log(f"rejected {peer}: {describe_rejection(exc, server.context)}")
-        return None
-    if not first:
-        server.log(f"rejected {peer}: connected and closed without a word (a port scan?)")
-        return None
-    if first[0] != 22:
-        reject_non_handshake(server, sock, peer, first)
-        return None
-
-    context = server.context    # read once: a reload may swap it meanwhile
-    try:
-        tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-    except OSError:             # reset already: "closed before TLS handshake"
-        server.log(f"rejected {peer}: client reset the connection during the handshake")
-        return None
-    server.track(sock, tls)
-    # What is left of the deadline covers the whole handshake: CPython's
-    # do_handshake() counts its timeout from the start of the call, not
-    # per read, so a client dribbling its messages is cut off too.
-    tls.settimeout(max(deadline - time.monotonic(), 0.001))
-    try:
-        tls.do_handshake()
-    except (ssl.SSLError, OSError) as exc:
-        server.log(f"rejected {peer}: {describe_rejection(exc, context)}")
-        close_gently(tls)
-        return None
-
+def identify_client(server, tls, peer):
+    """After a finished handshake: read who the client is, and decide once
+    whether it may be served. Set .ids, .name, .refusal and .proxy on the
+    TLS socket and return True, or log why it is rejected and return False."""
+    context = tls.context       # the one its handshake used (a reload may swap server.context)
     # OpenSSL has verified the chain. Read the names from the certificate.
     try:
         info = read_certificate(tls.getpeercert(binary_form=True))
     except ValueError as exc:
-        server.log(f"rejected {peer}: cannot read the client certificate's fields "
-                   f"({printable(str(exc))})")
-        close_gently(tls)
-        return None
+        server.refuse("rejected", peer, f"cannot read the client certificate's fields "
+                                        f"({printable(str(exc))})")
+        return False
     if tls.session_reused:
         # A resumed session (a ticket from an earlier connection) skips the
         # certificate checks: OpenSSL made them when the session began. Each
@@ -465,12 +440,11 @@ def handshake(server, sock, address, deadline):
         if expired:
             late = f"was issued by our CA {expired}, which has expired"
         if late:
-            server.log(f"rejected {peer}: client certificate {late} (checked again on a "
-                       f"resumed session)")
-            close_gently(tls)
-            return None
+            server.refuse("rejected", peer, f"client certificate {late} (checked again on a "
+                                            f"resumed session)")
+            return False
 
-    tls.context, tls.born = context, time.monotonic()
+    tls.born = time.monotonic()
     tls.ids = identities_of(info)
     tls.name = greeting_name(tls.ids)
     # A proxy is a client whose one identity is --trust-proxy, in a sound
@@ -482,12 +456,12 @@ def handshake(server, sock, address, deadline):
     tls.refusal = None if tls.proxy else refusal_for(tls.ids, server.allow, info)
     resumed = " (resumed session)" if tls.session_reused else ""
     if tls.refusal:
-        server.log(f"forbidden {peer}: {tls.refusal}{resumed}")
+        server.refuse("forbidden", peer, f"{tls.refusal}{resumed}")
     elif tls.proxy:
         server.log(f"accepted {peer} as {spell_all(tls.ids)}, a trusted proxy (--trust-proxy){resumed}")
     else:
         server.log(f"accepted {peer} as {spell_all(tls.ids)}{resumed}")
-    return tls
+    return True
 
 
 class GreetingHandler(http.server.BaseHTTPRequestHandler):
@@ -499,27 +473,40 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
     error_content_type = "text/plain; charset=utf-8"
     error_message_format = "%(code)d %(message)s: %(explain)s\n"
 
+    def __init__(self, connection, client_address, server, head):
+        """Get ready to serve a verified TLS connection. Unlike http.server's
+        handlers, this does not serve the whole connection here: the server
+        calls handle_one_request() each time a request's head has arrived
+        whole (`head`, a RequestHead), so no thread waits for a request."""
+        self.request, self.client_address, self.server = connection, client_address, server
+        self.head = head
+        self.setup()
+
     def version_string(self):
         """The Server header: our name only, not the Python version."""
         return self.server_version
 
     def setup(self):
-        """Wrap the verified TLS socket in a deadline reader and a buffered
-        writer; each response leaves in one write (see handle_one_request)."""
+        """Read from the request head that has arrived, and write through a
+        buffered writer; each response leaves in one write (see handle_one_request)."""
         self.connection = self.request
-        # A refused client gets a moment to send its request (to read our
-        # 403), not a keep-alive connection's idle time: it must not hold a worker.
-        idle = LINGER_TIMEOUT if self.connection.refusal else self.server.idle_timeout
-        self.reader = DeadlineReader(self.connection, idle, self.server.request_timeout)
-        self.rfile = io.BufferedReader(self.reader)
+        self.rfile = self.head
         self.wfile = self.connection.makefile("wb", 65536)
         self.name = self.connection.name
 
     def handle_one_request(self):
         """Serve one request; BaseHTTPRequestHandler flushes wfile after it,
         so headers and body go out in a single TLS record."""
-        self.reader.expect_request()
+        self.authorized = None                # not asked yet for this request (see authorize)
         super().handle_one_request()
+        self.wfile.flush()                    # an answer to a request http.server refused too
+
+    def refuse_connection(self):
+        """Answer a client that may not be served with its 403 at once,
+        before it asks: waiting for its request would make it hold a worker."""
+        self.command, self.request_version, self.close_connection = None, "HTTP/1.1", True
+        self.reply(403, f"403 Forbidden: {self.connection.refusal}\n", close=True)
+        self.wfile.flush()
 
     def parse_request(self):
         """After http.server has read the request head, and before it picks
@@ -543,18 +530,26 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
             # be taken for the next request: behind a proxy, a request with
             # headers the client wrote (request smuggling). So: answer, and close.
             self.close_connection = True
-        refusal = self.connection.refusal
-        if refusal:                      # decided at the handshake: 403, and hang up
-            self.reply(403, f"403 Forbidden: {refusal}\n", close=True)
-            self.wfile.flush()
-            return False
-        if self.connection.proxy:        # a trusted proxy: who is its client?
-            refusal = self.identify_forwarded_client()
+        return self.authorize()
+
+    def authorize(self):
+        """May this request be served? (A forbidden connection got its 403
+        at the handshake.) Behind a trusted proxy, each request names its
+        own client: refuse it with a 403 if it may not be served. Asked once
+        per request, and before any "100 Continue" (see handle_expect_100)."""
+        if self.authorized is None:
+            refusal = self.identify_forwarded_client() if self.connection.proxy else None
             if refusal:
                 self.reply(403, f"403 Forbidden: {refusal}\n")
-                self.wfile.flush()
-                return False
-        return True
+            self.authorized = refusal is None
+        return self.authorized
+
+    def handle_expect_100(self):
+        """A client that sends "Expect: 100-continue" waits for our word
+        before sending its body (RFC 9110 10.1.1). http.server says "100
+        Continue" as soon as it has read the headers; we say it only to a
+        client that may be served, and a 403 to one that may not."""
+        return self.authorize() and super().handle_expect_100()
 
     def identify_forwarded_client(self):
         """Behind a TLS-terminating proxy (--trust-proxy), the client's
@@ -629,44 +624,77 @@ class GreetingHandler(http.server.BaseHTTPRequestHandler):
             self.log_message(format, *args)
 
 
-class DeadlineReader(io.RawIOBase):
-    """Reads a socket under a total deadline, not a per-read timeout, so a
-    client sending one byte every few seconds (slowloris) cannot hold a
-    thread forever. A waiting keep-alive connection gets the idle timeout;
-    once a request starts, its whole head must arrive within REQUEST_TIMEOUT."""
+class RequestHead:
+    """A connection's rfile: the bytes the client has sent that http.server
+    has not read yet. The server reads them without waiting (fill), and
+    hands a request to http.server only once its whole head is here, so
+    http.server's readline() never waits on the network. Pipelined
+    requests stay here for the next turn; one per connection, across requests.
 
-    def __init__(self, sock, idle_timeout, request_timeout):
-        self.sock, self.idle_timeout, self.request_timeout = sock, idle_timeout, request_timeout
+    Each deadline is total, not per read, so a client sending one byte
+    every few seconds (slowloris) cannot stretch it: a waiting keep-alive
+    connection gets the idle timeout; once a request starts, its whole head
+    must arrive within the request timeout."""
+
+    def __init__(self, idle_timeout, request_timeout):
+        self.idle_timeout, self.request_timeout = idle_timeout, request_timeout
+        self.buffer = bytearray()
         self.expect_request()
 
     def expect_request(self):
         """Start waiting for the next request on this connection."""
-        self.waiting = True
-        self.deadline = time.monotonic() + self.idle_timeout
-        self.received = 0
+        self.waiting = not self.buffer
+        timeout = self.idle_timeout if self.waiting else self.request_timeout
+        self.deadline = time.monotonic() + timeout
 
-    def readable(self):
-        return True
+    def fill(self, tls, wait=0.0):
+        """Read what the client has sent, waiting at most `wait` seconds for
+        it: until a whole head is here, or nothing more has arrived. Return
+        "whole", "more" (not whole yet), "end" (the client closed) or "too big"."""
+        while not self.whole():
+            if len(self.buffer) > MAX_REQUEST_HEAD:
+                return "too big"
+            tls.settimeout(wait)
+            try:
+                data = tls.recv(65536)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, socket.timeout):
+                return "more"        # (a record with no data, e.g. a KeyUpdate, lands here too)
+            if not data:
+                return "end"
+            if self.waiting:         # the first bytes of a request: its deadline starts
+                self.waiting = False
+                self.deadline = time.monotonic() + self.request_timeout
+            self.buffer += data
+            wait = 0.0
+        return "whole"
 
-    def readinto(self, buffer):
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout(self.why_late())
-        self.sock.settimeout(remaining)
-        try:
-            count = self.sock.recv_into(buffer)
-        except socket.timeout:
-            raise socket.timeout(self.why_late()) from None
-        if self.waiting and count:
-            self.waiting = False
-            self.deadline = time.monotonic() + self.request_timeout
-        self.received += count
-        if self.received > MAX_REQUEST_HEAD:
-            # Raised as a timeout so that http.server ends the connection and
-            # log_error() names the reason, as for a deadline.
-            raise socket.timeout(f"request head over {MAX_REQUEST_HEAD} bytes: a client "
-                                 f"that will not stop sending")
-        return count
+    def whole(self):
+        """Has a whole request head arrived: a request line, headers, an empty line?"""
+        end = self.buffer.find(b"\n")
+        if end < 0:
+            return False
+        if end <= 1:                 # an empty first line: http.server ends the connection
+            return True
+        return self.buffer.find(b"\n\r\n", end) >= 0 or self.buffer.find(b"\n\n", end) >= 0
+
+    def readline(self, limit=-1):
+        """http.server's read: one line (at most `limit` bytes) of what is here."""
+        end = self.buffer.find(b"\n") + 1 or len(self.buffer)
+        if 0 <= limit < end:
+            end = limit
+        line = bytes(self.buffer[:end])
+        del self.buffer[:end]
+        return line
+
+    def read(self, size=-1):
+        """Up to `size` bytes of what is here (we read no bodies: see parse_request)."""
+        size = len(self.buffer) if size is None or size < 0 else size
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def close(self):
+        """Nothing to close: the connection outlives one request."""
 
     def why_late(self):
         """Say which deadline passed, for the log."""
@@ -674,8 +702,6 @@ class DeadlineReader(io.RawIOBase):
             return f"idle for {self.idle_timeout:g} s with no request (--idle-timeout)"
         return (f"request head not complete after {self.request_timeout:g} s "
                 f"(--request-timeout): a slow or stalled client")
-
-
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")     # a header name (RFC 9110 5.6.2)
 
 
@@ -691,28 +717,63 @@ def format_address(address):
 # handshake runs inside accept(), on the one thread that accepts: a single
 # client that connects and sends nothing stops every other client, and a
 # failed handshake is raised out of accept() and lost without a log line
-# (mistakes/ shows both). Here a connection goes through three stations:
+# (mistakes/ shows both).
+#
+# Threads work, the selector waits. A thread is given only to a client
+# that has proven who it is and has a request to be served, or to a step
+# of a handshake whose bytes have arrived. Whatever waits on the network
+# (the ClientHello, the rest of the handshake, an idle keep-alive
+# connection, a slow request head, a refused client's last bytes) waits in
+# one selector, costing no thread: so no stranger, and no crowd of idle
+# clients, can tie the server up. A connection goes through three stations:
 #
 #   1. the accept loop (serve_forever, the main thread) only accepts;
-#   2. the waiting room (one thread, a selector) holds each new connection
-#      until its whole ClientHello has arrived, costing no thread; a silent
-#      or dribbling one is closed at the handshake deadline, and when the
-#      room is full the connection that has waited longest makes room;
-#   3. a worker from a fixed pool (concurrent.futures, --max-connections
-#      threads) does the handshake under the rest of that deadline, then
-#      serves HTTP. A connection takes a slot before it is handed over, so
-#      none ever queues behind a busy pool: with no slot free it is refused.
+#   2. the waiting room (one thread, a selector) holds every connection
+#      while it waits for bytes, each under a total deadline (handshake,
+#      request head, idle), and looks at a new connection's first bytes
+#      (a TLS handshake, or plain HTTP to answer, or junk to close);
+#   3. a worker from a fixed pool (WORKERS threads) runs one step when its
+#      bytes are there: a step of the handshake (do_handshake() on a
+#      non-blocking socket, until OpenSSL needs bytes the client has not
+#      sent yet), or the requests whose heads have arrived. Then the
+#      connection goes back to the waiting room. Both cores do handshakes:
+#      OpenSSL lets go of Python's lock while it computes. (A ClientHello
+#      already there on accept goes straight to a worker; and a worker
+#      waits a few milliseconds, no more, only for a client that has
+#      proven who it is: see serve_requests and continue_handshake.)
+#
+# A connection is owned by one thread at a time: the waiting room while
+# it waits, the worker running its step. Only the waiting room's thread
+# touches the selector (selectors are not thread-safe): a worker hands a
+# connection back through a queue, and rings a bell (a socket pair) that
+# wakes the selector.
+
+class Connection:
+    """One client's connection on its way between the waiting room and the
+    workers: its socket (plain TCP, then TLS), what it waits for, and until when."""
+
+    def __init__(self, sock, address, deadline):
+        self.sock, self.address, self.deadline = sock, address, deadline
+        self.peer = format_address(address)
+        self.head = self.handler = None          # once authenticated: RequestHead, GreetingHandler
+        self.authenticated = self.closed = False
+        self.plain = b""                         # a plain-HTTP request head (answered with a 400)
+        self.events, self.step, self.late, self.in_worker = selectors.EVENT_READ, None, None, False
+        self.turn = 0                            # counts its visits to the waiting room
+        self.waited = False                      # a worker waited for its resumed handshake
+
 
 class MTLSServer(http.server.HTTPServer):
-    """An http.server that does the TLS handshake itself, per connection,
-    in a worker thread, once the client's ClientHello has arrived."""
+    """An http.server that does the TLS handshake itself, per connection, a
+    step at a time in a worker whenever the client's bytes have arrived."""
 
     request_queue_size = 128
 
     def __init__(self, address, context, *, allow=(), trust_proxy=None, log=log,
                  handshake_timeout=HANDSHAKE_TIMEOUT, request_timeout=REQUEST_TIMEOUT,
                  idle_timeout=IDLE_TIMEOUT, max_connections=MAX_CONNECTIONS,
-                 max_pending=MAX_PENDING, session_lifetime=SESSION_LIFETIME, reload=None):
+                 max_pending=MAX_PENDING, session_lifetime=SESSION_LIFETIME, reload=None,
+                 workers=WORKERS, log_burst=LOG_BURST):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.context, self.log = context, log
         self.allow = {parse_identity(a) if isinstance(a, str) else tuple(a) for a in allow}
@@ -724,9 +785,10 @@ class MTLSServer(http.server.HTTPServer):
         self.reload_context = reload         # a function returning a fresh context
         self.reload_requested = False
         self.context_born, self.session_lifetime = time.monotonic(), session_lifetime
-        self.slots = threading.BoundedSemaphore(max_connections)
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_connections, "mtls-worker")
-        self.open_sockets, self.open_lock = {}, threading.Lock()   # see track()
+        self.slots = threading.BoundedSemaphore(max_connections)   # authenticated connections
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers, "mtls-worker")
+        self.open_connections, self.open_lock = set(), threading.Lock()   # see server_close()
+        self.refusals = RefusalLog(self, log_burst)
         super().__init__(address, GreetingHandler)
         self.waiting_room = WaitingRoom(self, max_pending)
 
@@ -737,62 +799,60 @@ class MTLSServer(http.server.HTTPServer):
 
     def get_request(self):
         """Accept a TCP connection, and turn off Nagle's algorithm on it: a
-        small response must leave at once, not wait for the client's ACK."""
+        small response must leave at once, not wait for the client's ACK.
+        Non-blocking: no read or write on it may ever wait."""
         sock, address = self.socket.accept()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
         return sock, address
 
     def process_request(self, sock, address):
         """Station 1 -> 2: start the handshake clock, and let it wait."""
-        self.waiting_room.add(sock, address, time.monotonic() + self.handshake_timeout)
+        conn = Connection(sock, address, time.monotonic() + self.handshake_timeout)
+        with self.open_lock:
+            self.open_connections.add(conn)
+        self.waiting_room.arrive(conn)
 
-    def start_worker(self, sock, address, deadline):
-        """Station 2 -> 3, called by the waiting room when a connection has
-        spoken: give it a slot and a worker, or refuse it if none is free."""
-        if not self.slots.acquire(blocking=False):
-            self.log(f"rejected {format_address(address)}: too many connections "
-                     f"(limit {self.max_connections}, --max-connections)")
-            sock.close()
-            return
-        self.track(sock, sock)
-        try:
-            self.pool.submit(self.serve_connection, sock, address, deadline)
-        except RuntimeError as exc:          # shut down, or no thread could start
-            self.log(f"rejected {format_address(address)}: no worker ({exc})")
-            self.finish_connection(sock)
+    def refuse(self, kind, peer, reason):
+        """Log a refused connection ("rejected", "forbidden", "closed"): one
+        line each, but a flood of them as a count (see RefusalLog)."""
+        self.refusals.note(kind, peer, reason)
 
-    def serve_connection(self, sock, address, deadline):
-        """Station 3, in a worker thread: handshake, then HTTP, then clean up."""
+    def run_step(self, conn):
+        """Station 3, in a worker thread: run the connection's next step."""
         try:
-            tls = handshake(self, sock, address, deadline)
-            if tls is not None:
-                self.finish_request(tls, address)
-                close_tls(tls)
+            conn.step(self, conn)
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError):
-            pass                                 # the client went away mid-request
+            self.finish_connection(conn)         # the client went away mid-request
         except ssl.SSLError as exc:              # e.g. a broken record after the handshake
-            self.log(f"closed {format_address(address)}: TLS error after the handshake "
-                     f"({describe_ssl_error(exc)})")
+            self.refuse("closed", conn.peer, f"TLS error after the handshake "
+                                             f"({describe_ssl_error(exc)})")
+            self.finish_connection(conn)
         except OSError:
-            pass                                 # the client went away mid-request
+            self.finish_connection(conn)         # the client went away mid-request
         except Exception as exc:                 # a bug of ours: log it, keep serving
-            self.log(f"error {format_address(address)}: {exc!r}")
-        finally:
-            self.finish_connection(sock)
+            self.log(f"error {conn.peer}: {exc!r}")
+            self.finish_connection(conn)
 
-    def track(self, sock, current):
-        """Remember each open connection by its TCP socket, and the object
-        that now owns it (the TLS socket, after wrap_socket), so that
-        server_close() can end it and finish_connection() can close it."""
+    def finish_connection(self, conn):
+        """Close a connection for good, and free its slot."""
+        if conn.closed:
+            return
+        conn.closed = True
         with self.open_lock:
-            self.open_sockets[sock] = current
-
-    def finish_connection(self, sock):
-        """Close a connection and free its slot."""
-        with self.open_lock:
-            current = self.open_sockets.pop(sock, sock)
-        current.close()
-        self.slots.release()
+            self.open_connections.discard(conn)
+        self.waiting_room.forget(conn)
+        try:
+            if conn.handler is not None:     # its writer holds the socket open until closed
+                conn.handler.wfile.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+        if conn.authenticated:
+            self.slots.release()
 
     def server_close(self):
         """Stop listening, close waiting connections, and end open ones: after
@@ -805,11 +865,11 @@ class MTLSServer(http.server.HTTPServer):
         self.log = lambda message: None
         self.waiting_room.close()
         with self.open_lock:
-            open_now = list(self.open_sockets.values())
-        for sock in open_now:
-            try:      # shutdown() wakes a worker blocked in recv(); close() would not
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
+            open_now = list(self.open_connections)
+        for conn in open_now:
+            try:      # shutdown() wakes a worker in the middle of a step; close() would not
+                socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
+            except (OSError, ValueError):
                 pass
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -869,257 +929,486 @@ class MTLSServer(http.server.HTTPServer):
 
 
 class WaitingRoom:
-    """Station 2: new connections wait here until their ClientHello is
-    whole, all of them watched by one thread with a selector, so a crowd of
-    silent or dribbling connections costs no worker and cannot lock real
-    clients out."""
+    """Station 2: every connection waiting for the client's bytes waits
+    here, all of them watched by one thread with a selector, each under
+    its deadline. A crowd of silent, dribbling or idle connections costs no
+    worker and cannot lock real clients out."""
 
     def __init__(self, server, capacity):
         self.server, self.capacity = server, capacity
         self.selector = selectors.DefaultSelector()
-        self.arrivals = []                       # handed over by the accept loop
-        self.lock = threading.Lock()
+        self.arrivals = []                       # handed over by the accept loop and the workers
+        self.lock = threading.Lock()             # guards arrivals and strangers
         self.bell, self.bell_rope = socket.socketpair()   # wakes the selector
         self.bell.setblocking(False)
+        self.bell_rope.setblocking(False)
         self.selector.register(self.bell, selectors.EVENT_READ)
-        self.waiting = {}                        # sock -> (address, deadline), oldest first
-        self.closing = False
+        self.waiting = {}                        # conn -> its turn, for the connections here
+        self.deadlines = []                      # a heap of (deadline, number, turn, conn)
+        self.numbers = itertools.count()
+        self.strangers = {}                      # not yet authenticated, oldest first
+        self.closing = self.stopped = False     # closing: asked to stop; stopped: it has
         self.thread = threading.Thread(target=self.run, name="waiting-room", daemon=True)
         self.thread.start()
 
-    def add(self, sock, address, deadline):
-        """Called by the accept loop: queue the connection, ring the bell."""
+    def arrive(self, conn):
+        """Called by the accept loop: a new connection waits for its first
+        bytes; or, if its ClientHello has begun to arrive already (as it often
+        has, under load), it goes straight to a worker."""
         with self.lock:
-            self.arrivals.append((sock, address, deadline))
-        self.ring()
+            self.strangers[conn] = None
+        try:
+            spoke = conn.sock.recv(1, socket.MSG_PEEK) == b"\x16"
+        except OSError:
+            spoke = False
+        if spoke:
+            self.to_worker(conn, continue_handshake)
+        else:
+            self.park(conn, look_at_first_bytes, expire_unspoken, in_worker=False)
+
+    def to_worker(self, conn, step):
+        """Have a worker run the connection's next step, now (its bytes are here)."""
+        conn.step, conn.in_worker = step, True
+        try:
+            self.server.pool.submit(self.server.run_step, conn)
+        except RuntimeError:                     # shut down, or no thread could start
+            self.server.finish_connection(conn)
+
+    def park(self, conn, step, late, events=selectors.EVENT_READ, in_worker=True):
+        """Let a connection wait here (from any thread): when its socket is
+        ready, `step` runs (in a worker if `in_worker`); at its deadline, `late`."""
+        conn.step, conn.late, conn.events, conn.in_worker = step, late, events, in_worker
+        if threading.current_thread() is self.thread:
+            self.watch(conn)
+            return
+        with self.lock:
+            stopped = self.stopped
+            if not stopped:
+                self.arrivals.append(conn)
+            ring = len(self.arrivals) == 1       # the bell is ringing already otherwise
+        if stopped:                              # the server is closing: no one would watch it
+            self.server.finish_connection(conn)
+        elif ring:
+            try:
+                self.bell_rope.send(b"!")
+            except OSError:                      # full (it is ringing already) or closed
+                pass
+
+    def forget(self, conn):
+        """A connection was closed: it is no stranger any more."""
+        with self.lock:
+            self.strangers.pop(conn, None)
 
     def close(self):
         """Stop the thread; it closes every connection still waiting."""
         self.closing = True
-        self.ring()
-        self.thread.join(5)
-
-    def ring(self):
         try:
             self.bell_rope.send(b"!")
-        except OSError:                          # full (it is ringing already) or closed
+        except OSError:
             pass
+        self.thread.join(5)
 
     def run(self):
         """Wait for bytes, arrivals or deadlines; hand over, admit, expire."""
         while not self.closing:
-            timeout = None
-            if self.waiting:
-                earliest = min(deadline for _, deadline in self.waiting.values())
-                timeout = max(earliest - time.monotonic(), 0)
+            timeout = self.server.refusals.due()
+            if self.deadlines:
+                timeout = min(timeout, max(self.deadlines[0][0] - time.monotonic(), 0))
             for key, _ in self.selector.select(timeout):
                 try:
                     if key.fileobj is self.bell:
                         self.admit()
-                    elif key.fileobj in self.waiting:    # not closed by admit() just now
-                        self.examine(key.fileobj)
+                    else:
+                        self.wake(key.data)
                 except Exception as exc:         # a bug of ours: this thread must not die of it
                     self.server.log(f"error in the waiting room: {exc!r}")
             self.expire()
-        for sock in list(self.waiting):
-            self.leave(sock)
-            sock.close()
+            self.server.refusals.summarize()
         with self.lock:
-            for sock, _, _ in self.arrivals:     # accepted, never admitted
-                sock.close()
-            self.arrivals = []
+            arrivals, self.arrivals, self.stopped = self.arrivals, [], True
+        for conn in list(self.waiting) + arrivals:
+            self.server.finish_connection(conn)
         self.selector.close()
         self.bell.close()
         self.bell_rope.close()
 
     def admit(self):
-        """Take the new arrivals in; if the room is full, the connection that
-        has waited longest (and said nothing) is closed to make room."""
+        """Take in the connections handed over since the bell rang."""
         try:
-            while self.bell.recv(4096):
-                pass
+            self.bell.recv(4096)                 # rung once per batch of arrivals
         except OSError:
             pass
         with self.lock:
             arrivals, self.arrivals = self.arrivals, []
-        for sock, address, deadline in arrivals:
-            if len(self.waiting) >= self.capacity:
-                oldest = next(iter(self.waiting))
-                self.server.log(f"rejected {format_address(self.leave(oldest)[0])}: "
-                                f"{silence(oldest)}, closed to make room for a new connection "
-                                f"(--max-pending {self.capacity})")
-                oldest.close()
-            self.waiting[sock] = (address, deadline)
-            self.selector.register(sock, selectors.EVENT_READ)
+        for conn in arrivals:
+            self.watch(conn)
 
-    def examine(self, sock):
-        """A waiting connection sent something: hand it over, wait on, or close it."""
-        verdict = hello_arrived(sock)
-        if verdict == "wait":
+    def watch(self, conn):
+        """Register a connection with the selector, under its deadline. If
+        too many strangers wait, the one that has waited longest makes room."""
+        if self.closing or conn.closed:
+            self.server.finish_connection(conn)
             return
-        address, deadline = self.leave(sock)
-        if verdict == "yes":
-            ready_for_worker(sock)
-            self.server.start_worker(sock, address, deadline)
+        if conn in self.strangers and len(self.strangers) > self.capacity:
+            self.make_room()
+        try:
+            self.selector.register(conn.sock, conn.events, conn)
+        except (OSError, ValueError):            # closed meanwhile
+            self.server.finish_connection(conn)
+            return
+        conn.turn += 1
+        self.waiting[conn] = conn.turn
+        heapq.heappush(self.deadlines, (conn.deadline, next(self.numbers), conn.turn, conn))
+
+    def make_room(self):
+        """Close the stranger that has waited longest here (one in a worker
+        is left alone: it is busy, not waiting)."""
+        with self.lock:
+            oldest = next((c for c in self.strangers if c in self.waiting), None)
+        if oldest is not None:
+            self.leave(oldest)
+            self.server.refuse("rejected", oldest.peer, f"{silence(oldest)}, closed to make room "
+                                                        f"for a new connection (--max-pending "
+                                                        f"{self.capacity})")
+            self.server.finish_connection(oldest)
+
+    def wake(self, conn):
+        """The client sent something (or can take more): run the connection's step."""
+        self.leave(conn)
+        if conn.in_worker:
+            self.to_worker(conn, conn.step)
         else:
-            self.server.log(f"rejected {format_address(address)}: {verdict}")
-            sock.close()
+            conn.step(self.server, conn)
 
     def expire(self):
-        """Close the connections whose handshake deadline passed in silence."""
+        """Deal with the connections whose deadline passed while they waited."""
         now = time.monotonic()
-        for sock, (address, deadline) in list(self.waiting.items()):
-            if deadline <= now:
-                self.leave(sock)
-                self.server.log(f"rejected {format_address(address)}: {silence(sock)} within "
-                                f"{self.server.handshake_timeout:g} s (--handshake-timeout): "
-                                f"an idle, slow or silent client")
-                sock.close()
+        while self.deadlines and self.deadlines[0][0] <= now:
+            _, _, turn, conn = heapq.heappop(self.deadlines)
+            if self.waiting.get(conn) == turn:   # still waiting, since that deadline was set
+                self.leave(conn)
+                conn.late(self.server, conn)
+        if len(self.deadlines) > 2 * len(self.waiting) + 1000:   # old entries: drop them
+            self.deadlines = [entry for entry in self.deadlines
+                              if self.waiting.get(entry[3]) == entry[2]]
+            heapq.heapify(self.deadlines)
 
-    def leave(self, sock):
-        """Take a connection out of the room; return its (address, deadline)."""
-        self.selector.unregister(sock)
-        return self.waiting.pop(sock)
+    def leave(self, conn):
+        """Take a connection out of the selector."""
+        del self.waiting[conn]
+        try:
+            self.selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
 
 
-def silence(sock):
-    """What a waiting connection has said: "sent nothing", or "sent only part
-    of its ClientHello"."""
+class RefusalLog:
+    """One log line per refused connection, but a flood as counts: after
+    `burst` lines at once, LOG_RATE lines a second; the refusals beyond
+    that are counted, and one line a second gives the count per reason.
+    (An attack once wrote 52,747 lines in 25 s, one per connection.)"""
+
+    def __init__(self, server, burst):
+        self.server, self.burst = server, burst
+        self.tokens, self.last = float(burst), time.monotonic()
+        self.counts, self.since = {}, None
+        self.lock = threading.Lock()
+
+    def note(self, kind, peer, reason):
+        """Log a refusal, or count it if too many came lately."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * LOG_RATE)
+            self.last = now
+            if self.tokens < 1:
+                self.counts[(kind, reason)] = self.counts.get((kind, reason), 0) + 1
+                self.since = self.since or now
+                return
+            self.tokens -= 1
+        self.server.log(f"{kind} {peer}: {reason}")
+
+    def due(self):
+        """Seconds until the next count line is due (the selector's longest sleep)."""
+        since = self.since
+        return 1.0 if since is None else max(since + 1.0 - time.monotonic(), 0)
+
+    def summarize(self):
+        """Once a second, if some refusals were only counted: one line with the counts."""
+        if self.since is None:                   # the common case, looked at without the lock
+            return
+        with self.lock:
+            if self.since is None or time.monotonic() < self.since + 1.0:
+                return
+            counts, self.counts, since, self.since = self.counts, {}, self.since, None
+        top = sorted(counts.items(), key=lambda item: -item[1])
+        shown = "; ".join(f"{n} {kind}: {reason}" for (kind, reason), n in top[:3])
+        others = sum(n for _, n in top[3:])
+        self.server.log(f"refused {sum(counts.values())} more connections in "
+                        f"{time.monotonic() - since:.0f} s, counted, not logged one by one: "
+                        f"{shown}" + (f"; {others} for other reasons" if others else ""))
+
+
+def silence(conn):
+    """What a waiting stranger has said: "sent nothing", "sent only part of
+    its ClientHello", or nothing since our answer to its hello."""
+    if not isinstance(conn.sock, ssl.SSLSocket):
+        try:
+            said = conn.sock.recv(1, socket.MSG_PEEK)
+        except OSError:
+            said = b""
+        return "sent only part of its ClientHello" if said else "sent nothing"
+    if conn.sock.cipher() is None:               # OpenSSL has not chosen one: no whole hello yet
+        return "sent only part of its ClientHello"
+    return "did not finish its handshake"
+
+
+# The steps. Each runs when the connection's socket is ready, either in the
+# waiting room's thread (a look at bytes, with no TLS work: it costs no
+# worker) or in a worker; it never waits, and ends by parking the
+# connection again, or closing it. `late` functions run in the waiting room
+# when a deadline passes.
+
+def look_at_first_bytes(server, conn):
+    """(Waiting room) A new connection spoke: a TLS handshake goes to a
+    worker; plain HTTP is answered in HTTP (as nginx does); anything else is
+    named and closed."""
     try:
-        said = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except (OSError, ValueError):
-        said = b""
-    return "sent only part of its ClientHello" if said else "sent nothing"
+        first = conn.sock.recv(8, socket.MSG_PEEK)
+    except BlockingIOError:
+        server.waiting_room.park(conn, look_at_first_bytes, expire_unspoken, in_worker=False)
+        return
+    except OSError as exc:
+        server.refuse("rejected", conn.peer, describe_rejection(exc, server.context))
+        server.finish_connection(conn)
+        return
+    if not first:
+        server.refuse("rejected", conn.peer, "connected and closed without a word (a port scan?)")
+        server.finish_connection(conn)
+    elif first[0] == 22:     # a handshake record, content type 22 (RFC 8446 5.1)
+        server.waiting_room.to_worker(conn, continue_handshake)
+    elif first[0] == 21:     # an alert record (RFC 8446 5.1): TLS, but a goodbye
+        alert = ALERTS.get(first[6], f"alert {first[6]}") if len(first) >= 7 else "an alert"
+        server.refuse("rejected", conn.peer, f"the client sent a TLS alert ({alert}) instead of "
+                                             f"a ClientHello: it gave up before the handshake")
+        close_gently(server, conn)
+    elif first.split(b" ")[0].isalpha():
+        server.refuse("rejected", conn.peer, "not TLS at all: plain HTTP on the TLS port")
+        # Read its request head first (bounded), so that closing sends no reset.
+        conn.deadline = time.monotonic() + LINGER_TIMEOUT
+        read_plain_http(server, conn)
+    else:
+        server.refuse("rejected", conn.peer, f"not TLS at all (first bytes {first[:4].hex()})")
+        close_gently(server, conn)
 
 
-MAX_HELLO = 32768            # bytes a ClientHello may take, records included
+def expire_unspoken(server, conn):
+    """(Waiting room) A connection that said nothing, or too little, in time."""
+    server.refuse("rejected", conn.peer, f"{silence(conn)} within {server.handshake_timeout:g} s "
+                                         f"(--handshake-timeout): an idle, slow or silent client")
+    server.finish_connection(conn)
 
 
-def hello_arrived(sock):
-    """Has a waiting connection sent its whole ClientHello? "yes" (or it is
-    not TLS, or it closed: either way, time for a worker), "wait", or a
-    reason to close it now.
-
-    TLS sends the ClientHello in handshake records (RFC 8446 5.1: type 22,
-    version, 2-byte length), and the hello itself starts with its type (1)
-    and a 3-byte length (4.1.2). While bytes are missing, we set the socket's
-    receive low-water mark (SO_RCVLOWAT) to the total still needed, so that
-    the selector wakes us only when all of them are there: a client dribbling
-    its hello, a byte or a record at a time, holds no worker."""
+def continue_handshake(server, conn):
+    """(Worker) Run the TLS handshake as far as the client's bytes allow.
+    The socket is non-blocking: when OpenSSL needs bytes that have not
+    arrived (SSLWantReadError), or cannot send (SSLWantWriteError), the
+    connection waits in the waiting room, and a worker carries on when
+    they are there. So no worker ever waits for a handshake."""
+    if not isinstance(conn.sock, ssl.SSLSocket):
+        context = server.context    # read once: a reload may swap it meanwhile
+        try:
+            conn.sock = context.wrap_socket(conn.sock, server_side=True,
+                                            do_handshake_on_connect=False)
+        except OSError:             # reset already: "closed before TLS handshake"
+            server.refuse("rejected", conn.peer, "client reset the connection during the handshake")
+            server.finish_connection(conn)
+            return
+        conn.sock.settimeout(0.0)
+    tls = conn.sock
     try:
-        armed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
-        data = sock.recv(MAX_HELLO, socket.MSG_PEEK)
-        if not data or data[0] != 22:
-            return "yes"                       # closed, or not a handshake: the worker says so
-        pos, hello, need = 0, b"", 0
-        while True:
-            if len(data) < pos + 5:
-                need = pos + 5                 # the next record's header
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            if not tls.session_reused or conn.waited:
+                raise
+            conn.waited = True                   # once per connection
+            # A resumed session's ClientHello carries proof (its PSK binder,
+            # RFC 8446 4.2.11) that the client holds a ticket we gave to an
+            # authenticated client. Its last flight comes within a
+            # millisecond: wait for it a moment rather than hand over twice.
+            tls.settimeout(NEXT_REQUEST_WAIT)
+            tls.do_handshake()
+    except (ssl.SSLWantReadError, socket.timeout):
+        tls.settimeout(0.0)
+        server.waiting_room.park(conn, continue_handshake, expire_handshake)
+        return
+    except ssl.SSLWantWriteError:
+        server.waiting_room.park(conn, continue_handshake, expire_handshake, selectors.EVENT_WRITE)
+        return
+    except (ssl.SSLError, OSError) as exc:
+        server.refuse("rejected", conn.peer, describe_rejection(exc, tls.context))
+        close_gently(server, conn)
+        return
+    if not server.slots.acquire(blocking=False):
+        server.refuse("rejected", conn.peer, f"too many connections (limit "
+                                             f"{server.max_connections}, --max-connections)")
+        close_tls(server, conn)
+        return
+    conn.authenticated = True
+    server.waiting_room.forget(conn)
+    if not identify_client(server, tls, conn.peer):
+        close_gently(server, conn)
+        return
+    conn.head = RequestHead(server.idle_timeout, server.request_timeout)
+    tls.settimeout(server.request_timeout)
+    conn.handler = GreetingHandler(tls, conn.address, server, conn.head)
+    if tls.refusal:                 # decided at the handshake: 403 at once, and hang up
+        conn.handler.refuse_connection()
+        close_tls(server, conn)
+        return
+    serve_requests(server, conn)
+
+
+def expire_handshake(server, conn):
+    """(Waiting room) A handshake not finished by its deadline."""
+    if conn.sock.cipher() is None:
+        expire_unspoken(server, conn)
+        return
+    server.refuse("rejected", conn.peer, describe_rejection(socket.timeout(), server.context))
+    server.finish_connection(conn)
+
+
+def serve_requests(server, conn):
+    """(Worker) Serve each request whose head has arrived whole, then give
+    the connection back to the waiting room until the next one arrives.
+
+    A busy client's next request often comes within a millisecond of our
+    answer: the worker waits for it up to NEXT_REQUEST_WAIT (the client has
+    proven who it is) rather than pay for two hand-overs between threads."""
+    head, handler = conn.head, conn.handler
+    wait = NEXT_REQUEST_WAIT
+    while True:
+        found = head.fill(conn.sock, wait)
+        if time.monotonic() > head.deadline:
+            server.refuse("closed", conn.peer, head.why_late())
+            close_tls(server, conn)
+            return
+        if found == "more":
+            if conn.sock.pending():              # decrypted bytes the selector cannot see
+                wait = 0.0
+                continue
+            conn.deadline = head.deadline        # idle, or the rest of the request head
+            server.waiting_room.park(conn, serve_requests, expire_request)
+            return
+        if found == "end":
+            server.finish_connection(conn)
+            return
+        if found == "too big":
+            server.refuse("closed", conn.peer, f"request head over {MAX_REQUEST_HEAD} bytes: a "
+                                               f"client that will not stop sending")
+            close_tls(server, conn)
+            return
+        conn.sock.settimeout(server.request_timeout)     # for our writes
+        handler.handle_one_request()
+        if handler.close_connection:
+            close_tls(server, conn)
+            return
+        head.expect_request()
+        wait = NEXT_REQUEST_WAIT
+
+
+def expire_request(server, conn):
+    """(Waiting room) No request, or no whole request head, by the deadline."""
+    server.refuse("closed", conn.peer, conn.head.why_late())
+    close_tls(server, conn)
+
+
+def read_plain_http(server, conn):
+    """(Waiting room) Read a plain-HTTP client's request head (at most 16 KB,
+    until LINGER_TIMEOUT), then answer it."""
+    try:
+        while b"\r\n\r\n" not in conn.plain and len(conn.plain) < 16384:
+            chunk = conn.sock.recv(4096)
+            if not chunk:
                 break
-            length = int.from_bytes(data[pos + 3:pos + 5], "big")
-            if data[pos] != 22 or not 0 < length <= 16384:
-                return "a malformed ClientHello (bad record)"
-            if len(data) < pos + 5 + length:
-                need = pos + 5 + length        # the rest of this record
-                break
-            hello += data[pos + 5:pos + 5 + length]
-            pos += 5 + length
-            if len(hello) >= 4:
-                if hello[0] != 1 or 4 + int.from_bytes(hello[1:4], "big") > MAX_HELLO:
-                    return "a malformed ClientHello (not a hello, or too big)"
-                if len(hello) >= 4 + int.from_bytes(hello[1:4], "big"):
-                    return "yes"
-        if need > MAX_HELLO:
-            return "a malformed ClientHello (too big)"
-        if armed > 1 and len(data) < armed:
-            return "yes"           # woken before the bytes we waited for: it hung up; say so
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need)
-        return "wait"
-    except (OSError, ValueError):  # ValueError: not a plain socket; OSError: no SO_RCVLOWAT
-        return "yes"               # (Windows) or a reset: the worker finds out and logs it
-
-
-def ready_for_worker(sock):
-    """Reset the low-water mark, so that the worker's reads return what there is."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
-    except (OSError, ValueError):
+            conn.plain += chunk
+        else:
+            answer_plain_http(server, conn)
+            return
+    except BlockingIOError:
+        server.waiting_room.park(conn, read_plain_http, answer_plain_http, in_worker=False)
+        return
+    except OSError:
         pass
+    answer_plain_http(server, conn)
 
 
-def close_tls(tls):
-    """End a served connection with a close_notify alert (RFC 8446 6.1):
-    it tells the client the data is complete, not cut off by an attacker.
-    unwrap() sends it and waits briefly for the client's reply."""
-    try:
-        tls.settimeout(LINGER_TIMEOUT)
-        tls.unwrap()
-    except (OSError, ValueError):      # the client has gone already
+def answer_plain_http(server, conn):
+    """(Waiting room) Tell a plain-HTTP client, in HTTP, to use https://."""
+    body = (b"400 Bad Request: this server speaks HTTPS with a client certificate.\n"
+            b"Use https://, and present a certificate, e.g.\n"
+            b"  curl --cacert certs/ca.crt --cert certs/client.crt --key certs/client.key https://...\n")
+    try:        # small enough for the socket's send buffer: it does not wait
+        conn.sock.send(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                       b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    except OSError:
         pass
+    close_gently(server, conn)
 
 
-def close_gently(sock):
-    """Prepare to close so that the client surely reads our last words (a
-    TLS alert, a 400); the caller then closes.
+def close_tls(server, conn):
+    """End a TLS connection with a close_notify alert (RFC 8446 6.1): it
+    tells the client the data is complete, not cut off by an attacker.
+    On a non-blocking socket, unwrap() sends it and then raises
+    SSLWantReadError: the client's reply is read in the waiting room."""
+    try:
+        conn.sock.settimeout(0.0)
+        conn.sock.unwrap()
+    except (ssl.SSLError, OSError, ValueError):
+        pass
+    close_gently(server, conn)
+
+
+def close_gently(server, conn):
+    """Close so that the client surely reads our last words (a TLS alert,
+    a 403, a 400).
 
     Under TLS 1.3 the client finishes its side of the handshake before the
     server has checked the client certificate, and sends its request at
     once. If we close while that request sits unread in our receive buffer,
     the kernel answers with a TCP reset, which can destroy the alert
-    before the client reads it. So: send FIN, read what the client sent
-    (briefly, bounded), then close.
-    """
+    before the client reads it. So: send FIN, then read and drop what the
+    client sends, in the waiting room, until it closes or LINGER_TIMEOUT."""
     try:
-        sock.shutdown(socket.SHUT_WR)   # on an SSLSocket, also drops TLS state
-        drain_input(sock, LINGER_TIMEOUT)
+        socket.socket.shutdown(conn.sock, socket.SHUT_WR)
+    except (OSError, ValueError):
+        server.finish_connection(conn)
+        return
+    conn.deadline = time.monotonic() + LINGER_TIMEOUT
+    server.waiting_room.park(conn, drain, stop_draining, in_worker=False)
+
+
+def drain(server, conn):
+    """(Waiting room) Read and drop a closing client's last bytes (the
+    raw TCP bytes: whatever they say, we will not read them as TLS)."""
+    try:
+        for _ in range(16):               # at most 1 MB a turn; more waits for the next
+            if not socket.socket.recv(conn.sock, 65536):
+                break
+        else:
+            server.waiting_room.park(conn, drain, stop_draining, in_worker=False)
+            return
+    except BlockingIOError:
+        server.waiting_room.park(conn, drain, stop_draining, in_worker=False)
+        return
     except OSError:
         pass
+    server.finish_connection(conn)
 
 
-def drain_input(sock, seconds, limit=65536, until=None):
-    """Read and return what the client sends, for at most `seconds` in all
-    and `limit` bytes, stopping at end of input or once `until` arrives.
-    One total deadline, so a client sending a byte at a time cannot stretch it."""
-    deadline = time.monotonic() + seconds
-    data = b""
-    while len(data) < limit and not (until and until in data):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        sock.settimeout(remaining)
-        try:
-            chunk = sock.recv(4096)
-        except socket.timeout:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def reject_non_handshake(server, sock, peer, first):
-    """A connection that does not start with a TLS handshake record: answer
-    plain HTTP in HTTP (as nginx does), name anything else, and close."""
-    if first[0] == 21:                   # an alert record (RFC 8446 5.1): TLS, but a goodbye
-        alert = ALERTS.get(first[6], f"alert {first[6]}") if len(first) >= 7 else "an alert"
-        server.log(f"rejected {peer}: the client sent a TLS alert ({alert}) instead of a "
-                   f"ClientHello: it gave up before the handshake")
-    elif first.split(b" ")[0].isalpha():
-        server.log(f"rejected {peer}: not TLS at all: plain HTTP on the TLS port")
-        body = (b"400 Bad Request: this server speaks HTTPS with a client certificate.\n"
-                b"Use https://, and present a certificate, e.g.\n"
-                b"  curl --cacert certs/ca.crt --cert certs/client.crt --key certs/client.key https://...\n")
-        try:
-            # Consume the request head first (bounded), so closing sends no reset.
-            drain_input(sock, LINGER_TIMEOUT, limit=16384, until=b"\r\n\r\n")
-            sock.settimeout(LINGER_TIMEOUT)
-            sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
-                         b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        except OSError:
-            pass
-    else:
-        server.log(f"rejected {peer}: not TLS at all (first bytes {first[:4].hex()})")
-    close_gently(sock)
+def stop_draining(server, conn):
+    """(Waiting room) The closing client had LINGER_TIMEOUT: close."""
+    server.finish_connection(conn)
 
 
 # --- why a client was rejected -------------------------------------------
@@ -1777,13 +2066,14 @@ def parse_args(argv):
     p.add_argument("--idle-timeout", type=seconds, default=IDLE_TIMEOUT, metavar="S",
                    help=f"seconds a keep-alive connection may wait idle (default {IDLE_TIMEOUT:g})")
     p.add_argument("--max-connections", type=count, default=MAX_CONNECTIONS, metavar="N",
-                   help=f"connections served at once; more are refused (default {MAX_CONNECTIONS})")
+                   help=f"authenticated connections open at once, busy or idle; more are "
+                        f"refused (default {MAX_CONNECTIONS})")
     p.add_argument("--session-lifetime", type=seconds, default=SESSION_LIFETIME, metavar="S",
                    help=f"seconds a TLS session may be resumed without a full handshake "
                         f"(default {SESSION_LIFETIME:g})")
     p.add_argument("--max-pending", type=count, default=MAX_PENDING, metavar="N",
-                   help=f"connections whose ClientHello is not whole yet; the oldest makes room "
-                        f"(default {MAX_PENDING})")
+                   help=f"connections not authenticated yet (each waits with no thread); the "
+                        f"oldest makes room (default {MAX_PENDING})")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port {args.port} is not a TCP port -- use 1-65535 (or 0 for any free port)")

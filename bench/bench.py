@@ -919,7 +919,7 @@ PROFILE_PARTS = [
     ("log line (log: strftime, write, flush)", "server", "log"),
     ("HTTP: handler set-up (setup: buffers)", "server", "setup"),
     ("HTTP: deadline for the next request", "server", "expect_request"),
-    ("HTTP: read the request (TLS read)", "server", "readinto"),
+    ("HTTP: read the request head (TLS read: fill)", "server", "fill"),
     ("HTTP: parse the request (parse_request)", "server", "parse_request"),
     ("HTTP: build the response (do_GET)", "server", "do_GET"),
     ("HTTP: send the response (TLS write)", "socket", "write"),
@@ -955,7 +955,8 @@ def profile_client(kind, certs, port, count, results):
 
 def part_owners(module, where):
     """The module and classes where the functions of PROFILE_PARTS live."""
-    return {"server": [module, module.GreetingHandler, module.DeadlineReader, module.MTLSServer],
+    head = getattr(module, "RequestHead", None) or module.DeadlineReader   # before issue 19
+    return {"server": [module, module.GreetingHandler, head, module.MTLSServer],
             "ssl": [ssl.SSLSocket, ssl.SSLContext], "socket": [socket.SocketIO],
             "~": [socket.socket]}[where]
 
@@ -965,7 +966,9 @@ def install_timers(module, spent, undo):
     thread spends in it is added to spent[function]; note in `undo` how to
     put each one back."""
     for _, where, name in PROFILE_PARTS:
-        owner = next(o for o in part_owners(module, where) if hasattr(o, name))
+        owner = next((o for o in part_owners(module, where) if hasattr(o, name)), None)
+        if owner is None:            # a server.py of another version, without this part
+            continue
         original = getattr(owner, name)
 
         def timed(*args, __original=original, __name=name, **kwargs):

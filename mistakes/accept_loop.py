@@ -22,27 +22,22 @@ EDITS = [
     ("        super().__init__(address, GreetingHandler)\n",
      "        super().__init__(address, GreetingHandler)\n"
      "        self.socket = context.wrap_socket(self.socket, server_side=True)\n"),
-    ("    peer = format_address(address)\n"
-     "    sock.settimeout(max(deadline - time.monotonic(), 0.001))\n",
-     "    peer = format_address(address)\n"
-     "    tls = sock                            # accept() has done the handshake\n"
-     "    tls.ids = identities_of(read_certificate(tls.getpeercert(binary_form=True)))\n"
-     "    tls.name, tls.proxy, tls.refusal = greeting_name(tls.ids), False, None\n"
-     "    tls.born = time.monotonic()\n"
-     "    server.log(f\"accepted {peer} as {spell_all(tls.ids)}\")\n"
-     "    return tls\n"
-     "    sock.settimeout(max(deadline - time.monotonic(), 0.001))\n"),
+    ("        self.waiting_room.arrive(conn)\n",
+     "        conn.step = continue_handshake        # accept() has done the handshake\n"
+     "        self.pool.submit(self.run_step, conn)\n"),
 ]
 ATTACK = "silence"
 SERVER = []
 ATTACKER = ("a TCP connection that sends nothing (nc localhost PORT); and, to test the "
             "log, a client with no certificate.")
 WHY = ("The accepting thread is the only way in, and it is stuck in a handshake that "
-       "never starts. server.py's accept() returns plain TCP; a silent connection waits "
-       "in its waiting room (no thread) until --handshake-timeout, and each handshake "
-       "runs in a worker thread that logs every rejection.")
-FIX = ("accept plain TCP, and do each handshake in a worker thread under a deadline "
-       "(server.py: get_request, WaitingRoom, handshake)")
+       "never starts. server.py's accept() returns plain TCP; every connection waits in "
+       "its waiting room (one selector, no thread) until its bytes arrive, each step of "
+       "its handshake runs in a worker that never waits on the network, and every "
+       "rejection is logged.")
+FIX = ("accept plain TCP; let each handshake wait in a selector under a deadline, and run "
+       "its steps, non-blocking, in worker threads (server.py: get_request, WaitingRoom, "
+       "continue_handshake)")
 SEEN_IN = ['hashview/hashview#528 (Werkzeug wraps the listening socket)',
            'dpallot/simple-websocket-server#13, nesquena/hermes-webui#4727']
 

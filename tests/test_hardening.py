@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tests.support import PYTHON, ROOT, LogCollector, RunningServer, path, server_files
 
 import client
+import server
 
 GREETING = (200, "Hello, my-client\n")
 
@@ -298,8 +299,8 @@ class CrowdTest(unittest.TestCase):
                 crowd.append(slow)
             accepted = wait_for_lines(srv.log, lambda l: l.startswith("accepted"), 20)
             self.assertEqual(len(accepted), 20)
-            # The 20 slow clients hold a worker each; the 50 silent ones wait
-            # in the waiting room and cost no thread.
+            # The 20 slow request heads and the 50 silent connections all wait
+            # in the waiting room: no thread each.
             self.assertLess(threading.active_count(), 50, "silent connections hold no thread")
 
             started = time.monotonic()
@@ -387,6 +388,25 @@ class SlowClientTest(unittest.TestCase):
                 self.assertIn(words, line)
                 if "plain HTTP" in name:
                     self.assertTrue(received.startswith(b"HTTP/1.1 400 Bad Request"), received)
+
+
+class IdleDeadlineTest(unittest.TestCase):
+
+    def test_a_kept_connection_waits_its_idle_timeout_not_the_handshake_deadline(self):
+        """--handshake-timeout 1, --idle-timeout 30: a keep-alive connection is still
+        answered after a silent connection opened later has met its 1 s deadline."""
+        with RunningServer(handshake_timeout=1, idle_timeout=30) as srv:
+            conn = http.client.HTTPSConnection("localhost", srv.port, context=client_context(),
+                                               timeout=5)
+            self.addCleanup(conn.close)
+            conn.request("GET", "/")
+            self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5):
+                line = srv.log.wait_for(lambda l: "sent nothing within 1 s" in l)
+            self.assertIsNotNone(line)
+            conn.request("GET", "/")
+            self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
+            self.assertFalse([l for l in srv.log.lines if l.startswith("closed")])
 
 
 # --- hostile bytes: a real server.py process, so stderr shows any traceback --
@@ -539,26 +559,28 @@ class HostileInputTest(unittest.TestCase):
 
 class MaxConnectionsTest(unittest.TestCase):
 
-    def test_beyond_max_connections_new_ones_are_closed_at_once_and_logged(self):
-        """--max-connections 3: with three connections in their handshake, a 4th that speaks
-        is closed at once and logged; a freed slot serves again."""
-        with RunningServer(max_connections=3, handshake_timeout=5) as srv:
-            hello = client_hello()
-            idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(3)]
-            for sock in idle:
-                sock.sendall(hello)               # a worker each, waiting for the client's reply
-            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as fourth:
-                fourth.sendall(hello)
-                started = time.monotonic()
-                self.assertEqual(read_until_closed(fourth, timeout=3), b"")
-                self.assertLess(time.monotonic() - started, 1.0)
+    def test_beyond_max_connections_new_ones_are_closed_and_logged(self):
+        """--max-connections 3: with three authenticated keep-alive connections open, a 4th
+        client is closed after its handshake, and logged; a freed slot serves again."""
+        with RunningServer(max_connections=3) as srv:
+            kept = [http.client.HTTPSConnection("localhost", srv.port, context=client_context(),
+                                                timeout=5) for _ in range(3)]
+            for conn in kept:
+                self.addCleanup(conn.close)
+                conn.request("GET", "/")
+                self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
+            with tls_connect(srv.port, client_context()) as fourth:
+                fourth.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                self.assertEqual(read_until_closed(fourth), b"")
                 line = srv.log.wait_for(lambda l: "too many connections" in l)
                 self.assertEqual(line, f"rejected {peer_of(fourth)}: too many connections "
                                        f"(limit 3, --max-connections)")
-            for sock in idle:
-                sock.close()
-            wait_for_lines(srv.log, lambda l: "hung up during the handshake" in l, 3)
+            kept[0].close()
+            self.assertTrue(wait_until(lambda: len(srv.server.open_connections) == 2))
             self.assertEqual(client.fetch(srv.url, client_context()), GREETING)
+            for conn in kept[1:]:                 # the three held theirs all along
+                conn.request("GET", "/")
+                self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
 
 
 # --- TLS policy --------------------------------------------------------------
@@ -751,10 +773,9 @@ class SoakTest(unittest.TestCase):
                 self.assertEqual(sum(words in line for line in lines), kinds.count(kind), kind)
 
             # Worker threads stay in the pool for the next connections, never
-            # more than --max-connections (a refused client's leftovers are
-            # read for up to a second, so a burst of refusals can use many at
-            # once). File descriptors all return.
-            limit = threads + srv.server.max_connections + 1      # + the waiting room
+            # more than WORKERS (a refused client's leftovers are read in the
+            # waiting room, not in a worker). File descriptors all return.
+            limit = threads + server.WORKERS + 1      # + the waiting room
             settled = wait_until(lambda: threading.active_count() <= limit
                                  and (fds is None or fd_count() <= fds))
             self.assertTrue(settled, f"threads {threading.active_count()} (was {threads}), "

@@ -207,12 +207,14 @@ def hostile_clients():
             wait("idle for")
         lines += srv.log.lines
     with RunningServer(max_connections=1, **limits) as srv:
-        with socket.create_connection(("127.0.0.1", srv.port)) as busy, \
-                socket.create_connection(("127.0.0.1", srv.port)) as extra:
-            busy.sendall(hello)                            # holds the one worker...
-            srv.log.wait_for(lambda l: False, timeout=0.1)
-            extra.sendall(hello)                           # ...so this one finds none
-            srv.log.wait_for(lambda l: "too many connections" in l, timeout=5)
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", srv.port)),
+                                 server_hostname="localhost") as busy, \
+                context.wrap_socket(socket.create_connection(("127.0.0.1", srv.port)),
+                                    server_hostname="localhost") as extra:
+            busy.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")       # holds the one slot...
+            srv.log.wait_for(lambda l: "too many connections" in l, timeout=5)  # ...extra: none
+        with socket.create_connection(("127.0.0.1", srv.port)) as stalled:
+            stalled.sendall(hello)                         # and never answers the server's
             srv.log.wait_for(lambda l: "handshake not finished in time" in l, timeout=5)
         lines += srv.log.lines
     return lines

@@ -672,6 +672,17 @@ class ProxyTest(unittest.TestCase):
                 conn.close()
         self.assertFalse([l for l in self.srv.log.lines if l.startswith("proxied")])
 
+    def test_a_forwarded_client_that_may_not_be_served_gets_no_100_continue(self):
+        """Behind the proxy, a request whose client is not on --allow and that asks
+        "Expect: 100-continue" gets its 403 first, never "100 Continue"."""
+        raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
+        with context(*self.proxy).wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(f"POST / HTTP/1.1\r\nHost: x\r\nX-Client-Cert: {self.header(self.other[0])}"
+                        f"\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n".encode())
+            reply = read_all(tls)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 403 "), reply)
+        self.assertNotIn(b"100 Continue", reply)
+
     def test_the_proxy_forwards_and_others_are_not_believed(self):
         conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
                                            context=context(*self.proxy))
@@ -724,42 +735,47 @@ class CrowdTest(unittest.TestCase):
     def test_a_dribbled_hello_holds_no_worker(self):
         """One byte, or half a ClientHello, waits in the waiting room: with one worker,
         three such connections leave it free for a real client."""
-        with our_server(max_connections=1) as srv:
+        with our_server(workers=1) as srv:
             hello = client_hello()
             crowd = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(3)]
             for sock, part in zip(crowd, (hello[:1], hello[:5], hello[:len(hello) // 2])):
                 self.addCleanup(sock.close)
                 sock.sendall(part)
             self.assertEqual(fetch(srv, context()), GREETING)
-            self.assertFalse([l for l in srv.log.lines if "too many connections" in l])
 
-    def test_tiny_records_hold_no_worker_and_bad_ones_are_closed(self):
-        """A 1-byte handshake fragment waits in the room (the hello is not whole); a
-        zero-length record is closed there at once, with a line."""
-        with our_server(max_connections=1) as srv:
-            tiny = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-            self.addCleanup(tiny.close)
-            tiny.sendall(bytes.fromhex("160301000101"))
+    def test_odd_records_are_left_to_openssl(self):
+        """A 1-byte handshake fragment and a zero-length record wait in the room, as
+        OpenSSL waits for more (with one worker, a real client is still served); a record
+        over 2^14 bytes gets OpenSSL's alert (record_overflow), not a TCP reset."""
+        with our_server(workers=1) as srv:
+            for record in ("160301000101", "1603010000"):
+                waiting = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                self.addCleanup(waiting.close)
+                waiting.sendall(bytes.fromhex(record))
             self.assertEqual(fetch(srv, context()), GREETING)
-            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as empty:
-                empty.sendall(bytes.fromhex("1603010000"))
-                line = srv.log.wait_for(lambda l: "malformed ClientHello" in l)
-            self.assertRegex(line or "", r"^rejected 127\.0\.0\.1:\d+: a malformed ClientHello "
-                                         r"\(bad record\)$")
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as big:
+                big.sendall(bytes.fromhex("1603014001") + bytes(16385))
+                reply = read_all(big)
+            self.assertEqual(reply[:1] + reply[3:], bytes.fromhex("1500020216"), reply)
+            line = srv.log.wait_for(lambda l: l.startswith("rejected"))
+            self.assertRegex(line or "", r"^rejected 127\.0\.0\.1:\d+: not a TLS handshake we "
+                                         r"accept \(.*\)$")
 
-    def test_a_refused_client_holds_no_worker(self):
-        """A client not on --allow that sends nothing is let go after a second, not the
-        idle timeout: it cannot lock allowed clients out."""
+    def test_a_forbidden_client_gets_its_403_without_a_request(self):
+        """A client not on --allow that sends nothing gets its 403 at once and the
+        connection ends: no worker waits for its request (with one worker, and the
+        idle timeout at 30 s, an allowed client is served next)."""
         other = CA.issue("other-idle", "other-client")
-        with our_server(allow=["cn:my-client"], max_connections=1, idle_timeout=30) as srv:
+        with our_server(allow=["cn:my-client"], workers=1, idle_timeout=30) as srv:
             raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-            tls = context(*other).wrap_socket(raw, server_hostname="localhost")
-            self.addCleanup(tls.close)
-            self.assertIsNotNone(srv.log.wait_for(lambda l: l.startswith("closed"), timeout=5))
-            started = time.monotonic()
-            while fetch(srv, context()) != GREETING:     # until its worker is free (bounded)
-                self.assertLess(time.monotonic() - started, 3.0, "the worker was not freed")
-                srv.log.wait_for(lambda l: False, timeout=0.1)
+            with context(*other).wrap_socket(raw, server_hostname="localhost") as tls:
+                reply = read_all(tls)                 # it asks for nothing
+            head, _, body = reply.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 403 Forbidden\r\n"), reply)
+            self.assertIn(b"\r\nConnection: close", head)
+            self.assertEqual(body, b"403 Forbidden: cn:other-client is not on the allow-list "
+                                   b"(--allow)\n")
+            self.assertEqual(fetch(srv, context()), GREETING)
 
     def test_when_the_room_is_full_the_oldest_makes_room(self):
         with our_server(max_pending=5) as srv:
@@ -774,6 +790,117 @@ class CrowdTest(unittest.TestCase):
             self.assertEqual(line, f"rejected {first_peer}: sent nothing, closed to make room for "
                                    f"a new connection (--max-pending 5)")
             self.assertEqual(fetch(srv, context()), GREETING)
+
+
+class NoWaitingWorkerTest(unittest.TestCase):
+    """Threads work, the selector waits: no worker waits on the network for a stranger's
+    handshake or an idle client, so crowds of either lock nobody out."""
+
+    def test_130_stalled_handshakes_hold_no_worker(self):
+        """130 connections send a whole ClientHello, read the server's answer, and go
+        silent: a real client is still greeted, and the server has no thread per stall."""
+        with our_server(handshake_timeout=30) as srv:
+            hello = client_hello()
+            stalled = []
+            for _ in range(130):
+                sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                self.addCleanup(sock.close)
+                sock.sendall(hello)
+                stalled.append(sock)
+            for sock in stalled:                       # the server has answered each hello
+                self.assertTrue(sock.recv(5).startswith(b"\x16\x03"))
+            self.assertEqual(fetch(srv, context()), GREETING)
+            self.assertLess(threading.active_count(), 50)
+            self.assertFalse([l for l in srv.log.lines if l.startswith("rejected")])
+
+    def test_200_idle_keep_alive_connections_hold_no_worker(self):
+        """200 clients keep their connection open after a greeting: each is answered
+        again, a new client is greeted, and the server has no thread per connection."""
+        with our_server() as srv:
+            kept = []
+            for _ in range(200):
+                conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
+                                                   context=context())
+                self.addCleanup(conn.close)
+                conn.request("GET", "/")
+                self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
+                kept.append(conn)
+            self.assertLess(threading.active_count(), 50)
+            self.assertEqual(fetch(srv, context()), GREETING)
+            for conn in kept:
+                conn.request("GET", "/")
+                self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
+            self.assertEqual(len([l for l in srv.log.lines if l.startswith("accepted")]), 201)
+
+    def test_a_large_client_hello_gets_through(self):
+        """A ClientHello of about 64 KB (a long ALPN list) is read by OpenSSL like any
+        other; OpenSSL's own limit is 131,396 bytes."""
+        ctx = context()
+        ctx.set_alpn_protocols([("p%03d" % i) + "x" * 250 for i in range(250)])
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        probe = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+        with self.assertRaises(ssl.SSLWantReadError):
+            probe.do_handshake()
+        self.assertGreater(len(outgoing.read()), 60000)
+        with our_server() as srv:
+            self.assertEqual(fetch(srv, ctx), GREETING)
+
+    def test_a_client_hello_of_131_000_bytes_is_answered(self):
+        """A ClientHello near the largest TLS allows (OpenSSL's limit, 131,396 bytes: 64 KB
+        of cipher suites and 64 KB of extensions), sent in 9 records, gets a ServerHello."""
+        def extension(kind, data):
+            return kind.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data
+        extensions = b"".join([
+            extension(10, bytes.fromhex("0004001d0017")),          # groups: X25519, P-256
+            extension(13, bytes.fromhex("0006080404030401")),      # signature algorithms
+            extension(43, bytes.fromhex("020304")),                # TLS 1.3
+            extension(51, bytes.fromhex("0024001d0020") + os.urandom(32)),   # an X25519 share
+            extension(0xFA00, bytes(65535 - 71 - 4))])             # unknown: ignored
+        suites = bytes.fromhex("130113021303") + b"\xfe\xfe" * 32764       # unknown ones too
+        body = (b"\x03\x03" + os.urandom(32) + b"\x20" + os.urandom(32)
+                + len(suites).to_bytes(2, "big") + suites + b"\x01\x00"
+                + len(extensions).to_bytes(2, "big") + extensions)
+        hello = b"\x01" + len(body).to_bytes(3, "big") + body
+        self.assertEqual(len(hello), 131146)
+        records = b"".join(b"\x16\x03\x01" + len(hello[i:i + 16384]).to_bytes(2, "big")
+                           + hello[i:i + 16384] for i in range(0, len(hello), 16384))
+        with our_server() as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+                sock.sendall(records)
+                answer = sock.recv(6)
+        self.assertEqual(answer[:1] + answer[5:6], b"\x16\x02", answer)   # a ServerHello
+
+    def test_expect_100_continue_is_answered_only_after_authorization(self):
+        """A client not on --allow that asks "Expect: 100-continue" gets its 403 and no
+        "100 Continue"; an allowed one gets "100 Continue", then its answer (501: we
+        serve no POST)."""
+        other = CA.issue("other-expect", "other-client")
+        request = (b"POST / HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+                   b"Content-Length: 5\r\n\r\n")
+        with our_server(allow=["cn:my-client"]) as srv:
+            for ctx, first in ((context(*other), b"HTTP/1.1 403 "),
+                               (context(), b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 501 ")):
+                raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(request)
+                    reply = read_all(tls)
+                self.assertTrue(reply.startswith(first), reply)
+                self.assertEqual(reply.count(b"100 Continue"), first.count(b"100 Continue"))
+
+    def test_a_flood_of_refusals_is_counted_not_logged_line_by_line(self):
+        """After log_burst refusals, the rest are counted: one line gives the count per reason."""
+        with our_server(log_burst=5) as srv:
+            for _ in range(20):
+                socket.create_connection(("127.0.0.1", srv.port), timeout=5).close()
+            line = srv.log.wait_for(lambda l: l.startswith("refused"), timeout=5)
+            match = re.fullmatch(r"refused (\d+) more connections in \d+ s, counted, not logged "
+                                 r"one by one: (\d+) rejected: connected and closed without a "
+                                 r"word \(a port scan\?\)", line or "")
+            self.assertIsNotNone(match, line)
+            one_by_one = [l for l in srv.log.lines if l.startswith("rejected")]
+            self.assertLess(len(one_by_one), 10, "5 at once, and 50 a second after that")
+            self.assertEqual(int(match[1]), int(match[2]))
+            self.assertEqual(len(one_by_one) + int(match[1]), 20)
 
 
 def client_hello():
