@@ -1182,7 +1182,10 @@ def look_at_first_bytes(server, conn):
         server.finish_connection(conn)
         return
     if not first:
-        server.refuse("rejected", conn.peer, "connected and closed without a word (a port scan?)")
+        # A port scanner does this, and so does a client that failed before
+        # it could speak TLS (curl given --cert without --key: its key is missing).
+        server.refuse("rejected", conn.peer, "connected and closed without a word "
+                      "(a port scan, or a client that failed before TLS)")
         server.finish_connection(conn)
     elif first[0] == 22:     # a handshake record, content type 22 (RFC 8446 5.1)
         server.waiting_room.to_worker(conn, continue_handshake)

@@ -887,6 +887,18 @@ class NoWaitingWorkerTest(unittest.TestCase):
                 self.assertTrue(reply.startswith(first), reply)
                 self.assertEqual(reply.count(b"100 Continue"), first.count(b"100 Continue"))
 
+    def test_curl_with_a_certificate_but_no_key_is_not_called_a_port_scan_only(self):
+        """curl --cert without --key fails before TLS: the log line says that can be why."""
+        if not shutil.which("curl"):
+            self.skipTest("curl not installed: apt-get install curl")
+        with our_server() as srv:
+            done = subprocess.run(["curl", "-sS", "--cacert", path("ca.crt"), "--cert",
+                                   path("client.crt"), srv.url], capture_output=True, text=True,
+                                  timeout=20)
+            self.assertNotEqual(done.returncode, 0)
+            line = srv.log.wait_for(lambda l: l.startswith("rejected"), timeout=5)
+            self.assertIn("a client that failed before TLS", line or "")
+
     def test_a_flood_of_refusals_is_counted_not_logged_line_by_line(self):
         """After log_burst refusals, the rest are counted: one line gives the count per reason."""
         with our_server(log_burst=5) as srv:
@@ -895,7 +907,7 @@ class NoWaitingWorkerTest(unittest.TestCase):
             line = srv.log.wait_for(lambda l: l.startswith("refused"), timeout=5)
             match = re.fullmatch(r"refused (\d+) more connections in \d+ s, counted, not logged "
                                  r"one by one: (\d+) rejected: connected and closed without a "
-                                 r"word \(a port scan\?\)", line or "")
+                                 r"word \(a port scan, or a client that failed before TLS\)", line or "")
             self.assertIsNotNone(match, line)
             one_by_one = [l for l in srv.log.lines if l.startswith("rejected")]
             self.assertLess(len(one_by_one), 10, "5 at once, and 50 a second after that")
