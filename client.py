@@ -35,11 +35,7 @@ if sys.version_info < (3, 9):
                      "-- run it with python3.9 or newer\n" % sys.version_info[:2])
     sys.exit(2)
 
-import argparse
-import difflib
-import errno
 import http.client
-import math
 import os
 import shlex
 import socket
@@ -50,6 +46,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from armour.command_line import ArgumentParser, seconds  # noqa: F401  (the demo takes ArgumentParser from here)
+from armour.keylog import KeylogError, open_keylog
 
 EXIT_OK, EXIT_USAGE, EXIT_CONNECT = 0, 2, 3
 EXIT_SERVER_UNTRUSTED, EXIT_CLIENT_REJECTED, EXIT_HTTP, EXIT_TLS = 4, 5, 6, 7
@@ -108,7 +107,10 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
                           f"key too, e.g. --key certs/client.key")
         load_identity(context, cert, key, chain, key_pem)
     if keylog:
-        open_keylog(context, keylog)
+        try:
+            print(open_keylog(context, keylog), file=sys.stderr)   # TLS secrets, for Wireshark
+        except KeylogError as exc:
+            raise Failure(EXIT_USAGE, "bad file", f"{exc.what} -- {exc.fix}") from None
     # Remembered for error messages: what we trusted and what we sent.
     context.mtls_sent = {"cacert": cacert, "cert": cert, "chain": chain}
     return context
@@ -142,57 +144,6 @@ def refuse_passphrase(key):
     """Called by OpenSSL when a key is encrypted: refuse, rather than prompt."""
     raise Failure(EXIT_USAGE, "encrypted key", f"{key!r} needs a passphrase -- decrypt it "
                   f"with 'openssl pkey -in {key} -out client-plain.key' and pass that with --key")
-
-
-def open_keylog(context, path):
-    """Write TLS secrets to `path` (for Wireshark), refusing any file that
-    someone else could read, or that a symlink points us to (issue 8)."""
-    # Python opens the path itself, again, when keylog_filename is set; so we
-    # create it first, private and without following a symlink, and check
-    # afterwards that the path still names the file we checked.
-    # O_NONBLOCK: a FIFO with no reader fails at once instead of waiting.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:                 # that FIFO
-            check_private_file(path, os.lstat(path))
-        if exc.errno == errno.ELOOP:
-            raise Failure(EXIT_USAGE, "bad file", f"key log {path!r} is a symbolic link, which "
-                          f"could lead our secrets into another file -- pass --keylog a file "
-                          f"of your own, not a link") from None
-        raise Failure(EXIT_USAGE, "bad file", f"cannot write the key log {path!r} "
-                      f"({exc.strerror}) -- pass --keylog a file in a folder you can "
-                      f"write") from None
-    try:
-        opened = os.fstat(fd)
-    finally:
-        os.close(fd)
-    check_private_file(path, opened)
-    context.keylog_filename = path
-    now = os.lstat(path)
-    if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
-        raise Failure(EXIT_USAGE, "bad file", f"key log {path!r} was replaced while we opened "
-                      f"it -- pass --keylog a file in a folder only you can write")
-    # What remains: someone who can rename files in that folder could swap
-    # the path between Python's open and our lstat, and back. A folder only
-    # you can write (your home) closes that door.
-    print(f"warning: writing TLS session secrets to {path}; debug only", file=sys.stderr)
-
-
-def check_private_file(path, st):
-    """Fail unless `st` is a regular file owned by us, unreadable by others."""
-    if not stat.S_ISREG(st.st_mode):
-        raise Failure(EXIT_USAGE, "bad file", f"key log {path!r} is not a regular file -- "
-                      f"pass --keylog a plain file, e.g. --keylog keys.txt")
-    if st.st_uid != os.geteuid():
-        raise Failure(EXIT_USAGE, "bad file", f"key log {path!r} belongs to another user "
-                      f"(uid {st.st_uid}) -- pass --keylog a file of your own")
-    if st.st_mode & 0o077:
-        mode = stat.S_IMODE(st.st_mode)
-        raise Failure(EXIT_USAGE, "bad file", f"key log {path!r} has mode {mode:04o}: other "
-                      f"users could read our session secrets -- chmod 600 {shlex.quote(path)}, "
-                      f"or pass --keylog a new file")
 
 
 # --- the request ---------------------------------------------------------
@@ -618,50 +569,6 @@ def clip(text, limit):
 
 
 # --- main ----------------------------------------------------------------
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error on one line, like every other error here,
-    and a guess at the option meant when one is unknown (mtls_demo.py's
-    parser is this one too)."""
-
-    def error(self, message):
-        typo = self.unknown_option(message)
-        if typo:
-            message = f"{typo[0]} -- {typo[1]} (see {self.prog} --help)"
-        else:
-            message += f" -- see {self.prog} --help"
-        self.exit(EXIT_USAGE, f"error: bad option: {message}\n")
-
-    def unknown_option(self, message):
-        """For "unrecognized arguments: --certs URL": the first unknown option
-        and what to type instead, as (what, fix): --cert for --certs, --cacert
-        for curl's -cacert. (argparse took the typo's value for the URL, and
-        named the real URL as the unknown argument.) None if none is unknown."""
-        if not message.startswith("unrecognized arguments: "):
-            return None
-        words = message[len("unrecognized arguments: "):].split()
-        typo = next((w.split("=", 1)[0] for w in words if w.startswith("-") and len(w) > 1), None)
-        if typo is None:
-            return None
-        known = [o for o in self._option_string_actions if o.startswith("--")]
-        bare = {o.lstrip("-"): o for o in known}
-        close = difflib.get_close_matches(typo.lstrip("-"), list(bare), n=1, cutoff=0.6)
-        if not close:
-            return f"unknown option {typo!r}", f"use one of {', '.join(known)}"
-        return f"unknown option {typo!r}", f"did you mean {bare[close[0]]}?"
-
-
-def seconds(text):
-    """Read a timeout from the command line: seconds, more than 0, at most a day."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 86400:                      # also false for nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds more than 0 "
-                                         f"(and at most 86400), e.g. --timeout 10")
-    return value
-
 
 def parse_args(argv):
     """Read the command line (curl's names for the same options)."""

@@ -19,9 +19,9 @@ Attack this wrong server by hand:
 TITLE = "The handshake inside accept() (a wrapped listening socket)"
 FILE = "server.py"
 EDITS = [
-    ("        super().__init__(address, GreetingHandler)\n",
-     "        super().__init__(address, GreetingHandler)\n"
-     "        self.socket = context.wrap_socket(self.socket, server_side=True)\n"),
+    ("        self.waiting_room = WaitingRoom(self, max_pending, continue_handshake)\n",
+     "        self.socket = context.wrap_socket(self.socket, server_side=True)\n"
+     "        self.waiting_room = WaitingRoom(self, max_pending, continue_handshake)\n"),
     ("        self.waiting_room.arrive(conn)\n",
      "        conn.step = continue_handshake        # accept() has done the handshake\n"
      "        self.pool.submit(self.run_step, conn)\n"),
@@ -36,8 +36,8 @@ WHY = ("The accepting thread is the only way in, and it is stuck in a handshake 
        "its handshake runs in a worker that never waits on the network, and every "
        "rejection is logged.")
 FIX = ("accept plain TCP; let each handshake wait in a selector under a deadline, and run "
-       "its steps, non-blocking, in worker threads (server.py: get_request, WaitingRoom, "
-       "continue_handshake)")
+       "its steps, non-blocking, in worker threads (server.py: get_request, "
+       "continue_handshake; armour/slow_clients.py: WaitingRoom)")
 SEEN_IN = ['hashview/hashview#528 (Werkzeug wraps the listening socket)',
            'dpallot/simple-websocket-server#13, nesquena/hermes-webui#4727']
 

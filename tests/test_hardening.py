@@ -817,7 +817,7 @@ class BrokenInputTest(unittest.TestCase):
             (["--key", extra("encrypted.key")], "is encrypted with a passphrase -- decrypt it with 'openssl pkey"),
             (["--crl", path("ca.crt")], "also holds CERTIFICATE blocks"),
             (["--crl", extra("junk.pem")], "is not a PEM CRL"),
-            (["--keylog", "/nonexistent/keys.txt"], "cannot use '/nonexistent/keys.txt' as the key log"),
+            (["--keylog", "/nonexistent/keys.txt"], "cannot write the key log '/nonexistent/keys.txt'"),
         ])
 
     def test_server_bad_flags(self):
@@ -827,7 +827,7 @@ class BrokenInputTest(unittest.TestCase):
             (["--handshake-timeout", "-1"], "'-1' is not a number of seconds"),
             (["--idle-timeout", "nan"], "'nan' is not a number of seconds"),
             (["--max-connections", "0"], "'0' is not a whole number of at least 1"),
-            (["--bogus"], "unrecognized arguments: --bogus"),
+            (["--bogus"], "unknown option '--bogus' -- use one of --help, --host"),
             (["--host", "a" * 64, "--port", "0"], "cannot resolve --host"),
         ])
 

@@ -964,15 +964,15 @@ class KeylogTest(unittest.TestCase):
         os.chmod(target, 0o600)
         link = os.path.join(self.folder, "link.txt")
         os.symlink(target, link)
-        cases = [(readable, "its mode is 0644"), (link, "it is a symbolic link"),
-                 (self.folder, "cannot use")]
+        cases = [(readable, "has mode 0644"), (link, "is a symbolic link"),
+                 (self.folder, "cannot write the key log")]
         if os.geteuid() == 0:
             foreign = os.path.join(self.folder, "foreign.txt")
             with open(foreign, "w"):
                 pass
             os.chmod(foreign, 0o600)
             os.chown(foreign, 65534, 65534)
-            cases.append((foreign, "it belongs to another user"))
+            cases.append((foreign, "belongs to another user"))
         for file, words in cases:
             with self.subTest(file=os.path.basename(file)):
                 done = run(*server_files(), "--keylog", file)

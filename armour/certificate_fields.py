@@ -1,0 +1,237 @@
+"""certificate_fields.py: the fields of a certificate or CRL, read from its DER bytes.
+
+Prevents: checks we could not make because Python's ssl will not read the
+certificate for us. It gives the fields of the peer's certificate
+(getpeercert) and the dates of trusted CAs (get_ca_certs), but nothing
+for our own certificate, a CRL, or a certificate that arrives in a
+header. Rather than call private functions or the openssl binary, we read
+the few fields we need from the DER bytes ourselves (X.509 is ASN.1 DER,
+RFC 5280 4.1 and 5.1): names, dates, basicConstraints, extendedKeyUsage,
+subjectAltName, key identifiers, serial numbers, a CRL's revoked serials.
+It only reads; OpenSSL verifies every signature (and every direct client:
+forwarded.py repeats its checks for a certificate in a header).
+
+The one certificate reader of the project: read_certificate(der),
+read_crl(der), read_pem(path), pem_to_ders(text), pem_labels(path).
+"""
+
+import base64
+import binascii
+import calendar
+import ipaddress
+import re
+import time
+
+from armour import ConfigError
+
+OID_CN = bytes.fromhex("550403")                    # 2.5.4.3 commonName
+OID_SAN = bytes.fromhex("551d11")                   # 2.5.29.17 subjectAltName
+OID_RSA = bytes.fromhex("2a864886f70d010101")       # 1.2.840.113549.1.1.1 rsaEncryption
+OID_EC = bytes.fromhex("2a8648ce3d0201")            # 1.2.840.10045.2.1 id-ecPublicKey
+OID_BASIC_CONSTRAINTS = bytes.fromhex("551d13")     # 2.5.29.19
+OID_EKU = bytes.fromhex("551d25")                   # 2.5.29.37 extendedKeyUsage
+OID_SERVER_AUTH = bytes.fromhex("2b06010505070301")  # 1.3.6.1.5.5.7.3.1
+OID_CLIENT_AUTH = bytes.fromhex("2b06010505070302")  # 1.3.6.1.5.5.7.3.2
+OID_SKI = bytes.fromhex("551d0e")                   # 2.5.29.14 subjectKeyIdentifier
+OID_AKI = bytes.fromhex("551d23")                   # 2.5.29.35 authorityKeyIdentifier
+OID_ANY_EKU = bytes.fromhex("551d2500")             # 2.5.29.37.0
+SAN_TYPES = {0x81: "email", 0x82: "dns", 0x86: "uri", 0x87: "ip"}   # GeneralName tags
+
+
+def der_items(data, start=0, end=None):
+    """The DER elements in data[start:end], as (tag, content start, content end)."""
+    end = len(data) if end is None else end
+    items, pos = [], start
+    while pos < end:
+        if pos + 2 > end:
+            raise ValueError("truncated DER")
+        tag, length = data[pos], data[pos + 1]
+        pos += 2
+        if length & 0x80:                               # long form: length in n bytes
+            n = length & 0x7F
+            if not 1 <= n <= 4 or pos + n > end:
+                raise ValueError("bad DER length")
+            length, pos = int.from_bytes(data[pos:pos + n], "big"), pos + n
+        if pos + length > end:
+            raise ValueError("DER element runs past its end")
+        items.append((tag, pos, pos + length))
+        pos += length
+    return items
+
+
+def der_inside(data, item):
+    """The elements inside a constructed DER element."""
+    return der_items(data, item[1], item[2])
+
+
+def der_time(data, item):
+    """A UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime as seconds since the epoch."""
+    tag, start, end = item
+    text = data[start:end].decode("ascii")
+    if tag == 0x17:
+        text = ("19" if int(text[:2]) >= 50 else "20") + text
+    elif tag != 0x18:
+        raise ValueError("not a time")
+    # YYYYMMDDHHMMSS, read by hand: time.strptime costs ~20 us a call.
+    numbers = [int(text[:4])] + [int(text[i:i + 2]) for i in range(4, 14, 2)]
+    return calendar.timegm(numbers)
+
+
+def der_string(data, item):
+    """A DirectoryString as text (BMPString is UTF-16, UniversalString UTF-32)."""
+    tag, start, end = item
+    raw = data[start:end]
+    codec = {0x1E: "utf-16-be", 0x1C: "utf-32-be"}.get(tag, "utf-8")
+    return raw.decode(codec, "replace")
+
+
+def common_names(data, name):
+    """Every CN of a Name (a subject may hold several)."""
+    names = []
+    for rdn in der_inside(data, name):
+        for attribute in der_inside(data, rdn):
+            oid, value = der_inside(data, attribute)[:2]
+            if data[oid[1]:oid[2]] == OID_CN:
+                names.append(der_string(data, value))
+    return names
+
+
+def common_name(data, name):
+    """The CN of a Name, or None (the last one, if there are several)."""
+    names = common_names(data, name)
+    return names[-1] if names else None
+
+
+def read_certificate(der):
+    """The fields of an X.509 certificate this server uses, as a dict:
+    cn, cns (all CNs), issuer_cn, not_before, not_after (epoch seconds), ca (bool),
+    eku (list of OIDs, or None when absent), has_san, san [(type, value)];
+    and, to find its issuer and its CRL entry: serial, issuer and subject
+    (the Names' DER bytes), ski and aki (key identifiers, or None)."""
+    try:
+        certificate = der_inside(der, der_items(der)[0])
+        tbs = der_inside(der, certificate[0])
+        if tbs[0][0] == 0xA0:                           # [0] version, absent in v1
+            tbs = tbs[1:]
+        # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
+        validity = der_inside(der, tbs[3])
+        spki_oid = der_inside(der, der_inside(der, tbs[5])[0])[0]
+        key = {OID_RSA: "rsa", OID_EC: "ec"}.get(der[spki_oid[1]:spki_oid[2]], "other")
+        info = {"key": key, "cn": common_name(der, tbs[4]), "cns": common_names(der, tbs[4]),
+                "issuer_cn": common_name(der, tbs[2]),
+                "not_before": der_time(der, validity[0]), "not_after": der_time(der, validity[1]),
+                "ca": False, "eku": None, "has_san": False, "san": [],
+                "serial": int.from_bytes(der[tbs[0][1]:tbs[0][2]], "big", signed=True),
+                "issuer": der[tbs[2][1]:tbs[2][2]], "subject": der[tbs[4][1]:tbs[4][2]],
+                "ski": None, "aki": None}
+        for tag, start, end in tbs[6:]:
+            if tag != 0xA3:                              # [3] extensions
+                continue
+            for extension in der_inside(der, der_items(der, start, end)[0]):
+                parts = der_inside(der, extension)       # id, [critical], OCTET STRING
+                oid, value = der[parts[0][1]:parts[0][2]], der_items(der, parts[-1][1], parts[-1][2])[0]
+                if oid == OID_BASIC_CONSTRAINTS:
+                    inner = der_inside(der, value)
+                    info["ca"] = bool(inner) and inner[0][0] == 0x01 and der[inner[0][1]] != 0
+                elif oid == OID_EKU:
+                    info["eku"] = [der[s:e] for _, s, e in der_inside(der, value)]
+                elif oid == OID_SKI:
+                    info["ski"] = der[value[1]:value[2]]
+                elif oid == OID_AKI:                     # [0] keyIdentifier, if present
+                    ids = [der[s:e] for t, s, e in der_inside(der, value) if t == 0x80]
+                    info["aki"] = ids[0] if ids else None
+                elif oid == OID_SAN:
+                    info["has_san"] = True
+                    for name_tag, s, e in der_inside(der, value):
+                        if name_tag in SAN_TYPES:
+                            raw = der[s:e]
+                            text = (str(ipaddress.ip_address(raw)) if name_tag == 0x87
+                                    else raw.decode("utf-8", "replace"))
+                            info["san"].append((SAN_TYPES[name_tag], text))
+        return info
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a well-formed X.509 certificate: {exc}") from None
+
+
+def read_crl(der):
+    """The issuer (its CN, and its Name's DER bytes), the thisUpdate/nextUpdate
+    dates and the revoked serial numbers of a CRL (RFC 5280 5.1)."""
+    try:
+        tbs = der_inside(der, der_inside(der, der_items(der)[0])[0])
+        if tbs[0][0] == 0x02:                            # version, absent in v1 CRLs
+            tbs = tbs[1:]
+        # signature, issuer, thisUpdate, nextUpdate (optional),
+        # revokedCertificates (optional), [0] crlExtensions (optional)
+        rest = tbs[3:]
+        next_update = None
+        if rest and rest[0][0] in (0x17, 0x18):
+            next_update, rest = der_time(der, rest[0]), rest[1:]
+        revoked = set()
+        if rest and rest[0][0] == 0x30:                  # each: serial, date, [extensions]
+            for entry in der_inside(der, rest[0]):
+                serial = der_inside(der, entry)[0]
+                revoked.add(int.from_bytes(der[serial[1]:serial[2]], "big", signed=True))
+        return {"issuer_cn": common_name(der, tbs[1]), "issuer": der[tbs[1][1]:tbs[1][2]],
+                "this_update": der_time(der, tbs[2]), "next_update": next_update,
+                "revoked": revoked}
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a well-formed CRL: {exc}") from None
+
+
+PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
+
+
+def pem_labels(path):
+    """The labels of the PEM blocks in a file: ["CERTIFICATE", "X509 CRL", ...]."""
+    return [label for label, _ in read_pem(path)]
+
+
+def read_pem(path, want=None):
+    """The PEM blocks in a file, as (label, DER bytes), optionally only `want`."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 22)
+    except OSError as exc:
+        raise ConfigError("unreadable file", f"cannot read {path!r} ({exc.strerror})",
+                          "check its permissions") from None
+    blocks = []
+    for label, body in PEM_BLOCK.findall(text):
+        if want is None or label.decode() == want:
+            try:
+                blocks.append((label.decode(), base64.b64decode(b"".join(body.split()))))
+            except binascii.Error:
+                blocks.append((label.decode(), b""))
+    return blocks
+
+
+def pem_to_ders(text):
+    """The certificates in a PEM text (bytes), as DER."""
+    return [base64.b64decode(b"".join(body.split()))
+            for label, body in PEM_BLOCK.findall(text) if label == b"CERTIFICATE"]
+
+
+def der_hint(path, kind="x509"):
+    """If `path` looks like DER rather than PEM, the command that converts it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return ""
+    if head[:1] == b"\x30" and len(head) == 2 and head[1] >= 0x80:
+        return (f"; it looks like DER (binary): convert it with "
+                f"'openssl {kind} -inform DER -in {path} -out {path}.pem'")
+    return ""
+
+
+def out_of_date(info, now):
+    """"expired on DATE" or "not valid until DATE" for a certificate, or None."""
+    if now > info["not_after"]:
+        return f"expired on {format_date(info['not_after'])}"
+    if now < info["not_before"]:
+        return f"is not valid until {format_date(info['not_before'])}"
+    return None
+
+
+def format_date(seconds):
+    """A date as the log writes it: 2026-01-31 12:00 UTC."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))

@@ -1,0 +1,108 @@
+"""forwarded.py: a client certificate forwarded by a proxy meets the checks a direct client meets.
+
+Prevents: a proxy letting through a client we would refuse at the door.
+
+Behind a proxy (--trust-proxy), a client's certificate arrives in a
+header, and OpenSSL never sees it: the proxy verified it, or should have.
+A proxy that forgot revocation (no ssl_crl), or resumed a session from
+before the revocation or the expiry, would hand us a client we would
+refuse at the door. So each forwarded certificate meets, on every request,
+the checks OpenSSL makes on a direct client, in OpenSSL's order, with the
+same verify codes (and so the same log line): issued by one of our --ca
+(by name, and by key identifier when both carry one), for clientAuth,
+not revoked in the --crl of its CA (which must be current), and within
+its dates and its CA's.
+
+Its *signature* is not checked (Python's ssl verifies signatures only
+inside a handshake); that stays the proxy's job. It would add little: a
+certificate is no secret (every server it was shown to holds a copy), so
+whoever holds the proxy's key can forward any real client's certificate
+and be taken for that client. The proxy's key is the thing to guard.
+Also simplified: only the leaf arrives (nginx forwards no chain), so a
+client issued by an intermediate CA needs that intermediate in --ca, and
+--crl-chain cannot apply.
+
+"""
+
+import time
+import urllib.parse
+
+from armour.certificate_fields import (pem_to_ders, read_certificate, read_crl, read_pem,
+                                       OID_ANY_EKU, OID_CLIENT_AUTH)
+from armour.refusals import describe_verify_code, format_address, printable, spell_all
+
+
+def keep_forwarding_checks(context, crls):
+    """Keep on the context what check_forwarded needs, read once per
+    context: the CAs it trusts (--ca) and the CRLs it loaded (--crl)."""
+    context.forward_cas, context.forward_crls = [], []
+    for der in context.get_ca_certs(binary_form=True):
+        try:
+            context.forward_cas.append(read_certificate(der))
+        except ValueError:
+            pass                        # OpenSSL took it; we cannot name it: no issuer match
+    for path in crls:
+        for _, der in read_pem(path, "X509 CRL"):
+            try:
+                context.forward_crls.append(read_crl(der))
+            except ValueError:
+                pass                    # then its CA has no CRL here: code 3 refuses its clients
+
+
+def check_forwarded(info, context, now):
+    """The verify code (VERIFY_REASONS) for which OpenSSL would refuse a
+    direct client with this certificate, or None if it would accept it."""
+    issuers = [ca for ca in getattr(context, "forward_cas", ())
+               if ca["subject"] == info["issuer"]
+               and (None in (ca["ski"], info["aki"]) or ca["ski"] == info["aki"])]
+    if not issuers:
+        return 18 if info["issuer"] == info["subject"] else 20
+    if info["eku"] is not None and not {OID_CLIENT_AUTH, OID_ANY_EKU} & set(info["eku"]):
+        return 26
+    crls = getattr(context, "forward_crls", ())
+    if crls:                            # --crl given: the CA that issued it must have one here
+        own = [crl for crl in crls if crl["issuer"] == info["issuer"]]
+        if not own:
+            return 3
+        if all(crl["this_update"] > now for crl in own):
+            return 11
+        if all(crl["next_update"] is not None and crl["next_update"] < now for crl in own):
+            return 12
+        if any(info["serial"] in crl["revoked"] for crl in own):
+            return 23
+    if now < info["not_before"]:
+        return 9
+    if now > info["not_after"] or all(now > ca["not_after"] for ca in issuers):
+        return 10
+    return None
+
+
+def read_forwarded_certificate(handler):
+    """Behind a TLS-terminating proxy (--trust-proxy), the client's
+    certificate arrives in a header: X-Client-Cert, the URL-encoded PEM
+    (nginx: proxy_set_header X-Client-Cert $ssl_client_escaped_cert).
+    We trust it only on this connection, authenticated as the proxy.
+    Return (its fields, None), or (None, why the request is refused),
+    having logged the refusal."""
+    peer = format_address(handler.client_address)
+    proxy = spell_all(handler.connection.ids)
+    log = handler.server.log
+    header = handler.headers.get_all("X-Client-Cert") or []
+    if len(header) != 1 or not header[0].strip():
+        log(f"forbidden {peer}: the proxy {proxy} forwarded "
+            f"{len(header) or 'no'} X-Client-Cert headers")
+        return None, "the proxy forwarded no single client certificate (X-Client-Cert)"
+    try:
+        ders = pem_to_ders(urllib.parse.unquote(header[0]).encode("ascii", "replace"))
+        info = read_certificate(ders[0])
+    except (ValueError, IndexError) as exc:
+        log(f"forbidden {peer}: the proxy {proxy} forwarded an X-Client-Cert "
+            f"we cannot read ({printable(str(exc))})")
+        return None, "the forwarded client certificate cannot be read"
+    context = handler.server.context   # the latest files: a HUP applies to the next request
+    code = check_forwarded(info, context, time.time())
+    if code:
+        reason = describe_verify_code(code, "", context)
+        log(f"rejected {peer}: {reason} (forwarded by {proxy})")
+        return None, reason
+    return info, None

@@ -1,0 +1,671 @@
+"""slow_clients.py: no silent, slow or idle client can tie the server up.
+
+Prevents: one client that connects and says nothing (or one byte a
+second) holding a thread, and a crowd of them locking real clients out.
+server.py says why the handshake is not run in accept(); this module is
+how it runs instead.
+
+Threads work, the selector waits. A thread is given only to a client
+that has proven who it is and has a request to be served, or to a step
+of a handshake whose bytes have arrived. Whatever waits on the network
+(the ClientHello, the rest of the handshake, an idle keep-alive
+connection, a slow request head, a refused client's last bytes) waits in
+one selector, costing no thread: so no stranger, and no crowd of idle
+clients, can tie the server up. A connection goes through three stations:
+
+  1. the accept loop (serve_forever, the main thread) only accepts;
+  2. the waiting room (one thread, a selector) holds every connection
+     while it waits for bytes, each under a total deadline (handshake,
+     request head, idle), and looks at a new connection's first bytes
+     (a TLS handshake, or plain HTTP to answer, or junk to close);
+  3. a worker from a fixed pool (WORKERS threads) runs one step when its
+     bytes are there: a step of the handshake (do_handshake() on a
+     non-blocking socket, until OpenSSL needs bytes the client has not
+     sent yet), or the requests whose heads have arrived. Then the
+     connection goes back to the waiting room. Both cores do handshakes:
+     OpenSSL lets go of Python's lock while it computes. (A ClientHello
+     already there on accept goes straight to a worker; and a worker
+     waits a few milliseconds, no more, only for a client that has
+     proven who it is: see serve_requests and wait_for_handshake.)
+
+A connection is owned by one thread at a time: the waiting room while
+it waits, the worker running its step. Only the waiting room's thread
+touches the selector (selectors are not thread-safe): a worker hands a
+connection back through a queue, and rings a bell (a socket pair) that
+wakes the selector.
+
+Also here: plain HTTP on the TLS port (answered in HTTP), a TLS alert or
+junk instead of a ClientHello (named and closed), and closing so that a
+rejected client reads our alert rather than a TCP reset (close_gently).
+"""
+
+import concurrent.futures
+import heapq
+import http.server
+import itertools
+import select
+import selectors
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+import time
+
+from armour.refusals import ALERTS, RefusalLog, describe_rejection, describe_ssl_error, \
+    format_address
+
+NEXT_REQUEST_WAIT = 0.005  # seconds a worker waits for a busy client's next request
+LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
+MAX_REQUEST_HEAD = 65536   # bytes of request line and headers (http.server alone: 6.5 MB)
+
+
+class Connection:
+    """One client's connection on its way between the waiting room and the
+    workers: its socket (plain TCP, then TLS), what it waits for, and until when."""
+
+    def __init__(self, sock, address, deadline):
+        self.sock, self.address, self.deadline = sock, address, deadline
+        self.peer = format_address(address)
+        self.head = self.handler = None          # once authenticated: RequestHead, GreetingHandler
+        self.authenticated = self.closed = False
+        self.plain = b""                         # a plain-HTTP request head (answered with a 400)
+        self.events, self.step, self.late, self.in_worker = selectors.EVENT_READ, None, None, False
+        self.turn = 0                            # counts its visits to the waiting room
+        self.waited = False                      # a worker waited for its resumed handshake
+
+
+class WaitingRoomServer(http.server.HTTPServer):
+    """The base of server.py's MTLSServer: a pool of workers, a slot for
+    each authenticated connection (--max-connections), the refusal log,
+    and closing connections for good. Its subclass accepts connections and
+    hands them to its waiting_room."""
+
+    request_queue_size = 128
+
+    def __init__(self, address, handler, *, workers, max_connections, log_burst):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.slots = threading.BoundedSemaphore(max_connections)   # authenticated connections
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers, "mtls-worker")
+        self.open_connections, self.open_lock = set(), threading.Lock()   # see server_close()
+        self.refusals = RefusalLog(self, log_burst)
+        super().__init__(address, handler)
+
+    def server_bind(self):
+        """Bind without HTTPServer's reverse DNS lookup of our own address."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def refuse(self, kind, peer, reason):
+        """Log a refused connection ("rejected", "forbidden", "closed"): one
+        line each, but a flood of them as a count (see RefusalLog)."""
+        self.refusals.note(kind, peer, reason)
+
+    def run_step(self, conn):
+        """Station 3, in a worker thread: run the connection's next step."""
+        try:
+            conn.step(self, conn)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError):
+            self.finish_connection(conn)         # the client went away mid-request
+        except ssl.SSLError as exc:              # e.g. a broken record after the handshake
+            self.refuse("closed", conn.peer, f"TLS error after the handshake "
+                                             f"({describe_ssl_error(exc)})")
+            self.finish_connection(conn)
+        except OSError:
+            self.finish_connection(conn)         # the client went away mid-request
+        except Exception as exc:                 # a bug of ours: log it, keep serving
+            self.log(f"error {conn.peer}: {exc!r}")
+            self.finish_connection(conn)
+
+    def finish_connection(self, conn):
+        """Close a connection for good, and free its slot."""
+        if conn.closed:
+            return
+        conn.closed = True
+        with self.open_lock:
+            self.open_connections.discard(conn)
+        self.waiting_room.forget(conn)
+        try:
+            if conn.handler is not None:     # its writer holds the socket open until closed
+                conn.handler.wfile.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+        if conn.authenticated:
+            self.slots.release()
+
+    def server_close(self):
+        """Stop listening, close waiting connections, and end open ones: after
+        this, no request is served, not even on a keep-alive connection."""
+        super().server_close()
+        if not hasattr(self, "waiting_room"):    # bind() failed: nothing else started
+            return
+        # The connections we end now would each log a misleading line
+        # ("client hung up"): from here on, log nothing.
+        self.log = lambda message: None
+        self.waiting_room.close()
+        with self.open_lock:
+            open_now = list(self.open_connections)
+        for conn in open_now:
+            try:      # shutdown() wakes a worker in the middle of a step; close() would not
+                socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
+            except (OSError, ValueError):
+                pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def handle_error(self, request, client_address):
+        """Never print a traceback for something a client did."""
+        self.log(f"error {format_address(client_address)}: {sys.exc_info()[1]!r}")
+
+
+class WaitingRoom:
+    """Station 2: every connection waiting for the client's bytes waits
+    here, all of them watched by one thread with a selector, each under
+    its deadline. A crowd of silent, dribbling or idle connections costs no
+    worker and cannot lock real clients out."""
+
+    def __init__(self, server, capacity, handshake):
+        self.server, self.capacity = server, capacity
+        self.handshake = handshake               # the step that runs a handshake (server.py)
+        self.selector = selectors.DefaultSelector()
+        self.arrivals = []                       # handed over by the accept loop and the workers
+        self.lock = threading.Lock()             # guards arrivals and strangers
+        self.bell, self.bell_rope = socket.socketpair()   # wakes the selector
+        self.bell.setblocking(False)
+        self.bell_rope.setblocking(False)
+        self.selector.register(self.bell, selectors.EVENT_READ)
+        self.waiting = {}                        # conn -> its turn, for the connections here
+        self.deadlines = []                      # a heap of (deadline, number, turn, conn)
+        self.numbers = itertools.count()
+        self.strangers = {}                      # not yet authenticated, oldest first
+        self.closing = self.stopped = False     # closing: asked to stop; stopped: it has
+        self.thread = threading.Thread(target=self.run, name="waiting-room", daemon=True)
+        self.thread.start()
+
+    def arrive(self, conn):
+        """Called by the accept loop: a new connection waits for its first
+        bytes; or, if its ClientHello has begun to arrive already (as it often
+        has, under load), it goes straight to a worker."""
+        with self.lock:
+            self.strangers[conn] = None
+        try:
+            spoke = conn.sock.recv(1, socket.MSG_PEEK) == b"\x16"
+        except OSError:
+            spoke = False
+        if spoke:
+            self.to_worker(conn, self.handshake)
+        else:
+            self.park(conn, look_at_first_bytes, expire_unspoken, in_worker=False)
+
+    def to_worker(self, conn, step):
+        """Have a worker run the connection's next step, now (its bytes are here)."""
+        conn.step, conn.in_worker = step, True
+        try:
+            self.server.pool.submit(self.server.run_step, conn)
+        except RuntimeError:                     # shut down, or no thread could start
+            self.server.finish_connection(conn)
+
+    def park(self, conn, step, late, events=selectors.EVENT_READ, in_worker=True):
+        """Let a connection wait here (from any thread): when its socket is
+        ready, `step` runs (in a worker if `in_worker`); at its deadline, `late`."""
+        conn.step, conn.late, conn.events, conn.in_worker = step, late, events, in_worker
+        if threading.current_thread() is self.thread:
+            self.watch(conn)
+            return
+        with self.lock:
+            stopped = self.stopped
+            if not stopped:
+                self.arrivals.append(conn)
+            ring = len(self.arrivals) == 1       # the bell is ringing already otherwise
+        if stopped:                              # the server is closing: no one would watch it
+            self.server.finish_connection(conn)
+        elif ring:
+            try:
+                self.bell_rope.send(b"!")
+            except OSError:                      # full (it is ringing already) or closed
+                pass
+
+    def forget(self, conn):
+        """A connection was closed: it is no stranger any more."""
+        with self.lock:
+            self.strangers.pop(conn, None)
+
+    def close(self):
+        """Stop the thread; it closes every connection still waiting."""
+        self.closing = True
+        try:
+            self.bell_rope.send(b"!")
+        except OSError:
+            pass
+        self.thread.join(5)
+
+    def run(self):
+        """Wait for bytes, arrivals or deadlines; hand over, admit, expire."""
+        while not self.closing:
+            timeout = self.server.refusals.due()
+            if self.deadlines:
+                timeout = min(timeout, max(self.deadlines[0][0] - time.monotonic(), 0))
+            for key, _ in self.selector.select(timeout):
+                try:
+                    if key.fileobj is self.bell:
+                        self.admit()
+                    else:
+                        self.wake(key.data)
+                except Exception as exc:         # a bug of ours: this thread must not die of it
+                    self.server.log(f"error in the waiting room: {exc!r}")
+            self.expire()
+            self.server.refusals.summarize()
+        with self.lock:
+            arrivals, self.arrivals, self.stopped = self.arrivals, [], True
+        for conn in list(self.waiting) + arrivals:
+            self.server.finish_connection(conn)
+        self.selector.close()
+        self.bell.close()
+        self.bell_rope.close()
+
+    def admit(self):
+        """Take in the connections handed over since the bell rang."""
+        try:
+            self.bell.recv(4096)                 # rung once per batch of arrivals
+        except OSError:
+            pass
+        with self.lock:
+            arrivals, self.arrivals = self.arrivals, []
+        for conn in arrivals:
+            self.watch(conn)
+
+    def watch(self, conn):
+        """Register a connection with the selector, under its deadline. If
+        too many strangers wait, the one that has waited longest makes room."""
+        if self.closing or conn.closed:
+            self.server.finish_connection(conn)
+            return
+        if conn in self.strangers and len(self.strangers) > self.capacity:
+            self.make_room()
+        try:
+            self.selector.register(conn.sock, conn.events, conn)
+        except (OSError, ValueError):            # closed meanwhile
+            self.server.finish_connection(conn)
+            return
+        conn.turn += 1
+        self.waiting[conn] = conn.turn
+        heapq.heappush(self.deadlines, (conn.deadline, next(self.numbers), conn.turn, conn))
+
+    def make_room(self):
+        """Close the stranger that has waited longest here (one in a worker
+        is left alone: it is busy, not waiting)."""
+        with self.lock:
+            oldest = next((c for c in self.strangers if c in self.waiting), None)
+        if oldest is not None:
+            self.leave(oldest)
+            self.server.refuse("rejected", oldest.peer, f"{silence(oldest)}, closed to make room "
+                                                        f"for a new connection (--max-pending "
+                                                        f"{self.capacity})")
+            self.server.finish_connection(oldest)
+
+    def wake(self, conn):
+        """The client sent something (or can take more): run the connection's step."""
+        self.leave(conn)
+        if conn.in_worker:
+            self.to_worker(conn, conn.step)
+        else:
+            conn.step(self.server, conn)
+
+    def expire(self):
+        """Deal with the connections whose deadline passed while they waited."""
+        now = time.monotonic()
+        while self.deadlines and self.deadlines[0][0] <= now:
+            _, _, turn, conn = heapq.heappop(self.deadlines)
+            if self.waiting.get(conn) == turn:   # still waiting, since that deadline was set
+                self.leave(conn)
+                conn.late(self.server, conn)
+        if len(self.deadlines) > 2 * len(self.waiting) + 1000:   # old entries: drop them
+            self.deadlines = [entry for entry in self.deadlines
+                              if self.waiting.get(entry[3]) == entry[2]]
+            heapq.heapify(self.deadlines)
+
+    def leave(self, conn):
+        """Take a connection out of the selector."""
+        del self.waiting[conn]
+        try:
+            self.selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+
+
+def silence(conn):
+    """What a waiting stranger has said: "sent nothing", "sent only part of
+    its ClientHello", or nothing since our answer to its hello."""
+    if not isinstance(conn.sock, ssl.SSLSocket):
+        try:
+            said = conn.sock.recv(1, socket.MSG_PEEK)
+        except OSError:
+            said = b""
+        return "sent only part of its ClientHello" if said else "sent nothing"
+    if conn.sock.cipher() is None:               # OpenSSL has not chosen one: no whole hello yet
+        return "sent only part of its ClientHello"
+    return "did not finish its handshake"
+
+
+# The steps. Each runs when the connection's socket is ready, either in the
+# waiting room's thread (a look at bytes, with no TLS work: it costs no
+# worker) or in a worker; it never waits, and ends by parking the
+# connection again, or closing it. `late` functions run in the waiting room
+# when a deadline passes.
+
+def look_at_first_bytes(server, conn):
+    """(Waiting room) A new connection spoke: a TLS handshake goes to a
+    worker; plain HTTP is answered in HTTP (as nginx does); anything else is
+    named and closed."""
+    try:
+        first = conn.sock.recv(8, socket.MSG_PEEK)
+    except BlockingIOError:
+        server.waiting_room.park(conn, look_at_first_bytes, expire_unspoken, in_worker=False)
+        return
+    except OSError as exc:
+        server.refuse("rejected", conn.peer, describe_rejection(exc, server.context))
+        server.finish_connection(conn)
+        return
+    if not first:
+        # A port scanner does this, and so does a client that failed before
+        # it could speak TLS (curl given --cert without --key: its key is missing).
+        server.refuse("rejected", conn.peer, "connected and closed without a word "
+                      "(a port scan, or a client that failed before TLS)")
+        server.finish_connection(conn)
+    elif first[0] == 22:     # a handshake record, content type 22 (RFC 8446 5.1)
+        server.waiting_room.to_worker(conn, server.waiting_room.handshake)
+    elif first[0] == 21:     # an alert record (RFC 8446 5.1): TLS, but a goodbye
+        alert = ALERTS.get(first[6], f"alert {first[6]}") if len(first) >= 7 else "an alert"
+        server.refuse("rejected", conn.peer, f"the client sent a TLS alert ({alert}) instead of "
+                                             f"a ClientHello: it gave up before the handshake")
+        close_gently(server, conn)
+    elif first.split(b" ")[0].isalpha():
+        server.refuse("rejected", conn.peer, "not TLS at all: plain HTTP on the TLS port")
+        # Read its request head first (bounded), so that closing sends no reset.
+        conn.deadline = time.monotonic() + LINGER_TIMEOUT
+        read_plain_http(server, conn)
+    else:
+        server.refuse("rejected", conn.peer, f"not TLS at all (first bytes {first[:4].hex()})")
+        close_gently(server, conn)
+
+
+def expire_unspoken(server, conn):
+    """(Waiting room) A connection that said nothing, or too little, in time."""
+    server.refuse("rejected", conn.peer, f"{silence(conn)} within {server.handshake_timeout:g} s "
+                                         f"(--handshake-timeout): an idle, slow or silent client")
+    server.finish_connection(conn)
+
+
+def wait_for_handshake(server, conn, want, step):
+    """(Worker) The handshake needs bytes the client has not sent yet
+    (SSLWantReadError), or cannot send ours yet (SSLWantWriteError): the
+    connection waits in the waiting room, and `step` runs in a worker
+    when they are there. So no worker ever waits for a handshake, except
+    once, a few milliseconds, for a resumed session: its ClientHello
+    carries proof (its PSK binder, RFC 8446 4.2.11) that the client holds
+    a ticket we gave to an authenticated client, and its last flight
+    comes within a millisecond: waiting for it beats handing over twice."""
+    tls = conn.sock
+    if isinstance(want, ssl.SSLWantReadError) and tls.session_reused and not conn.waited:
+        conn.waited = True                   # once per connection
+        ready = select.poll()
+        ready.register(tls, select.POLLIN)
+        if ready.poll(NEXT_REQUEST_WAIT * 1000):
+            step(server, conn)
+            return
+    events = selectors.EVENT_WRITE if isinstance(want, ssl.SSLWantWriteError) else selectors.EVENT_READ
+    server.waiting_room.park(conn, step, expire_handshake, events)
+
+
+def expire_handshake(server, conn):
+    """(Waiting room) A handshake not finished by its deadline."""
+    if conn.sock.cipher() is None:
+        expire_unspoken(server, conn)
+        return
+    server.refuse("rejected", conn.peer, describe_rejection(socket.timeout(), server.context))
+    server.finish_connection(conn)
+
+
+def take_a_slot(server, conn):
+    """(Worker) A finished handshake takes one of --max-connections slots,
+    or is closed with a close_notify; it is no stranger any more. True if
+    it got one."""
+    if not server.slots.acquire(blocking=False):
+        server.refuse("rejected", conn.peer, f"too many connections (limit "
+                                             f"{server.max_connections}, --max-connections)")
+        close_tls(server, conn)
+        return False
+    conn.authenticated = True
+    server.waiting_room.forget(conn)
+    return True
+
+
+def start_requests(server, conn, handler_class):
+    """(Worker) An identified client: make its request handler and serve
+    what has arrived. One that may not be served (decided at the handshake)
+    gets its 403 at once, and the connection is closed."""
+    tls = conn.sock
+    conn.head = RequestHead(server.idle_timeout, server.request_timeout)
+    tls.settimeout(server.request_timeout)
+    conn.handler = handler_class(tls, conn.address, server, conn.head)
+    if tls.refusal:
+        conn.handler.refuse_connection()
+        close_tls(server, conn)
+        return
+    serve_requests(server, conn)
+
+
+def serve_requests(server, conn):
+    """(Worker) Serve each request whose head has arrived whole, then give
+    the connection back to the waiting room until the next one arrives.
+
+    A busy client's next request often comes within a millisecond of our
+    answer: the worker waits for it up to NEXT_REQUEST_WAIT (the client has
+    proven who it is) rather than pay for two hand-overs between threads."""
+    head, handler = conn.head, conn.handler
+    wait = NEXT_REQUEST_WAIT
+    while True:
+        found = head.fill(conn.sock, wait)
+        if time.monotonic() > head.deadline:
+            server.refuse("closed", conn.peer, head.why_late())
+            close_tls(server, conn)
+            return
+        if found == "more":
+            if conn.sock.pending():              # decrypted bytes the selector cannot see
+                wait = 0.0
+                continue
+            conn.deadline = head.deadline        # idle, or the rest of the request head
+            server.waiting_room.park(conn, serve_requests, expire_request)
+            return
+        if found == "end":
+            server.finish_connection(conn)
+            return
+        if found == "too big":
+            server.refuse("closed", conn.peer, f"request head over {MAX_REQUEST_HEAD} bytes: a "
+                                               f"client that will not stop sending")
+            close_tls(server, conn)
+            return
+        conn.sock.settimeout(server.request_timeout)     # for our writes
+        handler.handle_one_request()
+        if handler.close_connection:
+            close_tls(server, conn)
+            return
+        head.expect_request()
+        wait = NEXT_REQUEST_WAIT
+
+
+def expire_request(server, conn):
+    """(Waiting room) No request, or no whole request head, by the deadline."""
+    server.refuse("closed", conn.peer, conn.head.why_late())
+    close_tls(server, conn)
+
+
+def read_plain_http(server, conn):
+    """(Waiting room) Read a plain-HTTP client's request head (at most 16 KB,
+    until LINGER_TIMEOUT), then answer it."""
+    try:
+        while b"\r\n\r\n" not in conn.plain and len(conn.plain) < 16384:
+            chunk = conn.sock.recv(4096)
+            if not chunk:
+                break
+            conn.plain += chunk
+        else:
+            answer_plain_http(server, conn)
+            return
+    except BlockingIOError:
+        server.waiting_room.park(conn, read_plain_http, answer_plain_http, in_worker=False)
+        return
+    except OSError:
+        pass
+    answer_plain_http(server, conn)
+
+
+def answer_plain_http(server, conn):
+    """(Waiting room) Tell a plain-HTTP client, in HTTP, to use https://."""
+    body = (b"400 Bad Request: this server speaks HTTPS with a client certificate.\n"
+            b"Use https://, and present a certificate, e.g.\n"
+            b"  curl --cacert certs/ca.crt --cert certs/client.crt --key certs/client.key https://...\n")
+    try:        # small enough for the socket's send buffer: it does not wait
+        conn.sock.send(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                       b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    except OSError:
+        pass
+    close_gently(server, conn)
+
+
+def close_tls(server, conn):
+    """End a TLS connection with a close_notify alert (RFC 8446 6.1): it
+    tells the client the data is complete, not cut off by an attacker.
+    On a non-blocking socket, unwrap() sends it and then raises
+    SSLWantReadError: the client's reply is read in the waiting room."""
+    try:
+        conn.sock.settimeout(0.0)
+        conn.sock.unwrap()
+    except (ssl.SSLError, OSError, ValueError):
+        pass
+    close_gently(server, conn)
+
+
+def close_gently(server, conn):
+    """Close so that the client surely reads our last words (a TLS alert,
+    a 403, a 400).
+
+    Under TLS 1.3 the client finishes its side of the handshake before the
+    server has checked the client certificate, and sends its request at
+    once. If we close while that request sits unread in our receive buffer,
+    the kernel answers with a TCP reset, which can destroy the alert
+    before the client reads it. So: send FIN, then read and drop what the
+    client sends, in the waiting room, until it closes or LINGER_TIMEOUT."""
+    try:
+        socket.socket.shutdown(conn.sock, socket.SHUT_WR)
+    except (OSError, ValueError):
+        server.finish_connection(conn)
+        return
+    conn.deadline = time.monotonic() + LINGER_TIMEOUT
+    server.waiting_room.park(conn, drain, stop_draining, in_worker=False)
+
+
+def drain(server, conn):
+    """(Waiting room) Read and drop a closing client's last bytes (the
+    raw TCP bytes: whatever they say, we will not read them as TLS)."""
+    try:
+        for _ in range(16):               # at most 1 MB a turn; more waits for the next
+            if not socket.socket.recv(conn.sock, 65536):
+                break
+        else:
+            server.waiting_room.park(conn, drain, stop_draining, in_worker=False)
+            return
+    except BlockingIOError:
+        server.waiting_room.park(conn, drain, stop_draining, in_worker=False)
+        return
+    except OSError:
+        pass
+    server.finish_connection(conn)
+
+
+def stop_draining(server, conn):
+    """(Waiting room) The closing client had LINGER_TIMEOUT: close."""
+    server.finish_connection(conn)
+
+
+class RequestHead:
+    """A connection's rfile: the bytes the client has sent that http.server
+    has not read yet. The server reads them without waiting (fill), and
+    hands a request to http.server only once its whole head is here, so
+    http.server's readline() never waits on the network. Pipelined
+    requests stay here for the next turn; one per connection, across requests.
+
+    Each deadline is total, not per read, so a client sending one byte
+    every few seconds (slowloris) cannot stretch it: a waiting keep-alive
+    connection gets the idle timeout; once a request starts, its whole head
+    must arrive within the request timeout."""
+
+    def __init__(self, idle_timeout, request_timeout):
+        self.idle_timeout, self.request_timeout = idle_timeout, request_timeout
+        self.buffer = bytearray()
+        self.expect_request()
+
+    def expect_request(self):
+        """Start waiting for the next request on this connection."""
+        self.waiting = not self.buffer
+        timeout = self.idle_timeout if self.waiting else self.request_timeout
+        self.deadline = time.monotonic() + timeout
+
+    def fill(self, tls, wait=0.0):
+        """Read what the client has sent, waiting at most `wait` seconds for
+        it: until a whole head is here, or nothing more has arrived. Return
+        "whole", "more" (not whole yet), "end" (the client closed) or "too big"."""
+        while not self.whole():
+            if len(self.buffer) > MAX_REQUEST_HEAD:
+                return "too big"
+            tls.settimeout(wait)
+            try:
+                data = tls.recv(65536)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, socket.timeout):
+                return "more"        # (a record with no data, e.g. a KeyUpdate, lands here too)
+            if not data:
+                return "end"
+            if self.waiting:         # the first bytes of a request: its deadline starts
+                self.waiting = False
+                self.deadline = time.monotonic() + self.request_timeout
+            self.buffer += data
+            wait = 0.0
+        return "whole"
+
+    def whole(self):
+        """Has a whole request head arrived: a request line, headers, an empty line?"""
+        end = self.buffer.find(b"\n")
+        if end < 0:
+            return False
+        if end <= 1:                 # an empty first line: http.server ends the connection
+            return True
+        return self.buffer.find(b"\n\r\n", end) >= 0 or self.buffer.find(b"\n\n", end) >= 0
+
+    def readline(self, limit=-1):
+        """http.server's read: one line (at most `limit` bytes) of what is here."""
+        end = self.buffer.find(b"\n") + 1 or len(self.buffer)
+        if 0 <= limit < end:
+            end = limit
+        line = bytes(self.buffer[:end])
+        del self.buffer[:end]
+        return line
+
+    def read(self, size=-1):
+        """Up to `size` bytes of what is here (we read no bodies: see parse_request)."""
+        size = len(self.buffer) if size is None or size < 0 else size
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def close(self):
+        """Nothing to close: the connection outlives one request."""
+
+    def why_late(self):
+        """Say which deadline passed, for the log."""
+        if self.waiting:
+            return f"idle for {self.idle_timeout:g} s with no request (--idle-timeout)"
+        return (f"request head not complete after {self.request_timeout:g} s "
+                f"(--request-timeout): a slow or stalled client")
