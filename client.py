@@ -47,7 +47,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from armour.command_line import ArgumentParser, seconds  # noqa: F401  (the demo takes ArgumentParser from here)
+from armour.command_line import ArgumentParser, seconds  # noqa: F401  (the demo imports it here)
 from armour.keylog import KeylogError, open_keylog
 
 EXIT_OK, EXIT_USAGE, EXIT_CONNECT = 0, 2, 3
@@ -109,7 +109,7 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
     if keylog:
         try:
             print(open_keylog(context, keylog), file=sys.stderr)   # TLS secrets, for Wireshark
-        except KeylogError as exc:
+        except KeylogError as exc:          # "bad key log" in server.py; "bad file" here
             raise Failure(EXIT_USAGE, "bad file", f"{exc.what} -- {exc.fix}") from None
     # Remembered for error messages: what we trusted and what we sent.
     context.mtls_sent = {"cacert": cacert, "cert": cert, "chain": chain}

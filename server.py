@@ -1,22 +1,19 @@
 #!/usr/bin/env python3
 """server.py: an HTTPS server that lets in only clients with a certificate.
 
-This is mutual TLS (mTLS). TLS opens every HTTPS connection with a
-handshake: the client says hello (its ClientHello), the server answers
-with its certificate, and both agree on keys. In ordinary HTTPS only the
-server proves who it is. Here the server also asks the client for a
-certificate (a CertificateRequest message in the handshake), checks that
-our certificate authority (CA) signed it, and hangs up on anyone who cannot
-show one. The answer then greets the client by the name in its certificate.
+This is mutual TLS (mTLS). TLS opens each HTTPS connection with a
+handshake: the client says hello (a ClientHello), the server answers with
+its certificate, and both agree on keys. In ordinary HTTPS only the server
+proves who it is. Here the server also asks the client for a certificate
+(a CertificateRequest in the handshake), checks that our certificate
+authority (CA) signed it, and refuses anyone who cannot show one: the
+handshake fails, the client gets a TLS alert (a short coded reason), and
+our log one plain line. The answer greets the client by its certificate's name.
 
-Reading order, top to bottom (the lesson; the armour it stands in is in armour/):
-  make_server_context   what we prove (our certificate) and what we demand
-                        (CERT_REQUIRED: a client certificate signed by our CA)
-  MTLSServer            where the handshake runs, and why not in accept()
-  continue_handshake    one step of a handshake; what a failure does
-  identify_client       who the client is, and whether it may come in (--allow)
-  GreetingHandler       the response: do_GET
-  main                  the command line, start, stop
+Read from the top: the TLS context (what we prove, what we demand), the
+handshake (where it runs, why not in accept(), what a failure does), who
+the client is and whether it may come in (--allow), the response, main.
+What defends that story lives in armour/, one module per failure it prevents.
 
 Reads:   certs/ca.crt      the CA whose signature a client certificate needs
          certs/server.crt  our certificate, sent to every client
@@ -28,12 +25,10 @@ Writes:  one log line per connection to stderr:
            forbidden 127.0.0.1:51004: cn:other is not on the allow-list (--allow)
 Run:     python3 server.py                  (https://localhost:3000/)
          python3 server.py --port 8443 --allow cn:my-client --crl certs/ca.crl
-         kill -HUP PID     re-reads certificate, key, CA and CRL files
-         Ctrl-C, or kill PID (SIGTERM), stops it at once.
+         kill -HUP PID re-reads the files; Ctrl-C, or kill PID, stops it.
 
-Simplified on purpose: a fixed greeting. A production service would add
-real routes, structured logs and a limit on handshakes per client address;
-the TLS part stays as it is here.
+Simplified: a fixed greeting; a production service adds routes, structured
+logs and a limit on handshakes per client address.
 """
 
 import os
@@ -44,65 +39,34 @@ if sys.version_info < (3, 9):       # before anything newer can fail with a trac
                      "-- run it with python3.9 or newer\n" % sys.version_info[:2])
     sys.exit(2)
 
-# OpenSSL reads its config file once, when ssl is first imported: so, before
-# any import of ssl (armour/ imports it too), server.py run as a program has
-# it read groups.cnf, the key-exchange groups we offer (armour/key_exchange.py
-# says why). Never over an OPENSSL_CONF already set (a crypto policy, FIPS).
-GROUPS_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "groups.cnf")
-GROUPS_FROM = os.environ.get("OPENSSL_CONF")       # the file that decides, if any
-if __name__ == "__main__" and not GROUPS_FROM and os.path.isfile(GROUPS_CONF) \
-        and not {"_ssl", "_hashlib"} & set(sys.modules):
-    GROUPS_FROM = os.environ["OPENSSL_CONF"] = GROUPS_CONF
-    import ssl                                      # noqa: E402  (reads groups.cnf, once)
-    del os.environ["OPENSSL_CONF"]                  # read: programs we start are not affected
+from armour.openssl_config import read_groups_conf  # noqa: E402  (imports no ssl)
+# First of all, before anything imports ssl: the key-exchange groups (groups.cnf).
+GROUPS_FROM = read_groups_conf() if __name__ == "__main__" else os.environ.get("OPENSSL_CONF")
 
-import signal  # noqa: E402  (these imports read OpenSSL's config: after the lines above)
-import socket  # noqa: E402
-import ssl  # noqa: E402
-import time  # noqa: E402
+# noqa: E402 below: these imports come after that line on purpose.
+import signal
+import socket
+import ssl
+import time
 
-from armour import ConfigError  # noqa: E402
-from armour.bad_requests import GuardedHandler  # noqa: E402
-from armour.certificate_fields import out_of_date, read_certificate  # noqa: E402
-from armour.command_line import (ArgumentParser, count, explain_listen_error,  # noqa: E402
-                                 parse_identity, resolve, seconds)
-from armour.forwarded import keep_forwarding_checks, read_forwarded_certificate  # noqa: E402
-from armour.key_exchange import TLS12_CIPHERS, describe_groups, set_key_exchange_groups  # noqa
-from armour.keylog import KeylogError, open_keylog  # noqa: E402
-from armour.own_files import (WARN_DAYS, ReloadingServer, check_own_files,  # noqa: E402
-                              check_server_certificate, checking_client_ca,
-                              checking_own_certificate, date_warnings, load_crl,
-                              raise_open_file_limit, refuse_passphrase, warn_if_key_exposed,
-                              warn_if_no_san)
-from armour.refusals import (LOG_BURST, describe_rejection, expired_cas, format_address,  # noqa
+from armour import ConfigError        # each armour module is named for the failure it prevents
+from armour.bad_requests import GuardedHandler
+from armour.certificate_fields import out_of_date, read_certificate
+from armour.command_line import (ArgumentParser, count, explain_listen_error, parse_identity,
+                                 resolve, seconds)
+from armour.forwarded import keep_forwarding_checks, read_forwarded_certificate
+from armour.key_exchange import TLS12_CIPHERS, describe_groups, set_key_exchange_groups
+from armour.keylog import open_keylog
+from armour.own_files import (WARN_DAYS, ReloadingServer, check_own_files, check_server_certificate,
+                              checking_client_ca, checking_own_certificate, date_warnings,
+                              load_crl, raise_open_file_limit, refuse_passphrase,
+                              warn_if_key_exposed, warn_if_no_san)
+from armour.refusals import (LOG_BURST, describe_rejection, expired_cas, format_address, log,
                              printable, spell, spell_all)
-from armour.slow_clients import (Connection, WaitingRoom, WaitingRoomServer,  # noqa: E402
-                                 close_gently, start_requests, take_a_slot, wait_for_handshake)
-
-# --- settings ------------------------------------------------------------
+from armour.slow_clients import (Connection, WaitingRoom, WaitingRoomServer, close_gently,
+                                 start_requests, start_tls, take_a_slot, wait_for_handshake)
 
 CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "certs")
-
-# Limits that keep one client (or a crowd of them) from tying the server up.
-# Each is a total deadline, not a per-read timeout: a client sending one
-# byte at a time must not be able to stretch it.
-HANDSHAKE_TIMEOUT = 10.0   # seconds from connect to a finished TLS handshake
-REQUEST_TIMEOUT = 10.0     # seconds to send a whole request head (slowloris)
-IDLE_TIMEOUT = 30.0        # seconds a keep-alive connection may sit idle
-MAX_CONNECTIONS = 4096     # authenticated connections open at once, busy or idle
-MAX_PENDING = 1000         # connections not authenticated yet (they wait with no thread)
-WORKERS = 16               # threads that run handshake steps and serve requests
-SESSION_LIFETIME = 600.0   # seconds a TLS session can be resumed, at most (see identify_client)
-
-
-def log(message):
-    """Write one timestamped line to stderr, the server's log."""
-    try:
-        sys.stderr.write(time.strftime("%H:%M:%S ") + message + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):    # stderr is a closed pipe: keep serving regardless
-        pass
-
 
 # --- the TLS context: what we prove, and what we demand ------------------
 
@@ -111,19 +75,16 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     client certificate must come from. `crl` is one CRL file or a list."""
     crls = [crl] if isinstance(crl, str) else list(crl or ())
     check_own_files(ca, cert, key, crls)       # each one there and readable, or one clear line
-
-    # PROTOCOL_TLS_SERVER: negotiate the best version both sides have...
+    # PROTOCOL_TLS_SERVER: the best version both sides have, but never below
+    # TLS 1.2 (1.0 and 1.1 are broken and deprecated, RFC 8996).
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    # ...but never below TLS 1.2 (1.0 and 1.1 are broken and deprecated, RFC 8996).
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)         # TLS 1.2: forward-secret ciphers only
-    # Renegotiation (TLS 1.2) would let a client restart the handshake
-    # mid-connection; nothing here needs it, and it has a history of attacks.
+    # No renegotiation (TLS 1.2: a client restarting the handshake mid-connection).
     context.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
 
-    # What we prove: our certificate, and the private key that proves it is
-    # ours. An encrypted key would make OpenSSL prompt on the terminal (and
-    # hang a server started without one); refuse_passphrase refuses instead.
+    # What we prove: our certificate, and the private key that proves it is ours
+    # (refuse_passphrase: an encrypted key would make OpenSSL prompt, and hang).
     key_type = check_server_certificate(cert)  # first: a wrong certificate is not a wrong key
     set_key_exchange_groups(context, key_type, GROUPS_FROM)
     with checking_own_certificate(cert, key):
@@ -136,47 +97,78 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     # ...the CA in `ca`, and only it: the system's CAs vouch for no client here.
     with checking_client_ca(context, ca):
         context.load_verify_locations(cafile=ca)
-    # Strict X.509 rules (RFC 5280, as ssl.create_default_context() asks for
-    # since Python 3.13; here on every version): e.g. a CA must carry keyUsage.
+    # Strict X.509 rules (RFC 5280; ssl.create_default_context()'s since 3.13).
     context.verify_flags |= ssl.VERIFY_X509_STRICT
-
     # A certificate revocation list (CRL), signed by the CA, names the
-    # certificates it has revoked before their expiry date.
+    # certificates it revoked before their expiry date.
     for path in crls:
         load_crl(context, path)
     if crls:
-        # Loading a CRL is not enough: this flag tells OpenSSL to look the
-        # client's certificate up in the CRL of the CA that issued it. With
-        # --crl-chain, every certificate in the client's chain is looked up
-        # (a revoked intermediate is caught too), and then every CA in the
-        # chain, the root included, must have a current CRL here.
+        # Loading a CRL is not enough: this flag tells OpenSSL to look the client's
+        # certificate up in the CRL of the CA that issued it. --crl-chain: every
+        # certificate of the chain (a revoked intermediate too); then every CA in
+        # the chain, the root included, must have a current CRL here.
         check = ssl.VERIFY_CRL_CHECK_CHAIN if crl_chain else ssl.VERIFY_CRL_CHECK_LEAF
         context.verify_flags |= check
 
     if keylog:
-        try:
-            log(open_keylog(context, keylog))  # TLS secrets for Wireshark: debugging only
-        except KeylogError as exc:
-            raise ConfigError("bad key log", exc.what, exc.fix) from None
+        log(open_keylog(context, keylog))      # TLS secrets for Wireshark: debugging only
     keep_forwarding_checks(context, crls)      # for a proxy's clients (--trust-proxy)
     return context
 
 
-# --- the connection: where the handshake runs, and why there -------------
+# --- the handshake: where it runs, and why there ---------------------------
 #
-# Most tutorials wrap the listening socket in TLS. Then the handshake runs
-# inside accept(), on the one thread that accepts: a single client that
-# connects and sends nothing stops every other client, and a failed
-# handshake is raised out of accept() and lost without a log line
-# (python3 mistakes/gallery.py accept-loop shows both).
-#
-# So accept() here takes plain TCP, and the handshake runs later, a step at
-# a time. Threads work, the selector waits: whatever waits on the network
-# (a ClientHello, the rest of a handshake, an idle keep-alive connection)
-# waits in one selector, the waiting room, costing no thread; a worker
-# thread runs a step only when the client's bytes have arrived. So no
-# stranger, and no crowd of them, can tie the server up.
-# (armour/slow_clients.py: the waiting room, the workers, the deadlines.)
+# Most tutorials wrap the listening socket in TLS: then the handshake runs
+# inside accept(), on the one thread that accepts, and a single client that
+# connects and sends nothing stops every other client (mistakes/accept_loop.py).
+# So accept() here takes plain TCP (MTLSServer, below), and the handshake
+# runs later, a step at a time. Threads work, the selector waits: whatever
+# waits on the network (a ClientHello, the rest of a handshake, an idle
+# keep-alive connection) waits in one selector, the waiting room, costing
+# no thread; a worker thread runs a step when the client's bytes are there.
+# No stranger, nor a crowd of them, can tie the server up (armour/slow_clients.py).
+
+def continue_handshake(server, conn):
+    """(Worker) Run the TLS handshake as far as the client's bytes allow."""
+    tls = start_tls(server, conn)   # the accepted socket in TLS, non-blocking
+    if tls is None:
+        return
+    try:
+        # OpenSSL checks the client's certificate here, when it arrives:
+        # CERT_REQUIRED, our CA, the CRL. Non-blocking: this goes as far as
+        # the bytes that have arrived, then raises SSLWantReadError.
+        tls.do_handshake()
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as want:
+        # The rest waits in the waiting room; a worker carries on when it comes.
+        wait_for_handshake(server, conn, want, continue_handshake)
+        return
+    except (ssl.SSLError, OSError) as exc:
+        # A failed handshake: OpenSSL has sent the client a TLS alert (a
+        # coded reason: certificate_required, unknown_ca...). We log one
+        # plain line, and close so that the alert arrives (close_gently).
+        server.refuse("rejected", conn.peer, describe_rejection(exc, tls.context))
+        close_gently(server, conn)
+        return
+    # The handshake is done: the client's certificate chains to our CA.
+    if not take_a_slot(server, conn):          # --max-connections
+        return
+    if not identify_client(server, tls, conn.peer):
+        close_gently(server, conn)
+        return
+    start_requests(server, conn, GreetingHandler)
+
+
+# Limits: no client, and no crowd of them, may tie the server up. Each is a
+# total deadline, not a per-read timeout: one byte at a time cannot stretch it.
+HANDSHAKE_TIMEOUT = 10.0   # seconds from connect to a finished TLS handshake
+REQUEST_TIMEOUT = 10.0     # seconds to send a whole request head (slowloris)
+IDLE_TIMEOUT = 30.0        # seconds a keep-alive connection may sit idle
+MAX_CONNECTIONS = 4096     # authenticated connections open at once, busy or idle
+MAX_PENDING = 1000         # connections not authenticated yet (they wait with no thread)
+WORKERS = 16               # threads that run handshake steps and serve requests
+SESSION_LIFETIME = 600.0   # seconds a TLS session can be resumed, at most (see identify_client)
+
 
 class MTLSServer(ReloadingServer, WaitingRoomServer):
     """An HTTPS server that demands a client certificate, and runs each TLS
@@ -219,45 +211,6 @@ class MTLSServer(ReloadingServer, WaitingRoomServer):
         with self.open_lock:
             self.open_connections.add(conn)
         self.waiting_room.arrive(conn)
-
-
-def continue_handshake(server, conn):
-    """(Worker) Run the TLS handshake as far as the client's bytes allow."""
-    if not isinstance(conn.sock, ssl.SSLSocket):
-        # First step: TLS on the accepted socket, the handshake not yet begun.
-        context = server.context    # read once: a reload may swap it meanwhile
-        try:
-            conn.sock = context.wrap_socket(conn.sock, server_side=True,
-                                            do_handshake_on_connect=False)
-        except OSError:             # reset already: "closed before TLS handshake"
-            server.refuse("rejected", conn.peer, "client reset the connection during the handshake")
-            server.finish_connection(conn)
-            return
-        conn.sock.settimeout(0.0)   # non-blocking: do_handshake() never waits
-    tls = conn.sock
-    try:
-        # Here OpenSSL checks the client's certificate (CERT_REQUIRED, our CA,
-        # the CRL) when it arrives. Non-blocking: this goes as far as the
-        # bytes that have arrived, then raises SSLWantReadError.
-        tls.do_handshake()
-    except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as want:
-        # The rest waits in the waiting room, and a worker carries on when it comes.
-        wait_for_handshake(server, conn, want, continue_handshake)
-        return
-    except (ssl.SSLError, OSError) as exc:
-        # A failed handshake: OpenSSL has sent the client a TLS alert (a
-        # one-byte reason: "certificate required", "unknown CA", ...). We log
-        # one plain line, and close so that the alert arrives (close_gently).
-        server.refuse("rejected", conn.peer, describe_rejection(exc, tls.context))
-        close_gently(server, conn)
-        return
-    # The handshake is done: the client's certificate chains to our CA.
-    if not take_a_slot(server, conn):          # --max-connections
-        return
-    if not identify_client(server, tls, conn.peer):
-        close_gently(server, conn)
-        return
-    start_requests(server, conn, GreetingHandler)
 
 
 # --- who the client is, and whether it may come in -----------------------

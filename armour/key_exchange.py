@@ -8,16 +8,13 @@ A TLS handshake agrees on a key through a key exchange (Diffie-Hellman) on
 a "group": an elliptic curve such as X25519 or P-256, or a finite field
 (ffdhe2048...). Python's ssl can set only one group (set_ecdh_curve)
 before 3.15, so server.py, run as a program, points OpenSSL at groups.cnf
-before ssl is imported (see the top of server.py); `groups_from` below is
-the config file that decided, or None.
+before ssl is imported (openssl_config.py); `groups_from` below is the
+config file that decided, or None.
 """
 
-import os
 import ssl
 
-# server.py's folder, where groups.cnf lies.
-GROUPS_CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "groups.cnf")
+from armour.openssl_config import GROUPS_CONF
 
 # The key-exchange groups we offer, in our order of preference: the same
 # list as groups.cnf (which says why these three). Where neither that file

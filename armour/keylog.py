@@ -3,7 +3,7 @@
 Prevents: a key log (--keylog) that lets someone else decrypt the traffic:
 a file others can read, one that belongs to someone else, or a symbolic
 link planted to lead our secrets into another file (issue 8). Used by
-server.py and client.py alike; each turns KeylogError into its own error line.
+server.py and client.py alike (client.py turns KeylogError into its own Failure).
 """
 
 import errno
@@ -11,15 +11,16 @@ import os
 import shlex
 import stat
 
+from armour import ConfigError
+
 WARNING = "warning: writing TLS session secrets to {path}; use only for debugging"
 
 
-class KeylogError(Exception):
+class KeylogError(ConfigError):
     """A key log we refuse: what is wrong, and the fix."""
 
     def __init__(self, what, fix):
-        super().__init__(f"{what} -- {fix}")
-        self.what, self.fix = what, fix
+        super().__init__("bad key log", what, fix)
 
 
 def open_keylog(context, path):

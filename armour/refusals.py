@@ -6,6 +6,7 @@ and a flood of refusals drowning the log.
 
 describe_rejection(exc, context)  the reason for a failed handshake, in words
 describe_verify_code(code, ...)   the same for a certificate OpenSSL refused
+log(message)                      one timestamped line to stderr, the server's log
 RefusalLog                        one line per refusal; in a flood, counts
 printable, spell, spell_all       a client's text made safe for one log line
 """
@@ -13,6 +14,7 @@ printable, spell, spell_all       a client's text made safe for one log line
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 
@@ -20,6 +22,15 @@ from armour.key_exchange import KEY_EXCHANGE_GROUPS
 
 LOG_BURST = 500            # refusals logged one by one at once; then LOG_RATE a second,
 LOG_RATE = 50              # and the rest counted (see RefusalLog)
+
+
+def log(message):
+    """Write one timestamped line to stderr, the server's log."""
+    try:
+        sys.stderr.write(time.strftime("%H:%M:%S ") + message + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):    # stderr is a closed pipe: keep serving regardless
+        pass
 
 
 def printable(name):

@@ -399,6 +399,24 @@ def expire_unspoken(server, conn):
     server.finish_connection(conn)
 
 
+def start_tls(server, conn):
+    """(Worker) The TLS socket of a connection: on its first step, the
+    accepted TCP socket wrapped in TLS with the current context, its
+    handshake not begun (do_handshake_on_connect=False) and non-blocking,
+    so that do_handshake() never waits. None if the client has gone."""
+    if not isinstance(conn.sock, ssl.SSLSocket):
+        context = server.context    # read once: a reload may swap it meanwhile
+        try:
+            conn.sock = context.wrap_socket(conn.sock, server_side=True,
+                                            do_handshake_on_connect=False)
+        except OSError:             # reset already: "closed before TLS handshake"
+            server.refuse("rejected", conn.peer, "client reset the connection during the handshake")
+            server.finish_connection(conn)
+            return None
+        conn.sock.settimeout(0.0)
+    return conn.sock
+
+
 def wait_for_handshake(server, conn, want, step):
     """(Worker) The handshake needs bytes the client has not sent yet
     (SSLWantReadError), or cannot send ours yet (SSLWantWriteError): the

@@ -16,11 +16,10 @@ TITLE = "A CRL loaded but never consulted (no VERIFY_CRL_CHECK_LEAF)"
 FILE = "server.py"
 EDITS = [
     ("    if crls:\n"
-     "        # Loading a CRL is not enough: this flag tells OpenSSL to look the\n"
-     "        # client's certificate up in the CRL of the CA that issued it. With\n"
-     "        # --crl-chain, every certificate in the client's chain is looked up\n"
-     "        # (a revoked intermediate is caught too), and then every CA in the\n"
-     "        # chain, the root included, must have a current CRL here.\n"
+     "        # Loading a CRL is not enough: this flag tells OpenSSL to look the client's\n"
+     "        # certificate up in the CRL of the CA that issued it. --crl-chain: every\n"
+     "        # certificate of the chain (a revoked intermediate too); then every CA in\n"
+     "        # the chain, the root included, must have a current CRL here.\n"
      "        check = ssl.VERIFY_CRL_CHECK_CHAIN if crl_chain else ssl.VERIFY_CRL_CHECK_LEAF\n"
      "        context.verify_flags |= check\n",
      ""),
