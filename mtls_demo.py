@@ -36,22 +36,25 @@ if sys.version_info < (3, 9):
                      "-- run it with python3.9 or newer\n" % sys.version_info[:2])
     sys.exit(2)
 
-import difflib                 # noqa: E402  (after the version check)
+# After the version check: the pieces the story is told with (demo/).
+import difflib                 # noqa: E402
 import importlib               # noqa: E402
 import os                      # noqa: E402
 import shlex                   # noqa: E402
 import shutil                  # noqa: E402
 
-from demo.cases import (CaseRun, curl_intro, fix_command, markdown_table, observe_client,  # noqa: E402
-                        rerun_tls12, run_curl, server_command, skipped_case, summarize_log_line)
-from demo.commands import ROOT, DemoError, fill, program, run, script, shown_path, shown_python  # noqa: E402,E501
-from demo.options import parse_args                                          # noqa: E402
-from demo.scenarios import (ARTICLE_CASES, DEMOS, LESSON, LESSON_INTRO,       # noqa: E402
+from demo.cases import (CaseRun, curl_intro, fix_command, markdown_table,      # noqa: E402
+                        observe_client, rerun_tls12, run_curl, run_shown, server_command,
+                        skipped_case, summarize_log_line)
+from demo.commands import (ROOT, DemoError, fill, program, run_guarded,      # noqa: E402
+                           script, shown_path, shown_python)
+from demo.options import parse_args                                           # noqa: E402
+from demo.scenarios import (ARTICLE_CASES, DEMOS, LESSON, LESSON_INTRO,        # noqa: E402
                             SCENARIO_BY_NAME, SCENARIOS, STRICT_CHECKS)
-from demo.servers import ServerProcess, ensure_certificates, set_make_run    # noqa: E402
-from demo.terminal import (LESSON_TABLE_WIDTH, Pauser, Result, introduced,  # noqa: E402
+from demo.servers import ServerProcess, ensure_certificates, set_make_run     # noqa: E402
+from demo.terminal import (LESSON_TABLE_WIDTH, Pauser, Result, introduced,     # noqa: E402
                            print_table, screen, terminal_width)
-from demo.wire import cleartext_case, trace_case                            # noqa: E402
+from demo.wire import cleartext_case, trace_case                              # noqa: E402
 
 
 # --- the mistakes gallery ------------------------------------------------
@@ -167,14 +170,7 @@ def run_case(scenario, server, certs, opts, lesson=None):
     server.show()
     server.forget_old_lines()
     words = script("client.py") + fill(scenario.client, certs, server.port)
-    screen.command(words)
-    proc = run(words, timeout=30)
-    screen.output(proc.stdout + proc.stderr)
-    screen.print(f"   (exit {proc.returncode})")
-    server_lines = server.case_lines(scenario.server_says)
-    for line in server_lines:
-        screen.say(line, "server log: ")
-
+    proc, server_lines = run_shown(words, server, scenario.server_says)
     if opts.curl and scenario.curl:
         curl_words = ["curl", "-sS"] + fill(scenario.curl, certs, server.port)
         screen.say(curl_intro(lesson is not None))
@@ -285,40 +281,36 @@ def run_plan(plan, args):
     return 0 if matched == counted else 1
 
 
+def run_mode(args):
+    """Run what the command line asked for; return the exit code."""
+    if args.mode == "list":
+        return list_names()
+    if args.mode == "check":
+        from demo.check import check_certificates       # only --check needs it
+        return check_certificates(args.cacert, args.cert, args.key,
+                                  args.urls[0] if args.urls else None, width=screen.width)
+    plan = choose_plan(args)
+    others = [name for kind, name in plan if kind != "scenario"]
+    if args.markdown and others:
+        raise DemoError("bad option", f"--markdown makes the failure-gallery table, of "
+                        f"scenarios only, and {others[0]!r} is not one",
+                        f"leave it out: {program()} --markdown "
+                        + " ".join(n for k, n in plan if k == "scenario"))
+    # --tls1.2 shows both differences: the verdict inside the handshake
+    # (each case's rerun), and the client certificate in clear (the relay).
+    if args.tls12 and not args.markdown and ("demo", "cleartext-cert") not in plan:
+        plan.append(("demo", "cleartext-cert"))
+    return run_plan(plan, args)
+
+
 def main(argv=None):
     """Run the chosen cases and print the table; exit 0 if all matched."""
     args = parse_args(argv)
     introduced.clear()
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")      # see no-color.org
     screen.setup(args.width or terminal_width(), colour, quiet=args.markdown)
-    try:
-        if args.mode == "list":
-            return list_names()
-        if args.mode == "check":
-            from demo.check import check_certificates       # only --check needs it
-            return check_certificates(args.cacert, args.cert, args.key,
-                                      args.urls[0] if args.urls else None, width=screen.width)
-        plan = choose_plan(args)
-        others = [name for kind, name in plan if kind != "scenario"]
-        if args.markdown and others:
-            raise DemoError("bad option", f"--markdown makes the failure-gallery table, of "
-                            f"scenarios only, and {others[0]!r} is not one",
-                            f"leave it out: {program()} --markdown "
-                            + " ".join(n for k, n in plan if k == "scenario"))
-        # --tls1.2 shows both differences: the verdict inside the handshake
-        # (each case's rerun), and the client certificate in clear (the relay).
-        if args.tls12 and not args.markdown and ("demo", "cleartext-cert") not in plan:
-            plan.append(("demo", "cleartext-cert"))
-        return run_plan(plan, args)
-    except DemoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: the demo's servers are stopped", file=sys.stderr)
-        return 130
-    except BrokenPipeError:            # output piped into `head`, say: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    return run_guarded(lambda: run_mode(args), DemoError,
+                       "\ninterrupted: the demo's servers are stopped")
 
 
 if __name__ == "__main__":

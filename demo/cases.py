@@ -76,16 +76,23 @@ def curl_intro(lesson=False):
     return "The walkthrough's curl command, for comparison:"
 
 
-def run_curl(words, server, scenario):
-    """Run a curl command, print it, its output and the server's log line;
-    return curl's exit code."""
+def run_shown(words, server, phrase, exit_label="exit"):
+    """Print a command, run it, print its output, its exit code and the
+    server's log lines about it (read up to `phrase`); return (run, lines)."""
     screen.command(words)
     done = run(words, timeout=30)
     screen.output(done.stdout + done.stderr)
-    screen.print(f"   (curl exit {done.returncode})")
-    lines = server.case_lines(scenario.server_says)
+    screen.print(f"   ({exit_label} {done.returncode})")
+    lines = server.case_lines(phrase)
     for line in lines:
         screen.say(line, "server log: ")
+    return done, lines
+
+
+def run_curl(words, server, scenario):
+    """Run a curl command, print it, its output and the server's log line;
+    return curl's run."""
+    done, lines = run_shown(words, server, scenario.server_says, "curl exit")
     if done.returncode == 60 and lines[-1].startswith("accepted"):
         screen.why("curl checks the server's name itself, after the handshake has completed: "
                    "so server.py logged 'accepted', and then curl hung up without a request.")

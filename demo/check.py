@@ -44,7 +44,7 @@ import urllib.parse
 
 from demo.certificates import (CheckError, common_name, issued, issuer_of, pem_blocks,
                                pem_to_der, public_key, read_certificate, run_openssl)
-from demo.commands import ROOT
+from demo.commands import ROOT, run_guarded
 from demo.terminal import screen
 
 WARN_DAYS = 30          # warn when a certificate expires within this many days
@@ -1096,21 +1096,15 @@ def check_certificates(cacert, cert, key, url, width=None):
     one line per check; return 0 if nothing failed, 1 if something did,
     2 for a mistake that stops every check (a missing file, say)."""
     report = Report(width)
-    try:
+
+    def check_all():
         with tempfile.TemporaryDirectory(prefix="mtls-check-") as tmp:
             run_checks(cacert, cert, key, url, report, tmp)
-    except CheckError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted: stopped by Ctrl-C -- run it again to retry", file=sys.stderr)
-        return 130
-    except BrokenPipeError:            # output piped into `head`, say: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    c = report.counts
-    report.say(f"summary: {c['FAIL']} FAIL, {c['warn']} warn, {c['ok']} ok")
-    return report.exit_code()
+        c = report.counts
+        report.say(f"summary: {c['FAIL']} FAIL, {c['warn']} warn, {c['ok']} ok")
+        return report.exit_code()
+    return run_guarded(check_all, CheckError,
+                       "error: interrupted: stopped by Ctrl-C -- run it again to retry")
 
 
 def run_checks(cacert, cert, key, url, report, tmp):

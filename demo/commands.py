@@ -9,6 +9,7 @@ shown_path, shown_python, script, program
              each as a user types it
 fill         {certs}, {url}, {ipurl} in a scenario's arguments
 run          run a printed command; Ctrl-C in it stops the demo too
+run_guarded  a program's main: its errors, Ctrl-C and `| head` in one line each
 DemoError    something the user can fix: 'error: <label>: <what> -- <fix>'
 
 Reads and writes nothing itself; `run` starts what it is given.
@@ -75,6 +76,25 @@ def run(words, **options):
     if done.returncode in (130, -signal.SIGINT):
         raise KeyboardInterrupt
     return done
+
+
+def run_guarded(body, mistake, interrupted):
+    """Run a program's body and return its exit code; what a user causes
+    ends in one line, never a traceback: a `mistake` (the program's own
+    error class) prints 'error: ...' and gives 2, Ctrl-C prints
+    `interrupted` and gives 130 (the shell's code for SIGINT), and output
+    piped into `head` that closes early stops quietly with 1."""
+    try:
+        return body()
+    except mistake as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 class DemoError(Exception):

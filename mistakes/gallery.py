@@ -70,7 +70,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import client  # noqa: E402  (the project's client, the attacker's tool and the right code)
-from demo.commands import DemoError, fill  # noqa: E402  (the demo's pieces, never mtls_demo.py)
+from demo.commands import DemoError, fill, run_guarded  # noqa: E402  (the demo's pieces, never mtls_demo.py)
 from demo.servers import ServerProcess  # noqa: E402
 from demo.servers import refuse_rotated as refuse_rotated_certs  # noqa: E402
 from demo.terminal import Result, pair_options, shell_words, wrap_command  # noqa: E402
@@ -801,20 +801,16 @@ def main(argv=None):
         args.width = columns or 100
     out = Output(args.width)
     results = []
-    try:
+
+    def run_all():
         refuse_rotated(args.certs, argv)
         for name in args.names or names:
             results.append(run_exhibit(name, os.path.abspath(args.certs), args.width,
                                        verbose=args.verbose))
-    except ExhibitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: stopped by Ctrl-C; the servers are stopped", file=sys.stderr)
-        return 130
-    except BrokenPipeError:            # output piped into `head`, say: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    code = run_guarded(run_all, ExhibitError,
+                       "\ninterrupted: stopped by Ctrl-C; the servers are stopped")
+    if code is not None:            # an error, Ctrl-C or a closed pipe, said in one line
+        return code
     print_table(results, out)
     shown = sum(r.ok for r in results)
     print()
