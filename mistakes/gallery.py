@@ -26,8 +26,12 @@ through EXHIBITS and run_exhibit(name, certs, width).
 Reads:  certs/ (make scenarios, plus a few certificates only the exhibits
         need, made here with the openssl command: see EXTRA_CERTIFICATES).
 Runs:   server.py and each wrong server as their own processes on free
-        ports. The attackers' clients run in this process: client.py's
-        main() is called with the arguments shown, as if typed in a shell.
+        ports (demo/servers.py's ServerProcess). The attackers' clients run
+        in this process: client.py's main() is called with the arguments
+        shown, as if typed in a shell.
+Uses:   demo/ for what it shares with the demo (the server process, the
+        layout of printed commands, the table's Result); never mtls_demo.py,
+        which imports this file to run --mistakes.
 
 The wrong code is never reachable through an option of server.py or
 client.py: it exists only as the EDITS in these files, applied at run time.
@@ -354,7 +358,7 @@ class Output:
             print(self.paint(line.replace("\u00a0", " "), "1"))
 
     def command(self, words, prompt="$ ", quoted=False):
-        """Print a command line that pastes, as mtls_demo.py does: wrapped at
+        """Print a command line that pastes, as the demo does: wrapped at
         spaces between words with ' \\' continuations, each option with its
         value, each word shell-quoted (unless `quoted`: already as written)."""
         units = pair_options([w if quoted or w == "&" else shlex.quote(w) for w in words])
