@@ -56,19 +56,17 @@ from demo.terminal import (LESSON_TABLE_WIDTH, Pauser, Result, introduced,     #
                            print_table, screen, terminal_width)
 from demo.wire import cleartext_case, trace_case                              # noqa: E402
 
-
-# --- the mistakes gallery ------------------------------------------------
-#
-# Wrong code lives apart, in mistakes/, and is run through mistakes/gallery.py
-# (EXHIBITS, run_exhibit). We import it only when an exhibit is asked for.
-
 GALLERY_FILE = os.path.join(ROOT, "mistakes", "gallery.py")
 
 
+# --- which cases ---------------------------------------------------------
+#
+# Scenarios and demonstrations are data (demo/scenarios.py). Wrong code
+# lives apart, in mistakes/, and is run through mistakes/gallery.py
+# (EXHIBITS, run_exhibit): we import it only when an exhibit is asked for.
+
 def load_gallery():
-    """mistakes/gallery.py as a module, or None while it is not built yet."""
-    if not os.path.exists(GALLERY_FILE):
-        return None
+    """mistakes/gallery.py as a module."""
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
     try:
@@ -78,58 +76,36 @@ def load_gallery():
                         f"run {shown_python()} {shown_path(GALLERY_FILE)} to see why")
 
 
-def exhibit_names():
-    """The exhibits' names, or [] when the gallery is not built yet."""
-    gallery = load_gallery()
-    return [e.name for e in gallery.EXHIBITS] if gallery else []
-
-
-def gallery_missing():
-    """The one-line error for an exhibit asked for before the gallery exists."""
-    return DemoError("not built yet", "the mistakes gallery (mistakes/gallery.py) does not exist "
-                     "yet", f"run the failure gallery meanwhile: {shown_python()} "
-                     f"{shown_path(__file__)} --all")
-
-
 def list_names():
     """Print every scenario, demonstration and exhibit, one line each."""
-    gallery = load_gallery()
-    exhibits = [(e.name, e.title) for e in gallery.EXHIBITS] if gallery else []
+    exhibits = [(e.name, e.title) for e in load_gallery().EXHIBITS]
     entries = [(s.name, s.title) for s in SCENARIOS] + list(DEMOS.items()) + exhibits
     width = max(len(name) for name, _ in entries)
     for name, title in entries:
         screen.say(title, f"{name:{width}}  ")
-    if gallery is None:
-        screen.say("(the mistakes gallery, mistakes/gallery.py, is not built yet: no exhibits)")
     return 0
 
 
 def resolve_names(names):
     """Check each name; return [(kind, name)] in the order given, kind being
     'scenario', 'demo' or 'exhibit'."""
-    plan, gallery = [], None
+    plan, exhibits = [], None
     for name in names:
         if name in SCENARIO_BY_NAME:
             plan.append(("scenario", name))
         elif name in DEMOS:
             plan.append(("demo", name))
         else:
-            gallery = gallery or load_gallery()
-            exhibits = [e.name for e in gallery.EXHIBITS] if gallery else []
+            exhibits = exhibits or [e.name for e in load_gallery().EXHIBITS]
             if name not in exhibits:
                 known = list(SCENARIO_BY_NAME) + list(DEMOS) + exhibits
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                what = "a scenario or an exhibit" if gallery else \
-                    "a scenario (and the mistakes gallery, mistakes/gallery.py, is not built yet)"
-                raise DemoError("unknown name", f"{name!r} is not {what}",
+                raise DemoError("unknown name", f"{name!r} is not a scenario or an exhibit",
                                 f"{hint}see {program()} --list")
             plan.append(("exhibit", name))
     return plan
 
-
-
-# --- main ----------------------------------------------------------------
 
 def choose_plan(args):
     """The cases to run, in order, as [(kind, name)]."""
@@ -138,16 +114,19 @@ def choose_plan(args):
     if args.mode == "lesson":
         return [("scenario", lesson.name) for lesson in LESSON]
     if args.mode == "mistakes":
-        gallery = load_gallery()
-        if gallery is None:
-            raise gallery_missing()
-        return [("exhibit", e.name) for e in gallery.EXHIBITS]
+        return [("exhibit", e.name) for e in load_gallery().EXHIBITS]
     if args.names:
         return resolve_names(args.names)
     if args.markdown:
         return [("scenario", s.name) for s in SCENARIOS]
     return [("scenario", name) for name in ARTICLE_CASES]
 
+
+# --- one case ------------------------------------------------------------
+#
+# The student's command and its real output, the server's log line about
+# it, then why (the same request with curl, and the handshake drawn, when
+# asked); the pieces are in demo/cases.py and demo/wire.py.
 
 def explain(scenario, certs, lesson=None):
     """Say why a case went as it did: its why: line, or in the lesson the
@@ -193,6 +172,8 @@ def run_case(scenario, server, certs, opts, lesson=None):
                     (f"client: {observed}", f"server: {summarize_log_line(server_line)}"), ok)
     return CaseRun(result, words, proc, server_lines, tls12)
 
+
+# --- every case, then the table ------------------------------------------
 
 def run_plan(plan, args):
     """Run the planned cases, print the table; return the exit code."""
@@ -280,6 +261,8 @@ def run_plan(plan, args):
                    f"--tls1.2 NAME (the same under TLS 1.2).")
     return 0 if matched == counted else 1
 
+
+# --- main ----------------------------------------------------------------
 
 def run_mode(args):
     """Run what the command line asked for; return the exit code."""

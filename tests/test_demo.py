@@ -296,12 +296,6 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         self.assertRegex(done.stdout, r"(?m)^summary: 0 FAIL, \d+ warn, [1-9]\d* ok$")
 
-    def test_mistakes_without_the_gallery_says_so(self):
-        if os.path.exists(mtls_demo.GALLERY_FILE):
-            self.skipTest("mistakes/gallery.py exists: its own tests cover it")
-        self.assertIn("mistakes gallery (mistakes/gallery.py) does not exist yet",
-                      self.refused("--mistakes"))
-
     def test_list_names_every_scenario_once(self):
         done = demo("--list")
         self.assertEqual(done.returncode, 0)
