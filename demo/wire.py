@@ -25,6 +25,7 @@ import threading
 import time
 from collections import namedtuple
 
+from demo.certificates import pem_blocks, pem_to_der
 from demo.commands import fill
 from demo.terminal import Result, screen, wrap
 
@@ -85,8 +86,8 @@ def s_client_command(client_args, version=None):
 def count_certificates(path):
     """How many PEM certificates a file holds (a chain file holds several)."""
     try:
-        with open(path) as f:
-            return f.read().count("-----BEGIN CERTIFICATE-----")
+        with open(path, "rb") as f:
+            return sum(label == "CERTIFICATE" for label, _ in pem_blocks(f.read()))
     except OSError:
         return 0
 
@@ -330,8 +331,9 @@ def fetch_through_relay(port, certs, version):
 
 def certificate_der(path):
     """The DER bytes of the first certificate in a PEM file (what goes on the wire)."""
-    with open(path) as f:
-        return ssl.PEM_cert_to_DER_cert(f.read())
+    with open(path, "rb") as f:
+        return next(pem_to_der(block) for label, block in pem_blocks(f.read())
+                    if label == "CERTIFICATE")
 
 
 def hex_lines(data, start, count=2):
