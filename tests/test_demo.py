@@ -868,3 +868,20 @@ class MakefileTargetsTest(unittest.TestCase):
         longest = max(len(row.split()[0]) for row in rows)
         self.assertEqual(starts, {longest + 1})
         self.assertTrue(all(re.search(r" by .+, until .+, EKU: ", row) for row in rows), rows)
+
+
+class LayoutTest(unittest.TestCase):
+    """Imports go one way (issue 20): mtls_demo.py uses demo/ and the gallery, never back."""
+
+    def test_demo_modules_and_the_gallery_never_import_mtls_demo(self):
+        """Every module in demo/ and mistakes/gallery.py import without mtls_demo.py
+        (the gallery once took pair_options from it while it took EXHIBITS back)."""
+        code = ("import importlib, pkgutil, sys, demo\n"
+                "for m in pkgutil.iter_modules(demo.__path__):\n"
+                "    importlib.import_module('demo.' + m.name)\n"
+                "import mistakes.gallery\n"
+                "print(sorted(n for n in sys.modules if n.startswith('mtls_demo')))\n")
+        done = subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.strip(), "[]")
