@@ -3,6 +3,7 @@
 server_command, observe_client, summarize_log_line, fix_command
              a scenario's server options; what the client and the server
              said, in a word; the command a why: line ends with
+run_shown    print a command, run it, print its output and the server's log
 curl_intro, run_curl, skipped_case
              the same request with curl; a case this OpenSSL cannot show
 rerun_tls12  the same case with the client limited to TLS 1.2: client.py's
@@ -24,8 +25,11 @@ from demo.scenarios import FIX_COMMANDS, SCENARIO_BY_NAME
 from demo.terminal import Result, introduced, screen
 from demo.wire import first_fatal_alert, trace_case
 
-# --- running one case ----------------------------------------------------
 
+# --- one case: its server, its client, what each said --------------------
+
+# What run_case returns: the table's Result, the client's command and run,
+# the server's log lines about it, and the TLS 1.2 rerun's Result (or None).
 CaseRun = namedtuple("CaseRun", "result client_words client server_lines tls12")
 
 
@@ -104,7 +108,6 @@ def skipped_case(scenario):
     screen.say(f"skipped: this case needs the strict RFC 5280 checks of OpenSSL 3.0 or newer, "
                f"and this Python uses {ssl.OPENSSL_VERSION}.")
     return Result(scenario.name, ("needs OpenSSL 3.0+", ""), ("skipped", ""), None)
-
 
 
 # --- TLS 1.2 -------------------------------------------------------------
@@ -191,7 +194,6 @@ def rerun_tls12(scenario, server, certs, opts):
         expected.append(f"curl: exit {want_exit}{named}")
     ok = observed == expected
     return Result("  + TLS 1.2", tuple(expected), tuple(observed), ok)
-
 
 
 # --- the Markdown table --------------------------------------------------

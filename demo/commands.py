@@ -24,6 +24,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "mtls_demo.py")
 
+
 # --- paths and commands --------------------------------------------------
 #
 # Printed commands must paste from the folder the user is in. So we run

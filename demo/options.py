@@ -20,6 +20,7 @@ import sys
 from demo.commands import ROOT, program, shown_path
 from demo.terminal import pair_options, terminal_width, wrap, wrap_command
 
+
 # --- the command line ----------------------------------------------------
 
 EXAMPLES = """\

@@ -15,6 +15,7 @@ gallery table is made from them (mtls_demo.py --markdown).
 import ssl
 from collections import namedtuple
 
+
 # --- the scenarios -------------------------------------------------------
 #
 # A scenario is one client request against one server configuration.
@@ -235,6 +236,8 @@ SCENARIOS = [
         fix="`--cert` the chain file", tls12=("server", "unknown_ca", 35)),
 ]
 
+SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}
+
 # A command that a case's why: ends with, printed on its own line so that it
 # pastes. {certs} stands for the certificates folder, {cnf} for openssl.cnf.
 FIX_COMMANDS = {
@@ -307,7 +310,3 @@ LESSON = [
 LESSON_INTRO = (
     "Six cases, each a real request to a real server.py, which demands a client certificate "
     "signed by my-ca ({certs}/ca.crt). Who holds which file: README, section 2.")
-
-
-
-SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}

@@ -26,6 +26,7 @@ from demo.certificates import common_name, issued, read_certificate
 from demo.commands import ROOT, DemoError, program, script, shown_path
 from demo.terminal import introduced, pair_options, screen, shell_words, wrap_command
 
+
 # --- running the servers -------------------------------------------------
 
 class ServerProcess:

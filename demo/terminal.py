@@ -19,6 +19,7 @@ import sys
 import textwrap
 from collections import namedtuple
 
+
 # --- terminal output -----------------------------------------------------
 #
 # Everything we print goes through one Screen: it knows the width (the

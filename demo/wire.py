@@ -29,6 +29,7 @@ from demo.certificates import pem_blocks, pem_to_der
 from demo.commands import fill
 from demo.terminal import Result, screen, wrap
 
+
 # --- the handshake ladder ------------------------------------------------
 #
 # `openssl s_client -trace` prints every TLS record it sends and receives.
