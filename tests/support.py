@@ -4,6 +4,7 @@ pki()            builds every certificate with the real Makefile, once, into a
                  temporary folder, and returns its path.
 rolled_pki()     a new folder after the README's CA rollover (make ca-2 and its
                  three phases).
+openssl()        the openssl binary, failing loudly (tests making certificates).
 server_files()   server.py's --ca/--cert/--key options for a folder's files.
 RunningServer    server.py's MTLSServer on 127.0.0.1, port 0, in a thread,
                  with its log lines collected for assertions.
@@ -82,6 +83,16 @@ def make_rolled_pki():
         if done.returncode != 0:
             raise RuntimeError(f"make {target} failed:\n" + done.stdout + done.stderr)
     return certs
+
+
+def openssl(*args, cwd=None, env=None):
+    """Run the openssl binary (never waiting on a terminal); return its
+    CompletedProcess, or raise RuntimeError with its output if it fails."""
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=30, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done
 
 
 def path(name):

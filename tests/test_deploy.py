@@ -38,6 +38,7 @@ import unittest
 import urllib.parse
 
 from tests.support import PYTHON, ROOT, LogCollector, ServerProcess, server_files
+from tests.support import openssl as support_openssl
 
 import client
 
@@ -85,11 +86,8 @@ def time_stamp(seconds_from_now):
 
 
 def openssl(*args, env=None):
-    """Run openssl in the project folder (where ca.cnf and openssl.cnf are)."""
-    done = subprocess.run(["openssl", *args], cwd=ROOT, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=30, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    """tests.support's openssl, in the project folder (where ca.cnf and openssl.cnf are)."""
+    return support_openssl(*args, cwd=ROOT, env=env)
 
 
 def issue_client(certs, name, start, end):

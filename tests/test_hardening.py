@@ -30,22 +30,14 @@ import unittest
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.support import PYTHON, ROOT, RunningServer, ServerProcess, path, server_files
+from tests.support import (PYTHON, ROOT, RunningServer, ServerProcess, openssl, path,
+                           server_files)
 
 import client
 
 GREETING = (200, "Hello, my-client\n")
 
 # --- helpers ---------------------------------------------------------------
-
-
-def openssl(*args, cwd=None):
-    """Run the openssl binary; fail the test run with its output if it fails."""
-    done = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=30)
-    if done.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done
 
 
 def run(script, *args, env=None):

@@ -29,6 +29,7 @@ import time
 import unittest
 
 from tests.support import PYTHON, ROOT, RunningServer, ServerProcess, path, server_files
+from tests.support import openssl as support_openssl
 
 import client
 import server
@@ -74,13 +75,10 @@ authorityKeyIdentifier = keyid:always
 
 
 def openssl(*args, cwd=None, env=None):
+    """tests.support's openssl, with TEST_CN set (ext.cnf names it; only `req` uses it)."""
     env = dict(env or os.environ)
-    env.setdefault("TEST_CN", "unused")      # ext.cnf names it; only `req` uses it
-    done = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=30, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done
+    env.setdefault("TEST_CN", "unused")
+    return support_openssl(*args, cwd=cwd, env=env)
 
 
 def stamp(seconds_from_now):
