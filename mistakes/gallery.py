@@ -26,8 +26,12 @@ through EXHIBITS and run_exhibit(name, certs, width).
 Reads:  certs/ (make scenarios, plus a few certificates only the exhibits
         need, made here with the openssl command: see EXTRA_CERTIFICATES).
 Runs:   server.py and each wrong server as their own processes on free
-        ports. The attackers' clients run in this process: client.py's
-        main() is called with the arguments shown, as if typed in a shell.
+        ports (demo/servers.py's ServerProcess). The attackers' clients run
+        in this process: client.py's main() is called with the arguments
+        shown, as if typed in a shell.
+Uses:   demo/ for what it shares with the demo (the server process, the
+        layout of printed commands, the table's Result); never mtls_demo.py,
+        which imports this file to run --mistakes.
 
 The wrong code is never reachable through an option of server.py or
 client.py: it exists only as the EDITS in these files, applied at run time.
@@ -51,7 +55,6 @@ import http.client
 import importlib.util
 import io
 import os
-import queue
 import re
 import shlex
 import shutil
@@ -71,7 +74,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import client  # noqa: E402  (the project's client, the attacker's tool and the right code)
-from mtls_demo import pair_options, wrap_command  # noqa: E402  (commands printed as the demo does)
+from demo.commands import DemoError, fill, run_guarded  # noqa: E402  (the demo's pieces, never mtls_demo.py)
+from demo.servers import ServerProcess  # noqa: E402
+from demo.servers import refuse_rotated as refuse_rotated_certs  # noqa: E402
+from demo.terminal import Result, pair_options, shell_words, wrap_command  # noqa: E402
 
 # How long a good client waits for the frozen server in the accept-loop
 # exhibit before it gives up (client.py --timeout). Tests make it shorter.
@@ -100,7 +106,6 @@ ORDER = ["cert_optional", "public_ca", "name_prefix", "cn_despite_san", "crl_not
          "no_hostname_check", "cert_none", "trusted_header", "accept_loop"]
 
 Exhibit = namedtuple("Exhibit", "name title module path")
-Result = namedtuple("Result", "name expected observed ok")
 
 
 class ExhibitError(Exception):
@@ -294,12 +299,6 @@ def ensure_certificates(certs, out, verbose=False):
         out.command(shell_words(line), quoted=True)
 
 
-def shell_words(line):
-    """A shell line (as make echoes it) split into words at the spaces outside
-    quotes, each kept as written: out.command() prints them back as they are."""
-    return re.findall(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""", line)
-
-
 def is_up_to_date(target, sources):
     """True if `target` exists and is newer than each of `sources` (as make decides)."""
     try:
@@ -359,7 +358,7 @@ class Output:
             print(self.paint(line.replace("\u00a0", " "), "1"))
 
     def command(self, words, prompt="$ ", quoted=False):
-        """Print a command line that pastes, as mtls_demo.py does: wrapped at
+        """Print a command line that pastes, as the demo does: wrapped at
         spaces between words with ' \\' continuations, each option with its
         value, each word shell-quoted (unless `quoted`: already as written)."""
         units = pair_options([w if quoted or w == "&" else shlex.quote(w) for w in words])
@@ -413,84 +412,19 @@ class Output:
 
 # --- servers -------------------------------------------------------------
 
-class ServerProcess:
-    """server.py (or a wrong server) in its own process on a free port; its
-    log lines read by a thread, so a test of them never waits on a pipe."""
-
-    def __init__(self, command, env=None):
-        self.command = command
-        self.proc = subprocess.Popen(
-            [sys.executable] + command[1:], cwd=ROOT, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, **(env or {})))
-        self.lines = queue.Queue()
-        threading.Thread(target=self.read_log, daemon=True).start()
-        try:
-            line = self.next_line(timeout=15)
-            while line is not None and "warning: " in line:
-                line = self.next_line(timeout=15)
-        except BaseException:           # Ctrl-C while it starts: it must not outlive us
-            self.stop()
-            raise
-        if line is None or "serving https://" not in line:
-            self.stop()
-            raise ExhibitError(f"{shlex.join(command)} did not start ({line or 'no output'}) "
-                               f"-- run it by hand to see why")
-        self.port = int(re.search(r":(\d+)/", line).group(1))
-        self.url = f"https://localhost:{self.port}/"
-
-    def read_log(self):
-        """The reader thread: each log line, without its timestamp, then None at the end."""
-        for line in self.proc.stderr:
-            self.lines.put(re.sub(r"^\d\d:\d\d:\d\d ", "", line.rstrip("\n")))
-        self.lines.put(None)
-
-    def next_line(self, timeout):
-        """The next log line, or None if none comes within `timeout` seconds."""
-        try:
-            return self.lines.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def verdict_lines(self, timeout=3.0, until=("accepted", "rejected", "forbidden", "closed",
-                                                "error")):
-        """Log lines up to and including the next verdict on a connection
-        (a line starting with one of `until`), waiting at most `timeout`."""
-        lines = []
-        while True:
-            line = self.next_line(timeout)
-            if line is None:
-                return lines
-            lines.append(line)
-            if line.startswith(until):
-                return lines
-
-    def stop(self):
-        """Stop the server (SIGTERM, then SIGKILL if it does not go)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stderr.close()
-
-
 @contextlib.contextmanager
-def running(command, out, env=None):
-    """Start a server, show its command, stop it at the end."""
-    out.command([f"{k}={v}" for k, v in (env or {}).items()] + command + ["&"])
-    server = ServerProcess(command, env)
-    try:
+def running(program, args, out, env=None):
+    """Start a server (demo/servers.py's ServerProcess, from the project
+    folder), show its command, stop it at the end."""
+    server = ServerProcess(args, 0, program, env, cwd=ROOT)
+    out.command([f"{k}={v}" for k, v in (env or {}).items()] + server.command + ["&"])
+    try:                        # stopped whatever happens, Ctrl-C while it starts too
+        server.wait_ready()
         yield server
+    except DemoError as exc:
+        raise ExhibitError(str(exc)) from None
     finally:
         server.stop()
-
-
-def fill(args, certs, url=""):
-    """Substitute {certs} and {url} in an exhibit's arguments."""
-    return [a.format(certs=certs, url=url) for a in args]
 
 
 # --- clients -------------------------------------------------------------
@@ -553,7 +487,7 @@ def error_label(output):
 def attack_with_client(exhibit, server, certs, out):
     """The attacker runs client.py with the exhibit's CLIENT arguments:
     it worked if the server greeted it."""
-    argv = fill(exhibit.module.CLIENT, certs, server.url)
+    argv = fill(exhibit.module.CLIENT, certs, server.port)
     code, output, _ = run_client(client, argv)
     show_client(out, "client.py", argv, code, output)
     show_log(out, server.verdict_lines())
@@ -692,8 +626,7 @@ def attack_with_impostor(exhibit, victim_module, label, certs, out):
     victim believes is localhost's; the victim makes its usual request."""
     cert, key = (os.path.join(ROOT, certs, name) for name in exhibit.module.IMPOSTOR_FILES)
     impostor = Impostor(cert, key)
-    url = f"https://localhost:{impostor.port}/"
-    argv = fill(exhibit.module.CLIENT, certs, url)
+    argv = fill(exhibit.module.CLIENT, certs, impostor.port)
     try:
         code, output, _ = run_client(victim_module, argv)
     finally:
@@ -776,8 +709,7 @@ def run_server_side(exhibit, certs, out, control=False):
     outcomes = []
     for who, program in [("the wrong server", wrong_program), ("server.py", "server.py")]:
         out.say(f"-- against {who}:")
-        command = ["python3", program, "--port", "0"] + files + fill(m.SERVER, certs)
-        with running(command, out, env) as server:
+        with running(["python3", program], files + fill(m.SERVER, certs), out, env) as server:
             worked, what = attack(exhibit, server, certs, out)
         out.verdict(who, success_words(exhibit) if worked else failure_word(exhibit), what)
         outcomes.append((worked, what))
@@ -836,14 +768,11 @@ ArgumentParser = client.ArgumentParser
 def refuse_rotated(certs, argv):
     """After a CA rollover (make ca-2) the project's own code refuses the
     rotated certificates too, so every exhibit would fail for that reason:
-    stop, with mtls_demo.py's one line saying how to get back."""
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-    import mtls_demo
+    stop, with the demo's one line saying how to get back (demo/servers.py)."""
     try:
-        mtls_demo.refuse_rotated(relative(certs), "python3 mistakes/gallery.py",
-                                 sys.argv[1:] if argv is None else argv)
-    except mtls_demo.DemoError as exc:
+        refuse_rotated_certs(relative(certs), "python3 mistakes/gallery.py",
+                             sys.argv[1:] if argv is None else argv)
+    except DemoError as exc:
         raise ExhibitError(str(exc)) from None
 
 
@@ -876,20 +805,16 @@ def main(argv=None):
         args.width = columns or 100
     out = Output(args.width)
     results = []
-    try:
+
+    def run_all():
         refuse_rotated(args.certs, argv)
         for name in args.names or names:
             results.append(run_exhibit(name, os.path.abspath(args.certs), args.width,
                                        verbose=args.verbose))
-    except ExhibitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: stopped by Ctrl-C; the servers are stopped", file=sys.stderr)
-        return 130
-    except BrokenPipeError:            # output piped into `head`, say: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    code = run_guarded(run_all, ExhibitError,
+                       "\ninterrupted: stopped by Ctrl-C; the servers are stopped")
+    if code is not None:            # an error, Ctrl-C or a closed pipe, said in one line
+        return code
     print_table(results, out)
     shown = sum(r.ok for r in results)
     print()

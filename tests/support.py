@@ -4,13 +4,19 @@ pki()            builds every certificate with the real Makefile, once, into a
                  temporary folder, and returns its path.
 rolled_pki()     a new folder after the README's CA rollover (make ca-2 and its
                  three phases).
+openssl()        the openssl binary, failing loudly (tests making certificates).
+server_files()   server.py's --ca/--cert/--key options for a folder's files.
 RunningServer    server.py's MTLSServer on 127.0.0.1, port 0, in a thread,
                  with its log lines collected for assertions.
+ServerProcess    server.py as a user runs it: its own process on 127.0.0.1,
+                 port 0, its log collected the same way.
 run_script()     runs client.py / server.py / mtls_demo.py as a user would.
 """
 
 import atexit
 import os
+import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -79,16 +85,28 @@ def make_rolled_pki():
     return certs
 
 
+def openssl(*args, cwd=None, env=None):
+    """Run the openssl binary (never waiting on a terminal); return its
+    CompletedProcess, or raise RuntimeError with its output if it fails."""
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=30, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done
+
+
 def path(name):
     """The path of a file in the test PKI."""
     return os.path.join(pki(), name)
 
 
-def server_files():
-    """server.py options naming the test PKI's files. Tests pass these first,
-    so that they never depend on a certs/ folder in the checkout (a fresh
-    clone has none); options given after them win."""
-    return ["--ca", path("ca.crt"), "--cert", path("server.crt"), "--key", path("server.key")]
+def server_files(cert="server.crt", key="server.key", certs=None):
+    """server.py options naming the test PKI's files (or those in `certs`).
+    Tests pass these first, so that they never depend on a certs/ folder in
+    the checkout (a fresh clone has none); options given after them win."""
+    folder = certs or pki()
+    return ["--ca", os.path.join(folder, "ca.crt"), "--cert", os.path.join(folder, cert),
+            "--key", os.path.join(folder, key)]
 
 
 class LogCollector:
@@ -151,6 +169,73 @@ class RunningServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+class ServerProcess:
+    """server.py as a user runs it: its own process on 127.0.0.1, port 0.
+
+    Its stderr is read by a thread into .log (a LogCollector, timestamps
+    removed), so a test can wait for a line and check for tracebacks. The
+    arguments are server.py's options (ServerProcess(*server_files(), ...));
+    given a `test`, stop() is its cleanup. AssertionError if it does not start.
+    """
+
+    TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d ")
+
+    def __init__(self, *args, env=None, test=None):
+        command = [PYTHON, os.path.join(ROOT, "server.py"), "--host", "127.0.0.1", "--port", "0",
+                   *args]
+        self.proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        self.log = LogCollector()
+        self.reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self.reader.start()
+        if test is not None:
+            test.addCleanup(self.stop)
+        started = self.log.wait_for(lambda l: l.startswith(("serving", "error:")), timeout=15)
+        if started is None or not started.startswith("serving"):
+            self.stop()
+            raise AssertionError("server.py did not start:\n" + self.text())
+        self.port = int(re.search(r":(\d+)/", started).group(1))
+        self.url = f"https://localhost:{self.port}/"
+
+    def _read_stderr(self):
+        for line in self.proc.stderr:
+            self.log(self.TIMESTAMP.sub("", line.rstrip("\n")))
+
+    def text(self):
+        """Everything the server wrote to stderr so far."""
+        with self.log.changed:
+            return "\n".join(self.log.lines)
+
+    def count(self, text):
+        """How many log lines so far contain text."""
+        with self.log.changed:
+            return sum(text in line for line in self.log.lines)
+
+    def reload(self):
+        """kill -HUP the server; return its answer (bounded wait)."""
+        start = len(self.log.lines)
+        self.proc.send_signal(signal.SIGHUP)
+        answer = self.log.wait_for(lambda l: "reload" in l, 10, start=start)
+        if answer is None or "reloaded" not in answer:
+            raise AssertionError(f"server did not reload: {answer}")
+        return answer
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stop the server with `sig` (SIGTERM: as kill does); return its exit
+        code (bounded wait: SIGKILL after 10 s). Calling it again is harmless."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.reader.join(5)                   # its last lines, then the pipe is done
+        self.proc.stderr.close()
+        return code
 
 
 def run_script(script, *args, timeout=60, env=None):

@@ -1,6 +1,6 @@
 """--check: each broken certificate of the scenario PKI gets the right finding.
 
-Every test runs mtls_demo.check_certificates() on real files made by the
+Every test runs demo/check.py's check_certificates() on real files made by the
 Makefile (tests/support.py pki()), with the real openssl binary and real
 in-memory handshakes; the URL test talks to a real server.py on 127.0.0.1.
 Each "should fail" case is paired with a good one, or with the fix the
@@ -22,7 +22,7 @@ import unittest
 from tests import support
 from tests.support import path
 
-import mtls_demo
+from demo import check
 
 VERDICTS = ("ok   ", "warn ", "FAIL ")
 
@@ -31,7 +31,7 @@ def run_check(cacert, cert=None, key=None, url=None):
     """check_certificates() as --check runs it; (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = mtls_demo.check_certificates(cacert, cert, key, url, width=100)
+        code = check.check_certificates(cacert, cert, key, url, width=100)
     return code, out.getvalue(), err.getvalue()
 
 

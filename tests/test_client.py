@@ -27,22 +27,13 @@ import threading
 import time
 import unittest
 
-from tests.support import PYTHON, ROOT, RunningServer, path, pki, rolled_pki
+from tests.support import PYTHON, ROOT, RunningServer, openssl, path, pki, rolled_pki
 
 import client
 
 # --- helpers ---------------------------------------------------------------
 
 ERROR_LINE = re.compile(r"^error: [^:\n]+: [^\n]+ -- [^\n]+\n$")
-
-
-def openssl(*args, cwd=None):
-    """Run the openssl binary; fail with its output if it fails."""
-    done = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=30)
-    if done.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done
 
 
 def run_client(*args, env=None, timeout=30):

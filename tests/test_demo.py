@@ -29,6 +29,7 @@ import unittest
 from tests.support import PYTHON, ROOT, RunningServer, path, pki, rolled_pki
 
 import mtls_demo
+from demo import cases, commands, options, scenarios, servers, terminal, wire
 
 DEMO = os.path.join(ROOT, "mtls_demo.py")
 ANSI = re.compile(r"\x1b\[")
@@ -78,14 +79,14 @@ class LessonRunTest(unittest.TestCase):
     def test_lesson_runs_six_cases_in_teaching_order(self):
         self.assertEqual(self.done.returncode, 0, self.done.stdout[-3000:] + self.done.stderr)
         headings = re.findall(r"^== Case (\d) of 6: .* \(([a-z-]+)\)$", self.done.stdout, re.M)
-        self.assertEqual([name for _, name in headings], [l.name for l in mtls_demo.LESSON])
+        self.assertEqual([name for _, name in headings], [l.name for l in scenarios.LESSON])
         self.assertEqual([n for n, _ in headings], ["1", "2", "3", "4", "5", "6"])
 
     def test_each_case_ends_with_its_lines_of_what_you_just_saw(self):
         lines = self.done.stdout.splitlines()
         starts = [i for i, line in enumerate(lines) if line.startswith("What you just saw: ")]
         self.assertEqual(len(starts), 6)
-        for i, lesson in zip(starts, mtls_demo.LESSON):
+        for i, lesson in zip(starts, scenarios.LESSON):
             shown = lines[i:i + len(lesson.saw) + 1]
             self.assertEqual([line[19:] for line in shown[:-1]], list(lesson.saw))
             self.assertTrue(all(line.startswith(" " * 19) for line in shown[1:-1]), shown)
@@ -126,15 +127,15 @@ class LessonRunTest(unittest.TestCase):
         """The openssl command printed after expired-client's summary, on its
         own '$ ' line: it pastes, and signs the client's key anew, by our CA,
         into a certificate that is in date (run for real on a copy of the PKI)."""
-        why = mtls_demo.SCENARIO_BY_NAME["expired-client"].why
+        why = scenarios.SCENARIO_BY_NAME["expired-client"].why
         self.assertNotIn("rm certs/client.crt", why)
         self.assertNotIn("openssl", why, "the command is on its own line, not in the prose")
-        self.assertIn("{certs}/expired-client.crt", mtls_demo.SCENARIO_BY_NAME["expired-client"].client)
+        self.assertIn("{certs}/expired-client.crt", scenarios.SCENARIO_BY_NAME["expired-client"].client)
         part = self.done.stdout.split("(expired-client)\n", 1)[1].split("\n== ", 1)[0]
         (words,) = printed_commands(part, "openssl")
-        self.assertEqual(words, mtls_demo.fix_command(mtls_demo.SCENARIO_BY_NAME["expired-client"],
+        self.assertEqual(words, cases.fix_command(scenarios.SCENARIO_BY_NAME["expired-client"],
                                                       pki()))
-        words = mtls_demo.fix_command(mtls_demo.SCENARIO_BY_NAME["expired-client"], "certs")
+        words = cases.fix_command(scenarios.SCENARIO_BY_NAME["expired-client"], "certs")
         words[words.index("-extfile") + 1] = "openssl.cnf"
         command = shlex.join(words)
         with tempfile.TemporaryDirectory() as tmp:
@@ -202,7 +203,7 @@ class SubsetRunTest(unittest.TestCase):
     def test_long_lines_are_wrapped_not_cut(self):
         text = unwrap(self.done.stdout)
         for name in self.NAMES:
-            why = mtls_demo.SCENARIO_BY_NAME[name].why
+            why = scenarios.SCENARIO_BY_NAME[name].why
             self.assertIn("why: " + re.sub(r"\s+", " ", why), text)
         # client.py's own long error line, joined back, is whole.
         self.assertIn("if it is in date, the server's CA (its --ca) or CRL has expired: see its "
@@ -289,23 +290,17 @@ class CommandLineTest(unittest.TestCase):
         self.assertIn("two modes", self.refused("--all", "--lesson"))
         self.assertIn("unknown name: 'expird-client'", self.refused("expird-client"))
 
-    def test_check_is_wired_or_says_not_built_yet(self):
+    def test_check_is_wired(self):
+        """mtls_demo.py --check runs demo/check.py's checks (one line each, a summary)."""
         done = demo("--check", "--cacert", path("ca.crt"), timeout=30)
-        if "check_certificates" not in vars(mtls_demo):
-            self.assertEqual(done.returncode, 2)
-            self.assertRegex(done.stderr, r"^error: not built yet: ")
-
-    def test_mistakes_without_the_gallery_says_so(self):
-        if os.path.exists(mtls_demo.GALLERY_FILE):
-            self.skipTest("mistakes/gallery.py exists: its own tests cover it")
-        self.assertIn("mistakes gallery (mistakes/gallery.py) does not exist yet",
-                      self.refused("--mistakes"))
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertRegex(done.stdout, r"(?m)^summary: 0 FAIL, \d+ warn, [1-9]\d* ok$")
 
     def test_list_names_every_scenario_once(self):
         done = demo("--list")
         self.assertEqual(done.returncode, 0)
         listed = [line.split()[0] for line in done.stdout.splitlines() if line and line[0] != "("]
-        self.assertEqual(listed[:len(mtls_demo.SCENARIOS)], [s.name for s in mtls_demo.SCENARIOS])
+        self.assertEqual(listed[:len(scenarios.SCENARIOS)], [s.name for s in scenarios.SCENARIOS])
         self.assertIn("cleartext-cert", listed)
 
     def test_help_documents_the_whole_command_line(self):
@@ -378,17 +373,18 @@ class NewcomerTest(unittest.TestCase):
         """success against a rotated folder's server (signed by my-ca-2) fails with
         'server not trusted': its why: would explain a success that did not happen."""
         rolled = rolled_pki()
-        scenario = mtls_demo.SCENARIO_BY_NAME["success"]
-        server = mtls_demo.ServerProcess(mtls_demo.server_command(scenario, rolled))
+        scenario = scenarios.SCENARIO_BY_NAME["success"]
+        server = servers.ServerProcess(cases.server_command(scenario, rolled))
         opts = argparse.Namespace(curl=False, trace=False, raw_trace=False, tls12=False)
-        out, saved = io.StringIO(), mtls_demo.screen
-        mtls_demo.screen = mtls_demo.Screen(100)
+        screen = terminal.screen
+        out, saved = io.StringIO(), (screen.width, screen.colour, screen.quiet)
+        screen.setup(100)
         try:
             with contextlib.redirect_stdout(out):
                 case = mtls_demo.run_case(scenario, server, rolled, opts)
         finally:
             server.stop()
-            mtls_demo.screen = saved
+            screen.setup(*saved)
         text = unwrap(out.getvalue())
         self.assertFalse(case.result.ok)
         self.assertIn("error: server not trusted", text)
@@ -416,9 +412,9 @@ class NewcomerTest(unittest.TestCase):
 
     def test_the_lesson_shows_port_3000_unless_it_is_taken(self):
         """The projected lesson names make run's port, not a random one (issue 21)."""
-        self.assertEqual(mtls_demo.parse_args(["--lesson"]).port, 3000)
-        self.assertEqual(mtls_demo.parse_args(["success"]).port, 0)
-        self.assertEqual(mtls_demo.parse_args(["--lesson", "--port", "42001"]).port, 42001)
+        self.assertEqual(options.parse_args(["--lesson"]).port, 3000)
+        self.assertEqual(options.parse_args(["success"]).port, 0)
+        self.assertEqual(options.parse_args(["--lesson", "--port", "42001"]).port, 42001)
 
     def test_a_mistyped_option_gets_the_option_meant(self):
         done = demo("--lessons", "--pasue")
@@ -439,7 +435,7 @@ class NewcomerTest(unittest.TestCase):
         self.assertEqual(code, 0, out.getvalue()[-2000:])
         cases = out.getvalue().split("\n== Case ")[1:]
         self.assertEqual(len(cases), 6)
-        for part, lesson in zip(cases, mtls_demo.LESSON):
+        for part, lesson in zip(cases, scenarios.LESSON):
             order = [part.index("Setup: "), part.index("Ask the class: "),
                      part.index("-- press Enter to run it (Ctrl-C stops) --"),
                      part.index("client.py "), part.index("What you just saw: ")]
@@ -520,14 +516,14 @@ class LadderTest(unittest.TestCase):
     """--trace draws the real message sequence of an s_client replay."""
 
     def replay(self, name, version=None):
-        scenario = mtls_demo.SCENARIO_BY_NAME[name]
+        scenario = scenarios.SCENARIO_BY_NAME[name]
         with RunningServer() as srv:
-            command = mtls_demo.s_client_command(mtls_demo.fill(scenario.client, pki(), srv.port),
+            command = wire.s_client_command(commands.fill(scenario.client, pki(), srv.port),
                                                  version)
-            steps, raw = mtls_demo.run_trace(command)
+            steps, raw = wire.run_trace(command)
         if not steps:
             self.skipTest("this openssl was built without -trace")
-        return steps, mtls_demo.draw_ladder(steps, 96)
+        return steps, wire.draw_ladder(steps, 96)
 
     def test_success_shows_the_certificate_request_and_the_client_proof(self):
         steps, ladder = self.replay("success")
@@ -568,9 +564,9 @@ class LadderTest(unittest.TestCase):
                   "      Random:\n        gmt_unix_time=0xCF21AD74\n        random_bytes "
                   "(len=28): E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C\n")
         other = record.replace("0xCF21AD74", "0xCF21AD75")
-        self.assertEqual([s.message for s in mtls_demo.parse_trace("x\n" + record)],
+        self.assertEqual([s.message for s in wire.parse_trace("x\n" + record)],
                          ["HelloRetryRequest"])
-        self.assertEqual([s.message for s in mtls_demo.parse_trace("x\n" + other)],
+        self.assertEqual([s.message for s in wire.parse_trace("x\n" + other)],
                          ["ServerHello"])
 
     def test_no_client_cert_tls13_alert_sent_by_server_after_the_handshake(self):
@@ -586,13 +582,13 @@ class LadderTest(unittest.TestCase):
     def test_no_client_cert_tls12_alert_inside_the_handshake(self):
         steps, ladder = self.replay("no-client-cert", "1.2")
         self.assertIn(("<-", "ServerHelloDone"), [(s.direction, s.message) for s in steps])
-        self.assertEqual(mtls_demo.first_fatal_alert(steps), ("server", "handshake_failure"))
+        self.assertEqual(wire.first_fatal_alert(steps), ("server", "handshake_failure"))
         self.assertFalse(any("handshake complete" in line for line in ladder))
-        self.assertIn("during the handshake", mtls_demo.describe_replay(steps, "1.2"))
+        self.assertIn("during the handshake", wire.describe_replay(steps, "1.2"))
 
     def test_client_side_alert_is_marked_as_sent_by_the_client(self):
         steps, ladder = self.replay("no-cacert")
-        self.assertEqual(mtls_demo.first_fatal_alert(steps), ("client", "unknown_ca"))
+        self.assertEqual(wire.first_fatal_alert(steps), ("client", "unknown_ca"))
         self.assertTrue(any(line.startswith("|==") and "sent by the client: the failure" in line
                             for line in ladder))
 
@@ -605,19 +601,19 @@ class Tls12OutcomesTest(unittest.TestCase):
             self.skipTest("openssl not installed: apt-get install openssl")
         from tests.test_scenarios import start_server
         curl = shutil.which("curl")
-        for scenario in mtls_demo.SCENARIOS:
-            if scenario.strict and not mtls_demo.STRICT_CHECKS:
+        for scenario in scenarios.SCENARIOS:
+            if scenario.strict and not scenarios.STRICT_CHECKS:
                 continue
             with start_server(scenario) as srv:
-                args = mtls_demo.fill(scenario.client, pki(), srv.port)
-                steps, raw = mtls_demo.run_trace(mtls_demo.s_client_command(args, "1.2"))
+                args = commands.fill(scenario.client, pki(), srv.port)
+                steps, raw = wire.run_trace(wire.s_client_command(args, "1.2"))
                 if curl:
                     done = subprocess.run(["curl", "-sS", "--tls-max", "1.2"] + args,
                                           capture_output=True, text=True, timeout=30)
             sender, alert, curl_exit = scenario.tls12
-            self.assertEqual(mtls_demo.first_fatal_alert(steps), (sender, alert), scenario.name)
+            self.assertEqual(wire.first_fatal_alert(steps), (sender, alert), scenario.name)
             if alert:
-                self.assertIn("during the handshake", mtls_demo.describe_replay(steps, "1.2"))
+                self.assertIn("during the handshake", wire.describe_replay(steps, "1.2"))
             if curl:        # curl's wording changes between versions: exit code and alert only
                 self.assertEqual(done.returncode, curl_exit, f"{scenario.name}: {done.stderr}")
                 if curl_exit == 35:
@@ -628,11 +624,11 @@ class RelayTest(unittest.TestCase):
     """TLS 1.2 sends the client certificate in clear; TLS 1.3 encrypts it."""
 
     def test_certificate_bytes_visible_under_tls12_only(self):
-        der = mtls_demo.certificate_der(path("client.crt"))
+        der = wire.certificate_der(path("client.crt"))
         with RunningServer() as srv:
             seen = {}
             for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
-                relay, status = mtls_demo.fetch_through_relay(srv.port, pki(), version)
+                relay, status = wire.fetch_through_relay(srv.port, pki(), version)
                 self.assertEqual(status, "HTTP/1.1 200 OK", version)
                 self.assertGreater(len(relay.received), 1000, "the relay saw the server's flight")
                 seen[version] = der in bytes(relay.sent)
@@ -644,21 +640,21 @@ class WrapTest(unittest.TestCase):
 
     def test_wrap_keeps_every_character(self):
         text = "word " * 40 + "x" * 130 + " tail"
-        lines = mtls_demo.wrap(text, 50)     # textwrap, breaking long words
+        lines = terminal.wrap(text, 50)     # textwrap, breaking long words
         self.assertTrue(all(len(line) <= 50 for line in lines))
         self.assertEqual("".join(lines).replace(" ", ""), text.replace(" ", ""))
 
     def test_wrapped_command_is_the_same_command(self):
         words = ["python3", "client.py", "--cacert", "my certs/ca.crt", "--cert", "c.crt",
                  "--key", "c.key", "https://localhost:3000/"]
-        lines = mtls_demo.wrap_command(mtls_demo.pair_options([shlex.quote(w) for w in words]), 30)
+        lines = terminal.wrap_command(terminal.pair_options([shlex.quote(w) for w in words]), 30)
         self.assertTrue(all(len(line) <= 30 for line in lines), lines)
         self.assertTrue(all(line.endswith(" \\") for line in lines[:-1]))
         joined = " ".join(line[:-2] if line.endswith(" \\") else line for line in lines)
         self.assertEqual(shlex.split(joined[2:]), words)
 
     def test_lesson_summaries_fit_100_columns_unwrapped(self):
-        for lesson in mtls_demo.LESSON:
+        for lesson in scenarios.LESSON:
             for line in lesson.saw:
                 self.assertLessEqual(len("What you just saw: " + line), 100, line)
 
@@ -670,7 +666,7 @@ class MarkdownTest(unittest.TestCase):
         done = demo("--markdown", "success", "no-client-cert", "--certs", pki())
         self.assertEqual(done.returncode, 0, done.stderr)
         lines = done.stdout.splitlines()
-        self.assertEqual(lines[0], "| " + " | ".join(mtls_demo.MARKDOWN_HEADER) + " |")
+        self.assertEqual(lines[0], "| " + " | ".join(cases.MARKDOWN_HEADER) + " |")
         self.assertEqual(len(lines), 4, done.stdout)
         self.assertIn("| `Hello, my-client` |", lines[2])
         self.assertIn("`error: certificate required` (exit 5)", lines[3])
@@ -679,7 +675,7 @@ class MarkdownTest(unittest.TestCase):
     def test_readme_gallery_table_matches_the_code(self):
         with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
             readme = f.read()
-        header = "| " + " | ".join(mtls_demo.MARKDOWN_HEADER) + " |"
+        header = "| " + " | ".join(cases.MARKDOWN_HEADER) + " |"
         if header not in readme:
             self.skipTest("README.md has no failure-gallery table yet (its header would be: "
                           f"{header})")
@@ -790,30 +786,30 @@ class TableTest(unittest.TestCase):
         and no line of it is "server:" alone."""
         line = ("forbidden 127.0.0.1:42478: uri:spiffe://example.org/other-client is not on the "
                 "allow-list (--allow)")
-        self.assertEqual(mtls_demo.summarize_log_line(line), "forbidden: uri:spiffe://example.org/"
+        self.assertEqual(cases.summarize_log_line(line), "forbidden: uri:spiffe://example.org/"
                          "other-client is not on the allow-list")
-        mtls_demo.screen = mtls_demo.Screen(100)
-        row = mtls_demo.Result("not-authorized", ("client: HTTP 403 Forbidden",
+        terminal.screen.setup(100)
+        row = terminal.Result("not-authorized", ("client: HTTP 403 Forbidden",
                                                   "server: forbidden"),
                                ("client: HTTP 403 Forbidden",
-                                "server: " + mtls_demo.summarize_log_line(line)), True)
+                                "server: " + cases.summarize_log_line(line)), True)
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            mtls_demo.print_table([row])
+            terminal.print_table([row])
         observed = [line.split(" | ")[2].strip() for line in out.getvalue().strip().splitlines()
                     if line.count(" | ") >= 2][1:]
         self.assertNotIn("server:", observed)
         self.assertTrue(any(cell.startswith("server: forbidden") for cell in observed), observed)
 
     def test_a_wrapped_first_line_does_not_push_the_second_out_of_its_row(self):
-        mtls_demo.screen = mtls_demo.Screen(100)
+        terminal.screen.setup(100)
         out = io.StringIO()
-        row = mtls_demo.Result("accept-loop", ("wrong: ATTACKER FROZE THE SERVER",
+        row = terminal.Result("accept-loop", ("wrong: ATTACKER FROZE THE SERVER",
                                                "server.py: attack failed"),
                                ("ATTACKER FROZE THE SERVER (3.0 s wait, unlogged) " * 2,
                                 "attack failed (served in 8 ms, logged)"), True)
         with contextlib.redirect_stdout(out):
-            mtls_demo.print_table([row])
+            terminal.print_table([row])
         lines = out.getvalue().strip("\n").splitlines()
         second = next(line for line in lines if "server.py: attack failed" in line)
         self.assertIn("| attack failed (served in 8 ms, logged)", second)
@@ -823,7 +819,7 @@ class TableTest(unittest.TestCase):
     def test_table_cells_wrap_between_words_never_inside_one(self):
         """uri:spiffe://example.org/other-client was cut 'uri:spiffe://e | xample.org/...'
         (issue 21): whole when its column can hold it, else broken after a '/' only."""
-        row = mtls_demo.Result("client-chain-leaf-only", ("client: HTTP 403 Forbidden",
+        row = terminal.Result("client-chain-leaf-only", ("client: HTTP 403 Forbidden",
                                                           "server: forbidden"),
                                ("client: HTTP 403 Forbidden", "server: forbidden: "
                                 "uri:spiffe://example.org/other-client is not on the allow-list"),
@@ -831,10 +827,10 @@ class TableTest(unittest.TestCase):
         words = ["client:", "HTTP", "403", "Forbidden", "server:", "forbidden", "forbidden:",
                  "is", "not", "on", "the", "allow-list"]
         for width, whole in ((100, True), (80, False)):
-            mtls_demo.screen = mtls_demo.Screen(width)
+            terminal.screen.setup(width)
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
-                mtls_demo.print_table([row])
+                terminal.print_table([row])
             lines = out.getvalue().strip("\n").splitlines()
             bars = [i for i, c in enumerate(lines[0]) if c == "|"]     # the header's columns
             cells = [line[bars[0] + 1:bars[2]].replace("|", " ") for line in lines[1:]]
@@ -872,3 +868,20 @@ class MakefileTargetsTest(unittest.TestCase):
         longest = max(len(row.split()[0]) for row in rows)
         self.assertEqual(starts, {longest + 1})
         self.assertTrue(all(re.search(r" by .+, until .+, EKU: ", row) for row in rows), rows)
+
+
+class LayoutTest(unittest.TestCase):
+    """Imports go one way (issue 20): mtls_demo.py uses demo/ and the gallery, never back."""
+
+    def test_demo_modules_and_the_gallery_never_import_mtls_demo(self):
+        """Every module in demo/ and mistakes/gallery.py import without mtls_demo.py
+        (the gallery once took pair_options from it while it took EXHIBITS back)."""
+        code = ("import importlib, pkgutil, sys, demo\n"
+                "for m in pkgutil.iter_modules(demo.__path__):\n"
+                "    importlib.import_module('demo.' + m.name)\n"
+                "import mistakes.gallery\n"
+                "print(sorted(n for n in sys.modules if n.startswith('mtls_demo')))\n")
+        done = subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.strip(), "[]")

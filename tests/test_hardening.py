@@ -30,7 +30,8 @@ import unittest
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.support import PYTHON, ROOT, LogCollector, RunningServer, path, server_files
+from tests.support import (PYTHON, ROOT, RunningServer, ServerProcess, openssl, path,
+                           server_files)
 
 import client
 import server
@@ -38,15 +39,6 @@ import server
 GREETING = (200, "Hello, my-client\n")
 
 # --- helpers ---------------------------------------------------------------
-
-
-def openssl(*args, cwd=None):
-    """Run the openssl binary; fail the test run with its output if it fails."""
-    done = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=30)
-    if done.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done
 
 
 def run(script, *args, env=None):
@@ -140,54 +132,6 @@ def fd_count():
 def serial_of(sock):
     """The serial number of the certificate the server showed on this connection."""
     return int(sock.getpeercert()["serialNumber"], 16)
-
-
-class ServerProcess:
-    """server.py as its own process on 127.0.0.1 (port 0), as a user runs it.
-
-    Its stderr is read by a thread into .log (a LogCollector, timestamps
-    removed), so a test can wait for a line and check for tracebacks.
-    """
-
-    TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d ")
-
-    def __init__(self, *args, env=None, cert="server.crt", key="server.key"):
-        command = [PYTHON, os.path.join(ROOT, "server.py"), "--host", "127.0.0.1", "--port", "0",
-                   "--ca", path("ca.crt"), "--cert", path(cert), "--key", path(key)] + list(args)
-        self.proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, env=env)
-        self.log = LogCollector()
-        self.reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self.reader.start()
-        serving = self.log.wait_for(lambda l: l.startswith("serving"), timeout=10)
-        if serving is None:
-            self.stop()
-            raise AssertionError("server.py did not start:\n" + self.text())
-        self.port = int(re.search(r":(\d+)/", serving).group(1))
-        self.url = f"https://localhost:{self.port}/"
-
-    def _read_stderr(self):
-        for line in self.proc.stderr:
-            self.log(self.TIMESTAMP.sub("", line.rstrip("\n")))
-
-    def text(self):
-        """Everything the server wrote to stderr so far."""
-        with self.log.changed:
-            return "\n".join(self.log.lines)
-
-    def stop(self, sig=signal.SIGTERM):
-        """Stop the server with `sig`; return its exit code (bounded wait)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.reader.join(5)
-        self.proc.stderr.close()
-        return code
 
 
 # --- extra certificates, made once for this module ------------------------
@@ -417,7 +361,7 @@ class HostileInputTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = ServerProcess("--handshake-timeout", "2")
+        cls.srv = ServerProcess(*server_files(), "--handshake-timeout", "2")
 
     @classmethod
     def tearDownClass(cls):
@@ -658,7 +602,7 @@ class KeyExchangeTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = ServerProcess()            # the project's RSA certificate
+        cls.srv = ServerProcess(*server_files())            # the project's RSA certificate
 
     @classmethod
     def tearDownClass(cls):
@@ -696,7 +640,7 @@ class KeyExchangeTest(unittest.TestCase):
     def test_an_ec_certificate_too_and_no_hello_retry_request(self):
         """With an ECDSA P-256 certificate too; and openssl's default hello (an X25519 key
         share) is answered at once, for either key type: no HelloRetryRequest."""
-        ec = ServerProcess(cert=extra("rotated.crt"), key=extra("rotated.key"))
+        ec = ServerProcess(*server_files(extra("rotated.crt"), extra("rotated.key")))
         self.addCleanup(ec.stop)
         self.assertGroups(ec, "-tls1_3", self.GROUPS)
         for srv, key in [(self.srv, "rsa"), (ec, "ec")]:
@@ -725,7 +669,7 @@ class KeyExchangeTest(unittest.TestCase):
         with open(theirs, "w") as f:
             f.write("openssl_conf = init\n[init]\nssl_conf = ssl\n[ssl]\nsystem_default = tls\n"
                     "[tls]\nGroups = P-521:ffdhe2048\n")
-        srv = ServerProcess(env=dict(os.environ, OPENSSL_CONF=theirs))
+        srv = ServerProcess(*server_files(), env=dict(os.environ, OPENSSL_CONF=theirs))
         self.addCleanup(srv.stop)
         self.assertGroups(srv, "-tls1_3", [("P-521", True), ("X25519", False), ("P-256", False)])
         started = srv.log.wait_for(lambda l: l.startswith("key-exchange groups")) or ""
@@ -883,7 +827,7 @@ class BrokenInputTest(unittest.TestCase):
                 key = os.path.join(folder, f"server-{mode:o}.key")
                 shutil.copy(path("server.key"), key)
                 os.chmod(key, mode)
-                srv = ServerProcess(key=key)
+                srv = ServerProcess(*server_files(key=key))
                 self.assertEqual(srv.stop(), 0)
                 warning = f"warning: {key} has mode {mode:04o}, readable by other users -- chmod 600 {key}"
                 self.assertEqual(warning in srv.text(), warned, srv.text())
@@ -969,7 +913,7 @@ class ReloadTest(unittest.TestCase):
     @unittest.skipUnless(hasattr(signal, "SIGHUP"), "needs SIGHUP")
     def test_kill_hup_on_a_running_server_py(self):
         """kill -HUP <pid> does the same reload in a real server.py, within half a second."""
-        srv = ServerProcess(cert=self.cert, key=self.key)
+        srv = ServerProcess(*server_files(self.cert, self.key))
         try:
             self.check_reload(srv.port, srv.log, lambda: srv.proc.send_signal(signal.SIGHUP))
         finally:
@@ -1002,7 +946,7 @@ class KeylogTest(unittest.TestCase):
         self.assertEqual(probe.stdout.strip(), probe_keys, "the default context reads the variable")
         keys = os.path.join(self.folder, "keys.txt")
         env = dict(os.environ, SSLKEYLOGFILE=keys)
-        srv = ServerProcess(env=env)
+        srv = ServerProcess(*server_files(), env=env)
         try:
             self.request(srv, env=env)
         finally:
@@ -1012,7 +956,7 @@ class KeylogTest(unittest.TestCase):
     def test_keylog_flag_writes_the_secrets_with_a_warning(self):
         server_keys = os.path.join(self.folder, "server-keys.txt")
         client_keys = os.path.join(self.folder, "client-keys.txt")
-        srv = ServerProcess("--keylog", server_keys)
+        srv = ServerProcess(*server_files(), "--keylog", server_keys)
         try:
             done = self.request(srv, "--keylog", client_keys)
         finally:
@@ -1037,7 +981,7 @@ class StopTest(unittest.TestCase):
                     # A shell starts background jobs with SIGINT ignored, and
                     # server.py inherits that: Ctrl-C cannot reach it anyway.
                     self.skipTest("SIGINT is ignored here (started in the background)")
-                srv = ServerProcess()
+                srv = ServerProcess(*server_files())
                 idle = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
                 half = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
                 half.sendall(client_hello()[:40])

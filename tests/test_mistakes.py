@@ -75,8 +75,8 @@ class EveryExhibit(unittest.TestCase):
             self.assertTrue(exhibit.title)
             self.assertFalse(exhibit.name.startswith("-") or "://" in exhibit.name)
         # One namespace with the demo's scenarios (mtls_demo.py NAME runs either).
-        import mtls_demo
-        clash = {s.name for s in mtls_demo.SCENARIOS} & {e.name for e in gallery.EXHIBITS}
+        from demo import scenarios
+        clash = {s.name for s in scenarios.SCENARIOS} & {e.name for e in gallery.EXHIBITS}
         self.assertEqual(clash, set())
 
     def check_wrong_side(self, name, words):

@@ -226,9 +226,9 @@ class QuotesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         from tests import test_scenarios
-        import mtls_demo
+        from demo import scenarios
         cls.printed = []
-        for scenario in mtls_demo.SCENARIOS:
+        for scenario in scenarios.SCENARIOS:
             outcome, lines, message = test_scenarios.run_scenario(scenario, with_message=True)
             cls.printed += lines
             if message:

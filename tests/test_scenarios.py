@@ -17,13 +17,13 @@ import unittest
 from tests.support import RunningServer, pki, run_script
 
 import client
-import mtls_demo
+from demo import cases, commands, scenarios
 import server
 
 
 def start_server(scenario):
     """The scenario's server, in-process, with the options the demo gives server.py."""
-    args = server.parse_args(["--port", "0"] + mtls_demo.server_command(scenario, pki()))
+    args = server.parse_args(["--port", "0"] + cases.server_command(scenario, pki()))
     return RunningServer(ca=args.ca, cert=args.cert, key=args.key, crl=args.crl, allow=args.allow)
 
 
@@ -35,7 +35,7 @@ def run_scenario(scenario, with_message=False):
     or the label client.py prints after "error:"."""
     message = None
     with start_server(scenario) as srv:
-        client_args = client.parse_args(mtls_demo.fill(scenario.client, pki(), srv.port))
+        client_args = client.parse_args(commands.fill(scenario.client, pki(), srv.port))
         context = client.make_client_context(client_args.cacert, client_args.cert, client_args.key)
         try:
             status, body = client.fetch(client_args.url, context)
@@ -51,12 +51,12 @@ def run_scenario(scenario, with_message=False):
 
 
 class ScenarioTest(unittest.TestCase):
-    """One test per scenario, generated below from mtls_demo.SCENARIOS."""
+    """One test per scenario, generated below from demo/scenarios.py's SCENARIOS."""
 
 
 def make_test(scenario):
     def test(self):
-        if scenario.strict and not mtls_demo.STRICT_CHECKS:
+        if scenario.strict and not scenarios.STRICT_CHECKS:
             self.skipTest(f"needs the strict RFC 5280 checks of OpenSSL 3.0+ (this Python "
                           f"uses {ssl.OPENSSL_VERSION})")
         outcome, lines = run_scenario(scenario)
@@ -67,7 +67,7 @@ def make_test(scenario):
     return test
 
 
-for _scenario in mtls_demo.SCENARIOS:
+for _scenario in scenarios.SCENARIOS:
     setattr(ScenarioTest, "test_" + _scenario.name.replace("-", "_"), make_test(_scenario))
 
 
@@ -75,11 +75,11 @@ class ScenarioStabilityTest(unittest.TestCase):
     """TLS 1.3 rejections surface after the handshake: they must classify the same every time."""
 
     def test_post_handshake_rejections_are_stable_over_20_runs(self):
-        by_name = {s.name: s for s in mtls_demo.SCENARIOS}
+        by_name = {s.name: s for s in scenarios.SCENARIOS}
         for name in ["other-ca", "expired-client", "revoked", "wrong-purpose", "client-chain-leaf-only"]:
             scenario = by_name[name]
             with start_server(scenario) as srv:
-                args = client.parse_args(mtls_demo.fill(scenario.client, pki(), srv.port))
+                args = client.parse_args(commands.fill(scenario.client, pki(), srv.port))
                 context = client.make_client_context(args.cacert, args.cert, args.key)
                 for attempt in range(20):
                     with self.assertRaises(client.Failure) as caught:
@@ -98,7 +98,7 @@ class ArticleCertificatesTest(unittest.TestCase):
         self.assertIn("Version: 1 (0x0)", text)
         self.assertNotIn("X509v3 extensions", text)
 
-    @unittest.skipUnless(mtls_demo.STRICT_CHECKS, "needs OpenSSL 3.0+ for strict RFC 5280 checks")
+    @unittest.skipUnless(scenarios.STRICT_CHECKS, "needs OpenSSL 3.0+ for strict RFC 5280 checks")
     def test_strict_verification_refuses_the_article_ca_and_accepts_ours(self):
         article = os.path.join(pki(), "article")
         refused = self.openssl("verify", "-x509_strict", "-CAfile", os.path.join(article, "ca.crt"),
@@ -116,7 +116,7 @@ class DemoAllTest(unittest.TestCase):
     def test_demo_all(self):
         done = run_script("mtls_demo.py", "--all", "--certs", pki(), timeout=180)
         self.assertEqual(done.returncode, 0, done.stdout[-3000:] + done.stderr)
-        count = len(mtls_demo.SCENARIOS)
+        count = len(scenarios.SCENARIOS)
         self.assertIn(f"{count} of {count} cases behaved as expected", done.stdout)
         self.assertEqual(len(re.findall(r"\| yes$", done.stdout, re.M)), count)
 
@@ -124,7 +124,7 @@ class DemoAllTest(unittest.TestCase):
         listed = run_script("mtls_demo.py", "--list")
         self.assertEqual(listed.returncode, 0)
         names = [line.split()[0] for line in listed.stdout.splitlines()]
-        for scenario in mtls_demo.SCENARIOS:
+        for scenario in scenarios.SCENARIOS:
             self.assertEqual(names.count(scenario.name), 1, scenario.name)
         wrong = run_script("mtls_demo.py", "no-such-case")
         self.assertEqual(wrong.returncode, 2)

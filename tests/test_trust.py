@@ -28,7 +28,8 @@ import threading
 import time
 import unittest
 
-from tests.support import PYTHON, ROOT, RunningServer, path, server_files
+from tests.support import PYTHON, ROOT, RunningServer, ServerProcess, path, server_files
+from tests.support import openssl as support_openssl
 
 import client
 import server
@@ -74,13 +75,10 @@ authorityKeyIdentifier = keyid:always
 
 
 def openssl(*args, cwd=None, env=None):
+    """tests.support's openssl, with TEST_CN set (ext.cnf names it; only `req` uses it)."""
     env = dict(env or os.environ)
-    env.setdefault("TEST_CN", "unused")      # ext.cnf names it; only `req` uses it
-    done = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=30, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done
+    env.setdefault("TEST_CN", "unused")
+    return support_openssl(*args, cwd=cwd, env=env)
 
 
 def stamp(seconds_from_now):
@@ -232,46 +230,6 @@ def run(*args, timeout=20):
                           capture_output=True, text=True, timeout=timeout)
 
 
-class ServerProcess:
-    """server.py in its own process; .lines holds its log, without timestamps."""
-
-    def __init__(self, *args):
-        self.proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "server.py"), "--host", "127.0.0.1",
-                                      "--port", "0"] + list(args), cwd=ROOT,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines, self.changed = [], threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-        serving = self.wait_for(lambda l: l.startswith("serving"), 10)
-        if serving is None:
-            self.stop()
-            raise AssertionError("server.py did not start:\n" + "\n".join(self.lines))
-        self.port = int(re.search(r":(\d+)/", serving).group(1))
-        self.url = f"https://localhost:{self.port}/"
-
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.changed:
-                self.lines.append(line.rstrip("\n")[9:])
-                self.changed.notify_all()
-
-    def wait_for(self, predicate, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while True:
-                found = [l for l in self.lines if predicate(l)]
-                if found or time.monotonic() > deadline:
-                    return found[0] if found else None
-                self.changed.wait(max(deadline - time.monotonic(), 0.01))
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            return self.proc.wait(10)
-        finally:
-            self.proc.stderr.close()
-
-
 # --- what --crl and --ca may hold ---------------------------------------------------
 
 class CRLAddsNoTrustTest(unittest.TestCase):
@@ -343,7 +301,7 @@ class RevocationTest(unittest.TestCase):
                              "--crl", crls[0], "--crl", crls[1], "--crl-chain")
         try:
             self.assertEqual(fetch(done, ctx), "certificate revoked")
-            self.assertIsNotNone(done.wait_for(lambda l: "has been revoked" in l))
+            self.assertIsNotNone(done.log.wait_for(lambda l: "has been revoked" in l))
         finally:
             done.stop()
 
@@ -1018,7 +976,7 @@ class FilesTest(unittest.TestCase):
         stale = soon.crl("stale", last=stamp(-7200), next=stamp(-3600))
         srv = ServerProcess("--ca", soon.crt, "--cert", cert[0], "--key", cert[1], "--crl", stale)
         try:
-            text = "\n".join(srv.lines)
+            text = srv.text()
             self.assertRegex(text, r"warning: server certificate '.*soon-server.crt' \(localhost\) "
                                    r"expires in 2 days, on \d{4}-\d\d-\d\d")
             self.assertRegex(text, r"warning: CA certificate '.*soon.crt' \(soon\) expires in 4 days")
@@ -1037,7 +995,7 @@ class FilesTest(unittest.TestCase):
             crt, key = ca.issue(extensions, "localhost", extensions)
             srv = ServerProcess("--ca", ca.crt, "--cert", crt, "--key", key)
             try:
-                text = "\n".join(srv.lines)
+                text = srv.text()
                 got = fetch(srv, context(*client_files, cacert=ca.crt))
             finally:
                 srv.stop()
@@ -1055,10 +1013,10 @@ class FilesTest(unittest.TestCase):
         crt, key = old.issue("old-client", "my-client", start="20200101000000Z", end=stamp(86400))
         srv = ServerProcess("--ca", old.crt, "--cert", CA.server[0], "--key", CA.server[1])
         try:
-            self.assertRegex("\n".join(srv.lines), r"warning: CA certificate '.*old-ca.crt' "
+            self.assertRegex(srv.text(), r"warning: CA certificate '.*old-ca.crt' "
                                                    r"\(old-ca\) expired on 2020-02-01")
             fetch(srv, context(crt, key))
-            line = srv.wait_for(lambda l: l.startswith("rejected"))
+            line = srv.log.wait_for(lambda l: l.startswith("rejected"))
             self.assertIn("our CA old-ca (expired Feb  1 00:00:00 2020 GMT) (--ca)", line)
         finally:
             srv.stop()
