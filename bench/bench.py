@@ -929,7 +929,11 @@ PROFILE_PARTS = [
 
 
 def load_server_module(path):
-    """Import the server.py at `path` as a module of its own."""
+    """Import the server.py at `path` as a module of its own (its folder on
+    sys.path first: since issue 20 it imports its armour/ package from there)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location("server_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -954,9 +958,12 @@ def profile_client(kind, certs, port, count, results):
 
 
 def part_owners(module, where):
-    """The module and classes where the functions of PROFILE_PARTS live."""
-    head = getattr(module, "RequestHead", None) or module.DeadlineReader   # before issue 19
-    return {"server": [module, module.GreetingHandler, head, module.MTLSServer],
+    """The modules and classes where the functions of PROFILE_PARTS live:
+    server.py, and since issue 20 the armour/ modules it imports from."""
+    armour = [m for name, m in sorted(sys.modules.items()) if name.startswith("armour.")]
+    head = (getattr(module, "RequestHead", None) or getattr(module, "DeadlineReader", None)
+            or sys.modules["armour.slow_clients"].RequestHead)          # by version
+    return {"server": [module, module.GreetingHandler, head, module.MTLSServer] + armour,
             "ssl": [ssl.SSLSocket, ssl.SSLContext], "socket": [socket.SocketIO],
             "~": [socket.socket]}[where]
 
@@ -966,21 +973,30 @@ def install_timers(module, spent, undo):
     thread spends in it is added to spent[function]; note in `undo` how to
     put each one back."""
     for _, where, name in PROFILE_PARTS:
-        owner = next((o for o in part_owners(module, where) if hasattr(o, name)), None)
-        if owner is None:            # a server.py of another version, without this part
-            continue
-        original = getattr(owner, name)
+        owners = [o for o in part_owners(module, where) if hasattr(o, name)]
+        if owners and isinstance(owners[0], type):
+            owners = owners[:1]          # a method: its class
+        else:                            # a function: in each module that imports it
+            owners = [o for o in owners if name in vars(o)]
+        for owner in owners:             # (none: a server.py of another version, without it)
+            wrap_in_timer(owner, name, spent, undo)
 
-        def timed(*args, __original=original, __name=name, **kwargs):
-            if not threading.current_thread().name.startswith("mtls-worker"):
-                return __original(*args, **kwargs)
-            started = time.thread_time()
-            try:
-                return __original(*args, **kwargs)
-            finally:
-                spent[__name] = spent.get(__name, 0.0) + time.thread_time() - started
-        undo.append((owner, name, vars(owner).get(name)))
-        setattr(owner, name, timed)
+
+def wrap_in_timer(owner, name, spent, undo):
+    """Replace owner.name by a wrapper that adds the CPU time a worker
+    thread spends in it to spent[name]; note in `undo` how to put it back."""
+    original = getattr(owner, name)
+
+    def timed(*args, __original=original, __name=name, **kwargs):
+        if not threading.current_thread().name.startswith("mtls-worker"):
+            return __original(*args, **kwargs)
+        started = time.thread_time()
+        try:
+            return __original(*args, **kwargs)
+        finally:
+            spent[__name] = spent.get(__name, 0.0) + time.thread_time() - started
+    undo.append((owner, name, vars(owner).get(name)))
+    setattr(owner, name, timed)
 
 
 def serve_for_profile(module, kind, certs, count, workdir, how=None):
@@ -1058,6 +1074,8 @@ def profile_server(server_path, certs, label, kind, count, what):
         shutil.rmtree(workdir, ignore_errors=True)
     every = pstats.Stats(*profilers)
     owners = {module.__file__: "server", ssl.__file__: "ssl", socket.__file__: "socket"}
+    owners.update((m.__file__, "server") for name, m in list(sys.modules.items())
+                  if name.startswith("armour."))         # server.py's armour/ (issue 20)
 
     def cprofile_seconds(where, name):
         """The cumulative time cProfile gives the function `name` in `where`."""
