@@ -33,12 +33,16 @@ import ssl
 import urllib.error
 import urllib.request
 
-from armour.client_errors import (EXIT_OK, EXIT_USAGE, EXIT_CONNECT, EXIT_SERVER_UNTRUSTED,  # noqa
-                                  EXIT_CLIENT_REJECTED, EXIT_HTTP, EXIT_TLS, Failure, check_url,
-                                  checking_cacert, classify, clip, describe_plain_http,
-                                  load_identity, open_client_keylog, printable, read_identity,
-                                  read_pem)
-from armour.command_line import ArgumentParser, seconds
+try:
+    from armour.client_errors import (  # noqa: F401  (all the exit codes: client.py's)
+        EXIT_OK, EXIT_USAGE, EXIT_CONNECT, EXIT_SERVER_UNTRUSTED, EXIT_CLIENT_REJECTED, EXIT_HTTP,
+        EXIT_TLS, Failure, check_url, checking_cacert, classify, clip, describe_plain_http,
+        load_identity, open_client_keylog, printable, read_identity, read_pem)
+    from armour.command_line import ArgumentParser, seconds
+except ModuleNotFoundError:         # client.py copied without its folder armour/
+    sys.stderr.write("error: missing file: client.py needs its folder armour/ beside it "
+                     "-- copy armour/ too\n")
+    sys.exit(2)
 
 
 # --- the TLS context: whom we trust, and what we present -----------------

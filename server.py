@@ -23,12 +23,8 @@ Writes:  one log line per connection to stderr:
            accepted 127.0.0.1:51000 as cn:my-client
            rejected 127.0.0.1:51002: no client certificate (the client sent none)
            forbidden 127.0.0.1:51004: cn:other is not on the allow-list (--allow)
-Run:     python3 server.py                  (https://localhost:3000/)
-         python3 server.py --port 8443 --allow cn:my-client --crl certs/ca.crl
+Run:     python3 server.py --allow cn:my-client --crl certs/ca.crl   (https://localhost:3000/)
          kill -HUP PID re-reads the files; Ctrl-C, or kill PID, stops it.
-
-Simplified: a fixed greeting; a production service adds routes, structured
-logs and a limit on handshakes per client address.
 """
 
 import os
@@ -39,11 +35,15 @@ if sys.version_info < (3, 9):       # before anything newer can fail with a trac
                      "-- run it with python3.9 or newer\n" % sys.version_info[:2])
     sys.exit(2)
 
-from armour.openssl_config import read_groups_conf  # noqa: E402  (imports no ssl)
+try:                                # (armour/openssl_config.py imports no ssl)
+    from armour.openssl_config import read_groups_conf
+except ModuleNotFoundError:         # server.py copied without its folder armour/
+    sys.stderr.write("error: missing file: server.py needs its folder armour/ beside it "
+                     "-- copy armour/ too\n")
+    sys.exit(2)
 # First of all, before anything imports ssl: the key-exchange groups (groups.cnf).
 GROUPS_FROM = read_groups_conf() if __name__ == "__main__" else os.environ.get("OPENSSL_CONF")
 
-# noqa: E402 below: these imports come after that line on purpose.
 import signal
 import socket
 import ssl
@@ -135,18 +135,16 @@ def continue_handshake(server, conn):
     if tls is None:
         return
     try:
-        # OpenSSL checks the client's certificate here, when it arrives:
-        # CERT_REQUIRED, our CA, the CRL. Non-blocking: this goes as far as
-        # the bytes that have arrived, then raises SSLWantReadError.
+        # OpenSSL checks the client's certificate here (CERT_REQUIRED, our CA, the
+        # CRL), as far as the bytes that have arrived go: then SSLWantReadError.
         tls.do_handshake()
     except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as want:
         # The rest waits in the waiting room; a worker carries on when it comes.
         wait_for_handshake(server, conn, want, continue_handshake)
         return
     except (ssl.SSLError, OSError) as exc:
-        # A failed handshake: OpenSSL has sent the client a TLS alert (a
-        # coded reason: certificate_required, unknown_ca...). We log one
-        # plain line, and close so that the alert arrives (close_gently).
+        # Failed: OpenSSL has sent the client a TLS alert (a coded reason, e.g.
+        # certificate_required); we log one plain line, and close so the alert arrives.
         server.refuse("rejected", conn.peer, describe_rejection(exc, tls.context))
         close_gently(server, conn)
         return
@@ -313,7 +311,9 @@ def identify_client(server, tls, peer):
 class GreetingHandler(GuardedHandler):
     """Answers GET with a greeting to the client named by its certificate.
     (GuardedHandler, in armour/bad_requests.py: what http.server must not
-    be left to do alone, such as reading a request body it then ignores.)"""
+    be left to do alone, such as reading a request body it then ignores.)
+    Simplified: a fixed greeting; a production service adds routes,
+    structured logs and a limit on handshakes per client address."""
 
     def do_GET(self):
         """Greet the client by the name in its certificate."""
