@@ -14,11 +14,10 @@ The twin of the article's curl command, with curl's option names:
 --cert    our certificate, sent when the server asks (a chain file sends both)
 --key     the private key that proves the certificate is ours
 
-Prints the response body. A failure: one line on stderr, "error: <label>:
-<what happened, and why> -- <the fix>", and an exit code: 2 usage or files,
-3 cannot connect, 4 server not trusted (its certificate failed our checks),
-5 the server rejected our certificate (or its lack), 6 HTTP error status
-(e.g. 403), 7 other TLS failure. Why it failed: armour/client_errors.py.
+Prints the response body. A failure is one line on stderr, "error: <label>: <what
+happened, and why> -- <the fix>" (armour/client_errors.py), and an exit code: 2 usage or
+files, 3 cannot connect, 4 server not trusted (its certificate failed our checks), 5 the
+server rejected our certificate (or its lack), 6 HTTP error (e.g. 403), 7 other TLS failure.
 """
 
 import sys
