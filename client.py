@@ -36,7 +36,7 @@ try:
     from armour.client_errors import (  # noqa: F401  (all the exit codes: client.py's)
         EXIT_OK, EXIT_USAGE, EXIT_CONNECT, EXIT_SERVER_UNTRUSTED, EXIT_CLIENT_REJECTED, EXIT_HTTP,
         EXIT_TLS, Failure, check_url, checking_cacert, classify, clip, describe_plain_http,
-        load_identity, open_client_keylog, printable, read_identity, read_pem)
+        load_identity, open_client_keylog, read_identity, read_pem_text, shown)
     from armour.command_line import ArgumentParser, seconds
 except ModuleNotFoundError:         # client.py copied without its folder armour/
     sys.stderr.write("error: missing file: client.py needs its folder armour/ beside it "
@@ -59,8 +59,8 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
     context.hostname_checks_common_name = False
     if cacert:                                       # whom we trust: our CA...
         with checking_cacert(context, cacert):       # (text we read: a pipe works too)
-            context.load_verify_locations(cadata=read_pem(cacert, "CA certificate", "--cacert",
-                                                          "CERTIFICATE"))
+            context.load_verify_locations(cadata=read_pem_text(cacert, "CA certificate",
+                                                               "--cacert", "CERTIFICATE"))
     else:
         context.load_default_certs()                 # ...or the system's CAs, as curl does
     chain = ""
@@ -137,7 +137,7 @@ def parse_args(argv):
 def http_error(status, body):
     """The one line for an HTTP answer that is not a success."""
     label = f"HTTP {status} {http.client.responses.get(status, '')}".rstrip()
-    said = printable(clip(body.strip(), 200))
+    said = shown(clip(body.strip(), 200))
     answer = f'the server answered "{said}"' if said else "the server answered with no text"
     if 300 <= status < 400:
         fix = "a redirect, which client.py does not follow (like curl without -L)"

@@ -97,7 +97,7 @@ def make_server_context(ca, cert, key, crl=None, keylog=None, crl_chain=False):
     # ...the CA in `ca`, and only it: the system's CAs vouch for no client here.
     with checking_client_ca(context, ca):
         context.load_verify_locations(cafile=ca)
-    # Strict X.509 rules (RFC 5280; ssl.create_default_context()'s since 3.13).
+    # Strict rules for X.509, the certificate format (RFC 5280), as 3.13's default context.
     context.verify_flags |= ssl.VERIFY_X509_STRICT
     # A certificate revocation list (CRL), signed by the CA, names the
     # certificates it revoked before their expiry date.
@@ -243,9 +243,9 @@ def refusal_for(ids, allow, info=None):
         # A CA certificate could sign a certificate for any name, the proxy's too.
         return f"{spell_all(ids)}: a CA certificate (basicConstraints CA:TRUE) is no client"
     for kind in ("uri", "cn"):
-        # SPIFFE: an SVID (a workload's certificate) has exactly one URI SAN; a
-        # subject, one CN. With two, which one is it? (A registration step may
-        # have checked the other.)
+        # SPIFFE (service identities as URIs): an SVID, its certificate, has
+        # exactly one URI SAN; a subject, one CN. With two, which one is it?
+        # (A registration step may have checked the other.)
         count = sum(1 for k, _ in ids if k == kind)
         if count > 1:
             return f"{spell_all(ids)}: {count} {kind.upper()} names, so no single identity"
@@ -273,7 +273,7 @@ def identify_client(server, tls, peer):
         # expired client could stay in for ever by reconnecting often enough.
         # We can see only the leaf (and our own CAs) here, not the rest of
         # the chain the client sent: so sessions live at most SESSION_LIFETIME
-        # seconds (see renew_sessions), after which every check is made again.
+        # seconds (renew_sessions, armour/own_files.py), then every check is made again.
         # (A ticket's lifetime hint still says 7200 s, OpenSSL's default:
         # Python's ssl cannot change it. A client that tries a ticket after
         # SESSION_LIFETIME just gets a full handshake.)

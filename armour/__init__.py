@@ -19,6 +19,8 @@ own_files.py           starting with our own files wrong (missing, encrypted,
                        ahead) and reloading them without a restart
 key_exchange.py        a costly or missing key-exchange group, and TLS 1.2
                        ciphers without forward secrecy
+openssl_config.py      groups.cnf read too late: server.py calls it first,
+                       before anything imports ssl
 forwarded.py           a proxy's forwarded certificate let through unchecked
 keylog.py              TLS secrets written to a file someone else can read
 command_line.py        a mistyped option or identity: the one ArgumentParser

@@ -11,6 +11,7 @@ certificate and key from a pipe (<(cat ...)) without a passphrase prompt.
 """
 
 import contextlib
+import functools
 import http.client
 import os
 import shlex
@@ -23,6 +24,12 @@ import time
 import urllib.parse
 
 from armour.keylog import KeylogError, open_keylog
+from armour.refusals import printable
+
+# Text from elsewhere (a URL, a server's answer) as our one-line error shows
+# it: control characters escaped, so it cannot forge lines or colours;
+# non-ASCII letters kept.
+shown = functools.partial(printable, keep_non_ascii=True)
 
 EXIT_OK, EXIT_USAGE, EXIT_CONNECT = 0, 2, 3
 EXIT_SERVER_UNTRUSTED, EXIT_CLIENT_REJECTED, EXIT_HTTP, EXIT_TLS = 4, 5, 6, 7
@@ -55,8 +62,8 @@ def checking_cacert(context, cacert):
 
 def read_identity(cert, key):
     """Our certificate (chain) and key as PEM text; the key may be in --cert."""
-    chain = read_pem(cert, "client certificate", "--cert", "CERTIFICATE")
-    key_pem = read_pem(key, "client key", "--key", "PRIVATE KEY") if key else chain
+    chain = read_pem_text(cert, "client certificate", "--cert", "CERTIFICATE")
+    key_pem = read_pem_text(key, "client key", "--key", "PRIVATE KEY") if key else chain
     if not key and "PRIVATE KEY-----" not in chain:
         raise Failure(EXIT_USAGE, "bad file", f"{cert!r} holds no private key -- pass the "
                       f"key too, e.g. --key certs/client.key")
@@ -351,9 +358,10 @@ MAKE_CERTS = {"ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "cli
 MAKE_SCENARIOS = ("rogue-", "expired-", "revoked-", "elsewhere-", "other-client", "int-", "ca.crl")
 
 
-def read_pem(path, what, flag, label):
-    """Read a PEM file ourselves (a pipe works too); fail with a clear line
-    unless it holds a '-----BEGIN <label>-----' block."""
+def read_pem_text(path, what, flag, label):
+    """Read a PEM file's text ourselves (a pipe works too), to hand to OpenSSL
+    as it is; fail with a clear line unless it holds a '-----BEGIN <label>-----'
+    block. (certificate_fields.read_pem decodes blocks to DER, to read fields.)"""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE + 1)
@@ -436,22 +444,22 @@ def check_url(url):
             if not (("]:" in host) if host.startswith("[") else (":" in host)):
                 rest = f"{host}:3000/{path}"     # no port either: server.py's, not 443
         meant = "https://" + rest + ("" if "/" in rest else "/")
-        raise Failure(EXIT_USAGE, "bad URL", f"'{printable(url)}' {why} -- use {printable(meant)}")
+        raise Failure(EXIT_USAGE, "bad URL", f"'{shown(url)}' {why} -- use {shown(meant)}")
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port                              # raises ValueError if out of range
     except ValueError as exc:
         fix = "write an IPv6 address inside [ ], e.g. https://[::1]:3000/" \
             if "IPv6" in str(exc) else "use a port from 1 to 65535, e.g. https://localhost:3000/"
-        raise Failure(EXIT_USAGE, "bad URL", f"'{printable(url)}': {exc} -- {fix}") from None
+        raise Failure(EXIT_USAGE, "bad URL", f"'{shown(url)}': {exc} -- {fix}") from None
     # http.client sends the path as it is: a space or a non-ASCII letter in
     # it must be percent-encoded first (RFC 3986 2.1).
     odd = [c for c in url if c == " " or not c.isprintable()
            or (not c.isascii() and c not in parts.netloc)]
     if odd:
-        what = "a space" if odd[0] == " " else f"the character {printable(odd[0])}"
+        what = "a space" if odd[0] == " " else f"the character {shown(odd[0])}"
         meant = urllib.parse.quote(url, safe=URL_SAFE)
-        raise Failure(EXIT_USAGE, "bad URL", f"'{printable(url)}' holds {what}, which must be "
+        raise Failure(EXIT_USAGE, "bad URL", f"'{shown(url)}' holds {what}, which must be "
                       f"written {urllib.parse.quote(odd[0])} in a URL -- use {meant}")
     clean = parts._replace(scheme="https", netloc=parts.netloc.rpartition("@")[2])
     if parts.scheme not in ("https", "http"):
@@ -461,9 +469,9 @@ def check_url(url):
         raise Failure(EXIT_USAGE, "bad URL", f"{url!r} names no host -- use a URL such as "
                       f"https://localhost:3000/")
     if parts.username is not None or parts.password is not None:
-        shown = parts._replace(netloc="user:***@" + clean.netloc) if parts.password is not None \
+        masked = parts._replace(netloc="user:***@" + clean.netloc) if parts.password is not None \
             else parts
-        raise Failure(EXIT_USAGE, "bad URL", f"{urllib.parse.urlunsplit(shown)!r} holds a user "
+        raise Failure(EXIT_USAGE, "bad URL", f"{urllib.parse.urlunsplit(masked)!r} holds a user "
                       f"name or password, which client.py never sends (our certificate says "
                       f"who we are) -- use {urllib.parse.urlunsplit(clean)}")
     return parts
@@ -473,12 +481,6 @@ def host_port(parts):
     """host:port as a user would write it, IPv6 in brackets: [::1]:3000."""
     host, port = parts.hostname or "?", parts.port or (80 if parts.scheme == "http" else 443)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def printable(text):
-    """Escape control characters, so that text from elsewhere (a server's
-    answer, a URL) cannot forge lines or colours in our one-line error."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def clip(text, limit):

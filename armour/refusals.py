@@ -33,10 +33,12 @@ def log(message):
         pass
 
 
-def printable(name):
-    """Escape control and non-ASCII characters: a certificate's name is the
-    client's text, and a newline in it must not forge a second log line."""
-    return "".join(c if c.isprintable() and c.isascii() else ascii(c)[1:-1] for c in name)
+def printable(name, keep_non_ascii=False):
+    """Escape control characters, and non-ASCII ones unless `keep_non_ascii`:
+    a certificate's name (or a server's answer) is someone else's text, and a
+    newline in it must not forge a second line of our log or error."""
+    return "".join(c if c.isprintable() and (keep_non_ascii or c.isascii()) else ascii(c)[1:-1]
+                   for c in name)
 
 
 def spell(identity):
