@@ -166,7 +166,8 @@ def readme_quotes():
     for page in QUOTED_DOCS:
         with open(page, encoding="utf-8") as f:
             texts.append(f.read())
-    return sorted(set(q for text in texts for q in QUOTE.findall(text)))
+    # A quote wrapped over two lines of Markdown is one line of output.
+    return sorted(set(re.sub(r"\s*\n\s*", " ", q) for text in texts for q in QUOTE.findall(text)))
 
 
 def quote_pattern(quote):
