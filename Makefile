@@ -553,7 +553,7 @@ test: ## run the test suite (real handshakes on 127.0.0.1)
 
 bench: ## server.py against openssl s_server and Node: bench/results.json (about 45 s)
 	$(PYTHON) bench/bench.py
-	@echo "Next: read the Performance section of README.md for what the numbers mean"
+	@echo "Next: read docs/performance.md for what the numbers mean"
 
 clean: ## delete the certificates folder (and make proxy's nginx folder)
 	rm -rf $(CERTS) $(NGINX_DIR)

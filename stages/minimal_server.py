@@ -3,7 +3,7 @@ import ssl
 
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.minimum_version = ssl.TLSVersion.TLSv1_2
-context.set_ecdh_curve("prime256v1")           # one group: no costly finite-field DH
+context.set_ecdh_curve("prime256v1")           # key exchange on P-256 only (README section 3)
 context.load_cert_chain("certs/server.crt", "certs/server.key")  # who we are
 context.verify_mode = ssl.CERT_REQUIRED        # demand a client certificate...
 context.load_verify_locations("certs/ca.crt")  # ...signed by our CA

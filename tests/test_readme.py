@@ -3,7 +3,8 @@
 - The minimal server and client of section 3 are the files in stages/, shown
   in README.md as they stand; they run against each other, against server.py
   and against client.py, on the test PKI. So does stage 2, the allow-list.
-- Every server log line and client.py error line the README quotes (in
+- Every server log line and client.py error line the README, or a docs/
+  page that took the README's quotes with it (QUOTED_DOCS), quotes (in
   backticks, starting with accepted/rejected/forbidden/closed or "error: ")
   must match a line that server.py or client.py really printed in a run of
   every failure-gallery scenario, or of the hostile clients of the
@@ -24,6 +25,8 @@ import unittest
 from tests.support import PYTHON, ROOT, RunningServer, path, pki, run_script
 
 README = os.path.join(ROOT, "README.md")
+# Pages that hold quotes moved out of the README: checked the same way.
+QUOTED_DOCS = [os.path.join(ROOT, "docs", name) for name in ("robustness.md",)]
 
 
 def readme():
@@ -158,8 +161,13 @@ QUOTE = re.compile(r"`((?:accepted|rejected|forbidden|closed|proxied|error:) [^`
 
 
 def readme_quotes():
-    """The log and error lines the README quotes."""
-    return sorted(set(QUOTE.findall(readme())))
+    """The log and error lines the README and QUOTED_DOCS quote."""
+    texts = [readme()]
+    for page in QUOTED_DOCS:
+        with open(page, encoding="utf-8") as f:
+            texts.append(f.read())
+    # A quote wrapped over two lines of Markdown is one line of output.
+    return sorted(set(re.sub(r"\s*\n\s*", " ", q) for text in texts for q in QUOTE.findall(text)))
 
 
 def quote_pattern(quote):
@@ -245,7 +253,13 @@ class QuotesTest(unittest.TestCase):
                 return any(line.startswith(quote + ":") for line in self.printed)
             return any(quote_pattern(quote).fullmatch(line) for line in self.printed)
         missing = [q for q in readme_quotes() if not printed(q)]
-        self.assertEqual(missing, [], "README quotes that no run printed:\n" + "\n".join(missing))
+        self.assertEqual(missing, [], "README (or docs) quotes that no run printed:\n"
+                         + "\n".join(missing))
+
+    def test_each_quoted_doc_quotes_something(self):
+        for page in QUOTED_DOCS:
+            with open(page, encoding="utf-8") as f:
+                self.assertTrue(QUOTE.search(f.read()), page + " quotes no log line")
 
 
 if __name__ == "__main__":
