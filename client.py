@@ -4,20 +4,15 @@
 In a TLS handshake the server shows its certificate and we check it: signed
 by a certificate authority (CA) we trust, for the host we asked for. In
 mutual TLS the server asks for our certificate too (a CertificateRequest).
-The twin of the article's curl command, with curl's option names:
+curl's option names; the walkthrough's curl command, in Python:
 
     python3 client.py --cacert certs/ca.crt --cert certs/client.crt \\
                       --key certs/client.key https://localhost:3000/
 
---cacert  the CA we trust to vouch for the *server* (without it: only the
-          system's CAs, like curl, so a home-made CA is refused)
---cert    our certificate, sent when the server asks (a chain file sends both)
---key     the private key that proves the certificate is ours
-
-Prints the response body. A failure is one line on stderr, "error: <label>: <what
-happened, and why> -- <the fix>" (armour/client_errors.py), and an exit code: 2 usage or
-files, 3 cannot connect, 4 server not trusted (its certificate failed our checks), 5 the
-server rejected our certificate (or its lack), 6 HTTP error (e.g. 403), 7 other TLS failure.
+Prints the response body. A failure is one line on stderr, "error: <label>:
+<what happened, and why> -- <the fix>", and an exit code: 2 usage or files,
+3 cannot connect, 4 server not trusted, 5 the server refused our
+certificate (or its lack), 6 an HTTP error (e.g. 403), 7 other TLS failure.
 """
 
 import sys
@@ -36,7 +31,7 @@ try:
     from armour.client_errors import (  # noqa: F401  (all the exit codes: client.py's)
         EXIT_OK, EXIT_USAGE, EXIT_CONNECT, EXIT_SERVER_UNTRUSTED, EXIT_CLIENT_REJECTED, EXIT_HTTP,
         EXIT_TLS, Failure, check_url, checking_cacert, classify, clip, describe_plain_http,
-        load_identity, open_client_keylog, read_identity, read_pem_text, shown)
+        checking_identity, open_client_keylog, read_pem_text, refuse_passphrase, shown)
     from armour.command_line import ArgumentParser, seconds
 except ModuleNotFoundError:         # client.py copied without its folder armour/
     sys.stderr.write("error: missing file: client.py needs its folder armour/ beside it "
@@ -67,8 +62,11 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
     if cert:
         # Sent only if the server asks (CertificateRequest); the key signs the
         # handshake transcript (CertificateVerify) to prove we hold it.
-        chain, key_pem = read_identity(cert, key)
-        load_identity(context, cert, key, chain, key_pem)    # load_cert_chain, never a prompt
+        with checking_identity(cert, key) as files:  # (a pipe works too; one line if not)
+            # No passphrase prompt: a script must never stop to ask the terminal.
+            context.load_cert_chain(files.cert, files.key,
+                                    password=lambda: refuse_passphrase(key or cert))
+        chain = files.chain
     if keylog:
         open_client_keylog(context, keylog)          # TLS secrets, for Wireshark: debug only
     context.mtls_sent = {"cacert": cacert, "cert": cert, "chain": chain}   # for error messages

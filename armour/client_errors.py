@@ -78,19 +78,26 @@ def open_client_keylog(context, path):
         raise Failure(EXIT_USAGE, "bad file", f"{exc.what} -- {exc.fix}") from None
 
 
-def load_identity(context, cert, key, cert_pem, key_pem):
-    """Load our certificate (chain) and key into the context."""
+class IdentityFiles:
+    """File names OpenSSL can read for our certificate and key, and the chain's text."""
+
+    def __init__(self, cert, key, chain):
+        self.cert, self.key, self.chain = cert, key, chain
+
+
+@contextlib.contextmanager
+def checking_identity(cert, key):
+    """Around load_cert_chain: give OpenSSL file names it can read (a private
+    copy of what a pipe, <(cat ...), gave: it was read once already, and is
+    deleted right after), and turn its complaint into one line."""
+    chain, key_pem = read_identity(cert, key)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            # OpenSSL reads files by name. A pipe (<(cat ...)) was read once
-            # already, so OpenSSL gets a private copy, deleted right after.
-            cert_path = cert if is_regular(cert) else private_copy(folder, "cert.pem", cert_pem)
+            cert_path = cert if is_regular(cert) else private_copy(folder, "cert.pem", chain)
             key_path = key
             if key and not is_regular(key):
                 key_path = private_copy(folder, "key.pem", key_pem)
-            # No passphrase prompt: a script must never stop to ask the terminal.
-            context.load_cert_chain(cert_path, key_path,
-                                    password=lambda: refuse_passphrase(key or cert))
+            yield IdentityFiles(cert_path, key_path, chain)
     except ssl.SSLError as exc:
         # KEY_VALUES_MISMATCH: same type, other key. NO_CERTIFICATE_ASSIGNED
         # (OpenSSL 3): a key of another type (EC key, RSA certificate).
@@ -327,9 +334,12 @@ def describe_plain_http(parts, context, timeout):
     """An http:// URL: shake hands with TLS there, and say what answers."""
     host, port = parts.hostname, parts.port or 80
     https = urllib.parse.urlunsplit(parts._replace(scheme="https"))
+    # A probe, not a request: it presents no certificate of ours, and only
+    # tells TLS from not-TLS (a failed check of the server's still means TLS).
+    probe = ssl.create_default_context()
     try:
         with socket.create_connection((host, port), timeout) as sock:
-            with context.wrap_socket(sock, server_hostname=host):
+            with probe.wrap_socket(sock, server_hostname=host):
                 pass
     except ssl.SSLEOFError as exc:             # it hung up: that says nothing about TLS
         return classify(exc, parts, context)

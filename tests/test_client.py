@@ -503,6 +503,17 @@ class URLTest(ClientTestCase):
         self.assertErrorLine(done, client.EXIT_TLS, "not TLS", f"curl http://127.0.0.1:{port}/")
         self.assertNotIn("is it an http:// server", done.stderr)
 
+    def test_an_http_url_to_the_tls_port_presents_no_certificate(self):
+        """The probe behind "speaks TLS -- use https://" is not a request: the
+        server never sees our certificate, so it logs no 'accepted' line."""
+        with RunningServer() as srv:
+            done = run_client("--cacert", path("ca.crt"), "--cert", path("client.crt"),
+                              "--key", path("client.key"), srv.url.replace("https", "http"))
+            self.assertErrorLine(done, client.EXIT_USAGE, "bad URL", f"-- use {srv.url}")
+            self.assertTrue(srv.log.wait_for(lambda l: l.startswith("rejected"), timeout=5),
+                            srv.log.lines)
+            self.assertEqual([l for l in srv.log.lines if l.startswith("accepted")], [])
+
     def test_an_ipv6_address_is_printed_in_brackets(self):
         try:
             with socket.socket(socket.AF_INET6) as s:

@@ -48,7 +48,7 @@ class LessonFirst(unittest.TestCase):
         """Whom we trust, what we present, and the request, in client.py's first 80 lines."""
         top = first_lines("client.py", 80)
         for text in ("ssl.PROTOCOL_TLS_CLIENT", "context.load_verify_locations(cadata=",
-                     "CertificateRequest", "load_identity(context", "def fetch("):
+                     "CertificateRequest", "context.load_cert_chain(", "def fetch("):
             self.assertIn(text, top)
 
 
