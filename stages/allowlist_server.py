@@ -3,7 +3,7 @@
 Stage 1 lets in any client whose certificate our CA signed. That is
 authentication (the client proved a name). This stage adds authorization (is
 that name allowed here?) and one log line per connection, so a refusal leaves
-a trace. Run it from the project folder, after `make certs`:
+a trace. Run it after `make certs`:
 
     python3 stages/allowlist_server.py
     python3 client.py --cacert certs/ca.crt --cert certs/client.crt \
@@ -13,16 +13,21 @@ server.py does the same with --allow, and adds the armour of section 3's table.
 """
 
 import http.server
+import pathlib
 import ssl
 
 ALLOW = {"cn:my-client"}        # who may come in, by typed name (see identities)
 
+CERTS = pathlib.Path(__file__).resolve().parent.parent / "certs"   # made by `make certs`
+if not (CERTS / "server.crt").exists():
+    raise SystemExit(f"error: {CERTS / 'server.crt'} not found -- run 'make certs' first")
+
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.minimum_version = ssl.TLSVersion.TLSv1_2
 context.set_ecdh_curve("prime256v1")           # one group: no costly finite-field DH
-context.load_cert_chain("certs/server.crt", "certs/server.key")  # who we are
+context.load_cert_chain(CERTS / "server.crt", CERTS / "server.key")  # who we are
 context.verify_mode = ssl.CERT_REQUIRED        # demand a client certificate...
-context.load_verify_locations("certs/ca.crt")  # ...signed by our CA
+context.load_verify_locations(CERTS / "ca.crt")  # ...signed by our CA
 
 # getpeercert() names the kinds of subjectAltName like this; we write them as
 # a type and a value, so that a DNS name "x" and a CN "x" are not the same.
@@ -72,4 +77,10 @@ class MTLSServer(http.server.ThreadingHTTPServer):
             print("rejected", address[0], exc)
 
 
-MTLSServer(("localhost", 3000), Hello).serve_forever()
+try:
+    MTLSServer(("localhost", 3000), Hello).serve_forever()
+except KeyboardInterrupt:                       # Ctrl-C stops it
+    pass
+except OSError as exc:                          # e.g. make run holds port 3000
+    raise SystemExit(f"error: cannot listen on localhost:3000 ({exc.strerror}) -- "
+                     f"stop the server that holds it")

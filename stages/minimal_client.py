@@ -1,7 +1,15 @@
+import pathlib
 import ssl
 import urllib.request
 
-context = ssl.create_default_context(cafile="certs/ca.crt")      # trust our CA for the server
-context.load_cert_chain("certs/client.crt", "certs/client.key")  # and show our certificate
-with urllib.request.urlopen("https://localhost:3000/", context=context) as response:
-    print(response.read().decode(), end="")
+CERTS = pathlib.Path(__file__).resolve().parent.parent / "certs"   # made by `make certs`
+if not (CERTS / "client.crt").exists():
+    raise SystemExit(f"error: {CERTS / 'client.crt'} not found -- run 'make certs' first")
+
+context = ssl.create_default_context(cafile=CERTS / "ca.crt")       # trust our CA for the server
+context.load_cert_chain(CERTS / "client.crt", CERTS / "client.key")  # and show our certificate
+try:
+    with urllib.request.urlopen("https://localhost:3000/", context=context) as response:
+        print(response.read().decode(), end="")
+except OSError as exc:     # no server, a refused certificate, ...: one line, not a traceback
+    raise SystemExit(f"error: GET https://localhost:3000/ failed: {getattr(exc, 'reason', exc)}")

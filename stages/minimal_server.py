@@ -1,12 +1,17 @@
 import http.server
+import pathlib
 import ssl
+
+CERTS = pathlib.Path(__file__).resolve().parent.parent / "certs"   # made by `make certs`
+if not (CERTS / "server.crt").exists():
+    raise SystemExit(f"error: {CERTS / 'server.crt'} not found -- run 'make certs' first")
 
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.minimum_version = ssl.TLSVersion.TLSv1_2
 context.set_ecdh_curve("prime256v1")           # key exchange on P-256 only (README section 3)
-context.load_cert_chain("certs/server.crt", "certs/server.key")  # who we are
+context.load_cert_chain(CERTS / "server.crt", CERTS / "server.key")  # who we are
 context.verify_mode = ssl.CERT_REQUIRED        # demand a client certificate...
-context.load_verify_locations("certs/ca.crt")  # ...signed by our CA
+context.load_verify_locations(CERTS / "ca.crt")  # ...signed by our CA
 
 
 class Hello(http.server.BaseHTTPRequestHandler):
@@ -31,4 +36,10 @@ class MTLSServer(http.server.ThreadingHTTPServer):
             print("refused", address, exc)
 
 
-MTLSServer(("localhost", 3000), Hello).serve_forever()
+try:
+    MTLSServer(("localhost", 3000), Hello).serve_forever()
+except KeyboardInterrupt:                       # Ctrl-C stops it
+    pass
+except OSError as exc:                          # e.g. make run holds port 3000
+    raise SystemExit(f"error: cannot listen on localhost:3000 ({exc.strerror}) -- "
+                     f"stop the server that holds it")

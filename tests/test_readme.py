@@ -49,11 +49,19 @@ def stage(name):
         return f.read()
 
 
-def start_in(folder, name, port):
-    """Run stages/NAME.py from a folder that holds certs/, on `port`; wait until it listens."""
-    with open(os.path.join(folder, name + ".py"), "w") as f:
+def copy_stage(folder, name, port):
+    """stages/NAME.py, on `port`, into FOLDER/stages/ (it finds FOLDER/certs); its path."""
+    os.makedirs(os.path.join(folder, "stages"), exist_ok=True)
+    copy = os.path.join(folder, "stages", name + ".py")
+    with open(copy, "w") as f:
         f.write(stage(name).replace("3000", str(port)))
-    proc = subprocess.Popen([PYTHON, name + ".py"], cwd=folder, stdin=subprocess.DEVNULL,
+    return copy
+
+
+def start_in(folder, name, port):
+    """Run stages/NAME.py beside FOLDER/certs, on `port`; wait until it listens."""
+    proc = subprocess.Popen([PYTHON, copy_stage(folder, name, port)], cwd=folder,
+                            stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     deadline = time.monotonic() + 10          # until it listens (bounded)
@@ -80,9 +88,7 @@ class MinimalCodeTest(unittest.TestCase):
         cls.folder = tempfile.mkdtemp(prefix="mtls-readme-")
         os.symlink(pki(), os.path.join(cls.folder, "certs"))
         cls.port = free_port()
-        for name in ("minimal_client",):
-            with open(os.path.join(cls.folder, name + ".py"), "w") as f:
-                f.write(stage(name).replace("3000", str(cls.port)))
+        cls.client = copy_stage(cls.folder, "minimal_client", cls.port)
         cls.server = start_in(cls.folder, "minimal_server", cls.port)
 
     @classmethod
@@ -97,7 +103,7 @@ class MinimalCodeTest(unittest.TestCase):
         self.assertEqual(code_block("minimal-client"), stage("minimal_client"))
 
     def test_minimal_client_and_minimal_server(self):
-        done = subprocess.run([PYTHON, "minimal_client.py"], cwd=self.folder, capture_output=True,
+        done = subprocess.run([PYTHON, self.client], cwd=self.folder, capture_output=True,
                               text=True, timeout=20, env=dict(os.environ, https_proxy=""))
         self.assertEqual((done.returncode, done.stdout), (0, "Hello, my-client\n"), done.stderr)
 
@@ -116,10 +122,46 @@ class MinimalCodeTest(unittest.TestCase):
 
     def test_minimal_client_at_server_py(self):
         with RunningServer(host="127.0.0.1") as srv:
-            source = stage("minimal_client").replace("3000", str(srv.port))
-            done = subprocess.run([PYTHON, "-c", source], cwd=os.path.dirname(pki()),
-                                  capture_output=True, text=True, timeout=20)
+            folder = tempfile.mkdtemp(prefix="mtls-readme-")
+            self.addCleanup(shutil.rmtree, folder, True)
+            os.symlink(pki(), os.path.join(folder, "certs"))
+            done = subprocess.run([PYTHON, copy_stage(folder, "minimal_client", srv.port)],
+                                  cwd="/", capture_output=True, text=True, timeout=20)
             self.assertEqual((done.returncode, done.stdout), (0, "Hello, my-client\n"), done.stderr)
+
+
+class StageMistakesTest(unittest.TestCase):
+    """The stages answer a missing certs/, a taken port and no server with one
+    line and a non-zero exit, never a traceback."""
+
+    def run_stage(self, folder, name, port):
+        return subprocess.run([PYTHON, copy_stage(folder, name, port)], cwd="/",
+                              capture_output=True, text=True, timeout=20)
+
+    def assertOneLine(self, done, text):
+        self.assertNotEqual(done.returncode, 0)
+        self.assertNotIn("Traceback", done.stderr)
+        self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
+        self.assertIn(text, done.stderr)
+
+    def test_without_certificates(self):
+        folder = tempfile.mkdtemp(prefix="mtls-stage-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        for name in ("minimal_server", "minimal_client", "allowlist_server"):
+            self.assertOneLine(self.run_stage(folder, name, free_port()), "run 'make certs' first")
+
+    def test_a_taken_port_and_no_server(self):
+        folder = tempfile.mkdtemp(prefix="mtls-stage-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        os.symlink(pki(), os.path.join(folder, "certs"))
+        with socket.socket() as taken:
+            taken.bind(("localhost", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            for name in ("minimal_server", "allowlist_server"):
+                self.assertOneLine(self.run_stage(folder, name, port), "cannot listen on")
+        self.assertOneLine(self.run_stage(folder, "minimal_client", free_port()),
+                           "failed: [Errno 111] Connection refused")
 
 
 class AllowListStageTest(unittest.TestCase):
