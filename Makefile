@@ -95,7 +95,7 @@ KEPT_NOTE = $(CERTS)/ already held these certificates, so they were kept: $(NEW_
 # files, and two of them running at once (make -j) could issue the same one.
 .NOTPARALLEL:
 .PHONY: check-settings have-openssl help certs scenarios article-certs crl run client demo inspect test \
-	bench clean p12 proxy nginx-conf have-nginx renew-server ca-2 rollover-phase1 rollover-phase2 \
+	bench clean p12 proxy proxy-ports nginx-conf have-nginx renew-server ca-2 rollover-phase1 rollover-phase2 \
 	rollover-phase3
 
 # Lines longer than 100 columns (a long CERTS path) wrap under the
@@ -395,7 +395,11 @@ nginx-conf: have-nginx $(PKI) $(CERTS)/proxy.crt $(CERTS)/trust.pem $(CERTS)/crl
 # backend.pid (nginx writes its own, nginx.pid), for the rotation targets.
 # Both sides check what nginx checks: the CAs in trust.pem, the CRLs in
 # crls.pem; server.py checks each forwarded certificate against them too.
-proxy: nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behind it
+# Both ports free, or one line (and a running proxy's config left untouched).
+proxy-ports: check-settings
+	@$(PYTHON) -c 'import socket, sys; [socket.create_server(("127.0.0.1", int(p))).close() for p in sys.argv[1:]]' $(PORT) $(BACKEND_PORT) 2>/dev/null || { echo "error: port in use: port $(PORT) or $(BACKEND_PORT) on 127.0.0.1 is taken (make run or make proxy running?) -- stop it, or pass PORT=N" >&2; exit 2; }
+
+proxy: proxy-ports nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behind it
 	@echo "nginx: https://localhost:$(PORT)/ (mTLS; it logs only warnings and errors), server.py behind it on port $(BACKEND_PORT). Ctrl-C stops both." | $(WRAP)
 	$(PYTHON) server.py --host 127.0.0.1 --port $(BACKEND_PORT) --ca $(CERTS)/trust.pem --crl $(CERTS)/crls.pem --cert $(CERTS)/server.crt --key $(CERTS)/server.key --trust-proxy cn:my-proxy & \
 	backend=$$!; echo $$backend > $(NGINX_DIR)/backend.pid; \

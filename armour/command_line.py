@@ -136,7 +136,7 @@ def explain_listen_error(exc, host, port):
     """Say why we cannot listen on host:port, and what to do about it."""
     if exc.errno == errno.EADDRINUSE:
         return (f"port in use: port {port} on {host} is in use (is another server running?) "
-                f"-- stop it, or pass --port N (0 = any free port)")
+                f"-- stop it, or pass --port N (make run PORT=N; 0 = any free port)")
     if exc.errno == errno.EACCES:
         return f"port not allowed: cannot listen on port {port} ({exc.strerror}) -- use a port above 1023"
     if exc.errno == errno.EADDRNOTAVAIL:

@@ -547,6 +547,16 @@ class ProxyTests(unittest.TestCase):
         # No pid file is left behind for `make crl` to signal a stranger with.
         self.assertEqual([f for f in os.listdir(f"{self.certs}-nginx") if f.endswith(".pid")], [])
 
+    def test_a_second_make_proxy_on_a_taken_port_says_so_in_one_line(self):
+        """While one make proxy runs, another on its port: one error line, exit 2, no nginx."""
+        done = make(f"CERTS={self.certs}", f"PORT={self.port}", f"NGINX_BIN={find_nginx()}",
+                    "proxy", timeout=60)
+        self.assertEqual(done.returncode, 2, done.stdout + done.stderr)
+        self.assertIn(f"error: port in use: port {self.port} or {self.port + 1}", done.stderr)
+        self.assertNotIn("[emerg]", done.stdout + done.stderr)
+        with open(f"{self.certs}-nginx/nginx.conf") as f:          # the running one's, kept
+            self.assertIn(f"127.0.0.1:{self.backend};", f.read())
+
     def test_nginx_starts_without_notices(self):
         """make proxy's nginx logs warnings and errors, not its eight startup notices."""
         self.assertEqual([l for l in self.log.lines if "[notice]" in l], [])
