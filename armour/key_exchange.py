@@ -12,6 +12,7 @@ before ssl is imported (openssl_config.py); `groups_from` below is the
 config file that decided, or None.
 """
 
+import os
 import ssl
 
 from armour.openssl_config import GROUPS_CONF
@@ -92,11 +93,15 @@ def describe_groups(context, groups_from):
             refused.append(tls_name)
     source = (f"OPENSSL_CONF={groups_from}" if groups_from and groups_from != GROUPS_CONF
               else "set_groups()" if hasattr(context, "set_groups")
-              else "groups.cnf" if groups_from else "set_ecdh_curve(), one group")
+              else "groups.cnf" if groups_from else "one group: groups.cnf not read")
     line = f"key-exchange groups ({source}): {', '.join(accepted) or 'none'}"
     line += f"; refused: {', '.join(refused)}" if refused else ""
     line += f"; untested (Python < 3.11): {', '.join(untested)}" if untested else ""
     lines = [line]
+    if not os.path.isfile(GROUPS_CONF):
+        lines.append(f"warning: {GROUPS_CONF} not found: a client that cannot use "
+                     f"{', '.join(accepted) or 'that group'} cannot connect -- copy groups.cnf "
+                     f"beside server.py")
     if "ffdhe2048" in accepted:
         lines.append(f"warning: a finite-field group is accepted: one ClientHello asking for "
                      f"ffdhe8192 costs ~100 ms of CPU -- set 'Groups = {KEY_EXCHANGE_GROUPS}' "

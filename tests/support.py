@@ -182,9 +182,9 @@ class ServerProcess:
 
     TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d ")
 
-    def __init__(self, *args, env=None, test=None):
-        command = [PYTHON, os.path.join(ROOT, "server.py"), "--host", "127.0.0.1", "--port", "0",
-                   *args]
+    def __init__(self, *args, env=None, test=None, script=None):
+        command = [PYTHON, script or os.path.join(ROOT, "server.py"), "--host", "127.0.0.1",
+                   "--port", "0", *args]
         self.proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True, env=env)

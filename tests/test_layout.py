@@ -18,7 +18,7 @@ import sys
 import tempfile
 import unittest
 
-from tests.support import PYTHON, ROOT
+from tests.support import PYTHON, ROOT, ServerProcess, server_files
 
 import client  # noqa: E402  (tests.support puts the project folder on sys.path)
 import server  # noqa: E402
@@ -86,6 +86,18 @@ class ArmourApart(unittest.TestCase):
             self.assertEqual(done.returncode, 2, done.stderr)
             self.assertEqual(done.stderr, f"error: missing file: {name} needs its folder armour/ "
                                           f"beside it -- copy armour/ too\n")
+
+    def test_server_py_copied_without_groups_cnf_says_what_it_costs(self):
+        """With armour/ but no groups.cnf: the one group it offers, and the file to copy."""
+        folder = tempfile.mkdtemp(prefix="mtls-test-layout-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        shutil.copy(os.path.join(ROOT, "server.py"), folder)
+        shutil.copytree(os.path.join(ROOT, "armour"), os.path.join(folder, "armour"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        srv = ServerProcess(*server_files(), script=os.path.join(folder, "server.py"), test=self)
+        line = srv.log.wait_for(lambda l: "groups.cnf not found" in l, timeout=10)
+        self.assertIsNotNone(line, srv.log.lines)
+        self.assertIn("-- copy groups.cnf beside server.py", line)
 
 
 if __name__ == "__main__":
