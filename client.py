@@ -23,6 +23,7 @@ if sys.version_info < (3, 9):       # one line, not a traceback (3.5 and older: 
     sys.exit(2)
 
 import http.client
+import re
 import ssl
 import urllib.error
 import urllib.request
@@ -135,7 +136,8 @@ def parse_args(argv):
 def http_error(status, body):
     """The one line for an HTTP answer that is not a success."""
     label = f"HTTP {status} {http.client.responses.get(status, '')}".rstrip()
-    said = shown(clip(body.strip(), 200))
+    title = re.search(r"<title>(.*?)</title>", body, re.IGNORECASE | re.DOTALL)
+    said = shown(clip((title.group(1) if title else body).strip(), 200))   # an HTML page: its title
     answer = f'the server answered "{said}"' if said else "the server answered with no text"
     if 300 <= status < 400:
         fix = "a redirect, which client.py does not follow (like curl without -L)"
@@ -143,6 +145,9 @@ def http_error(status, body):
         fix = "ask the server's operator to allow our identity (server.py --allow)"
     elif status == 404:
         fix = "check the path in the URL"
+    elif "SSL certificate" in said:       # nginx: it checks client certificates itself
+        fix = ("pass --cert and --key, with a certificate the proxy's CA signed (make "
+               "proxy logs why only with NGINX_LOG=info)")
     else:
         fix = "see the server's log"
     return f"error: {label}: {answer} -- {fix}"

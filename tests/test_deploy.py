@@ -616,6 +616,15 @@ class ProxyTests(unittest.TestCase):
         status, body, _ = request(self.port, f"{self.certs}/ca.crt", None, None)
         self.assertEqual(status, 400)
         self.assertIn(b"No required SSL certificate was sent", body)
+        # client.py says so in one short line: the page's title, and the fix.
+        done = subprocess.run([PYTHON, os.path.join(ROOT, "client.py"), "--cacert",
+                               f"{self.certs}/ca.crt", f"https://localhost:{self.port}/"],
+                              capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 6, done.stderr)
+        self.assertEqual(done.stderr, 'error: HTTP 400 Bad Request: the server answered "400 No '
+                         'required SSL certificate was sent" -- pass --cert and --key, with a '
+                         "certificate the proxy's CA signed (make proxy logs why only with "
+                         "NGINX_LOG=info)\n")
 
     FAULTY = ["revoked-client", "expired-client", "future-client", "rogue-client",
               "impostor-client"]
