@@ -36,7 +36,8 @@ BACKEND_PORT ?= $(if $(call digits,$(PORT)),3001,$(shell expr $(PORT) + 1))
 NGINX_BIN ?= $(or $(shell command -v nginx 2>/dev/null),$(wildcard /usr/sbin/nginx),nginx)
 # nginx's log level in make proxy: warn shows warnings and errors only;
 # NGINX_LOG=notice adds its start, reload and exit notices (the tests wait
-# for them to know a reload happened).
+# for them to know a reload happened); NGINX_LOG=info also says why each
+# client certificate was refused ("client sent no required SSL certificate").
 NGINX_LOG ?= warn
 CNF     := openssl.cnf
 
