@@ -293,7 +293,9 @@ def identify_client(server, tls, peer):
     # certificate (one CN or one URI, not a CA): its word is taken for others'.
     tls.proxy = (server.trust_proxy is not None and tls.ids == [server.trust_proxy]
                  and refusal_for(tls.ids, (), info) is None)
-    # Authorization belongs to the connection: decide once, here. (Behind a
+    # Authorization belongs to the connection: decide once, here, not per
+    # request as stages/allowlist_server.py does: a forbidden client gets its
+    # 403 at once, and never holds a worker waiting for a request. (Behind a
     # trusted proxy each request carries its own client: see the handler.)
     tls.refusal = None if tls.proxy else refusal_for(tls.ids, server.allow, info)
     resumed = " (resumed session)" if tls.session_reused else ""
