@@ -34,6 +34,7 @@ try:
         EXIT_TLS, Failure, check_url, checking_cacert, classify, clip, describe_plain_http,
         checking_identity, open_client_keylog, read_pem_text, refuse_passphrase, shown)
     from armour.command_line import ArgumentParser, seconds
+    from armour.refusals import for_terminal
 except ModuleNotFoundError:         # client.py copied without its folder armour/
     sys.stderr.write("error: missing file: client.py needs its folder armour/ beside it "
                      "-- copy armour/ too\n")
@@ -164,13 +165,13 @@ def main(argv=None):
         context = make_client_context(args.cacert, args.cert, args.key, args.keylog)
         status, body = fetch(args.url, context, args.timeout)
     except Failure as failure:
-        print(f"error: {failure.label}: {failure.message}", file=sys.stderr)
+        print(for_terminal(f"error: {failure.label}: {failure.message}"), file=sys.stderr)
         return failure.code
     except KeyboardInterrupt:
         print("error: interrupted: stopped by Ctrl-C -- run it again to retry", file=sys.stderr)
         return 130                                # the shell's code for SIGINT
     if not 200 <= status < 300:                   # 3xx too: we do not follow redirects
-        print(http_error(status, body), file=sys.stderr)
+        print(for_terminal(http_error(status, body)), file=sys.stderr)
         return EXIT_HTTP
     sys.stdout.write(body)
     return EXIT_OK

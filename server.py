@@ -61,8 +61,8 @@ from armour.own_files import (WARN_DAYS, ReloadingServer, check_own_files, check
                               checking_client_ca, checking_own_certificate, date_warnings,
                               load_crl, raise_open_file_limit, refuse_passphrase,
                               warn_if_key_exposed, warn_if_no_san)
-from armour.refusals import (LOG_BURST, describe_rejection, expired_cas, format_address, log,
-                             printable, spell, spell_all)
+from armour.refusals import (LOG_BURST, describe_rejection, expired_cas, for_terminal,
+                             format_address, log, printable, spell, spell_all)
 from armour.slow_clients import (Connection, WaitingRoom, WaitingRoomServer, close_gently,
                                  start_requests, start_tls, take_a_slot, wait_for_handshake)
 
@@ -408,7 +408,7 @@ def parse_args(argv):
 
 def fail(message):
     """Print one line saying what is wrong and how to fix it; return exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
+    print(for_terminal(f"error: {message}"), file=sys.stderr)
     return 2
 
 

@@ -12,9 +12,11 @@ printable, spell, spell_all       a client's text made safe for one log line
 """
 
 import re
+import shutil
 import socket
 import ssl
 import sys
+import textwrap
 import threading
 import time
 
@@ -27,10 +29,28 @@ LOG_RATE = 50              # and the rest counted (see RefusalLog)
 def log(message):
     """Write one timestamped line to stderr, the server's log."""
     try:
-        sys.stderr.write(time.strftime("%H:%M:%S ") + message + "\n")
+        sys.stderr.write(for_terminal(time.strftime("%H:%M:%S ") + message, indent=" " * 9)
+                         + "\n")
         sys.stderr.flush()
     except (OSError, ValueError):    # stderr is a closed pipe: keep serving regardless
         pass
+
+
+def for_terminal(line, stream=None, indent="  "):
+    """A line as it is for a pipe or a file (one event, one line: grep finds
+    it whole); on a terminal, wrapped between words at the terminal's width,
+    so that a projector of 80 columns shows every word."""
+    stream = stream or sys.stderr
+    try:
+        if not stream.isatty():
+            return line
+    except (AttributeError, ValueError):
+        return line
+    width = shutil.get_terminal_size((100, 24)).columns
+    if len(line) <= width:
+        return line
+    return "\n".join(textwrap.wrap(line, width, subsequent_indent=indent,
+                                   break_long_words=False, break_on_hyphens=False))
 
 
 def printable(name, keep_non_ascii=False):

@@ -514,6 +514,38 @@ class URLTest(ClientTestCase):
                             srv.log.lines)
             self.assertEqual([l for l in srv.log.lines if l.startswith("accepted")], [])
 
+    def test_on_an_80_column_terminal_the_error_is_wrapped_between_words(self):
+        """A projector's terminal: the one error wraps at its width, no word cut;
+        a pipe (the other tests) gets it as one line."""
+        import fcntl
+        import pty
+        import struct
+        import termios
+        main_fd, child_fd = pty.openpty()
+        fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        port = free_port()
+        proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "client.py"), "--cacert",
+                                 path("ca.crt"), f"https://localhost:{port}/"],
+                                stdin=child_fd, stdout=child_fd, stderr=child_fd, cwd=ROOT)
+        os.close(child_fd)
+        proc.wait(30)
+        output = b""
+        while True:                                   # the child is gone: read what it left
+            try:
+                chunk = os.read(main_fd, 4096)
+            except OSError:                           # EIO: nothing more
+                break
+            if not chunk:
+                break
+            output += chunk
+        os.close(main_fd)
+        lines = output.decode().replace("\r", "").splitlines()
+        self.assertGreater(len(lines), 1, lines)
+        self.assertLessEqual(max(map(len, lines)), 80, lines)
+        self.assertRegex(" ".join(l.strip() for l in lines),
+                         rf"^error: connection refused: nothing listens on localhost:{port} -- "
+                         rf"start the server \(make run .*PORT={port}\) or fix the URL$")
+
     def test_an_ipv6_address_is_printed_in_brackets(self):
         try:
             with socket.socket(socket.AF_INET6) as s:
