@@ -7,7 +7,8 @@ for our own certificate, a CRL, or a certificate that arrives in a
 header. Rather than call private functions or the openssl binary, we read
 the few fields we need from the DER bytes ourselves (X.509 is ASN.1 DER,
 RFC 5280 4.1 and 5.1): names, dates, basicConstraints, extendedKeyUsage,
-subjectAltName, key identifiers, serial numbers, a CRL's revoked serials.
+subjectAltName, key identifiers, serial numbers, a CRL's revoked serials
+and whether it is a delta or indirect CRL.
 It only reads; OpenSSL verifies every signature (and every direct client:
 forwarded.py repeats its checks for a certificate in a header).
 
@@ -35,6 +36,8 @@ OID_CLIENT_AUTH = bytes.fromhex("2b06010505070302")  # 1.3.6.1.5.5.7.3.2
 OID_SKI = bytes.fromhex("551d0e")                   # 2.5.29.14 subjectKeyIdentifier
 OID_AKI = bytes.fromhex("551d23")                   # 2.5.29.35 authorityKeyIdentifier
 OID_ANY_EKU = bytes.fromhex("551d2500")             # 2.5.29.37.0
+OID_DELTA_CRL = bytes.fromhex("551d1b")             # 2.5.29.27 deltaCRLIndicator
+OID_ISSUING_DP = bytes.fromhex("551d1c")            # 2.5.29.28 issuingDistributionPoint
 SAN_TYPES = {0x81: "email", 0x82: "dns", 0x86: "uri", 0x87: "ip"}   # GeneralName tags
 
 
@@ -155,7 +158,10 @@ def read_certificate(der):
 
 def read_crl(der):
     """The issuer (its CN, and its Name's DER bytes), the thisUpdate/nextUpdate
-    dates and the revoked serial numbers of a CRL (RFC 5280 5.1)."""
+    dates and the revoked serial numbers of a CRL (RFC 5280 5.1); and
+    whether it is a delta CRL (deltaCRLIndicator, 5.2.4) or an indirect CRL
+    (issuingDistributionPoint with indirectCRL TRUE, 5.2.5): kinds that
+    list only part of the revocations of the CA that signed it."""
     try:
         tbs = der_inside(der, der_inside(der, der_items(der)[0])[0])
         if tbs[0][0] == 0x02:                            # version, absent in v1 CRLs
@@ -171,9 +177,21 @@ def read_crl(der):
             for entry in der_inside(der, rest[0]):
                 serial = der_inside(der, entry)[0]
                 revoked.add(int.from_bytes(der[serial[1]:serial[2]], "big", signed=True))
+            rest = rest[1:]
+        delta = indirect = False
+        if rest and rest[0][0] == 0xA0:                  # [0] crlExtensions
+            for extension in der_inside(der, der_inside(der, rest[0])[0]):
+                parts = der_inside(der, extension)       # id, [critical], OCTET STRING
+                oid = der[parts[0][1]:parts[0][2]]
+                if oid == OID_DELTA_CRL:
+                    delta = True
+                elif oid == OID_ISSUING_DP:              # indirectCRL is [4] BOOLEAN
+                    value = der_items(der, parts[-1][1], parts[-1][2])[0]
+                    indirect = any(t == 0x84 and der[s:e] != b"\x00"
+                                   for t, s, e in der_inside(der, value))
         return {"issuer_cn": common_name(der, tbs[1]), "issuer": der[tbs[1][1]:tbs[1][2]],
                 "this_update": der_time(der, tbs[2]), "next_update": next_update,
-                "revoked": revoked}
+                "revoked": revoked, "delta": delta, "indirect": indirect}
     except (IndexError, ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a well-formed CRL: {exc}") from None
 

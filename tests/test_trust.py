@@ -148,10 +148,19 @@ class TestCA:
         openssl("ca", "-config", os.path.join(ROOT, "ca.cnf"), "-keyfile", self.key,
                 "-cert", self.crt, "-revoke", crt, env=dict(os.environ, CA_DIR=self.db))
 
-    def crl(self, name=None, last=None, next=None):
+    def crl(self, name=None, last=None, next=None, extensions=None):
+        """A CRL from this CA; `extensions`, config lines of CRL extensions for it alone."""
         out = os.path.join(self.folder, (name or self.name) + ".crl")
-        args = ["ca", "-gencrl", "-config", os.path.join(ROOT, "ca.cnf"), "-keyfile", self.key,
+        config = os.path.join(ROOT, "ca.cnf")
+        if extensions:                  # ca.cnf, with our own crl_ext section last
+            with open(config) as f:
+                base = f.read()
+            config = os.path.join(self.folder, (name or self.name) + "-crl.cnf")
+            with open(config, "w") as f:
+                f.write(base + f"\n[test_crl_ext]\n{extensions}\n")
+        args = ["ca", "-gencrl", "-config", config, "-keyfile", self.key,
                 "-cert", self.crt, "-out", out]
+        args += ["-crlexts", "test_crl_ext"] if extensions else []
         args += ["-crl_lastupdate", last] if last else []
         args += ["-crl_nextupdate", next] if next else ["-crldays", "1"]
         openssl(*args, env=dict(os.environ, CA_DIR=self.db))
@@ -246,6 +255,44 @@ class CRLAddsNoTrustTest(unittest.TestCase):
         self.assertEqual(done.returncode, 2, done.stderr)
         self.assertRegex(done.stderr, r"^error: bad file: CRL file '.*bundle.crl' also holds "
                                       r"CERTIFICATE blocks.* -- pass a file with only CRLs")
+
+    def test_a_delta_or_indirect_crl_is_refused_at_start_and_on_reload(self):
+        """An empty delta CRL beside the base CRL that revokes a client: OpenSSL took the delta
+        for a complete list (the newer one) and greeted the revoked client. Now such a file is
+        refused at start in one line, and a reload to it keeps the previous CRL."""
+        ca = TestCA(FOLDER, "delta-ca")
+        srv_files = ca.issue("delta-server", "localhost", "server")
+        revoked = ca.issue("delta-revoked", "my-client")
+        ca.revoke(revoked[0])
+        base = ca.crl("delta-base")
+        delta = ca.crl("delta-delta", extensions="authorityKeyIdentifier = keyid:always\n"
+                                                 "2.5.29.27 = critical, DER:02:02:10:00")
+        indirect = ca.crl("delta-indirect", extensions="2.5.29.28 = critical, DER:30:03:84:01:FF")
+        files = dict(ca=ca.crt, cert=srv_files[0], key=srv_files[1])
+        for crls, kind in [([base, delta], "a delta CRL"), ([concat("bd.pem", base, delta)],
+                                                             "a delta CRL"),
+                           ([indirect], "an indirect CRL")]:
+            with self.subTest(kind=kind, files=len(crls)):
+                with self.assertRaises(server.ConfigError) as caught:
+                    server.make_server_context(crl=crls, **files)
+                self.assertIn(f"holds {kind}", caught.exception.what)
+                self.assertIn("pass the CA's full (base) CRL", caught.exception.fix)
+        done = run(*[a for k, v in files.items() for a in (f"--{k}", v)], "--crl", base,
+                   "--crl", delta)
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertEqual(done.stderr.count("\n"), 1, done.stderr)
+        self.assertIn("delta CRL (deltaCRLIndicator) from delta-ca", done.stderr)
+        # A reload to base + delta: refused, and the revoked client stays out.
+        crl = concat("delta-live.pem", base)
+        with our_server(crl=[crl], **files) as srv:
+            revoked_ctx = context(*revoked, cacert=ca.crt)
+            self.assertEqual(fetch(srv, revoked_ctx), "certificate revoked")
+            concat("delta-live.pem", base, delta)
+            start = len(srv.log.lines)
+            srv.server.request_reload()
+            answer = srv.log.wait_for(lambda l: "reload" in l, start=start)
+            self.assertIn("reload failed, still serving with the previous certificates", answer)
+            self.assertEqual(fetch(srv, revoked_ctx), "certificate revoked")
 
     def test_loading_crls_leaves_the_trust_store_as_it_was(self):
         """Two CRLs, each with its own --crl: one more CRL each, and no certificate."""
