@@ -36,9 +36,12 @@ OID_CLIENT_AUTH = bytes.fromhex("2b06010505070302")  # 1.3.6.1.5.5.7.3.2
 OID_SKI = bytes.fromhex("551d0e")                   # 2.5.29.14 subjectKeyIdentifier
 OID_AKI = bytes.fromhex("551d23")                   # 2.5.29.35 authorityKeyIdentifier
 OID_ANY_EKU = bytes.fromhex("551d2500")             # 2.5.29.37.0
+OID_KEY_USAGE = bytes.fromhex("551d0f")             # 2.5.29.15 keyUsage
 OID_DELTA_CRL = bytes.fromhex("551d1b")             # 2.5.29.27 deltaCRLIndicator
 OID_ISSUING_DP = bytes.fromhex("551d1c")            # 2.5.29.28 issuingDistributionPoint
 SAN_TYPES = {0x81: "email", 0x82: "dns", 0x86: "uri", 0x87: "ip"}   # GeneralName tags
+KEY_USAGES = ("digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment",
+              "keyAgreement", "keyCertSign", "cRLSign", "encipherOnly", "decipherOnly")
 
 
 def der_items(data, start=0, end=None):
@@ -105,16 +108,27 @@ def common_name(data, name):
     return names[-1] if names else None
 
 
+def read_bits(data, item):
+    """The numbers of the bits set in a DER BIT STRING, bit 0 first."""
+    start, end = item[1] + 1, item[2]                  # the first byte counts unused bits
+    return [i for i in range((end - start) * 8) if data[start + i // 8] & (0x80 >> i % 8)]
+
+
 def read_certificate(der):
     """The fields of an X.509 certificate this server uses, as a dict:
     cn, cns (all CNs), issuer_cn, not_before, not_after (epoch seconds), ca (bool),
     eku (list of OIDs, or None when absent), has_san, san [(type, value)];
-    and, to find its issuer and its CRL entry: serial, issuer and subject
-    (the Names' DER bytes), ski and aki (key identifiers, or None)."""
+    to find its issuer and its CRL entry: serial, issuer and subject
+    (the Names' DER bytes), ski and aki (key identifiers, or None); and for
+    the rules VERIFY_X509_STRICT adds (forwarded.py): version (1 or 3),
+    has_aki, key_usage (names, or None when absent), path_len (or None),
+    san_critical, san_count (every GeneralName, of any type)."""
     try:
         certificate = der_inside(der, der_items(der)[0])
         tbs = der_inside(der, certificate[0])
+        version = 1
         if tbs[0][0] == 0xA0:                           # [0] version, absent in v1
+            version = der[der_inside(der, tbs[0])[0][2] - 1] + 1
             tbs = tbs[1:]
         # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
         validity = der_inside(der, tbs[3])
@@ -126,26 +140,35 @@ def read_certificate(der):
                 "ca": False, "eku": None, "has_san": False, "san": [],
                 "serial": int.from_bytes(der[tbs[0][1]:tbs[0][2]], "big", signed=True),
                 "issuer": der[tbs[2][1]:tbs[2][2]], "subject": der[tbs[4][1]:tbs[4][2]],
-                "ski": None, "aki": None}
+                "ski": None, "aki": None, "version": version, "has_aki": False,
+                "key_usage": None, "path_len": None, "san_critical": False, "san_count": 0}
         for tag, start, end in tbs[6:]:
             if tag != 0xA3:                              # [3] extensions
                 continue
             for extension in der_inside(der, der_items(der, start, end)[0]):
                 parts = der_inside(der, extension)       # id, [critical], OCTET STRING
                 oid, value = der[parts[0][1]:parts[0][2]], der_items(der, parts[-1][1], parts[-1][2])[0]
-                if oid == OID_BASIC_CONSTRAINTS:
+                critical = len(parts) == 3 and der[parts[1][1]] != 0
+                if oid == OID_BASIC_CONSTRAINTS:             # cA BOOLEAN, pathLen INTEGER
                     inner = der_inside(der, value)
                     info["ca"] = bool(inner) and inner[0][0] == 0x01 and der[inner[0][1]] != 0
+                    lengths = [der[s:e] for t, s, e in inner if t == 0x02]
+                    info["path_len"] = int.from_bytes(lengths[0], "big") if lengths else None
+                elif oid == OID_KEY_USAGE:
+                    info["key_usage"] = [KEY_USAGES[i] for i in read_bits(der, value)
+                                         if i < len(KEY_USAGES)]
                 elif oid == OID_EKU:
                     info["eku"] = [der[s:e] for _, s, e in der_inside(der, value)]
                 elif oid == OID_SKI:
                     info["ski"] = der[value[1]:value[2]]
                 elif oid == OID_AKI:                     # [0] keyIdentifier, if present
                     ids = [der[s:e] for t, s, e in der_inside(der, value) if t == 0x80]
-                    info["aki"] = ids[0] if ids else None
+                    info["aki"], info["has_aki"] = (ids[0] if ids else None), True
                 elif oid == OID_SAN:
-                    info["has_san"] = True
-                    for name_tag, s, e in der_inside(der, value):
+                    names = der_inside(der, value)
+                    info["has_san"], info["san_critical"] = True, critical
+                    info["san_count"] = len(names)
+                    for name_tag, s, e in names:
                         if name_tag in SAN_TYPES:
                             raw = der[s:e]
                             text = (str(ipaddress.ip_address(raw)) if name_tag == 0x87

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import unittest
+from urllib.parse import quote
 
 from tests.support import PYTHON, ROOT, RunningServer, ServerProcess, path, server_files
 from tests.support import openssl as support_openssl
@@ -699,6 +700,60 @@ class ProxyTest(unittest.TestCase):
         conn.request("GET", "/", headers={"X-Client-Cert": self.header(CA.client[0])})
         self.assertEqual(conn.getresponse().status, 403)
         conn.close()
+
+
+class StrictForwardedTest(unittest.TestCase):
+    """A forwarded certificate meets what VERIFY_X509_STRICT refuses at the door, in the same words."""
+
+    SECTIONS = {        # RFC 5280 rules that only strict mode checks; each breaks one
+        "no-aki": ("/CN=no-aki", "authorityKeyIdentifier = none\nsubjectKeyIdentifier = none"),
+        "pathlen": ("/CN=pathlen", "basicConstraints = critical, CA:FALSE, pathlen:0"),
+        "certsign": ("/CN=certsign", "keyUsage = critical, digitalSignature, keyCertSign"),
+        "empty-san": ("/CN=empty-san", "2.5.29.17 = DER:30:00"),
+        "no-subject": ("/", ""),
+        "san-not-critical": ("/", "subjectAltName = DNS:x.example"),
+    }
+
+    def strict_certificate(self, name, subject, lines):
+        """A client certificate from our CA with these extension lines (x509 -req: no policy
+        asks for a CN)."""
+        config = os.path.join(FOLDER, f"strict-{name}.cnf")
+        with open(config, "w") as f:
+            f.write("[ext]\nbasicConstraints = critical, CA:FALSE\nextendedKeyUsage = clientAuth\n"
+                    "authorityKeyIdentifier = keyid:always\n" + lines + "\n")
+        csr, crt = (os.path.join(FOLDER, f"strict-{name}.{x}") for x in ("csr", "crt"))
+        openssl("req", "-new", "-key", CA.client[1], "-subj", subject, "-out", csr,
+                "-config", os.path.join(FOLDER, "ext.cnf"))
+        openssl("x509", "-req", "-in", csr, "-CA", CA.crt, "-CAkey", CA.key, "-days", "1",
+                "-extfile", config, "-extensions", "ext", "-out", crt)
+        return crt
+
+    def test_what_strict_mode_refuses_directly_is_refused_forwarded_with_the_same_reason(self):
+        """Before, a certificate without authorityKeyIdentifier was refused at the door
+        ("Missing Authority Key Identifier") and greeted through the proxy."""
+        proxy = CA.issue("strict-proxy", "my-proxy")
+        with our_server(trust_proxy="cn:my-proxy") as srv:
+            for name, (subject, lines) in self.SECTIONS.items():
+                with self.subTest(name=name):
+                    crt = self.strict_certificate(name, subject, lines)
+                    start = len(srv.log.lines)
+                    self.assertEqual(fetch(srv, context(crt, CA.client[1])),
+                                     "certificate rejected")
+                    direct = srv.log.wait_for(lambda l: l.startswith("rejected"), start=start)
+                    self.assertIn("client certificate fails verification: ", direct)
+                    conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
+                                                       context=context(*proxy))
+                    with open(crt) as f:
+                        conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
+                    response = conn.getresponse()
+                    body = response.read().decode()
+                    conn.close()
+                    self.assertEqual(response.status, 403, body)
+                    reason = direct.split(": ", 1)[1]
+                    self.assertEqual(body, f"403 Forbidden: {reason}\n")
+                    forwarded = srv.log.wait_for(lambda l: "(forwarded by" in l, start=start)
+                    self.assertEqual(forwarded.split(": ", 1)[1],
+                                     f"{reason} (forwarded by cn:my-proxy)")
 
 
 # --- the waiting room -----------------------------------------------------------------------
