@@ -37,11 +37,13 @@ OID_SKI = bytes.fromhex("551d0e")                   # 2.5.29.14 subjectKeyIdenti
 OID_AKI = bytes.fromhex("551d23")                   # 2.5.29.35 authorityKeyIdentifier
 OID_ANY_EKU = bytes.fromhex("551d2500")             # 2.5.29.37.0
 OID_KEY_USAGE = bytes.fromhex("551d0f")             # 2.5.29.15 keyUsage
+OID_NS_CERT_TYPE = bytes.fromhex("6086480186f8420101")  # 2.16.840.1.113730.1.1 (Netscape)
 OID_DELTA_CRL = bytes.fromhex("551d1b")             # 2.5.29.27 deltaCRLIndicator
 OID_ISSUING_DP = bytes.fromhex("551d1c")            # 2.5.29.28 issuingDistributionPoint
 SAN_TYPES = {0x81: "email", 0x82: "dns", 0x86: "uri", 0x87: "ip"}   # GeneralName tags
 KEY_USAGES = ("digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment",
               "keyAgreement", "keyCertSign", "cRLSign", "encipherOnly", "decipherOnly")
+NS_CERT_TYPES = ("client", "server", "email", "objsign", "reserved", "sslCA", "emailCA", "objCA")
 
 
 def der_items(data, start=0, end=None):
@@ -122,7 +124,8 @@ def read_certificate(der):
     (the Names' DER bytes), ski and aki (key identifiers, or None); and for
     the rules VERIFY_X509_STRICT adds (forwarded.py): version (1 or 3),
     has_aki, key_usage (names, or None when absent), path_len (or None),
-    san_critical, san_count (every GeneralName, of any type)."""
+    san_critical, san_count (every GeneralName, of any type); and
+    ns_cert_type (names, or None), which OpenSSL's purpose check reads too."""
     try:
         certificate = der_inside(der, der_items(der)[0])
         tbs = der_inside(der, certificate[0])
@@ -141,7 +144,8 @@ def read_certificate(der):
                 "serial": int.from_bytes(der[tbs[0][1]:tbs[0][2]], "big", signed=True),
                 "issuer": der[tbs[2][1]:tbs[2][2]], "subject": der[tbs[4][1]:tbs[4][2]],
                 "ski": None, "aki": None, "version": version, "has_aki": False,
-                "key_usage": None, "path_len": None, "san_critical": False, "san_count": 0}
+                "key_usage": None, "path_len": None, "san_critical": False, "san_count": 0,
+                "ns_cert_type": None}
         for tag, start, end in tbs[6:]:
             if tag != 0xA3:                              # [3] extensions
                 continue
@@ -157,6 +161,9 @@ def read_certificate(der):
                 elif oid == OID_KEY_USAGE:
                     info["key_usage"] = [KEY_USAGES[i] for i in read_bits(der, value)
                                          if i < len(KEY_USAGES)]
+                elif oid == OID_NS_CERT_TYPE:
+                    info["ns_cert_type"] = [NS_CERT_TYPES[i] for i in read_bits(der, value)
+                                            if i < len(NS_CERT_TYPES)]
                 elif oid == OID_EKU:
                     info["eku"] = [der[s:e] for _, s, e in der_inside(der, value)]
                 elif oid == OID_SKI:

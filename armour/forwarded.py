@@ -13,12 +13,12 @@ same verify codes (and so the same log line): issued by one of our --ca
 5280 rules VERIFY_X509_STRICT adds that show in the certificate itself
 broken (an authorityKeyIdentifier, no pathLen or keyCertSign in a non-CA,
 a subject or a critical subjectAltName, no empty subjectAltName); for
-clientAuth; not revoked in the --crl of its CA (which must be current);
-and within its dates and its CA's. Not repeated here: strict mode's
-checks of the signature algorithm fields (78), of extensions in a v1
-certificate (93) and of explicit EC curve parameters (94), OpenSSL's
-refusal of an unknown critical extension (34), and every check of our
-own CA certificates.
+client authentication (by its extendedKeyUsage, keyUsage and nsCertType);
+not revoked in the --crl of its CA (which must be current); and within
+its dates and its CA's. Not repeated here: strict mode's checks of the
+signature algorithm fields (78), of extensions in a v1 certificate (93)
+and of explicit EC curve parameters (94), OpenSSL's refusal of an unknown
+critical extension (34), and every check of our own CA certificates.
 
 Its *signature* is not checked (Python's ssl verifies signatures only
 inside a handshake); that stays the proxy's job. It would add little: a
@@ -35,7 +35,7 @@ import time
 import urllib.parse
 
 from armour.certificate_fields import (pem_to_ders, read_certificate, read_crl, read_pem,
-                                       OID_ANY_EKU, OID_CLIENT_AUTH)
+                                       OID_CLIENT_AUTH)
 from armour.refusals import describe_verify_code, format_address, printable, spell_all
 
 
@@ -88,6 +88,16 @@ def strict_violation(info):
     return None
 
 
+def allows_client_auth(info):
+    """Whether OpenSSL's purpose check for a TLS client (X509_PURPOSE_SSL_CLIENT)
+    passes: each of these extensions, when present, must allow it. (Not
+    anyExtendedKeyUsage alone: OpenSSL refused it as the wrong purpose.)"""
+    eku, usage, netscape = info["eku"], info["key_usage"], info["ns_cert_type"]
+    return ((eku is None or OID_CLIENT_AUTH in eku)
+            and (usage is None or "digitalSignature" in usage or "keyAgreement" in usage)
+            and (netscape is None or "client" in netscape))
+
+
 def check_forwarded(info, context, now):
     """The verify code (VERIFY_REASONS, STRICT_MESSAGES) for which OpenSSL
     would refuse a direct client with this certificate, or None if it would accept it."""
@@ -99,7 +109,7 @@ def check_forwarded(info, context, now):
     strict = None if info["ca"] else strict_violation(info)   # a CA is no client anyway
     if strict:
         return strict
-    if info["eku"] is not None and not {OID_CLIENT_AUTH, OID_ANY_EKU} & set(info["eku"]):
+    if not allows_client_auth(info):
         return 26
     crls = getattr(context, "forward_crls", ())
     if crls:                            # --crl given: the CA that issued it must have one here

@@ -74,7 +74,8 @@ VERIFY_REASONS = {
     19: "client certificate is signed by an unknown CA (its chain ends in a root we do not trust)",
     20: "client certificate is signed by an unknown CA (or it came without its intermediate CA)",
     23: "client certificate has been revoked (it is listed in the CRL)",
-    26: "client certificate has the wrong purpose (its extendedKeyUsage lacks clientAuth)",
+    26: "client certificate has the wrong purpose: not for client authentication (by its "
+        "extendedKeyUsage, keyUsage or nsCertType)",
 }
 
 # OpenSSL's reason codes, for handshakes that failed for other reasons.

@@ -702,8 +702,44 @@ class ProxyTest(unittest.TestCase):
         conn.close()
 
 
+def odd_client(name, subject, lines):
+    """A client certificate for `subject` from our CA with these extension lines (made
+    with x509 -req: openssl ca's policy would ask for a CN)."""
+    config = os.path.join(FOLDER, f"odd-{name}.cnf")
+    with open(config, "w") as f:
+        f.write("[ext]\nbasicConstraints = critical, CA:FALSE\n"
+                "authorityKeyIdentifier = keyid:always\n" + lines + "\n")
+    csr, crt = (os.path.join(FOLDER, f"odd-{name}.{x}") for x in ("csr", "crt"))
+    openssl("req", "-new", "-key", CA.client[1], "-subj", subject, "-out", csr,
+            "-config", os.path.join(FOLDER, "ext.cnf"))
+    openssl("x509", "-req", "-in", csr, "-CA", CA.crt, "-CAkey", CA.key, "-days", "1",
+            "-extfile", config, "-extensions", "ext", "-out", crt)
+    return crt
+
+
+def refused_direct_and_forwarded(test, srv, crt, proxy, label="certificate rejected"):
+    """Present `crt` (with CA.client's key) directly (client.py says `label`), then
+    forwarded by `proxy`: assert both are refused with the same reason, in the log and the
+    403; return the reason."""
+    start = len(srv.log.lines)
+    test.assertEqual(fetch(srv, context(crt, CA.client[1])), label)
+    direct = srv.log.wait_for(lambda l: l.startswith("rejected"), start=start)
+    conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5, context=context(*proxy))
+    with open(crt) as f:
+        conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
+    response = conn.getresponse()
+    body = response.read().decode()
+    conn.close()
+    test.assertEqual(response.status, 403, body)
+    reason = direct.split(": ", 1)[1]
+    test.assertEqual(body, f"403 Forbidden: {reason}\n")
+    forwarded = srv.log.wait_for(lambda l: "(forwarded by" in l, start=start)
+    test.assertEqual(forwarded.split(": ", 1)[1], f"{reason} (forwarded by cn:my-proxy)")
+    return reason
+
+
 class StrictForwardedTest(unittest.TestCase):
-    """A forwarded certificate meets what VERIFY_X509_STRICT refuses at the door, in the same words."""
+    """A forwarded certificate meets what VERIFY_X509_STRICT refuses at the door, in its words."""
 
     SECTIONS = {        # RFC 5280 rules that only strict mode checks; each breaks one
         "no-aki": ("/CN=no-aki", "authorityKeyIdentifier = none\nsubjectKeyIdentifier = none"),
@@ -714,20 +750,6 @@ class StrictForwardedTest(unittest.TestCase):
         "san-not-critical": ("/", "subjectAltName = DNS:x.example"),
     }
 
-    def strict_certificate(self, name, subject, lines):
-        """A client certificate from our CA with these extension lines (x509 -req: no policy
-        asks for a CN)."""
-        config = os.path.join(FOLDER, f"strict-{name}.cnf")
-        with open(config, "w") as f:
-            f.write("[ext]\nbasicConstraints = critical, CA:FALSE\nextendedKeyUsage = clientAuth\n"
-                    "authorityKeyIdentifier = keyid:always\n" + lines + "\n")
-        csr, crt = (os.path.join(FOLDER, f"strict-{name}.{x}") for x in ("csr", "crt"))
-        openssl("req", "-new", "-key", CA.client[1], "-subj", subject, "-out", csr,
-                "-config", os.path.join(FOLDER, "ext.cnf"))
-        openssl("x509", "-req", "-in", csr, "-CA", CA.crt, "-CAkey", CA.key, "-days", "1",
-                "-extfile", config, "-extensions", "ext", "-out", crt)
-        return crt
-
     def test_what_strict_mode_refuses_directly_is_refused_forwarded_with_the_same_reason(self):
         """Before, a certificate without authorityKeyIdentifier was refused at the door
         ("Missing Authority Key Identifier") and greeted through the proxy."""
@@ -735,25 +757,47 @@ class StrictForwardedTest(unittest.TestCase):
         with our_server(trust_proxy="cn:my-proxy") as srv:
             for name, (subject, lines) in self.SECTIONS.items():
                 with self.subTest(name=name):
-                    crt = self.strict_certificate(name, subject, lines)
-                    start = len(srv.log.lines)
+                    crt = odd_client(name, subject, "extendedKeyUsage = clientAuth\n" + lines)
+                    reason = refused_direct_and_forwarded(self, srv, crt, proxy)
+                    self.assertIn("client certificate fails verification: ", reason)
+
+
+class PurposeTest(unittest.TestCase):
+    """A certificate not for client authentication is refused, saying what is true of it."""
+
+    def test_keyusage_and_nscerttype_refusals_do_not_blame_the_eku(self):
+        """keyEncipherment alone (clientAuth in its EKU), nsCertType=server (no EKU), or
+        anyExtendedKeyUsage alone: OpenSSL refuses each as the wrong purpose. Before, the log
+        said "its extendedKeyUsage lacks clientAuth", and forwarded ones were greeted."""
+        proxy = CA.issue("purpose-proxy", "my-proxy")
+        cases = {
+            "key-encipherment": "extendedKeyUsage = clientAuth\n"
+                                "keyUsage = critical, keyEncipherment",
+            "netscape-server": "nsCertType = server",
+            "any-eku": "extendedKeyUsage = anyExtendedKeyUsage",
+        }
+        with our_server(trust_proxy="cn:my-proxy") as srv:
+            for name, lines in cases.items():
+                with self.subTest(name=name):
+                    crt = odd_client(name, f"/CN={name}", lines)
+                    reason = refused_direct_and_forwarded(self, srv, crt, proxy, "wrong purpose")
+                    self.assertEqual(reason, "client certificate has the wrong purpose: not for "
+                                             "client authentication (by its extendedKeyUsage, "
+                                             "keyUsage or nsCertType)")
+            # ...and what does allow it is greeted both ways: keyAgreement alone, nsCertType=client.
+            for name, lines in {"key-agreement": "keyUsage = critical, keyAgreement\n"
+                                                 "extendedKeyUsage = clientAuth",
+                                "netscape-client": "nsCertType = client"}.items():
+                with self.subTest(name=name):
+                    crt = odd_client(name, f"/CN={name}", lines)
                     self.assertEqual(fetch(srv, context(crt, CA.client[1])),
-                                     "certificate rejected")
-                    direct = srv.log.wait_for(lambda l: l.startswith("rejected"), start=start)
-                    self.assertIn("client certificate fails verification: ", direct)
+                                     (200, f"Hello, {name}\n"))
                     conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
                                                        context=context(*proxy))
                     with open(crt) as f:
                         conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
-                    response = conn.getresponse()
-                    body = response.read().decode()
+                    self.assertEqual(conn.getresponse().read().decode(), f"Hello, {name}\n")
                     conn.close()
-                    self.assertEqual(response.status, 403, body)
-                    reason = direct.split(": ", 1)[1]
-                    self.assertEqual(body, f"403 Forbidden: {reason}\n")
-                    forwarded = srv.log.wait_for(lambda l: "(forwarded by" in l, start=start)
-                    self.assertEqual(forwarded.split(": ", 1)[1],
-                                     f"{reason} (forwarded by cn:my-proxy)")
 
 
 # --- the waiting room -----------------------------------------------------------------------
