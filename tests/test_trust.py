@@ -1285,6 +1285,26 @@ class LogTest(unittest.TestCase):
             line = srv.log.wait_for(lambda l: l.startswith("rejected"))
             self.assertIn("sent a TLS alert (handshake_failure) instead of a ClientHello", line)
 
+    def test_a_tls_record_that_is_no_handshake_is_named_as_tls(self):
+        """ChangeCipherSpec, application data or a heartbeat sent first: TLS, but no
+        ClientHello (before, "not TLS at all"); garbage with a record's first byte is not TLS."""
+        records = [(b"\x14\x03\x03\x00\x01\x01", "a TLS record of type 20 (change_cipher_spec)"),
+                   (b"\x17\x03\x03\x00\x05hello", "a TLS record of type 23 (application_data)"),
+                   (b"\x18\x03\x03\x00\x03\x01\x00\x00", "a TLS record of type 24 (heartbeat)"),
+                   (b"\x17\x00\x01\x02", "not TLS at all (first bytes 17000102)")]
+        with our_server() as srv:
+            for record, words in records:
+                with self.subTest(words=words):
+                    start = len(srv.log.lines)
+                    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+                        sock.sendall(record)
+                        sock.recv(100)                  # until the server hangs up
+                    line = srv.log.wait_for(lambda l: l.startswith("rejected"), start=start)
+                    self.assertIn(words, line)
+                    if "TLS record" in words:
+                        self.assertTrue(line.endswith("instead of a ClientHello: TLS, but no "
+                                                      "handshake"), line)
+
     def test_a_fatal_tls_error_after_the_handshake_is_logged(self):
         with our_server() as srv:
             raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
