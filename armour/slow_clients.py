@@ -499,7 +499,7 @@ def serve_requests(server, conn):
             server.waiting_room.park(conn, serve_requests, expire_request)
             return
         if found == "end":
-            server.finish_connection(conn)
+            close_tls(server, conn)              # its close_notify gets ours (RFC 8446 6.1)
             return
         if found == "too big":
             server.refuse("closed", conn.peer, f"request head over {MAX_REQUEST_HEAD} bytes: a "

@@ -23,6 +23,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -1033,6 +1034,56 @@ def client_hello():
 # --- shutdown ------------------------------------------------------------------------------
 
 class ShutdownTest(unittest.TestCase):
+
+    def greeted_tls_object(self, srv):
+        """(socket, SSLObject, its incoming and outgoing BIOs) after a greeting: TLS by
+        hand, so that a test can choose how the connection ends."""
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        self.addCleanup(sock.close)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+        for _ in range(20):                         # a handshake takes two round trips
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        tls.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        sock.sendall(outgoing.read())
+        reply = b""
+        for _ in range(20):
+            if b"Hello, my-client" in reply:
+                return sock, tls, incoming, outgoing
+            try:
+                reply += tls.read(65536)
+            except ssl.SSLWantReadError:
+                incoming.write(sock.recv(65536))
+        self.fail(f"no greeting: {reply!r}")
+
+    def test_a_client_close_notify_is_answered_with_ours(self):
+        """The client ends with close_notify: the server answers with its own (before, it
+        closed without one). A client that only half-closes TCP gets OpenSSL's alert for an
+        unexpected EOF, decode_error (Python 3.9's ssl ignores such an EOF: close_notify)."""
+        with our_server() as srv:
+            for how in ("close_notify", "half-close"):
+                with self.subTest(how=how):
+                    sock, tls, incoming, outgoing = self.greeted_tls_object(srv)
+                    if how == "close_notify":
+                        with self.assertRaises(ssl.SSLWantReadError):
+                            tls.unwrap()            # ours is written; the server's not here yet
+                        sock.sendall(outgoing.read())
+                    else:
+                        sock.shutdown(socket.SHUT_WR)
+                    incoming.write(read_all(sock))  # until the server hangs up
+                    if how == "close_notify":
+                        tls.unwrap()                # SSLWantReadError again without the server's
+                    elif sys.version_info < (3, 10):
+                        self.assertEqual(tls.read(), b"")   # a close_notify
+                    else:
+                        with self.assertRaisesRegex(ssl.SSLError, "DECODE_ERROR"):
+                            tls.read()
+            self.assertFalse([l for l in srv.log.lines if "error" in l], srv.log.lines)
 
     def test_after_server_close_an_open_keep_alive_connection_is_not_served(self):
         srv = our_server().__enter__()
