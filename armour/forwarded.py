@@ -21,10 +21,12 @@ and of explicit EC curve parameters (94), OpenSSL's refusal of an unknown
 critical extension (34), and every check of our own CA certificates.
 
 Its *signature* is not checked (Python's ssl verifies signatures only
-inside a handshake); that stays the proxy's job. It would add little: a
-certificate is no secret (every server it was shown to holds a copy), so
-whoever holds the proxy's key can forward any real client's certificate
-and be taken for that client. The proxy's key is the thing to guard.
+inside a handshake); that stays the proxy's job. So whoever holds the
+proxy's key has our CA's power over this backend: not only can it forward
+any real client's certificate (a certificate is no secret), it can make
+certificates no CA issued, with our CA's name and key identifier and a key
+of its own, for any name ("Hello, admin"), or bring a revoked identity back
+under a new serial number. Guard the proxy's key as the CA's key.
 Also simplified: only the leaf arrives (nginx forwards no chain), so a
 client issued by an intermediate CA needs that intermediate in --ca, and
 --crl-chain cannot apply.

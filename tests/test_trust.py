@@ -690,6 +690,41 @@ class ProxyTest(unittest.TestCase):
         self.assertTrue(reply.startswith(b"HTTP/1.1 403 "), reply)
         self.assertNotIn(b"100 Continue", reply)
 
+    def test_whoever_holds_the_proxys_key_has_the_cas_power(self):
+        """The taught limit (the signature of a forwarded certificate is not checked): a
+        certificate from another key, with our CA's name and key identifier, is greeted as
+        whoever it names, a revoked identity too under a new serial; direct, both are refused."""
+        from armour.certificate_fields import read_certificate, read_pem
+        revoked = CA.issue("forge-revoked", "forge-revoked")
+        CA.revoke(revoked[0])
+        ski = read_certificate(read_pem(CA.crt)[0][1])["ski"].hex(":")
+        config = os.path.join(FOLDER, "forge.cnf")
+        with open(config, "w") as f:
+            f.write(f"[ca]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign"
+                    f"\nsubjectKeyIdentifier = {ski}\n[leaf]\nbasicConstraints = critical, "
+                    f"CA:FALSE\nextendedKeyUsage = clientAuth\nauthorityKeyIdentifier = keyid\n")
+        forger = os.path.join(FOLDER, "forger")          # a key of its own, our CA's name
+        openssl("req", "-x509", "-new", "-key", CA.rogue.key, "-subj", "/CN=root", "-days", "1",
+                "-config", config, "-extensions", "ca", "-out", forger + ".crt")
+        with our_server(trust_proxy="cn:my-proxy", crl=[CA.crl("forge")]) as srv:
+            for name in ("admin", "forge-revoked"):
+                with self.subTest(name=name):
+                    csr, crt = (os.path.join(FOLDER, f"forged-{name}.{x}") for x in ("csr", "crt"))
+                    openssl("req", "-new", "-key", CA.client[1], "-subj", f"/CN={name}",
+                            "-out", csr, "-config", config)
+                    openssl("x509", "-req", "-in", csr, "-CA", forger + ".crt", "-CAkey",
+                            CA.rogue.key, "-days", "1", "-extfile", config, "-extensions", "leaf",
+                            "-out", crt)
+                    start = len(srv.log.lines)
+                    self.assertNotEqual(fetch(srv, context(crt, CA.client[1])), GREETING)
+                    line = srv.log.wait_for(lambda l: l.startswith("rejected"), start=start)
+                    self.assertIn("certificate signature failure", line)
+                    conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
+                                                       context=context(*self.proxy))
+                    conn.request("GET", "/", headers={"X-Client-Cert": self.header(crt)})
+                    self.assertEqual(conn.getresponse().read(), f"Hello, {name}\n".encode())
+                    conn.close()
+
     def test_the_proxy_forwards_and_others_are_not_believed(self):
         conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
                                            context=context(*self.proxy))
