@@ -7,7 +7,8 @@ for our own certificate, a CRL, or a certificate that arrives in a
 header. Rather than call private functions or the openssl binary, we read
 the few fields we need from the DER bytes ourselves (X.509 is ASN.1 DER,
 RFC 5280 4.1 and 5.1): names, dates, basicConstraints, extendedKeyUsage,
-subjectAltName, key identifiers, serial numbers, a CRL's revoked serials.
+subjectAltName, key identifiers, serial numbers, a CRL's revoked serials
+and whether it is a delta or indirect CRL.
 It only reads; OpenSSL verifies every signature (and every direct client:
 forwarded.py repeats its checks for a certificate in a header).
 
@@ -35,7 +36,14 @@ OID_CLIENT_AUTH = bytes.fromhex("2b06010505070302")  # 1.3.6.1.5.5.7.3.2
 OID_SKI = bytes.fromhex("551d0e")                   # 2.5.29.14 subjectKeyIdentifier
 OID_AKI = bytes.fromhex("551d23")                   # 2.5.29.35 authorityKeyIdentifier
 OID_ANY_EKU = bytes.fromhex("551d2500")             # 2.5.29.37.0
+OID_KEY_USAGE = bytes.fromhex("551d0f")             # 2.5.29.15 keyUsage
+OID_NS_CERT_TYPE = bytes.fromhex("6086480186f8420101")  # 2.16.840.1.113730.1.1 (Netscape)
+OID_DELTA_CRL = bytes.fromhex("551d1b")             # 2.5.29.27 deltaCRLIndicator
+OID_ISSUING_DP = bytes.fromhex("551d1c")            # 2.5.29.28 issuingDistributionPoint
 SAN_TYPES = {0x81: "email", 0x82: "dns", 0x86: "uri", 0x87: "ip"}   # GeneralName tags
+KEY_USAGES = ("digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment",
+              "keyAgreement", "keyCertSign", "cRLSign", "encipherOnly", "decipherOnly")
+NS_CERT_TYPES = ("client", "server", "email", "objsign", "reserved", "sslCA", "emailCA", "objCA")
 
 
 def der_items(data, start=0, end=None):
@@ -102,16 +110,28 @@ def common_name(data, name):
     return names[-1] if names else None
 
 
+def read_bits(data, item):
+    """The numbers of the bits set in a DER BIT STRING, bit 0 first."""
+    start, end = item[1] + 1, item[2]                  # the first byte counts unused bits
+    return [i for i in range((end - start) * 8) if data[start + i // 8] & (0x80 >> i % 8)]
+
+
 def read_certificate(der):
     """The fields of an X.509 certificate this server uses, as a dict:
     cn, cns (all CNs), issuer_cn, not_before, not_after (epoch seconds), ca (bool),
     eku (list of OIDs, or None when absent), has_san, san [(type, value)];
-    and, to find its issuer and its CRL entry: serial, issuer and subject
-    (the Names' DER bytes), ski and aki (key identifiers, or None)."""
+    to find its issuer and its CRL entry: serial, issuer and subject
+    (the Names' DER bytes), ski and aki (key identifiers, or None); and for
+    the rules VERIFY_X509_STRICT adds (forwarded.py): version (1 or 3),
+    has_aki, key_usage (names, or None when absent), path_len (or None),
+    san_critical, san_count (every GeneralName, of any type); and
+    ns_cert_type (names, or None), which OpenSSL's purpose check reads too."""
     try:
         certificate = der_inside(der, der_items(der)[0])
         tbs = der_inside(der, certificate[0])
+        version = 1
         if tbs[0][0] == 0xA0:                           # [0] version, absent in v1
+            version = der[der_inside(der, tbs[0])[0][2] - 1] + 1
             tbs = tbs[1:]
         # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
         validity = der_inside(der, tbs[3])
@@ -123,26 +143,39 @@ def read_certificate(der):
                 "ca": False, "eku": None, "has_san": False, "san": [],
                 "serial": int.from_bytes(der[tbs[0][1]:tbs[0][2]], "big", signed=True),
                 "issuer": der[tbs[2][1]:tbs[2][2]], "subject": der[tbs[4][1]:tbs[4][2]],
-                "ski": None, "aki": None}
+                "ski": None, "aki": None, "version": version, "has_aki": False,
+                "key_usage": None, "path_len": None, "san_critical": False, "san_count": 0,
+                "ns_cert_type": None}
         for tag, start, end in tbs[6:]:
             if tag != 0xA3:                              # [3] extensions
                 continue
             for extension in der_inside(der, der_items(der, start, end)[0]):
                 parts = der_inside(der, extension)       # id, [critical], OCTET STRING
                 oid, value = der[parts[0][1]:parts[0][2]], der_items(der, parts[-1][1], parts[-1][2])[0]
-                if oid == OID_BASIC_CONSTRAINTS:
+                critical = len(parts) == 3 and der[parts[1][1]] != 0
+                if oid == OID_BASIC_CONSTRAINTS:             # cA BOOLEAN, pathLen INTEGER
                     inner = der_inside(der, value)
                     info["ca"] = bool(inner) and inner[0][0] == 0x01 and der[inner[0][1]] != 0
+                    lengths = [der[s:e] for t, s, e in inner if t == 0x02]
+                    info["path_len"] = int.from_bytes(lengths[0], "big") if lengths else None
+                elif oid == OID_KEY_USAGE:
+                    info["key_usage"] = [KEY_USAGES[i] for i in read_bits(der, value)
+                                         if i < len(KEY_USAGES)]
+                elif oid == OID_NS_CERT_TYPE:
+                    info["ns_cert_type"] = [NS_CERT_TYPES[i] for i in read_bits(der, value)
+                                            if i < len(NS_CERT_TYPES)]
                 elif oid == OID_EKU:
                     info["eku"] = [der[s:e] for _, s, e in der_inside(der, value)]
                 elif oid == OID_SKI:
                     info["ski"] = der[value[1]:value[2]]
                 elif oid == OID_AKI:                     # [0] keyIdentifier, if present
                     ids = [der[s:e] for t, s, e in der_inside(der, value) if t == 0x80]
-                    info["aki"] = ids[0] if ids else None
+                    info["aki"], info["has_aki"] = (ids[0] if ids else None), True
                 elif oid == OID_SAN:
-                    info["has_san"] = True
-                    for name_tag, s, e in der_inside(der, value):
+                    names = der_inside(der, value)
+                    info["has_san"], info["san_critical"] = True, critical
+                    info["san_count"] = len(names)
+                    for name_tag, s, e in names:
                         if name_tag in SAN_TYPES:
                             raw = der[s:e]
                             text = (str(ipaddress.ip_address(raw)) if name_tag == 0x87
@@ -155,7 +188,10 @@ def read_certificate(der):
 
 def read_crl(der):
     """The issuer (its CN, and its Name's DER bytes), the thisUpdate/nextUpdate
-    dates and the revoked serial numbers of a CRL (RFC 5280 5.1)."""
+    dates and the revoked serial numbers of a CRL (RFC 5280 5.1); and
+    whether it is a delta CRL (deltaCRLIndicator, 5.2.4) or an indirect CRL
+    (issuingDistributionPoint with indirectCRL TRUE, 5.2.5): kinds that
+    list only part of the revocations of the CA that signed it."""
     try:
         tbs = der_inside(der, der_inside(der, der_items(der)[0])[0])
         if tbs[0][0] == 0x02:                            # version, absent in v1 CRLs
@@ -171,9 +207,21 @@ def read_crl(der):
             for entry in der_inside(der, rest[0]):
                 serial = der_inside(der, entry)[0]
                 revoked.add(int.from_bytes(der[serial[1]:serial[2]], "big", signed=True))
+            rest = rest[1:]
+        delta = indirect = False
+        if rest and rest[0][0] == 0xA0:                  # [0] crlExtensions
+            for extension in der_inside(der, der_inside(der, rest[0])[0]):
+                parts = der_inside(der, extension)       # id, [critical], OCTET STRING
+                oid = der[parts[0][1]:parts[0][2]]
+                if oid == OID_DELTA_CRL:
+                    delta = True
+                elif oid == OID_ISSUING_DP:              # indirectCRL is [4] BOOLEAN
+                    value = der_items(der, parts[-1][1], parts[-1][2])[0]
+                    indirect = any(t == 0x84 and der[s:e] != b"\x00"
+                                   for t, s, e in der_inside(der, value))
         return {"issuer_cn": common_name(der, tbs[1]), "issuer": der[tbs[1][1]:tbs[1][2]],
                 "this_update": der_time(der, tbs[2]), "next_update": next_update,
-                "revoked": revoked}
+                "revoked": revoked, "delta": delta, "indirect": indirect}
     except (IndexError, ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a well-formed CRL: {exc}") from None
 

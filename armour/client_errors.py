@@ -126,8 +126,8 @@ CLIENT_REJECTED = {
     "SSLV3_ALERT_CERTIFICATE_REVOKED": ("certificate revoked",
         "the server found our certificate in its revocation list -- get a new one"),
     "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": ("wrong purpose",
-        "the server says our certificate is not for client authentication "
-        "(it lacks extendedKeyUsage clientAuth) -- use a client certificate"),
+        "the server says our certificate is not for client authentication (by its "
+        "extendedKeyUsage, keyUsage or nsCertType) -- use a client certificate"),
     "SSLV3_ALERT_BAD_CERTIFICATE": ("certificate rejected",
         "the server refused our certificate (bad_certificate) -- see the server's log for why"),
     "SSLV3_ALERT_CERTIFICATE_UNKNOWN": ("certificate rejected",

@@ -9,15 +9,24 @@ before the revocation or the expiry, would hand us a client we would
 refuse at the door. So each forwarded certificate meets, on every request,
 the checks OpenSSL makes on a direct client, in OpenSSL's order, with the
 same verify codes (and so the same log line): issued by one of our --ca
-(by name, and by key identifier when both carry one), for clientAuth,
-not revoked in the --crl of its CA (which must be current), and within
-its dates and its CA's.
+(by name, and by key identifier when both carry one); none of the RFC
+5280 rules VERIFY_X509_STRICT adds that show in the certificate itself
+broken (an authorityKeyIdentifier, no pathLen or keyCertSign in a non-CA,
+a subject or a critical subjectAltName, no empty subjectAltName); for
+client authentication (by its extendedKeyUsage, keyUsage and nsCertType);
+not revoked in the --crl of its CA (which must be current); and within
+its dates and its CA's. Not repeated here: strict mode's checks of the
+signature algorithm fields (78), of extensions in a v1 certificate (93)
+and of explicit EC curve parameters (94), OpenSSL's refusal of an unknown
+critical extension (34), and every check of our own CA certificates.
 
 Its *signature* is not checked (Python's ssl verifies signatures only
-inside a handshake); that stays the proxy's job. It would add little: a
-certificate is no secret (every server it was shown to holds a copy), so
-whoever holds the proxy's key can forward any real client's certificate
-and be taken for that client. The proxy's key is the thing to guard.
+inside a handshake); that stays the proxy's job. So whoever holds the
+proxy's key has our CA's power over this backend: not only can it forward
+any real client's certificate (a certificate is no secret), it can make
+certificates no CA issued, with our CA's name and key identifier and a key
+of its own, for any name ("Hello, admin"), or bring a revoked identity back
+under a new serial number. Guard the proxy's key as the CA's key.
 Also simplified: only the leaf arrives (nginx forwards no chain), so a
 client issued by an intermediate CA needs that intermediate in --ca, and
 --crl-chain cannot apply.
@@ -28,7 +37,7 @@ import time
 import urllib.parse
 
 from armour.certificate_fields import (pem_to_ders, read_certificate, read_crl, read_pem,
-                                       OID_ANY_EKU, OID_CLIENT_AUTH)
+                                       OID_CLIENT_AUTH)
 from armour.refusals import describe_verify_code, format_address, printable, spell_all
 
 
@@ -49,15 +58,60 @@ def keep_forwarding_checks(context, crls):
                 pass                    # then its CA has no CRL here: code 3 refuses its clients
 
 
+# The rules of RFC 5280 that VERIFY_X509_STRICT (server.py sets it) makes
+# OpenSSL check on a client certificate issued by a CA, as OpenSSL 3.0
+# words them (its verify message, which a direct client's log line quotes).
+STRICT_MESSAGES = {
+    80: "Path length invalid for non-CA cert",
+    82: "Key usage keyCertSign invalid for non-CA cert",
+    84: "Subject name empty",
+    85: "Missing Authority Key Identifier",
+    87: "Empty Subject Alternative Name extension",
+    88: "Subject empty and Subject Alt Name extension not critical",
+}
+
+
+def strict_violation(info):
+    """The verify code (STRICT_MESSAGES) for which VERIFY_X509_STRICT refuses
+    this client certificate (not a CA, issued by one), or None; in OpenSSL's order."""
+    if info["path_len"] is not None:                        # RFC 5280 4.2.1.9
+        return 80
+    if "keyCertSign" in (info["key_usage"] or ()):          # 4.2.1.3
+        return 82
+    if not info["subject"]:                                 # 4.1.2.6
+        if not info["has_san"] or "cRLSign" in (info["key_usage"] or ()):
+            return 84
+        if not info["san_critical"]:
+            return 88
+    if info["has_san"] and info["san_count"] == 0:          # 4.2.1.6
+        return 87
+    if info["version"] >= 3 and not info["has_aki"]:        # 4.2.1.1
+        return 85
+    return None
+
+
+def allows_client_auth(info):
+    """Whether OpenSSL's purpose check for a TLS client (X509_PURPOSE_SSL_CLIENT)
+    passes: each of these extensions, when present, must allow it. (Not
+    anyExtendedKeyUsage alone: OpenSSL refused it as the wrong purpose.)"""
+    eku, usage, netscape = info["eku"], info["key_usage"], info["ns_cert_type"]
+    return ((eku is None or OID_CLIENT_AUTH in eku)
+            and (usage is None or "digitalSignature" in usage or "keyAgreement" in usage)
+            and (netscape is None or "client" in netscape))
+
+
 def check_forwarded(info, context, now):
-    """The verify code (VERIFY_REASONS) for which OpenSSL would refuse a
-    direct client with this certificate, or None if it would accept it."""
+    """The verify code (VERIFY_REASONS, STRICT_MESSAGES) for which OpenSSL
+    would refuse a direct client with this certificate, or None if it would accept it."""
     issuers = [ca for ca in getattr(context, "forward_cas", ())
                if ca["subject"] == info["issuer"]
                and (None in (ca["ski"], info["aki"]) or ca["ski"] == info["aki"])]
     if not issuers:
         return 18 if info["issuer"] == info["subject"] else 20
-    if info["eku"] is not None and not {OID_CLIENT_AUTH, OID_ANY_EKU} & set(info["eku"]):
+    strict = None if info["ca"] else strict_violation(info)   # a CA is no client anyway
+    if strict:
+        return strict
+    if not allows_client_auth(info):
         return 26
     crls = getattr(context, "forward_crls", ())
     if crls:                            # --crl given: the CA that issued it must have one here
@@ -102,7 +156,7 @@ def read_forwarded_certificate(handler):
     context = handler.server.context   # the latest files: a HUP applies to the next request
     code = check_forwarded(info, context, time.time())
     if code:
-        reason = describe_verify_code(code, "", context)
+        reason = describe_verify_code(code, STRICT_MESSAGES.get(code, ""), context)
         log(f"rejected {peer}: {reason} (forwarded by {proxy})")
         return None, reason
     return info, None

@@ -5,9 +5,9 @@ terminal no one watches, or trusts a CA by accident. Each file is checked
 at start, with one line saying what is wrong and the fix: missing or
 unreadable files, an encrypted key, a key that is not the certificate's,
 a CA certificate or client certificate passed as --cert, a --ca with no
-CA in it, a CRL file that would trust a certificate, dates that will fail
-handshakes soon, a server certificate without subjectAltName, a key file
-others can read. And kill -HUP re-reads them all without a restart
+CA in it, a CRL file that would trust a certificate or that holds a delta
+CRL (a partial list), dates that will fail handshakes soon, a server
+certificate without subjectAltName, a key file others can read. And kill -HUP re-reads them all without a restart
 (ReloadingServer).
 """
 
@@ -115,6 +115,7 @@ def load_crl(context, path):
         raise ConfigError("bad file", f"CRL file {path!r} also holds {', '.join(others)} "
                           f"blocks; a certificate loaded from it would be trusted like --ca",
                           "pass a file with only CRLs (-----BEGIN X509 CRL-----), one --crl each")
+    refuse_partial_crls(path)
     before = context.cert_store_stats()
     try:
         context.load_verify_locations(cafile=path)
@@ -125,6 +126,31 @@ def load_crl(context, path):
     if (after["x509"], after["x509_ca"]) != (before["x509"], before["x509_ca"]):
         raise ConfigError("bad file", f"loading CRL {path!r} added a trusted certificate",
                           "pass a file with only CRLs")
+
+
+def refuse_partial_crls(path):
+    """Refuse a delta CRL or an indirect CRL (RFC 5280 5.2.4, 5.2.5): OpenSSL,
+    as Python's ssl sets it up, applies neither (ssl.VerifyFlags has no
+    X509_V_FLAG_USE_DELTAS). It takes a delta for a complete list, the newer
+    one: an empty delta beside the base CRL let a revoked client in. It
+    skips an indirect CRL: every client of that CA was refused, "no CRL"."""
+    for _, der in read_pem(path, "X509 CRL"):
+        try:
+            crl = read_crl(der)
+        except ValueError:
+            continue                    # OpenSSL will say it cannot read it
+        if crl["delta"]:
+            kind, effect = ("a delta CRL (deltaCRLIndicator)",
+                            "OpenSSL would take it for the whole list and let revoked clients in")
+        elif crl["indirect"]:
+            kind, effect = ("an indirect CRL (issuingDistributionPoint indirectCRL)",
+                            "OpenSSL would skip it and refuse every client of that CA")
+        else:
+            continue
+        raise ConfigError("bad file", f"CRL file {path!r} holds {kind} from "
+                          f"{printable(crl['issuer_cn'] or '(no CN)')}: server.py does not "
+                          f"apply those ({effect})",
+                          "pass the CA's full (base) CRL, e.g. from 'openssl ca -gencrl'")
 
 
 def check_server_certificate(cert):

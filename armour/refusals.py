@@ -5,6 +5,7 @@ a verify code number), a log line forged by a newline in a client's name,
 and a flood of refusals drowning the log.
 
 describe_rejection(exc, context)  the reason for a failed handshake, in words
+describe_first_bytes(first)       the same for first bytes that begin no handshake
 describe_verify_code(code, ...)   the same for a certificate OpenSSL refused
 log(message)                      one timestamped line to stderr, the server's log
 RefusalLog                        one line per refusal; in a flood, counts
@@ -94,7 +95,8 @@ VERIFY_REASONS = {
     19: "client certificate is signed by an unknown CA (its chain ends in a root we do not trust)",
     20: "client certificate is signed by an unknown CA (or it came without its intermediate CA)",
     23: "client certificate has been revoked (it is listed in the CRL)",
-    26: "client certificate has the wrong purpose (its extendedKeyUsage lacks clientAuth)",
+    26: "client certificate has the wrong purpose: not for client authentication (by its "
+        "extendedKeyUsage, keyUsage or nsCertType)",
 }
 
 # OpenSSL's reason codes, for handshakes that failed for other reasons.
@@ -119,6 +121,20 @@ SSL_REASONS = {
 ALERTS = {0: "close_notify", 10: "unexpected_message", 40: "handshake_failure",
           42: "bad_certificate", 46: "certificate_unknown", 48: "unknown_ca",
           50: "decode_error", 70: "protocol_version", 80: "internal_error", 90: "user_canceled"}
+
+
+# The other TLS record types (RFC 8446 5.1; heartbeat, RFC 6520): TLS, but
+# no handshake can begin with them.
+RECORD_TYPES = {20: "change_cipher_spec", 23: "application_data", 24: "heartbeat"}
+
+
+def describe_first_bytes(first):
+    """Say what a connection's first bytes were, when they are neither a
+    handshake, nor an alert, nor plain HTTP."""
+    if first[0] in RECORD_TYPES and first[1:2] == b"\x03":     # a record: type, version 3.x
+        return (f"the client sent a TLS record of type {first[0]} ({RECORD_TYPES[first[0]]}) "
+                f"instead of a ClientHello: TLS, but no handshake")
+    return f"not TLS at all (first bytes {first[:4].hex()})"
 
 
 def describe_rejection(exc, context=None):

@@ -52,8 +52,8 @@ import sys
 import threading
 import time
 
-from armour.refusals import ALERTS, RefusalLog, describe_rejection, describe_ssl_error, \
-    format_address
+from armour.refusals import ALERTS, RefusalLog, describe_first_bytes, describe_rejection, \
+    describe_ssl_error, format_address
 
 NEXT_REQUEST_WAIT = 0.005  # seconds a worker waits for a busy client's next request
 LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
@@ -388,7 +388,7 @@ def look_at_first_bytes(server, conn):
         conn.deadline = time.monotonic() + LINGER_TIMEOUT
         read_plain_http(server, conn)
     else:
-        server.refuse("rejected", conn.peer, f"not TLS at all (first bytes {first[:4].hex()})")
+        server.refuse("rejected", conn.peer, describe_first_bytes(first))
         close_gently(server, conn)
 
 
@@ -499,7 +499,7 @@ def serve_requests(server, conn):
             server.waiting_room.park(conn, serve_requests, expire_request)
             return
         if found == "end":
-            server.finish_connection(conn)
+            close_tls(server, conn)              # its close_notify gets ours (RFC 8446 6.1)
             return
         if found == "too big":
             server.refuse("closed", conn.peer, f"request head over {MAX_REQUEST_HEAD} bytes: a "

@@ -23,10 +23,12 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import unittest
+from urllib.parse import quote
 
 from tests.support import PYTHON, ROOT, RunningServer, ServerProcess, path, server_files
 from tests.support import openssl as support_openssl
@@ -148,10 +150,19 @@ class TestCA:
         openssl("ca", "-config", os.path.join(ROOT, "ca.cnf"), "-keyfile", self.key,
                 "-cert", self.crt, "-revoke", crt, env=dict(os.environ, CA_DIR=self.db))
 
-    def crl(self, name=None, last=None, next=None):
+    def crl(self, name=None, last=None, next=None, extensions=None):
+        """A CRL from this CA; `extensions`, config lines of CRL extensions for it alone."""
         out = os.path.join(self.folder, (name or self.name) + ".crl")
-        args = ["ca", "-gencrl", "-config", os.path.join(ROOT, "ca.cnf"), "-keyfile", self.key,
+        config = os.path.join(ROOT, "ca.cnf")
+        if extensions:                  # ca.cnf, with our own crl_ext section last
+            with open(config) as f:
+                base = f.read()
+            config = os.path.join(self.folder, (name or self.name) + "-crl.cnf")
+            with open(config, "w") as f:
+                f.write(base + f"\n[test_crl_ext]\n{extensions}\n")
+        args = ["ca", "-gencrl", "-config", config, "-keyfile", self.key,
                 "-cert", self.crt, "-out", out]
+        args += ["-crlexts", "test_crl_ext"] if extensions else []
         args += ["-crl_lastupdate", last] if last else []
         args += ["-crl_nextupdate", next] if next else ["-crldays", "1"]
         openssl(*args, env=dict(os.environ, CA_DIR=self.db))
@@ -246,6 +257,44 @@ class CRLAddsNoTrustTest(unittest.TestCase):
         self.assertEqual(done.returncode, 2, done.stderr)
         self.assertRegex(done.stderr, r"^error: bad file: CRL file '.*bundle.crl' also holds "
                                       r"CERTIFICATE blocks.* -- pass a file with only CRLs")
+
+    def test_a_delta_or_indirect_crl_is_refused_at_start_and_on_reload(self):
+        """An empty delta CRL beside the base CRL that revokes a client: OpenSSL took the delta
+        for a complete list (the newer one) and greeted the revoked client. Now such a file is
+        refused at start in one line, and a reload to it keeps the previous CRL."""
+        ca = TestCA(FOLDER, "delta-ca")
+        srv_files = ca.issue("delta-server", "localhost", "server")
+        revoked = ca.issue("delta-revoked", "my-client")
+        ca.revoke(revoked[0])
+        base = ca.crl("delta-base")
+        delta = ca.crl("delta-delta", extensions="authorityKeyIdentifier = keyid:always\n"
+                                                 "2.5.29.27 = critical, DER:02:02:10:00")
+        indirect = ca.crl("delta-indirect", extensions="2.5.29.28 = critical, DER:30:03:84:01:FF")
+        files = dict(ca=ca.crt, cert=srv_files[0], key=srv_files[1])
+        for crls, kind in [([base, delta], "a delta CRL"), ([concat("bd.pem", base, delta)],
+                                                             "a delta CRL"),
+                           ([indirect], "an indirect CRL")]:
+            with self.subTest(kind=kind, files=len(crls)):
+                with self.assertRaises(server.ConfigError) as caught:
+                    server.make_server_context(crl=crls, **files)
+                self.assertIn(f"holds {kind}", caught.exception.what)
+                self.assertIn("pass the CA's full (base) CRL", caught.exception.fix)
+        done = run(*[a for k, v in files.items() for a in (f"--{k}", v)], "--crl", base,
+                   "--crl", delta)
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertEqual(done.stderr.count("\n"), 1, done.stderr)
+        self.assertIn("delta CRL (deltaCRLIndicator) from delta-ca", done.stderr)
+        # A reload to base + delta: refused, and the revoked client stays out.
+        crl = concat("delta-live.pem", base)
+        with our_server(crl=[crl], **files) as srv:
+            revoked_ctx = context(*revoked, cacert=ca.crt)
+            self.assertEqual(fetch(srv, revoked_ctx), "certificate revoked")
+            concat("delta-live.pem", base, delta)
+            start = len(srv.log.lines)
+            srv.server.request_reload()
+            answer = srv.log.wait_for(lambda l: "reload" in l, start=start)
+            self.assertIn("reload failed, still serving with the previous certificates", answer)
+            self.assertEqual(fetch(srv, revoked_ctx), "certificate revoked")
 
     def test_loading_crls_leaves_the_trust_store_as_it_was(self):
         """Two CRLs, each with its own --crl: one more CRL each, and no certificate."""
@@ -641,6 +690,41 @@ class ProxyTest(unittest.TestCase):
         self.assertTrue(reply.startswith(b"HTTP/1.1 403 "), reply)
         self.assertNotIn(b"100 Continue", reply)
 
+    def test_whoever_holds_the_proxys_key_has_the_cas_power(self):
+        """The taught limit (the signature of a forwarded certificate is not checked): a
+        certificate from another key, with our CA's name and key identifier, is greeted as
+        whoever it names, a revoked identity too under a new serial; direct, both are refused."""
+        from armour.certificate_fields import read_certificate, read_pem
+        revoked = CA.issue("forge-revoked", "forge-revoked")
+        CA.revoke(revoked[0])
+        ski = read_certificate(read_pem(CA.crt)[0][1])["ski"].hex(":")
+        config = os.path.join(FOLDER, "forge.cnf")
+        with open(config, "w") as f:
+            f.write(f"[ca]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign"
+                    f"\nsubjectKeyIdentifier = {ski}\n[leaf]\nbasicConstraints = critical, "
+                    f"CA:FALSE\nextendedKeyUsage = clientAuth\nauthorityKeyIdentifier = keyid\n")
+        forger = os.path.join(FOLDER, "forger")          # a key of its own, our CA's name
+        openssl("req", "-x509", "-new", "-key", CA.rogue.key, "-subj", "/CN=root", "-days", "1",
+                "-config", config, "-extensions", "ca", "-out", forger + ".crt")
+        with our_server(trust_proxy="cn:my-proxy", crl=[CA.crl("forge")]) as srv:
+            for name in ("admin", "forge-revoked"):
+                with self.subTest(name=name):
+                    csr, crt = (os.path.join(FOLDER, f"forged-{name}.{x}") for x in ("csr", "crt"))
+                    openssl("req", "-new", "-key", CA.client[1], "-subj", f"/CN={name}",
+                            "-out", csr, "-config", config)
+                    openssl("x509", "-req", "-in", csr, "-CA", forger + ".crt", "-CAkey",
+                            CA.rogue.key, "-days", "1", "-extfile", config, "-extensions", "leaf",
+                            "-out", crt)
+                    start = len(srv.log.lines)
+                    self.assertNotEqual(fetch(srv, context(crt, CA.client[1])), GREETING)
+                    line = srv.log.wait_for(lambda l: l.startswith("rejected"), start=start)
+                    self.assertIn("certificate signature failure", line)
+                    conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
+                                                       context=context(*self.proxy))
+                    conn.request("GET", "/", headers={"X-Client-Cert": self.header(crt)})
+                    self.assertEqual(conn.getresponse().read(), f"Hello, {name}\n".encode())
+                    conn.close()
+
     def test_the_proxy_forwards_and_others_are_not_believed(self):
         conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
                                            context=context(*self.proxy))
@@ -652,6 +736,104 @@ class ProxyTest(unittest.TestCase):
         conn.request("GET", "/", headers={"X-Client-Cert": self.header(CA.client[0])})
         self.assertEqual(conn.getresponse().status, 403)
         conn.close()
+
+
+def odd_client(name, subject, lines):
+    """A client certificate for `subject` from our CA with these extension lines (made
+    with x509 -req: openssl ca's policy would ask for a CN)."""
+    config = os.path.join(FOLDER, f"odd-{name}.cnf")
+    with open(config, "w") as f:
+        f.write("[ext]\nbasicConstraints = critical, CA:FALSE\n"
+                "authorityKeyIdentifier = keyid:always\n" + lines + "\n")
+    csr, crt = (os.path.join(FOLDER, f"odd-{name}.{x}") for x in ("csr", "crt"))
+    openssl("req", "-new", "-key", CA.client[1], "-subj", subject, "-out", csr,
+            "-config", os.path.join(FOLDER, "ext.cnf"))
+    openssl("x509", "-req", "-in", csr, "-CA", CA.crt, "-CAkey", CA.key, "-days", "1",
+            "-extfile", config, "-extensions", "ext", "-out", crt)
+    return crt
+
+
+def refused_direct_and_forwarded(test, srv, crt, proxy, label="certificate rejected"):
+    """Present `crt` (with CA.client's key) directly (client.py says `label`), then
+    forwarded by `proxy`: assert both are refused with the same reason, in the log and the
+    403; return the reason."""
+    start = len(srv.log.lines)
+    test.assertEqual(fetch(srv, context(crt, CA.client[1])), label)
+    direct = srv.log.wait_for(lambda l: l.startswith("rejected"), start=start)
+    conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5, context=context(*proxy))
+    with open(crt) as f:
+        conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
+    response = conn.getresponse()
+    body = response.read().decode()
+    conn.close()
+    test.assertEqual(response.status, 403, body)
+    reason = direct.split(": ", 1)[1]
+    test.assertEqual(body, f"403 Forbidden: {reason}\n")
+    forwarded = srv.log.wait_for(lambda l: "(forwarded by" in l, start=start)
+    test.assertEqual(forwarded.split(": ", 1)[1], f"{reason} (forwarded by cn:my-proxy)")
+    return reason
+
+
+class StrictForwardedTest(unittest.TestCase):
+    """A forwarded certificate meets what VERIFY_X509_STRICT refuses at the door, in its words."""
+
+    SECTIONS = {        # RFC 5280 rules that only strict mode checks; each breaks one
+        "no-aki": ("/CN=no-aki", "authorityKeyIdentifier = none\nsubjectKeyIdentifier = none"),
+        "pathlen": ("/CN=pathlen", "basicConstraints = critical, CA:FALSE, pathlen:0"),
+        "certsign": ("/CN=certsign", "keyUsage = critical, digitalSignature, keyCertSign"),
+        "empty-san": ("/CN=empty-san", "2.5.29.17 = DER:30:00"),
+        "no-subject": ("/", ""),
+        "san-not-critical": ("/", "subjectAltName = DNS:x.example"),
+    }
+
+    def test_what_strict_mode_refuses_directly_is_refused_forwarded_with_the_same_reason(self):
+        """Before, a certificate without authorityKeyIdentifier was refused at the door
+        ("Missing Authority Key Identifier") and greeted through the proxy."""
+        proxy = CA.issue("strict-proxy", "my-proxy")
+        with our_server(trust_proxy="cn:my-proxy") as srv:
+            for name, (subject, lines) in self.SECTIONS.items():
+                with self.subTest(name=name):
+                    crt = odd_client(name, subject, "extendedKeyUsage = clientAuth\n" + lines)
+                    reason = refused_direct_and_forwarded(self, srv, crt, proxy)
+                    self.assertIn("client certificate fails verification: ", reason)
+
+
+class PurposeTest(unittest.TestCase):
+    """A certificate not for client authentication is refused, saying what is true of it."""
+
+    def test_keyusage_and_nscerttype_refusals_do_not_blame_the_eku(self):
+        """keyEncipherment alone (clientAuth in its EKU), nsCertType=server (no EKU), or
+        anyExtendedKeyUsage alone: OpenSSL refuses each as the wrong purpose. Before, the log
+        said "its extendedKeyUsage lacks clientAuth", and forwarded ones were greeted."""
+        proxy = CA.issue("purpose-proxy", "my-proxy")
+        cases = {
+            "key-encipherment": "extendedKeyUsage = clientAuth\n"
+                                "keyUsage = critical, keyEncipherment",
+            "netscape-server": "nsCertType = server",
+            "any-eku": "extendedKeyUsage = anyExtendedKeyUsage",
+        }
+        with our_server(trust_proxy="cn:my-proxy") as srv:
+            for name, lines in cases.items():
+                with self.subTest(name=name):
+                    crt = odd_client(name, f"/CN={name}", lines)
+                    reason = refused_direct_and_forwarded(self, srv, crt, proxy, "wrong purpose")
+                    self.assertEqual(reason, "client certificate has the wrong purpose: not for "
+                                             "client authentication (by its extendedKeyUsage, "
+                                             "keyUsage or nsCertType)")
+            # ...and what does allow it is greeted both ways: keyAgreement alone, nsCertType=client.
+            for name, lines in {"key-agreement": "keyUsage = critical, keyAgreement\n"
+                                                 "extendedKeyUsage = clientAuth",
+                                "netscape-client": "nsCertType = client"}.items():
+                with self.subTest(name=name):
+                    crt = odd_client(name, f"/CN={name}", lines)
+                    self.assertEqual(fetch(srv, context(crt, CA.client[1])),
+                                     (200, f"Hello, {name}\n"))
+                    conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
+                                                       context=context(*proxy))
+                    with open(crt) as f:
+                        conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
+                    self.assertEqual(conn.getresponse().read().decode(), f"Hello, {name}\n")
+                    conn.close()
 
 
 # --- the waiting room -----------------------------------------------------------------------
@@ -887,6 +1069,56 @@ def client_hello():
 # --- shutdown ------------------------------------------------------------------------------
 
 class ShutdownTest(unittest.TestCase):
+
+    def greeted_tls_object(self, srv):
+        """(socket, SSLObject, its incoming and outgoing BIOs) after a greeting: TLS by
+        hand, so that a test can choose how the connection ends."""
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        self.addCleanup(sock.close)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+        for _ in range(20):                         # a handshake takes two round trips
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        tls.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        sock.sendall(outgoing.read())
+        reply = b""
+        for _ in range(20):
+            if b"Hello, my-client" in reply:
+                return sock, tls, incoming, outgoing
+            try:
+                reply += tls.read(65536)
+            except ssl.SSLWantReadError:
+                incoming.write(sock.recv(65536))
+        self.fail(f"no greeting: {reply!r}")
+
+    def test_a_client_close_notify_is_answered_with_ours(self):
+        """The client ends with close_notify: the server answers with its own (before, it
+        closed without one). A client that only half-closes TCP gets OpenSSL's alert for an
+        unexpected EOF, decode_error (Python 3.9's ssl ignores such an EOF: close_notify)."""
+        with our_server() as srv:
+            for how in ("close_notify", "half-close"):
+                with self.subTest(how=how):
+                    sock, tls, incoming, outgoing = self.greeted_tls_object(srv)
+                    if how == "close_notify":
+                        with self.assertRaises(ssl.SSLWantReadError):
+                            tls.unwrap()            # ours is written; the server's not here yet
+                        sock.sendall(outgoing.read())
+                    else:
+                        sock.shutdown(socket.SHUT_WR)
+                    incoming.write(read_all(sock))  # until the server hangs up
+                    if how == "close_notify":
+                        tls.unwrap()                # SSLWantReadError again without the server's
+                    elif sys.version_info < (3, 10):
+                        self.assertEqual(tls.read(), b"")   # a close_notify
+                    else:
+                        with self.assertRaisesRegex(ssl.SSLError, "DECODE_ERROR"):
+                            tls.read()
+            self.assertFalse([l for l in srv.log.lines if "error" in l], srv.log.lines)
 
     def test_after_server_close_an_open_keep_alive_connection_is_not_served(self):
         srv = our_server().__enter__()
@@ -1138,6 +1370,26 @@ class LogTest(unittest.TestCase):
                 sock.recv(100)
             line = srv.log.wait_for(lambda l: l.startswith("rejected"))
             self.assertIn("sent a TLS alert (handshake_failure) instead of a ClientHello", line)
+
+    def test_a_tls_record_that_is_no_handshake_is_named_as_tls(self):
+        """ChangeCipherSpec, application data or a heartbeat sent first: TLS, but no
+        ClientHello (before, "not TLS at all"); garbage with a record's first byte is not TLS."""
+        records = [(b"\x14\x03\x03\x00\x01\x01", "a TLS record of type 20 (change_cipher_spec)"),
+                   (b"\x17\x03\x03\x00\x05hello", "a TLS record of type 23 (application_data)"),
+                   (b"\x18\x03\x03\x00\x03\x01\x00\x00", "a TLS record of type 24 (heartbeat)"),
+                   (b"\x17\x00\x01\x02", "not TLS at all (first bytes 17000102)")]
+        with our_server() as srv:
+            for record, words in records:
+                with self.subTest(words=words):
+                    start = len(srv.log.lines)
+                    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+                        sock.sendall(record)
+                        sock.recv(100)                  # until the server hangs up
+                    line = srv.log.wait_for(lambda l: l.startswith("rejected"), start=start)
+                    self.assertIn(words, line)
+                    if "TLS record" in words:
+                        self.assertTrue(line.endswith("instead of a ClientHello: TLS, but no "
+                                                      "handshake"), line)
 
     def test_a_fatal_tls_error_after_the_handshake_is_logged(self):
         with our_server() as srv:
