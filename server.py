@@ -53,7 +53,7 @@ from armour import ConfigError        # each armour module is named for the fail
 from armour.bad_requests import GuardedHandler
 from armour.certificate_fields import out_of_date, read_certificate
 from armour.command_line import (ArgumentParser, count, explain_listen_error, parse_identity,
-                                 resolve, seconds)
+                                 port, resolve, seconds)
 from armour.forwarded import keep_forwarding_checks, read_forwarded_certificate
 from armour.key_exchange import TLS12_CIPHERS, describe_groups, set_key_exchange_groups
 from armour.keylog import open_keylog
@@ -363,7 +363,7 @@ def parse_args(argv):
         description="HTTPS server that requires a client certificate (mutual TLS).",
         epilog="example: python3 server.py --port 3000 --allow cn:my-client")
     p.add_argument("--host", default="localhost", help="address to listen on (default localhost)")
-    p.add_argument("--port", type=int, default=3000, help="TCP port (default 3000; 0 = any free port)")
+    p.add_argument("--port", type=port, default=3000, help="TCP port (default 3000; 0 = any free port)")
     p.add_argument("--ca", default=os.path.join(CERTS, "ca.crt"), help="CA that signs client certificates (default certs/ca.crt)")
     p.add_argument("--cert", default=os.path.join(CERTS, "server.crt"), help="server certificate, PEM (default certs/server.crt)")
     p.add_argument("--key", default=os.path.join(CERTS, "server.key"), help="server private key, PEM (default certs/server.key)")
@@ -399,8 +399,6 @@ def parse_args(argv):
                    help=f"connections not authenticated yet (each waits with no thread); the "
                         f"oldest makes room (default {MAX_PENDING})")
     args = p.parse_args(argv)
-    if not 0 <= args.port <= 65535:
-        p.error(f"--port {args.port} is not a TCP port -- use 1-65535 (or 0 for any free port)")
     if args.warn_days < 0:
         p.error(f"--warn-days {args.warn_days} is negative -- use 0 to warn only when expired")
     return args

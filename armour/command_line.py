@@ -79,6 +79,14 @@ def count(text):
     return value
 
 
+def port(text):
+    """Read a TCP port from the command line: 0 (any free port) to 65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port -- use 1-65535 "
+                                         f"(or 0 for any free port)")
+    return int(text)
+
+
 def parse_identity(text):
     """Read a typed identity from the command line (--allow, --trust-proxy):
     "cn:my-client" -> ("cn", "my-client"). Any other spelling is refused,

@@ -102,6 +102,13 @@ def usage_parser():
     return client.ArgumentParser
 
 
+def tcp_port(text):
+    """client.py's reading of a TCP port (0: any free one), one error format."""
+    usage_parser()                                  # puts the project on sys.path
+    from armour.command_line import port
+    return port(text)
+
+
 def make_parser():
     """The demo's options (designed once: see EXAMPLES and the README)."""
     width = terminal_width()
@@ -141,7 +148,7 @@ def make_parser():
                      "as Markdown, from real runs (every scenario unless NAMEs are given)")
     mod.add_argument("--certs", default=os.path.join(ROOT, "certs"), metavar="DIR",
                      help="certificates folder (default: certs/ next to this script)")
-    mod.add_argument("--port", type=int, metavar="N",
+    mod.add_argument("--port", type=tcp_port, metavar="N",
                      help="the demo's servers listen on N, N+1, ... (make demo passes PORT); "
                           "a port that is taken gives way to a free one (default: 3000 for "
                           "--lesson, so the projected commands name make run's port; else "

@@ -766,8 +766,8 @@ class BrokenInputTest(unittest.TestCase):
 
     def test_server_bad_flags(self):
         self.check_all("server.py", server_files() + ["--host", "127.0.0.1"], [
-            (["--port", "abc"], "argument --port: invalid int value: 'abc'"),
-            (["--port", "70000"], "--port 70000 is not a TCP port -- use 1-65535"),
+            (["--port", "abc"], "argument --port: 'abc' is not a TCP port -- use 1-65535"),
+            (["--port", "70000"], "'70000' is not a TCP port -- use 1-65535"),
             (["--handshake-timeout", "-1"], "'-1' is not a number of seconds"),
             (["--idle-timeout", "nan"], "'nan' is not a number of seconds"),
             (["--max-connections", "0"], "'0' is not a whole number of at least 1"),
