@@ -41,7 +41,8 @@ except ModuleNotFoundError:         # server.py copied without its folder armour
     sys.stderr.write("error: missing file: server.py needs its folder armour/ beside it "
                      "-- copy armour/ too\n")
     sys.exit(2)
-# First of all, before anything imports ssl: the key-exchange groups (groups.cnf).
+# First, the key-exchange groups we offer (groups.cnf): OpenSSL reads its config
+# once, as ssl is first imported, so before every import below; only as a program.
 GROUPS_FROM = read_groups_conf() if __name__ == "__main__" else os.environ.get("OPENSSL_CONF")
 
 import signal
