@@ -9,8 +9,8 @@ Threads work, the selector waits. A thread is given only to a client
 that has proven who it is and has a request to be served, or to a step
 of a handshake whose bytes have arrived. Whatever waits on the network
 (the ClientHello, the rest of the handshake, an idle keep-alive
-connection, a slow request head, a refused client's last bytes) waits in
-one selector, costing no thread: so no stranger, and no crowd of idle
+connection, a slow request head, a client that does not read our
+answers, a refused client's last bytes) waits in one selector, costing no thread: so no stranger, and no crowd of idle
 clients, can tie the server up. A connection goes through three stations:
 
   1. the accept loop (serve_forever, the main thread) only accepts;
@@ -56,6 +56,7 @@ from armour.refusals import ALERTS, RefusalLog, describe_rejection, describe_ssl
     format_address
 
 NEXT_REQUEST_WAIT = 0.005  # seconds a worker waits for a busy client's next request
+REQUESTS_PER_TURN = 100    # pipelined requests a worker serves before others get a turn
 LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
 MAX_REQUEST_HEAD = 65536   # bytes of request line and headers (http.server alone: 6.5 MB)
 
@@ -477,14 +478,15 @@ def start_requests(server, conn, handler_class):
 
 
 def serve_requests(server, conn):
-    """(Worker) Serve each request whose head has arrived whole, then give
-    the connection back to the waiting room until the next one arrives.
+    """(Worker) Serve each request whose head has arrived whole, while the
+    client takes our answers, then give the connection back to the waiting
+    room until the next one arrives (or until the client reads).
 
     A busy client's next request often comes within a millisecond of our
     answer: the worker waits for it up to NEXT_REQUEST_WAIT (the client has
     proven who it is) rather than pay for two hand-overs between threads."""
     head, handler = conn.head, conn.handler
-    wait = NEXT_REQUEST_WAIT
+    wait, served = NEXT_REQUEST_WAIT, 0
     while True:
         found = head.fill(conn.sock, wait)
         if time.monotonic() > head.deadline:
@@ -506,13 +508,50 @@ def serve_requests(server, conn):
                                                f"client that will not stop sending")
             close_tls(server, conn)
             return
-        conn.sock.settimeout(server.request_timeout)     # for our writes
+        if not can_send(conn.sock):
+            # A client that sends requests but does not read our answers has
+            # filled its socket's send buffer: a write now would wait in this
+            # worker. The connection waits in the waiting room until the
+            # client reads (EVENT_WRITE), for at most the request timeout.
+            conn.deadline = time.monotonic() + server.request_timeout
+            server.waiting_room.park(conn, serve_requests, expire_unread, selectors.EVENT_WRITE)
+            return
+        # An answer is a few hundred bytes, and a writable socket takes it
+        # whole: this timeout is only a backstop (a write that hits it ends
+        # the connection at once: see GuardedHandler.log_error).
+        conn.sock.settimeout(server.request_timeout)
         handler.handle_one_request()
         if handler.close_connection:
             close_tls(server, conn)
             return
         head.expect_request()
         wait = NEXT_REQUEST_WAIT
+        served += 1
+        if served == REQUESTS_PER_TURN:
+            # Thousands of pipelined requests must not keep this worker from
+            # everyone else: the connection queues for a worker again, behind
+            # the steps that waited meanwhile (a new client's handshake).
+            server.waiting_room.to_worker(conn, serve_requests)
+            return
+
+
+def can_send(tls):
+    """Has the socket's send buffer room, now (poll with no wait)?"""
+    ready = select.poll()
+    ready.register(tls, select.POLLOUT)
+    return bool(ready.poll(0))
+
+
+def expire_unread(server, conn):
+    """(Waiting room) The client has not read our answers by the deadline."""
+    server.refuse("closed", conn.peer, unread_answers(server))
+    close_tls(server, conn)
+
+
+def unread_answers(server):
+    """The log's reason for a client that does not read what we send it."""
+    return (f"does not read its answers: none taken for {server.request_timeout:g} s "
+            f"(--request-timeout)")
 
 
 def expire_request(server, conn):

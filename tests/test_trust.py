@@ -790,6 +790,22 @@ class NoWaitingWorkerTest(unittest.TestCase):
                 self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
             self.assertEqual(len([l for l in srv.log.lines if l.startswith("accepted")]), 201)
 
+    def test_a_client_that_does_not_read_its_answers_holds_no_worker(self):
+        """A client pipelines requests until the server stops reading, and never reads
+        an answer: with one worker, a real client is still greeted, as writes wait in
+        the waiting room, not in a worker; at --request-timeout the reader is closed."""
+        with our_server(workers=1, request_timeout=20) as srv:
+            deaf = pipeline_without_reading(self, srv)
+            self.assertEqual(fetch(srv, context()), GREETING)
+            self.assertFalse([l for l in srv.log.lines if l.startswith("closed")])
+            deaf.close()
+        with our_server(request_timeout=1) as srv:
+            deaf = pipeline_without_reading(self, srv)
+            line = srv.log.wait_for(lambda l: l.startswith("closed"), timeout=10)
+            self.assertEqual(line, f"closed {deaf.getsockname()[0]}:{deaf.getsockname()[1]}: "
+                                   f"does not read its answers: none taken for 1 s "
+                                   f"(--request-timeout)")
+
     def test_a_large_client_hello_gets_through(self):
         """A ClientHello of about 64 KB (a long ALPN list) is read by OpenSSL like any
         other; OpenSSL's own limit is 131,396 bytes."""
@@ -871,6 +887,25 @@ class NoWaitingWorkerTest(unittest.TestCase):
             self.assertLess(len(one_by_one), 10, "5 at once, and 50 a second after that")
             self.assertEqual(int(match[1]), int(match[2]))
             self.assertEqual(len(one_by_one) + int(match[1]), 20)
+
+
+def pipeline_without_reading(test, srv):
+    """An authenticated connection that sends GET requests (up to 64 MB) until the
+    server stops reading them, and reads no answer. Returns its TLS socket."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)     # fills sooner
+    raw.settimeout(5)
+    raw.connect(("127.0.0.1", srv.port))
+    tls = context().wrap_socket(raw, server_hostname="localhost")
+    test.addCleanup(tls.close)
+    requests = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n" * 1000
+    tls.settimeout(0.5)                  # a send blocked this long: the server stopped reading
+    try:
+        for _ in range(64 * 2 ** 20 // len(requests)):
+            tls.sendall(requests)
+    except socket.timeout:
+        return tls
+    test.fail("the server read 64 MB of requests without our reading one answer")
 
 
 def client_hello():
