@@ -474,19 +474,22 @@ def start_requests(server, conn, handler_class):
         conn.handler.refuse_connection()
         close_tls(server, conn)
         return
-    serve_requests(server, conn)
+    serve_requests(server, conn, NEXT_REQUEST_WAIT)
 
 
-def serve_requests(server, conn):
+def serve_requests(server, conn, wait=0.0):
     """(Worker) Serve each request whose head has arrived whole, while the
     client takes our answers, then give the connection back to the waiting
     room until the next one arrives (or until the client reads).
 
     A busy client's next request often comes within a millisecond of our
-    answer: the worker waits for it up to NEXT_REQUEST_WAIT (the client has
-    proven who it is) rather than pay for two hand-overs between threads."""
+    answer (or of the end of its handshake): right then, the worker waits
+    for it up to NEXT_REQUEST_WAIT (the client has proven who it is) rather
+    than pay for two hand-overs between threads. Woken by the selector, it
+    waits for nothing (wait=0): what woke it may be no whole request (part
+    of a TLS record, a KeyUpdate), and the rest waits in the waiting room."""
     head, handler = conn.head, conn.handler
-    wait, served = NEXT_REQUEST_WAIT, 0
+    served = 0
     while True:
         found = head.fill(conn.sock, wait)
         if time.monotonic() > head.deadline:

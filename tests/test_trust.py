@@ -33,6 +33,7 @@ from tests.support import openssl as support_openssl
 
 import client
 import server
+from armour import slow_clients
 
 GREETING = (200, "Hello, my-client\n")
 EXTENSIONS = """\
@@ -806,6 +807,22 @@ class NoWaitingWorkerTest(unittest.TestCase):
                                    f"does not read its answers: none taken for 1 s "
                                    f"(--request-timeout)")
 
+    def test_a_wake_up_without_a_whole_request_holds_no_worker(self):
+        """A worker waits for a request only right after an answer: woken by part of a
+        TLS record, it parks the connection at once. (With one worker, and that wait
+        set to 30 s, a real client is still greeted.)"""
+        self.addCleanup(setattr, slow_clients, "NEXT_REQUEST_WAIT", slow_clients.NEXT_REQUEST_WAIT)
+        slow_clients.NEXT_REQUEST_WAIT = 30.0
+        with our_server(workers=1) as srv:
+            sock, tls, outgoing = handshake_by_hand(self, srv)
+            for text in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /"):
+                tls.write(text)          # an answer, then the start of the next request
+                sock.sendall(outgoing.read())
+            self.assertEqual(fetch(srv, context()), GREETING)     # so it waits in the room
+            tls.write(b"x")
+            sock.sendall(outgoing.read()[:1])            # one byte of a record: no request
+            self.assertEqual(fetch(srv, context()), GREETING)
+
     def test_a_large_client_hello_gets_through(self):
         """A ClientHello of about 64 KB (a long ALPN list) is read by OpenSSL like any
         other; OpenSSL's own limit is 131,396 bytes."""
@@ -906,6 +923,24 @@ def pipeline_without_reading(test, srv):
     except socket.timeout:
         return tls
     test.fail("the server read 64 MB of requests without our reading one answer")
+
+
+def handshake_by_hand(test, srv):
+    """An authenticated connection whose TLS runs over memory buffers, so that a test
+    can send part of a record: (its socket, its SSLObject, its outgoing buffer)."""
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    test.addCleanup(sock.close)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    for _ in range(20):
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(outgoing.read())
+            incoming.write(sock.recv(65536))
+    sock.sendall(outgoing.read())            # our certificate and Finished
+    return sock, tls, outgoing
 
 
 def client_hello():
