@@ -253,8 +253,9 @@ class WaitingRoom:
                 try:
                     if key.fileobj is self.bell:
                         self.admit()
-                    else:
+                    elif key.data in self.waiting:
                         self.wake(key.data)
+                    # (else: an earlier event of this batch closed it, to make room)
                 except Exception as exc:         # a bug of ours: this thread must not die of it
                     self.server.log(f"error in the waiting room: {exc!r}")
             self.expire()

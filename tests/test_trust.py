@@ -28,7 +28,8 @@ import threading
 import time
 import unittest
 
-from tests.support import PYTHON, ROOT, RunningServer, ServerProcess, path, server_files
+from tests.support import (PYTHON, ROOT, LogCollector, RunningServer, ServerProcess, path,
+                           server_files)
 from tests.support import openssl as support_openssl
 
 import client
@@ -749,6 +750,42 @@ class CrowdTest(unittest.TestCase):
             self.assertEqual(line, f"rejected {first_peer}: sent nothing, closed to make room for "
                                    f"a new connection (--max-pending 5)")
             self.assertEqual(fetch(srv, context()), GREETING)
+
+    def test_a_stranger_closed_to_make_room_is_not_woken_in_the_same_turn(self):
+        """When a new connection makes room, the oldest stranger is closed; if it spoke
+        in the same turn of the selector, its bytes are ignored, not taken for a
+        connection still waiting (which logged "error in the waiting room: KeyError")."""
+        with our_server(max_pending=1) as srv:
+            room, log = srv.server.waiting_room, srv.server.log
+            handed, held, release = LogCollector(), threading.Event(), threading.Event()
+            arrive = room.arrive
+
+            def arrive_and_tell(conn):
+                arrive(conn)
+                handed(conn.peer)                    # in the waiting room's hands (or a worker's)
+
+            def hold_the_room(line):
+                log(line)                            # the waiting room's thread logs it
+                if "to make room" in line and not held.is_set():
+                    held.set()
+                    release.wait(5)
+
+            room.arrive, srv.server.log = arrive_and_tell, hold_the_room
+            first, second = (socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                             for _ in range(2))
+            self.assertTrue(held.wait(5))            # the room is closing `first` for `second`
+            third = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            for sock in (first, second, third):
+                self.addCleanup(sock.close)
+            third_peer = "%s:%d" % third.getsockname()[:2]
+            self.assertEqual(handed.wait_for(lambda p: p == third_peer), third_peer)
+            second.sendall(b"\x16")                 # `second` speaks as `third` arrives
+            release.set()
+            second_peer = "%s:%d" % second.getsockname()[:2]
+            self.assertIsNotNone(srv.log.wait_for(lambda l: l.startswith(
+                f"rejected {second_peer}: ") and "to make room" in l))
+            self.assertEqual(fetch(srv, context()), GREETING)
+            self.assertEqual([l for l in srv.log.lines if l.startswith("error")], [])
 
 
 class NoWaitingWorkerTest(unittest.TestCase):
