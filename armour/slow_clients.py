@@ -24,9 +24,9 @@ clients, can tie the server up. A connection goes through three stations:
      sent yet), or the requests whose heads have arrived. Then the
      connection goes back to the waiting room. Both cores do handshakes:
      OpenSSL lets go of Python's lock while it computes. (A ClientHello
-     already there on accept goes straight to a worker; and a worker
-     waits a few milliseconds, no more, only for a client that has
-     proven who it is: see serve_requests and wait_for_handshake.)
+     already there on accept goes straight to a worker, unless the room
+     is full; and a worker waits a few milliseconds, no more, only for a
+     client that has proven who it is: see serve_requests.)
 
 A connection is owned by one thread at a time: the waiting room while
 it waits, the worker running its step. Only the waiting room's thread
@@ -189,14 +189,17 @@ class WaitingRoom:
     def arrive(self, conn):
         """Called by the accept loop: a new connection waits for its first
         bytes; or, if its ClientHello has begun to arrive already (as it often
-        has, under load), it goes straight to a worker."""
+        has, under load) and the room is not full, it goes straight to a worker.
+        (A full room: it goes through the waiting room, where --max-pending is
+        kept; a worker's queue has no bound of its own.)"""
         with self.lock:
             self.strangers[conn] = None
+            full = len(self.strangers) > self.capacity
         try:
             spoke = conn.sock.recv(1, socket.MSG_PEEK) == b"\x16"
         except OSError:
             spoke = False
-        if spoke:
+        if spoke and not full:
             self.to_worker(conn, self.handshake)
         else:
             self.park(conn, look_at_first_bytes, expire_unspoken, in_worker=False)
@@ -281,12 +284,19 @@ class WaitingRoom:
 
     def watch(self, conn):
         """Register a connection with the selector, under its deadline. If
-        too many strangers wait, the one that has waited longest makes room."""
+        too many strangers are open, the one that has waited longest here
+        makes room; if none waits here (all are with the workers), this one
+        is closed: connections queued for a worker count towards --max-pending."""
         if self.closing or conn.closed:
             self.server.finish_connection(conn)
             return
-        if conn in self.strangers and len(self.strangers) > self.capacity:
-            self.make_room()
+        if conn in self.strangers and len(self.strangers) > self.capacity and \
+                not self.make_room():
+            self.server.refuse("rejected", conn.peer, f"closed at once: {self.capacity} "
+                                                      f"connections not authenticated yet are "
+                                                      f"open (--max-pending {self.capacity})")
+            self.server.finish_connection(conn)
+            return
         try:
             self.selector.register(conn.sock, conn.events, conn)
         except (OSError, ValueError):            # closed meanwhile
@@ -298,15 +308,17 @@ class WaitingRoom:
 
     def make_room(self):
         """Close the stranger that has waited longest here (one in a worker
-        is left alone: it is busy, not waiting)."""
+        is left alone: it is busy, not waiting). False if none waits here."""
         with self.lock:
             oldest = next((c for c in self.strangers if c in self.waiting), None)
-        if oldest is not None:
-            self.leave(oldest)
-            self.server.refuse("rejected", oldest.peer, f"{silence(oldest)}, closed to make room "
-                                                        f"for a new connection (--max-pending "
-                                                        f"{self.capacity})")
-            self.server.finish_connection(oldest)
+        if oldest is None:
+            return False
+        self.leave(oldest)
+        self.server.refuse("rejected", oldest.peer, f"{silence(oldest)}, closed to make room "
+                                                    f"for a new connection (--max-pending "
+                                                    f"{self.capacity})")
+        self.server.finish_connection(oldest)
+        return True
 
     def wake(self, conn):
         """The client sent something (or can take more): run the connection's step."""
@@ -405,7 +417,20 @@ def start_tls(server, conn):
     """(Worker) The TLS socket of a connection: on its first step, the
     accepted TCP socket wrapped in TLS with the current context, its
     handshake not begun (do_handshake_on_connect=False) and non-blocking,
-    so that do_handshake() never waits. None if the client has gone."""
+    so that do_handshake() never waits. None if the client has gone, or if
+    its handshake deadline passed while it queued for a worker (then it is
+    closed before any handshake work: under a flood of ClientHellos, the
+    CPU goes to connections that can still finish in time)."""
+    if time.monotonic() > conn.deadline:
+        if isinstance(conn.sock, ssl.SSLSocket):
+            expire_handshake(server, conn)
+        else:
+            server.refuse("rejected", conn.peer, f"handshake not begun within "
+                                                 f"{server.handshake_timeout:g} s "
+                                                 f"(--handshake-timeout): the server was busy "
+                                                 f"with other handshakes")
+            server.finish_connection(conn)
+        return None
     if not isinstance(conn.sock, ssl.SSLSocket):
         context = server.context    # read once: a reload may swap it meanwhile
         try:

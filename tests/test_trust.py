@@ -787,6 +787,70 @@ class CrowdTest(unittest.TestCase):
             self.assertEqual(fetch(srv, context()), GREETING)
             self.assertEqual([l for l in srv.log.lines if l.startswith("error")], [])
 
+    def test_hellos_queued_for_a_busy_worker_count_towards_max_pending(self):
+        """--max-pending is a bound even for connections whose ClientHello is there when
+        they are accepted (they queue for a worker): with the one worker busy and the room
+        for 3, 7 of 10 such connections are closed at once."""
+        with our_server(max_pending=3, workers=1) as srv:
+            log, held, release = srv.server.log, threading.Event(), threading.Event()
+
+            def hold_the_worker(line):
+                log(line)
+                if line.startswith("accepted") and not held.is_set():
+                    held.set()                       # the one worker waits here...
+                    release.wait(5)
+
+            srv.server.log = hold_the_worker
+            self.addCleanup(release.set)
+            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            busy = context().wrap_socket(raw, server_hostname="localhost")
+            self.addCleanup(busy.close)
+            self.assertTrue(held.wait(5))
+            hello = client_hello()
+            for _ in range(10):                      # ...while 10 ClientHellos arrive
+                sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                self.addCleanup(sock.close)
+                sock.sendall(hello)
+            capped = lambda: [l for l in srv.log.lines if "(--max-pending 3)" in l]
+            srv.log.wait_for(lambda l: len(capped()) >= 7, timeout=5)
+            self.assertEqual(len(capped()), 7, capped())
+            release.set()
+            busy.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            self.assertTrue(read_all(busy).endswith(b"Hello, my-client\n"))
+
+    def test_a_hello_queued_past_its_deadline_gets_no_handshake_work(self):
+        """A ClientHello that waited for a busy worker beyond --handshake-timeout is
+        closed without an answer (no key exchange, no signature spent on it)."""
+        with our_server(handshake_timeout=0.5, workers=1) as srv:
+            log, held, release = srv.server.log, threading.Event(), threading.Event()
+
+            def hold_the_worker(line):
+                log(line)
+                if line.startswith("accepted") and not held.is_set():
+                    held.set()
+                    release.wait(5)
+
+            srv.server.log = hold_the_worker
+            self.addCleanup(release.set)
+            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            busy = context().wrap_socket(raw, server_hostname="localhost")
+            self.addCleanup(busy.close)
+            self.assertTrue(held.wait(5))
+            queued = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            self.addCleanup(queued.close)
+            queued.sendall(client_hello())
+            clock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            self.addCleanup(clock.close)
+            clock_peer = "%s:%d" % clock.getsockname()[:2]   # says nothing; accepted later
+            self.assertIsNotNone(srv.log.wait_for(lambda l: l.startswith(
+                f"rejected {clock_peer}: sent nothing within"), timeout=5))
+            release.set()
+            self.assertEqual(read_all(queued), b"")
+            queued_peer = "%s:%d" % queued.getsockname()[:2]
+            self.assertEqual(srv.log.wait_for(lambda l: queued_peer in l),
+                             f"rejected {queued_peer}: handshake not begun within 0.5 s "
+                             f"(--handshake-timeout): the server was busy with other handshakes")
+
 
 class NoWaitingWorkerTest(unittest.TestCase):
     """Threads work, the selector waits: no worker waits on the network for a stranger's
