@@ -284,18 +284,13 @@ class WaitingRoom:
 
     def watch(self, conn):
         """Register a connection with the selector, under its deadline. If
-        too many strangers are open, the one that has waited longest here
-        makes room; if none waits here (all are with the workers), this one
-        is closed: connections queued for a worker count towards --max-pending."""
+        too many strangers are open, the oldest waiting here (or this one, if
+        older, or if all the others are with the workers) is closed."""
         if self.closing or conn.closed:
             self.server.finish_connection(conn)
             return
         if conn in self.strangers and len(self.strangers) > self.capacity and \
-                not self.make_room():
-            self.server.refuse("rejected", conn.peer, f"closed at once: {self.capacity} "
-                                                      f"connections not authenticated yet are "
-                                                      f"open (--max-pending {self.capacity})")
-            self.server.finish_connection(conn)
+                self.make_room(conn) is conn:
             return
         try:
             self.selector.register(conn.sock, conn.events, conn)
@@ -306,19 +301,25 @@ class WaitingRoom:
         self.waiting[conn] = conn.turn
         heapq.heappush(self.deadlines, (conn.deadline, next(self.numbers), conn.turn, conn))
 
-    def make_room(self):
-        """Close the stranger that has waited longest here (one in a worker
-        is left alone: it is busy, not waiting). False if none waits here."""
+    def make_room(self, conn):
+        """Close the oldest stranger that waits here, or `conn` (about to wait
+        here) if it is older; one with a worker, or queued for one, is left
+        alone. So if all the others are with the workers, `conn` is closed:
+        queued connections count too. Return the one closed."""
         with self.lock:
-            oldest = next((c for c in self.strangers if c in self.waiting), None)
-        if oldest is None:
-            return False
-        self.leave(oldest)
-        self.server.refuse("rejected", oldest.peer, f"{silence(oldest)}, closed to make room "
-                                                    f"for a new connection (--max-pending "
-                                                    f"{self.capacity})")
+            oldest = next(c for c in self.strangers if c in self.waiting or c is conn)
+            newest = next(reversed(self.strangers))
+        if oldest is conn and conn is newest:
+            reason = (f"closed at once: {self.capacity} connections not authenticated yet "
+                      f"are open (--max-pending {self.capacity})")
+        else:
+            reason = (f"{silence(oldest)}, closed to make room for a new connection "
+                      f"(--max-pending {self.capacity})")
+        if oldest is not conn:
+            self.leave(oldest)
+        self.server.refuse("rejected", oldest.peer, reason)
         self.server.finish_connection(oldest)
-        return True
+        return oldest
 
     def wake(self, conn):
         """The client sent something (or can take more): run the connection's step."""
