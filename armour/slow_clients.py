@@ -360,7 +360,7 @@ def silence(conn):
         except OSError:
             said = b""
         return "sent only part of its ClientHello" if said else "sent nothing"
-    if conn.sock.cipher() is None:               # OpenSSL has not chosen one: no whole hello yet
+    if not getattr(conn.sock, "hello_read", False):     # see note_client_hello
         return "sent only part of its ClientHello"
     return "did not finish its handshake"
 
@@ -434,6 +434,8 @@ def start_tls(server, conn):
         return None
     if not isinstance(conn.sock, ssl.SSLSocket):
         context = server.context    # read once: a reload may swap it meanwhile
+        if context.sni_callback is not note_client_hello:    # once per context (reloads too)
+            context.sni_callback = note_client_hello
         try:
             conn.sock = context.wrap_socket(conn.sock, server_side=True,
                                             do_handshake_on_connect=False)
@@ -443,6 +445,14 @@ def start_tls(server, conn):
             return None
         conn.sock.settimeout(0.0)
     return conn.sock
+
+
+def note_client_hello(tls, server_name, context):
+    """(Worker; OpenSSL's sni_callback) OpenSSL has read a whole ClientHello
+    on this connection: it calls this once per hello read, with the name
+    None if the client sent none. After it, a stalled handshake is not a
+    half-sent hello (after a HelloRetryRequest, the client owes a second one)."""
+    tls.hello_read = True
 
 
 def wait_for_handshake(server, conn, want, step):
@@ -468,7 +478,7 @@ def wait_for_handshake(server, conn, want, step):
 
 def expire_handshake(server, conn):
     """(Waiting room) A handshake not finished by its deadline."""
-    if conn.sock.cipher() is None:
+    if not getattr(conn.sock, "hello_read", False):     # see note_client_hello
         expire_unspoken(server, conn)
         return
     server.refuse("rejected", conn.peer, describe_rejection(socket.timeout(), server.context))

@@ -37,6 +37,9 @@ import server
 from armour import slow_clients
 
 GREETING = (200, "Hello, my-client\n")
+# The random of a ServerHello that is a HelloRetryRequest: SHA-256("HelloRetryRequest").
+HELLO_RETRY_REQUEST = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891"
+                                    "c2a211167abb8c5e079e09e2c8a8339c")
 EXTENSIONS = """\
 [req]
 distinguished_name = dn
@@ -850,6 +853,21 @@ class CrowdTest(unittest.TestCase):
             self.assertEqual(srv.log.wait_for(lambda l: queued_peer in l),
                              f"rejected {queued_peer}: handshake not begun within 0.5 s "
                              f"(--handshake-timeout): the server was busy with other handshakes")
+
+    def test_a_client_that_owes_a_second_hello_did_send_a_whole_one(self):
+        """A client told to send its hello again (a HelloRetryRequest: the test server
+        offers P-256 only, the hello carries an X25519 key share) that never does is
+        logged as a handshake not finished, not as a half-sent ClientHello."""
+        with our_server(handshake_timeout=0.5) as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as stalled:
+                stalled.sendall(client_hello())
+                answer = stalled.recv(43, socket.MSG_WAITALL)   # up to a ServerHello's random
+                self.assertEqual(answer[:1] + answer[5:6], b"\x16\x02", answer)
+                self.assertEqual(answer[11:], HELLO_RETRY_REQUEST)      # RFC 8446 4.1.3
+                peer = "%s:%d" % stalled.getsockname()[:2]
+                line = srv.log.wait_for(lambda l: l.startswith(f"rejected {peer}:"))
+            self.assertEqual(line, f"rejected {peer}: handshake not finished in time "
+                                   f"(--handshake-timeout): an idle or slow client")
 
 
 class NoWaitingWorkerTest(unittest.TestCase):
