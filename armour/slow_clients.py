@@ -460,10 +460,11 @@ def wait_for_handshake(server, conn, want, step):
     (SSLWantReadError), or cannot send ours yet (SSLWantWriteError): the
     connection waits in the waiting room, and `step` runs in a worker
     when they are there. So no worker ever waits for a handshake, except
-    once, a few milliseconds, for a resumed session: its ClientHello
-    carries proof (its PSK binder, RFC 8446 4.2.11) that the client holds
-    a ticket we gave to an authenticated client, and its last flight
-    comes within a millisecond: waiting for it beats handing over twice."""
+    once, a few milliseconds, for a resumed session: its last flight
+    comes within a millisecond, and waiting for it beats handing over
+    twice. (Its ClientHello proves nothing: anyone who saw it can replay
+    it, PSK binder (RFC 8446 4.2.11) and all, while the ticket lives; a
+    replay costs a worker these few milliseconds.)"""
     tls = conn.sock
     if isinstance(want, ssl.SSLWantReadError) and tls.session_reused and not conn.waited:
         conn.waited = True                   # once per connection
