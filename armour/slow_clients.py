@@ -73,7 +73,6 @@ class Connection:
         self.plain = b""                         # a plain-HTTP request head (answered with a 400)
         self.events, self.step, self.late, self.in_worker = selectors.EVENT_READ, None, None, False
         self.turn = 0                            # counts its visits to the waiting room
-        self.waited = False                      # a worker waited for its resumed handshake
 
 
 class WaitingRoomServer(http.server.HTTPServer):
@@ -459,20 +458,10 @@ def wait_for_handshake(server, conn, want, step):
     """(Worker) The handshake needs bytes the client has not sent yet
     (SSLWantReadError), or cannot send ours yet (SSLWantWriteError): the
     connection waits in the waiting room, and `step` runs in a worker
-    when they are there. So no worker ever waits for a handshake, except
-    once, a few milliseconds, for a resumed session: its last flight
-    comes within a millisecond, and waiting for it beats handing over
-    twice. (Its ClientHello proves nothing: anyone who saw it can replay
-    it, PSK binder (RFC 8446 4.2.11) and all, while the ticket lives; a
-    replay costs a worker these few milliseconds.)"""
-    tls = conn.sock
-    if isinstance(want, ssl.SSLWantReadError) and tls.session_reused and not conn.waited:
-        conn.waited = True                   # once per connection
-        ready = select.poll()
-        ready.register(tls, select.POLLIN)
-        if ready.poll(NEXT_REQUEST_WAIT * 1000):
-            step(server, conn)
-            return
+    when they are there. So no worker ever waits for a handshake: not
+    even for a resumed one, whose ClientHello proves nothing (its PSK
+    binder, RFC 8446 4.2.11, can be replayed by anyone who saw it, for
+    as long as the ticket lives)."""
     events = selectors.EVENT_WRITE if isinstance(want, ssl.SSLWantWriteError) else selectors.EVENT_READ
     server.waiting_room.park(conn, step, expire_handshake, events)
 

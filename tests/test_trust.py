@@ -942,6 +942,34 @@ class NoWaitingWorkerTest(unittest.TestCase):
             sock.sendall(outgoing.read()[:1])            # one byte of a record: no request
             self.assertEqual(fetch(srv, context()), GREETING)
 
+    def test_a_replayed_resumption_hello_holds_no_worker(self):
+        """A resumption ClientHello (a ticket and its PSK binder) proves nothing: anyone
+        who saw it can send it again. Replayed, and never followed by a Finished, it
+        waits in the waiting room: with one worker, and a worker's wait set to 30 s, a
+        real client is still greeted."""
+        self.addCleanup(setattr, slow_clients, "NEXT_REQUEST_WAIT", slow_clients.NEXT_REQUEST_WAIT)
+        slow_clients.NEXT_REQUEST_WAIT = 30.0
+        with our_server(workers=1) as srv:
+            ctx = context()
+            ctx.set_ecdh_curve("prime256v1")     # the test server's one group: no HelloRetryRequest
+            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            with ctx.wrap_socket(raw, server_hostname="localhost") as first:
+                first.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                read_all(first)                  # TLS 1.3 tickets come after the handshake
+                ticket = first.session
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            again = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost", session=ticket)
+            with self.assertRaises(ssl.SSLWantReadError):
+                again.do_handshake()
+            replay = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            self.addCleanup(replay.close)
+            replay.sendall(outgoing.read())      # the hello someone saw, sent by someone else
+            head = replay.recv(5, socket.MSG_WAITALL)
+            server_hello = replay.recv(int.from_bytes(head[3:5], "big"), socket.MSG_WAITALL)
+            self.assertEqual(head[:1] + server_hello[:1], b"\x16\x02", head)   # a ServerHello
+            self.assertIn(b"\x00\x29\x00\x02\x00\x00", server_hello)   # pre_shared_key: resumed
+            self.assertEqual(fetch(srv, context()), GREETING)
+
     def test_a_large_client_hello_gets_through(self):
         """A ClientHello of about 64 KB (a long ALPN list) is read by OpenSSL like any
         other; OpenSSL's own limit is 131,396 bytes."""
