@@ -14,6 +14,7 @@ import socket
 import time
 
 from armour.refusals import format_address, printable
+from armour.slow_clients import unread_answers
 
 
 class GuardedHandler(http.server.BaseHTTPRequestHandler):
@@ -54,8 +55,10 @@ class GuardedHandler(http.server.BaseHTTPRequestHandler):
         """Serve one request; BaseHTTPRequestHandler flushes wfile after it,
         so headers and body go out in a single TLS record."""
         self.authorized = None                # not asked yet for this request (see authorize)
+        self.timed_out = False
         super().handle_one_request()
-        self.wfile.flush()                    # an answer to a request http.server refused too
+        if not self.timed_out:                # a write that timed out is not tried twice
+            self.wfile.flush()                # an answer to a request http.server refused too
 
     def refuse_connection(self):
         """Answer a client that may not be served with its 403 at once,
@@ -117,10 +120,14 @@ class GuardedHandler(http.server.BaseHTTPRequestHandler):
                         f"{printable(format % args)}")
 
     def log_error(self, format, *args):
-        """http.server reports a read past our deadline as "Request timed
-        out: TimeoutError(...)"; log which deadline it was instead."""
+        """http.server catches a write past our deadline (the client does not
+        read its answers: every request head is here before we serve it, so
+        no read waits), logs "Request timed out", and ends the connection:
+        log why instead, and note it, so that nothing writes to it again."""
         if args and isinstance(args[-1], socket.timeout):
-            self.server.log(f"closed {format_address(self.client_address)}: {args[-1]}")
+            self.timed_out = self.close_connection = True
+            self.server.refuse("closed", format_address(self.client_address),
+                               unread_answers(self.server))
         else:
             self.log_message(format, *args)
 

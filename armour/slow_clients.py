@@ -9,8 +9,8 @@ Threads work, the selector waits. A thread is given only to a client
 that has proven who it is and has a request to be served, or to a step
 of a handshake whose bytes have arrived. Whatever waits on the network
 (the ClientHello, the rest of the handshake, an idle keep-alive
-connection, a slow request head, a refused client's last bytes) waits in
-one selector, costing no thread: so no stranger, and no crowd of idle
+connection, a slow request head, a client that does not read our
+answers, a refused client's last bytes) waits in one selector, costing no thread: so no stranger, and no crowd of idle
 clients, can tie the server up. A connection goes through three stations:
 
   1. the accept loop (serve_forever, the main thread) only accepts;
@@ -24,9 +24,9 @@ clients, can tie the server up. A connection goes through three stations:
      sent yet), or the requests whose heads have arrived. Then the
      connection goes back to the waiting room. Both cores do handshakes:
      OpenSSL lets go of Python's lock while it computes. (A ClientHello
-     already there on accept goes straight to a worker; and a worker
-     waits a few milliseconds, no more, only for a client that has
-     proven who it is: see serve_requests and wait_for_handshake.)
+     already there on accept goes straight to a worker, unless the room
+     is full; and a worker waits a few milliseconds, no more, only for a
+     client that has proven who it is: see serve_requests.)
 
 A connection is owned by one thread at a time: the waiting room while
 it waits, the worker running its step. Only the waiting room's thread
@@ -56,6 +56,7 @@ from armour.refusals import ALERTS, RefusalLog, describe_first_bytes, describe_r
     describe_ssl_error, format_address
 
 NEXT_REQUEST_WAIT = 0.005  # seconds a worker waits for a busy client's next request
+REQUESTS_PER_TURN = 100    # pipelined requests a worker serves before others get a turn
 LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
 MAX_REQUEST_HEAD = 65536   # bytes of request line and headers (http.server alone: 6.5 MB)
 
@@ -72,7 +73,6 @@ class Connection:
         self.plain = b""                         # a plain-HTTP request head (answered with a 400)
         self.events, self.step, self.late, self.in_worker = selectors.EVENT_READ, None, None, False
         self.turn = 0                            # counts its visits to the waiting room
-        self.waited = False                      # a worker waited for its resumed handshake
 
 
 class WaitingRoomServer(http.server.HTTPServer):
@@ -188,14 +188,17 @@ class WaitingRoom:
     def arrive(self, conn):
         """Called by the accept loop: a new connection waits for its first
         bytes; or, if its ClientHello has begun to arrive already (as it often
-        has, under load), it goes straight to a worker."""
+        has, under load) and the room is not full, it goes straight to a worker.
+        (A full room: it goes through the waiting room, where --max-pending is
+        kept; a worker's queue has no bound of its own.)"""
         with self.lock:
             self.strangers[conn] = None
+            full = len(self.strangers) > self.capacity
         try:
             spoke = conn.sock.recv(1, socket.MSG_PEEK) == b"\x16"
         except OSError:
             spoke = False
-        if spoke:
+        if spoke and not full:
             self.to_worker(conn, self.handshake)
         else:
             self.park(conn, look_at_first_bytes, expire_unspoken, in_worker=False)
@@ -252,8 +255,9 @@ class WaitingRoom:
                 try:
                     if key.fileobj is self.bell:
                         self.admit()
-                    else:
+                    elif key.data in self.waiting:
                         self.wake(key.data)
+                    # (else: an earlier event of this batch closed it, to make room)
                 except Exception as exc:         # a bug of ours: this thread must not die of it
                     self.server.log(f"error in the waiting room: {exc!r}")
             self.expire()
@@ -279,12 +283,14 @@ class WaitingRoom:
 
     def watch(self, conn):
         """Register a connection with the selector, under its deadline. If
-        too many strangers wait, the one that has waited longest makes room."""
+        too many strangers are open, the oldest waiting here (or this one, if
+        older, or if all the others are with the workers) is closed."""
         if self.closing or conn.closed:
             self.server.finish_connection(conn)
             return
-        if conn in self.strangers and len(self.strangers) > self.capacity:
-            self.make_room()
+        if conn in self.strangers and len(self.strangers) > self.capacity and \
+                self.make_room(conn) is conn:
+            return
         try:
             self.selector.register(conn.sock, conn.events, conn)
         except (OSError, ValueError):            # closed meanwhile
@@ -294,17 +300,25 @@ class WaitingRoom:
         self.waiting[conn] = conn.turn
         heapq.heappush(self.deadlines, (conn.deadline, next(self.numbers), conn.turn, conn))
 
-    def make_room(self):
-        """Close the stranger that has waited longest here (one in a worker
-        is left alone: it is busy, not waiting)."""
+    def make_room(self, conn):
+        """Close the oldest stranger that waits here, or `conn` (about to wait
+        here) if it is older; one with a worker, or queued for one, is left
+        alone. So if all the others are with the workers, `conn` is closed:
+        queued connections count too. Return the one closed."""
         with self.lock:
-            oldest = next((c for c in self.strangers if c in self.waiting), None)
-        if oldest is not None:
+            oldest = next(c for c in self.strangers if c in self.waiting or c is conn)
+            newest = next(reversed(self.strangers))
+        if oldest is conn and conn is newest:
+            reason = (f"closed at once: {self.capacity} connections not authenticated yet "
+                      f"are open (--max-pending {self.capacity})")
+        else:
+            reason = (f"{silence(oldest)}, closed to make room for a new connection "
+                      f"(--max-pending {self.capacity})")
+        if oldest is not conn:
             self.leave(oldest)
-            self.server.refuse("rejected", oldest.peer, f"{silence(oldest)}, closed to make room "
-                                                        f"for a new connection (--max-pending "
-                                                        f"{self.capacity})")
-            self.server.finish_connection(oldest)
+        self.server.refuse("rejected", oldest.peer, reason)
+        self.server.finish_connection(oldest)
+        return oldest
 
     def wake(self, conn):
         """The client sent something (or can take more): run the connection's step."""
@@ -345,7 +359,7 @@ def silence(conn):
         except OSError:
             said = b""
         return "sent only part of its ClientHello" if said else "sent nothing"
-    if conn.sock.cipher() is None:               # OpenSSL has not chosen one: no whole hello yet
+    if not getattr(conn.sock, "hello_read", False):     # see note_client_hello
         return "sent only part of its ClientHello"
     return "did not finish its handshake"
 
@@ -403,9 +417,24 @@ def start_tls(server, conn):
     """(Worker) The TLS socket of a connection: on its first step, the
     accepted TCP socket wrapped in TLS with the current context, its
     handshake not begun (do_handshake_on_connect=False) and non-blocking,
-    so that do_handshake() never waits. None if the client has gone."""
+    so that do_handshake() never waits. None if the client has gone, or if
+    its handshake deadline passed while it queued for a worker (then it is
+    closed before any handshake work: under a flood of ClientHellos, the
+    CPU goes to connections that can still finish in time)."""
+    if time.monotonic() > conn.deadline:
+        if isinstance(conn.sock, ssl.SSLSocket):
+            expire_handshake(server, conn)
+        else:
+            server.refuse("rejected", conn.peer, f"handshake not begun within "
+                                                 f"{server.handshake_timeout:g} s "
+                                                 f"(--handshake-timeout): the server was busy "
+                                                 f"with other handshakes")
+            server.finish_connection(conn)
+        return None
     if not isinstance(conn.sock, ssl.SSLSocket):
         context = server.context    # read once: a reload may swap it meanwhile
+        if context.sni_callback is not note_client_hello:    # once per context (reloads too)
+            context.sni_callback = note_client_hello
         try:
             conn.sock = context.wrap_socket(conn.sock, server_side=True,
                                             do_handshake_on_connect=False)
@@ -417,30 +446,29 @@ def start_tls(server, conn):
     return conn.sock
 
 
+def note_client_hello(tls, server_name, context):
+    """(Worker; OpenSSL's sni_callback) OpenSSL has read a whole ClientHello
+    on this connection: it calls this once per hello read, with the name
+    None if the client sent none. After it, a stalled handshake is not a
+    half-sent hello (after a HelloRetryRequest, the client owes a second one)."""
+    tls.hello_read = True
+
+
 def wait_for_handshake(server, conn, want, step):
     """(Worker) The handshake needs bytes the client has not sent yet
     (SSLWantReadError), or cannot send ours yet (SSLWantWriteError): the
     connection waits in the waiting room, and `step` runs in a worker
-    when they are there. So no worker ever waits for a handshake, except
-    once, a few milliseconds, for a resumed session: its ClientHello
-    carries proof (its PSK binder, RFC 8446 4.2.11) that the client holds
-    a ticket we gave to an authenticated client, and its last flight
-    comes within a millisecond: waiting for it beats handing over twice."""
-    tls = conn.sock
-    if isinstance(want, ssl.SSLWantReadError) and tls.session_reused and not conn.waited:
-        conn.waited = True                   # once per connection
-        ready = select.poll()
-        ready.register(tls, select.POLLIN)
-        if ready.poll(NEXT_REQUEST_WAIT * 1000):
-            step(server, conn)
-            return
+    when they are there. So no worker ever waits for a handshake: not
+    even for a resumed one, whose ClientHello proves nothing (its PSK
+    binder, RFC 8446 4.2.11, can be replayed by anyone who saw it, for
+    as long as the ticket lives)."""
     events = selectors.EVENT_WRITE if isinstance(want, ssl.SSLWantWriteError) else selectors.EVENT_READ
     server.waiting_room.park(conn, step, expire_handshake, events)
 
 
 def expire_handshake(server, conn):
     """(Waiting room) A handshake not finished by its deadline."""
-    if conn.sock.cipher() is None:
+    if not getattr(conn.sock, "hello_read", False):     # see note_client_hello
         expire_unspoken(server, conn)
         return
     server.refuse("rejected", conn.peer, describe_rejection(socket.timeout(), server.context))
@@ -473,18 +501,22 @@ def start_requests(server, conn, handler_class):
         conn.handler.refuse_connection()
         close_tls(server, conn)
         return
-    serve_requests(server, conn)
+    serve_requests(server, conn, NEXT_REQUEST_WAIT)
 
 
-def serve_requests(server, conn):
-    """(Worker) Serve each request whose head has arrived whole, then give
-    the connection back to the waiting room until the next one arrives.
+def serve_requests(server, conn, wait=0.0):
+    """(Worker) Serve each request whose head has arrived whole, while the
+    client takes our answers, then give the connection back to the waiting
+    room until the next one arrives (or until the client reads).
 
     A busy client's next request often comes within a millisecond of our
-    answer: the worker waits for it up to NEXT_REQUEST_WAIT (the client has
-    proven who it is) rather than pay for two hand-overs between threads."""
+    answer (or of the end of its handshake): right then, the worker waits
+    for it up to NEXT_REQUEST_WAIT (the client has proven who it is) rather
+    than pay for two hand-overs between threads. Woken by the selector, it
+    waits for nothing (wait=0): what woke it may be no whole request (part
+    of a TLS record, a KeyUpdate), and the rest waits in the waiting room."""
     head, handler = conn.head, conn.handler
-    wait = NEXT_REQUEST_WAIT
+    served = 0
     while True:
         found = head.fill(conn.sock, wait)
         if time.monotonic() > head.deadline:
@@ -506,13 +538,50 @@ def serve_requests(server, conn):
                                                f"client that will not stop sending")
             close_tls(server, conn)
             return
-        conn.sock.settimeout(server.request_timeout)     # for our writes
+        if not can_send(conn.sock):
+            # A client that sends requests but does not read our answers has
+            # filled its socket's send buffer: a write now would wait in this
+            # worker. The connection waits in the waiting room until the
+            # client reads (EVENT_WRITE), for at most the request timeout.
+            conn.deadline = time.monotonic() + server.request_timeout
+            server.waiting_room.park(conn, serve_requests, expire_unread, selectors.EVENT_WRITE)
+            return
+        # An answer is a few hundred bytes, and a writable socket takes it
+        # whole: this timeout is only a backstop (a write that hits it ends
+        # the connection at once: see GuardedHandler.log_error).
+        conn.sock.settimeout(server.request_timeout)
         handler.handle_one_request()
         if handler.close_connection:
             close_tls(server, conn)
             return
         head.expect_request()
         wait = NEXT_REQUEST_WAIT
+        served += 1
+        if served == REQUESTS_PER_TURN:
+            # Thousands of pipelined requests must not keep this worker from
+            # everyone else: the connection queues for a worker again, behind
+            # the steps that waited meanwhile (a new client's handshake).
+            server.waiting_room.to_worker(conn, serve_requests)
+            return
+
+
+def can_send(tls):
+    """Has the socket's send buffer room, now (poll with no wait)?"""
+    ready = select.poll()
+    ready.register(tls, select.POLLOUT)
+    return bool(ready.poll(0))
+
+
+def expire_unread(server, conn):
+    """(Waiting room) The client has not read our answers by the deadline."""
+    server.refuse("closed", conn.peer, unread_answers(server))
+    close_tls(server, conn)
+
+
+def unread_answers(server):
+    """The log's reason for a client that does not read what we send it."""
+    return (f"does not read its answers: none taken for {server.request_timeout:g} s "
+            f"(--request-timeout)")
 
 
 def expire_request(server, conn):

@@ -255,6 +255,16 @@ def hostile_clients():
         with context.wrap_socket(socket.create_connection(("127.0.0.1", srv.port)),
                                  server_hostname="localhost") as idle:
             wait("idle for")
+        deaf = socket.socket()
+        deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        deaf.connect(("127.0.0.1", srv.port))
+        with context.wrap_socket(deaf, server_hostname="localhost") as deaf:
+            deaf.settimeout(0.5)         # sends requests until the server stops reading them
+            try:
+                for _ in range(2000):
+                    deaf.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 1000)
+            except socket.timeout:
+                wait("does not read its answers")
         lines += srv.log.lines
     with RunningServer(max_connections=1, **limits) as srv:
         with context.wrap_socket(socket.create_connection(("127.0.0.1", srv.port)),

@@ -30,13 +30,18 @@ import time
 import unittest
 from urllib.parse import quote
 
-from tests.support import PYTHON, ROOT, RunningServer, ServerProcess, path, server_files
+from tests.support import (PYTHON, ROOT, LogCollector, RunningServer, ServerProcess, path,
+                           server_files)
 from tests.support import openssl as support_openssl
 
 import client
 import server
+from armour import slow_clients
 
 GREETING = (200, "Hello, my-client\n")
+# The random of a ServerHello that is a HelloRetryRequest: SHA-256("HelloRetryRequest").
+HELLO_RETRY_REQUEST = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891"
+                                    "c2a211167abb8c5e079e09e2c8a8339c")
 EXTENSIONS = """\
 [req]
 distinguished_name = dn
@@ -931,6 +936,121 @@ class CrowdTest(unittest.TestCase):
                                    f"a new connection (--max-pending 5)")
             self.assertEqual(fetch(srv, context()), GREETING)
 
+    def test_a_stranger_closed_to_make_room_is_not_woken_in_the_same_turn(self):
+        """When a new connection makes room, the oldest stranger is closed; if it spoke
+        in the same turn of the selector, its bytes are ignored, not taken for a
+        connection still waiting (which logged "error in the waiting room: KeyError")."""
+        with our_server(max_pending=1) as srv:
+            room, log = srv.server.waiting_room, srv.server.log
+            handed, held, release = LogCollector(), threading.Event(), threading.Event()
+            arrive = room.arrive
+
+            def arrive_and_tell(conn):
+                arrive(conn)
+                handed(conn.peer)                    # in the waiting room's hands (or a worker's)
+
+            def hold_the_room(line):
+                log(line)                            # the waiting room's thread logs it
+                if "to make room" in line and not held.is_set():
+                    held.set()
+                    release.wait(5)
+
+            room.arrive, srv.server.log = arrive_and_tell, hold_the_room
+            first, second = (socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                             for _ in range(2))
+            self.assertTrue(held.wait(5))            # the room is closing `first` for `second`
+            third = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            for sock in (first, second, third):
+                self.addCleanup(sock.close)
+            third_peer = "%s:%d" % third.getsockname()[:2]
+            self.assertEqual(handed.wait_for(lambda p: p == third_peer), third_peer)
+            second.sendall(b"\x16")                 # `second` speaks as `third` arrives
+            release.set()
+            second_peer = "%s:%d" % second.getsockname()[:2]
+            self.assertIsNotNone(srv.log.wait_for(lambda l: l.startswith(
+                f"rejected {second_peer}: ") and "to make room" in l))
+            self.assertEqual(fetch(srv, context()), GREETING)
+            self.assertEqual([l for l in srv.log.lines if l.startswith("error")], [])
+
+    def test_hellos_queued_for_a_busy_worker_count_towards_max_pending(self):
+        """--max-pending is a bound even for connections whose ClientHello is there when
+        they are accepted (they queue for a worker): with the one worker busy and the room
+        for 3, 7 of 10 such connections are closed at once."""
+        with our_server(max_pending=3, workers=1) as srv:
+            log, held, release = srv.server.log, threading.Event(), threading.Event()
+
+            def hold_the_worker(line):
+                log(line)
+                if line.startswith("accepted") and not held.is_set():
+                    held.set()                       # the one worker waits here...
+                    release.wait(5)
+
+            srv.server.log = hold_the_worker
+            self.addCleanup(release.set)
+            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            busy = context().wrap_socket(raw, server_hostname="localhost")
+            self.addCleanup(busy.close)
+            self.assertTrue(held.wait(5))
+            hello = client_hello()
+            for _ in range(10):                      # ...while 10 ClientHellos arrive
+                sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                self.addCleanup(sock.close)
+                sock.sendall(hello)
+            capped = lambda: [l for l in srv.log.lines if "(--max-pending 3)" in l]
+            srv.log.wait_for(lambda l: len(capped()) >= 7, timeout=5)
+            self.assertEqual(len(capped()), 7, capped())
+            release.set()
+            busy.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            self.assertTrue(read_all(busy).endswith(b"Hello, my-client\n"))
+
+    def test_a_hello_queued_past_its_deadline_gets_no_handshake_work(self):
+        """A ClientHello that waited for a busy worker beyond --handshake-timeout is
+        closed without an answer (no key exchange, no signature spent on it)."""
+        with our_server(handshake_timeout=0.5, workers=1) as srv:
+            log, held, release = srv.server.log, threading.Event(), threading.Event()
+
+            def hold_the_worker(line):
+                log(line)
+                if line.startswith("accepted") and not held.is_set():
+                    held.set()
+                    release.wait(5)
+
+            srv.server.log = hold_the_worker
+            self.addCleanup(release.set)
+            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            busy = context().wrap_socket(raw, server_hostname="localhost")
+            self.addCleanup(busy.close)
+            self.assertTrue(held.wait(5))
+            queued = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            self.addCleanup(queued.close)
+            queued.sendall(client_hello())
+            clock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            self.addCleanup(clock.close)
+            clock_peer = "%s:%d" % clock.getsockname()[:2]   # says nothing; accepted later
+            self.assertIsNotNone(srv.log.wait_for(lambda l: l.startswith(
+                f"rejected {clock_peer}: sent nothing within"), timeout=5))
+            release.set()
+            self.assertEqual(read_all(queued), b"")
+            queued_peer = "%s:%d" % queued.getsockname()[:2]
+            self.assertEqual(srv.log.wait_for(lambda l: queued_peer in l),
+                             f"rejected {queued_peer}: handshake not begun within 0.5 s "
+                             f"(--handshake-timeout): the server was busy with other handshakes")
+
+    def test_a_client_that_owes_a_second_hello_did_send_a_whole_one(self):
+        """A client told to send its hello again (a HelloRetryRequest: the test server
+        offers P-256 only, the hello carries an X25519 key share) that never does is
+        logged as a handshake not finished, not as a half-sent ClientHello."""
+        with our_server(handshake_timeout=0.5) as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as stalled:
+                stalled.sendall(client_hello())
+                answer = stalled.recv(43, socket.MSG_WAITALL)   # up to a ServerHello's random
+                self.assertEqual(answer[:1] + answer[5:6], b"\x16\x02", answer)
+                self.assertEqual(answer[11:], HELLO_RETRY_REQUEST)      # RFC 8446 4.1.3
+                peer = "%s:%d" % stalled.getsockname()[:2]
+                line = srv.log.wait_for(lambda l: l.startswith(f"rejected {peer}:"))
+            self.assertEqual(line, f"rejected {peer}: handshake not finished in time "
+                                   f"(--handshake-timeout): an idle or slow client")
+
 
 class NoWaitingWorkerTest(unittest.TestCase):
     """Threads work, the selector waits: no worker waits on the network for a stranger's
@@ -971,6 +1091,66 @@ class NoWaitingWorkerTest(unittest.TestCase):
                 conn.request("GET", "/")
                 self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
             self.assertEqual(len([l for l in srv.log.lines if l.startswith("accepted")]), 201)
+
+    def test_a_client_that_does_not_read_its_answers_holds_no_worker(self):
+        """A client pipelines requests until the server stops reading, and never reads
+        an answer: with one worker, a real client is still greeted, as writes wait in
+        the waiting room, not in a worker; at --request-timeout the reader is closed."""
+        with our_server(workers=1, request_timeout=20) as srv:
+            deaf = pipeline_without_reading(self, srv)
+            self.assertEqual(fetch(srv, context()), GREETING)
+            self.assertFalse([l for l in srv.log.lines if l.startswith("closed")])
+            deaf.close()
+        with our_server(request_timeout=1) as srv:
+            deaf = pipeline_without_reading(self, srv)
+            line = srv.log.wait_for(lambda l: l.startswith("closed"), timeout=10)
+            self.assertEqual(line, f"closed {deaf.getsockname()[0]}:{deaf.getsockname()[1]}: "
+                                   f"does not read its answers: none taken for 1 s "
+                                   f"(--request-timeout)")
+
+    def test_a_wake_up_without_a_whole_request_holds_no_worker(self):
+        """A worker waits for a request only right after an answer: woken by part of a
+        TLS record, it parks the connection at once. (With one worker, and that wait
+        set to 30 s, a real client is still greeted.)"""
+        self.addCleanup(setattr, slow_clients, "NEXT_REQUEST_WAIT", slow_clients.NEXT_REQUEST_WAIT)
+        slow_clients.NEXT_REQUEST_WAIT = 30.0
+        with our_server(workers=1) as srv:
+            sock, tls, outgoing = handshake_by_hand(self, srv)
+            for text in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /"):
+                tls.write(text)          # an answer, then the start of the next request
+                sock.sendall(outgoing.read())
+            self.assertEqual(fetch(srv, context()), GREETING)     # so it waits in the room
+            tls.write(b"x")
+            sock.sendall(outgoing.read()[:1])            # one byte of a record: no request
+            self.assertEqual(fetch(srv, context()), GREETING)
+
+    def test_a_replayed_resumption_hello_holds_no_worker(self):
+        """A resumption ClientHello (a ticket and its PSK binder) proves nothing: anyone
+        who saw it can send it again. Replayed, and never followed by a Finished, it
+        waits in the waiting room: with one worker, and a worker's wait set to 30 s, a
+        real client is still greeted."""
+        self.addCleanup(setattr, slow_clients, "NEXT_REQUEST_WAIT", slow_clients.NEXT_REQUEST_WAIT)
+        slow_clients.NEXT_REQUEST_WAIT = 30.0
+        with our_server(workers=1) as srv:
+            ctx = context()
+            ctx.set_ecdh_curve("prime256v1")     # the test server's one group: no HelloRetryRequest
+            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            with ctx.wrap_socket(raw, server_hostname="localhost") as first:
+                first.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                read_all(first)                  # TLS 1.3 tickets come after the handshake
+                ticket = first.session
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            again = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost", session=ticket)
+            with self.assertRaises(ssl.SSLWantReadError):
+                again.do_handshake()
+            replay = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            self.addCleanup(replay.close)
+            replay.sendall(outgoing.read())      # the hello someone saw, sent by someone else
+            head = replay.recv(5, socket.MSG_WAITALL)
+            server_hello = replay.recv(int.from_bytes(head[3:5], "big"), socket.MSG_WAITALL)
+            self.assertEqual(head[:1] + server_hello[:1], b"\x16\x02", head)   # a ServerHello
+            self.assertIn(b"\x00\x29\x00\x02\x00\x00", server_hello)   # pre_shared_key: resumed
+            self.assertEqual(fetch(srv, context()), GREETING)
 
     def test_a_large_client_hello_gets_through(self):
         """A ClientHello of about 64 KB (a long ALPN list) is read by OpenSSL like any
@@ -1053,6 +1233,43 @@ class NoWaitingWorkerTest(unittest.TestCase):
             self.assertLess(len(one_by_one), 10, "5 at once, and 50 a second after that")
             self.assertEqual(int(match[1]), int(match[2]))
             self.assertEqual(len(one_by_one) + int(match[1]), 20)
+
+
+def pipeline_without_reading(test, srv):
+    """An authenticated connection that sends GET requests (up to 64 MB) until the
+    server stops reading them, and reads no answer. Returns its TLS socket."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)     # fills sooner
+    raw.settimeout(5)
+    raw.connect(("127.0.0.1", srv.port))
+    tls = context().wrap_socket(raw, server_hostname="localhost")
+    test.addCleanup(tls.close)
+    requests = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n" * 1000
+    tls.settimeout(0.5)                  # a send blocked this long: the server stopped reading
+    try:
+        for _ in range(64 * 2 ** 20 // len(requests)):
+            tls.sendall(requests)
+    except socket.timeout:
+        return tls
+    test.fail("the server read 64 MB of requests without our reading one answer")
+
+
+def handshake_by_hand(test, srv):
+    """An authenticated connection whose TLS runs over memory buffers, so that a test
+    can send part of a record: (its socket, its SSLObject, its outgoing buffer)."""
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    test.addCleanup(sock.close)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    for _ in range(20):
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(outgoing.read())
+            incoming.write(sock.recv(65536))
+    sock.sendall(outgoing.read())            # our certificate and Finished
+    return sock, tls, outgoing
 
 
 def client_hello():
