@@ -397,7 +397,7 @@ nginx-conf: have-nginx $(PKI) $(CERTS)/proxy.crt $(CERTS)/trust.pem $(CERTS)/crl
 # Both sides check what nginx checks: the CAs in trust.pem, the CRLs in
 # crls.pem; server.py checks each forwarded certificate against them too.
 # Both ports free, or one line (and a running proxy's config left untouched).
-proxy-ports: check-settings
+proxy-ports: have-nginx
 	@$(PYTHON) -c 'import socket, sys; [socket.create_server(("127.0.0.1", int(p))).close() for p in sys.argv[1:]]' $(PORT) $(BACKEND_PORT) 2>/dev/null || { echo "error: port in use: port $(PORT) or $(BACKEND_PORT) on 127.0.0.1 is taken (make run or make proxy running?) -- stop it, or pass PORT=N" >&2; exit 2; }
 
 proxy: proxy-ports nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behind it
