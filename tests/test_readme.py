@@ -80,16 +80,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-class MinimalCodeTest(unittest.TestCase):
-    """Section 3's minimal server and client work, and refuse what they should."""
+class StageServer(unittest.TestCase):
+    """A stage's server (SERVER) running for the class, beside the test PKI."""
+
+    SERVER = None
 
     @classmethod
     def setUpClass(cls):
-        cls.folder = tempfile.mkdtemp(prefix="mtls-readme-")
+        cls.folder = tempfile.mkdtemp(prefix="mtls-stage-")
         os.symlink(pki(), os.path.join(cls.folder, "certs"))
         cls.port = free_port()
-        cls.client = copy_stage(cls.folder, "minimal_client", cls.port)
-        cls.server = start_in(cls.folder, "minimal_server", cls.port)
+        cls.url = f"https://localhost:{cls.port}/"
+        cls.server = start_in(cls.folder, cls.SERVER, cls.port)
 
     @classmethod
     def tearDownClass(cls):
@@ -97,6 +99,17 @@ class MinimalCodeTest(unittest.TestCase):
         cls.server.wait(10)
         cls.server.stdout.close()
         shutil.rmtree(cls.folder, ignore_errors=True)
+
+
+class MinimalCodeTest(StageServer):
+    """Section 3's minimal server and client work, and refuse what they should."""
+
+    SERVER = "minimal_server"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.client = copy_stage(cls.folder, "minimal_client", cls.port)
 
     def test_the_readme_shows_the_stage_files_as_they_are(self):
         self.assertEqual(code_block("minimal-server"), stage("minimal_server"))
@@ -164,23 +177,10 @@ class StageMistakesTest(unittest.TestCase):
                            "failed: [Errno 111] Connection refused")
 
 
-class AllowListStageTest(unittest.TestCase):
+class AllowListStageTest(StageServer):
     """Stage 2 lets in cn:my-client, forbids another good client, and logs each."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.folder = tempfile.mkdtemp(prefix="mtls-stage2-")
-        os.symlink(pki(), os.path.join(cls.folder, "certs"))
-        cls.port = free_port()
-        cls.server = start_in(cls.folder, "allowlist_server", cls.port)
-        cls.url = f"https://localhost:{cls.port}/"
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.terminate()
-        cls.server.wait(10)
-        cls.server.stdout.close()
-        shutil.rmtree(cls.folder, ignore_errors=True)
+    SERVER = "allowlist_server"
 
     def fetch(self, name):
         return run_script("client.py", "--cacert", path("ca.crt"), "--cert", path(name + ".crt"),
