@@ -238,8 +238,7 @@ crl: $(CERTS)/revoked-client.crt ## publish fresh CRLs now (then kill -HUP the s
 	$(if $(wildcard $(CERTS)/ca-2.crt),$(CA2) -gencrl -crldays $(DAYS) -out $(CERTS)/ca-2.crl.new)
 	$(if $(wildcard $(CERTS)/ca-2.crt),mv $(CERTS)/ca-2.crl.new $(CERTS)/ca-2.crl)
 	$(JOIN_CRLS)
-	$(RELOAD_PROXY)
-	@echo "Next: kill -HUP <server pid>   (the server reads CRLs at start and on HUP only)"
+	@$(call RELOAD_PROXY,   (the server reads CRLs at start and on HUP only))
 
 # Every CA's CRL in one file, crls.pem: nginx's ssl_crl takes one file, and
 # server.py behind it reads the same one, so that the new CA's CRL, joined
@@ -415,10 +414,15 @@ proxy: proxy-ports nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), ser
 # works (tried): both sides trust every certificate in use before one is shown.
 # Both reloads are asynchronous: the signal is sent, and each side reads the
 # new files a moment later, keeping the old ones if a new one is broken.
-RELOAD_PROXY = if [ -f $(NGINX_DIR)/nginx.pid ]; then \
+# Without a running proxy (its nginx.pid names no live process: a pid file
+# left by one that was killed is removed), it says what to HUP by hand:
+# $(call RELOAD_PROXY,what follows "Next: kill -HUP <server pid>").
+RELOAD_PROXY = if [ -f $(NGINX_DIR)/nginx.pid ] && kill -0 $$(cat $(NGINX_DIR)/nginx.pid) 2>/dev/null; then \
 	$(NGINX_BIN) -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf -s reload && \
 	kill -HUP $$(cat $(NGINX_DIR)/backend.pid) && \
-	echo "make proxy is running: reloaded nginx, then server.py"; fi
+	echo "make proxy is running: reloaded nginx, then server.py (nothing to HUP by hand)"; \
+	else rm -f $(NGINX_DIR)/nginx.pid $(NGINX_DIR)/backend.pid; \
+	echo "Next: kill -HUP <server pid>$(1)"; fi
 
 # Rotation. A running server re-reads its files on `kill -HUP <pid>` and
 # keeps the old ones if the new ones fail to load. Each target below writes
@@ -432,8 +436,7 @@ renew-server: $(CERTS)/server.csr | check-settings ## a new server certificate, 
 	@test -f $(CERTS)/$(ISSUER).key || { echo "error: missing file: $(CERTS)/$(ISSUER).key not found, so CA '$(ISSUER)' cannot sign -- use ISSUER=ca (or ISSUER=ca-2 after make ca-2)" >&2; exit 2; }
 	$(OPENSSL) x509 -req -in $(CERTS)/server.csr -CA $(CERTS)/$(ISSUER).crt -CAkey $(CERTS)/$(ISSUER).key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_$(KEY) -out $(CERTS)/server.crt.new
 	mv $(CERTS)/server.crt.new $(CERTS)/server.crt
-	$(RELOAD_PROXY)
-	@echo "Next: kill -HUP <server pid>   (new connections get the new certificate)"
+	@$(call RELOAD_PROXY,   (new connections get the new certificate))
 
 # CA rollover. The new CA has a name of its own (CN=my-ca-2): two CAs of one
 # name would make every verifier try the wrong key. Each side trusts the
@@ -474,35 +477,40 @@ ca-2: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/ca.crl $(CERTS)/trust.pem ## 
 rollover-phase1: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/trust.pem ## rollover 1/3: trust.pem = old + new CA; then kill -HUP, clients too
 	cat $(CERTS)/ca.crt $(CERTS)/ca-2.crt > $(CERTS)/trust.pem.new
 	mv $(CERTS)/trust.pem.new $(CERTS)/trust.pem
-	$(RELOAD_PROXY)
-	@echo "Next: kill -HUP <server pid>; give $(CERTS)/trust.pem to every client."
+	@$(call RELOAD_PROXY,; then give $(CERTS)/trust.pem to every client.)
 	@echo "      Once all have it: make rollover-phase2$(AGAIN)"
 
-rollover-phase2: $(CERTS)/ca-2.crt $(CERTS)/server.csr $(CERTS)/client.csr | check-settings ## rollover 2/3: reissue server, client (and proxy) from the new CA; kill -HUP
+# Phases 2 and 3 never make the new CA (they would issue from a CA nobody
+# trusts yet): each checks that the phase before it is done, or says so.
+rollover-phase2: $(CERTS)/server.csr $(CERTS)/client.csr | check-settings ## rollover 2/3: reissue server, client (and proxy) from the new CA; kill -HUP
+	@test -f $(CERTS)/ca-2.crt && $(OPENSSL) verify -CAfile $(CERTS)/trust.pem $(CERTS)/ca-2.crt >/dev/null 2>&1 || { echo "error: out of order: $(CERTS)/trust.pem does not hold my-ca-2 yet, so every side would refuse what phase 2 issues -- run make ca-2 and make rollover-phase1 first" >&2; exit 2; }
 	$(OPENSSL) x509 -req -in $(CERTS)/server.csr -CA $(CERTS)/ca-2.crt -CAkey $(CERTS)/ca-2.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions server_$(KEY) -out $(CERTS)/server.crt.new
 	$(OPENSSL) x509 -req -in $(CERTS)/client.csr -CA $(CERTS)/ca-2.crt -CAkey $(CERTS)/ca-2.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $(CERTS)/client.crt.new
 	$(if $(wildcard $(CERTS)/proxy.csr),$(OPENSSL) x509 -req -in $(CERTS)/proxy.csr -CA $(CERTS)/ca-2.crt -CAkey $(CERTS)/ca-2.key -CAcreateserial -days $(DAYS) -extfile $(CNF) -extensions client -out $(CERTS)/proxy.crt.new)
 	mv $(CERTS)/server.crt.new $(CERTS)/server.crt
 	mv $(CERTS)/client.crt.new $(CERTS)/client.crt
 	$(if $(wildcard $(CERTS)/proxy.csr),mv $(CERTS)/proxy.crt.new $(CERTS)/proxy.crt)
-	$(RELOAD_PROXY)
-	@echo "Next: kill -HUP <server pid>; give each client its new certificate."
+	@$(call RELOAD_PROXY,; then give each client its new certificate.)
 	@echo "      Once all have it: make rollover-phase3$(AGAIN)"
 
-rollover-phase3: $(CERTS)/ca-2.crt | check-settings ## rollover 3/3: trust.pem = new CA only; then kill -HUP, clients too
+rollover-phase3: | check-settings ## rollover 3/3: trust.pem = new CA only; then kill -HUP, clients too
+	@test -f $(CERTS)/ca-2.crt && $(OPENSSL) verify -CAfile $(CERTS)/ca-2.crt $(CERTS)/server.crt >/dev/null 2>&1 || { echo "error: out of order: $(CERTS)/server.crt is not issued by my-ca-2 yet, so trusting my-ca-2 alone would refuse it -- run make rollover-phase2 first" >&2; exit 2; }
 	cp $(CERTS)/ca-2.crt $(CERTS)/trust.pem.new
 	mv $(CERTS)/trust.pem.new $(CERTS)/trust.pem
-	$(RELOAD_PROXY)
-	@echo "Next: kill -HUP <server pid>; give $(CERTS)/trust.pem to every client."
+	@$(call RELOAD_PROXY,; then give $(CERTS)/trust.pem to every client.)
 	@echo "      From now on, renew with: make renew-server ISSUER=ca-2$(AGAIN)"
 
 # --- using them ----------------------------------------------------------
 
+# The CAs each side trusts: ca.crt, or trust.pem once a rollover (or make
+# proxy) has made it, so that make run and make client work at every phase.
+TRUST = $(if $(wildcard $(CERTS)/trust.pem),$(CERTS)/trust.pem,$(CERTS)/ca.crt)
+
 run: $(PKI) ## serve https://localhost:$(PORT)/, client certificate required (Ctrl-C stops)
-	$(PYTHON) server.py --port $(PORT) --ca $(CERTS)/ca.crt --cert $(CERTS)/server.crt --key $(CERTS)/server.key
+	$(PYTHON) server.py --port $(PORT) --ca $(TRUST) --cert $(CERTS)/server.crt --key $(CERTS)/server.key
 
 client: $(PKI) ## make the successful mTLS request to the running server
-	$(PYTHON) client.py --cacert $(CERTS)/ca.crt --cert $(CERTS)/client.crt --key $(CERTS)/client.key https://localhost:$(PORT)/
+	$(PYTHON) client.py --cacert $(TRUST) --cert $(CERTS)/client.crt --key $(CERTS)/client.key https://localhost:$(PORT)/
 	@echo "That was mTLS working. Next: make demo$(AGAIN)   (the lesson: success and failures, explained)"
 
 # Its servers listen on PORT and PORT+1 (a free port where one is taken,
@@ -526,7 +534,10 @@ INSPECT = $(PKI) $(wildcard $(SCENARIO_CRTS))
 # rotation and proxy targets once made); the scenario ones, once made, are
 # counted in one line.
 SCENARIOS_HERE = $(wildcard $(SCENARIO_CRTS))
-INSPECT_LIST = $(if $(ALL),$(CERTS)/*.crt $(ARTICLE)/*.crt,$(PKI) $(filter-out $(PKI) $(SCENARIO_CRTS),$(wildcard $(CERTS)/*.crt)))
+# The main certificates: make certs', and the rollover's and the proxy's once made.
+INSPECT_MAIN = $(PKI) $(wildcard $(CERTS)/ca-2.crt $(CERTS)/proxy.crt)
+OTHERS_HERE = $(filter-out $(INSPECT_MAIN),$(sort $(wildcard $(CERTS)/*.crt) $(SCENARIOS_HERE)))
+INSPECT_LIST = $(if $(ALL),$(CERTS)/*.crt $(ARTICLE)/*.crt,$(INSPECT_MAIN))
 define full_text
 	@echo "=== $(1) (full)"
 	$(OPENSSL) x509 -in $(1) -noout -text
@@ -545,7 +556,7 @@ INSPECT_AGAIN := $(if $(call given,CERTS), CERTS=$(CERTS))
 inspect: $(PKI) ## one line per main certificate (ALL=1: the scenarios' too; FULL=1: each in full)
 ifeq ($(FULL),)
 	for crt in $(INSPECT_LIST); do [ -f "$$crt" ] || continue; printf '%-$(INSPECT_WIDTH)s ' "$$crt"; $(OPENSSL) x509 -in "$$crt" -noout -nameopt RFC2253 -subject -issuer -enddate -ext extendedKeyUsage 2>/dev/null | awk "$$INSPECT_AWK"; done
-	@$(if $(and $(SCENARIOS_HERE),$(if $(ALL),,yes)),echo "(and $(words $(SCENARIOS_HERE)) scenario certificates, for the failure cases: make inspect ALL=1$(INSPECT_AGAIN) lists them too)",:)
+	@$(if $(and $(OTHERS_HERE),$(if $(ALL),,yes)),echo "(and $(words $(OTHERS_HERE)) more certificates, for the failure cases and the exhibits: make inspect ALL=1$(INSPECT_AGAIN) lists them too)",:)
 	@echo "Next: make inspect FULL=1$(INSPECT_AGAIN)   (every field), then make test   (the proof)"
 else
 	$(foreach crt,$(INSPECT),$(call full_text,$(crt)))

@@ -146,9 +146,13 @@ def http_error(status, body):
         fix = "ask the server's operator to allow our identity (server.py --allow)"
     elif status == 404:
         fix = "check the path in the URL"
-    elif "SSL certificate" in said:       # nginx: it checks client certificates itself
+    elif "No required SSL certificate" in said:     # nginx checks client certificates itself
         fix = ("pass --cert and --key, with a certificate the proxy's CA signed (make "
                "proxy logs why only with NGINX_LOG=info)")
+    elif "SSL certificate error" in said:           # ...and refused ours
+        fix = ("the proxy refused our certificate: revoked, expired, or not from a CA it "
+               "trusts (python3 mtls_demo.py --check says which; make proxy logs why with "
+               "NGINX_LOG=info)")
     else:
         fix = "see the server's log"
     return f"error: {label}: {answer} -- {fix}"

@@ -194,8 +194,8 @@ class MakefileTests(unittest.TestCase):
         lines = make("inspect", f"CERTS={self.certs}").stdout.splitlines()
         rows = [l.split()[0] for l in lines if l.startswith(self.certs)]
         self.assertEqual(rows, [f"{self.certs}/{n}.crt" for n in ("ca", "server", "client")])
-        self.assertIn(f"(and 13 scenario certificates, for the failure cases: make inspect ALL=1 "
-                      f"CERTS={self.certs} lists them too)", lines)
+        self.assertIn(f"(and 13 more certificates, for the failure cases and the exhibits: make "
+                      f"inspect ALL=1 CERTS={self.certs} lists them too)", lines)
         every = make("inspect", f"CERTS={self.certs}", "ALL=1").stdout.splitlines()
         self.assertEqual(len([l for l in every if l.startswith(self.certs)]), 16)
 
