@@ -61,7 +61,7 @@ from armour.keylog import open_keylog
 from armour.own_files import (WARN_DAYS, ReloadingServer, check_own_files, check_server_certificate,
                               checking_client_ca, checking_own_certificate, date_warnings,
                               load_crl, raise_open_file_limit, refuse_passphrase,
-                              warn_if_key_exposed, warn_if_no_san)
+                              terminal_open, warn_if_key_exposed, warn_if_no_san)
 from armour.refusals import (LOG_BURST, describe_rejection, expired_cas, for_terminal,
                              format_address, log, printable, spell, spell_all)
 from armour.slow_clients import (Connection, WaitingRoom, WaitingRoomServer, close_gently,
@@ -441,8 +441,9 @@ def main(argv=None):
     except OSError as exc:
         return fail(explain_listen_error(exc, args.host, args.port))
 
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda signum, frame: server.request_reload())
+    if hasattr(signal, "SIGHUP"):       # kill -HUP: reload; our terminal closed: stop
+        server.started_on_terminal = terminal_open()
+        signal.signal(signal.SIGHUP, server.hang_up)
     # SIGTERM (kill, systemd, docker stop) stops us the way Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     host = args.host if ":" not in args.host else f"[{args.host}]"

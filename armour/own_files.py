@@ -14,6 +14,7 @@ certificate without subjectAltName, a key file others can read. And kill -HUP re
 import contextlib
 import os
 import ssl
+import sys
 import time
 
 from armour import ConfigError
@@ -266,11 +267,22 @@ def raise_open_file_limit(needed):
     return None
 
 
+def terminal_open():
+    """Is standard input still a terminal we can ask (closed: EIO)?"""
+    try:
+        os.tcgetpgrp(sys.stdin.fileno())
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class ReloadingServer:
     """What server.py's MTLSServer does to re-read its files: on kill -HUP,
     and quietly every session_lifetime seconds. It uses, on the server:
     context, log, reload_context (a function returning a fresh context, or
     None), reload_requested, context_born and session_lifetime."""
+
+    started_on_terminal = False      # set by server.py's main (see hang_up)
 
     # Live reload. `kill -HUP PID` asks for it; a rotated certificate or a
     # fresh CRL then takes effect for new connections, without a restart. A
@@ -283,6 +295,15 @@ class ReloadingServer:
         signal can interrupt the main thread anywhere, even halfway through a
         log write, so the handler only sets a flag (as nginx does)."""
         self.reload_requested = True
+
+    def hang_up(self, signum=None, frame=None):
+        """The SIGHUP handler. kill -HUP asks for a reload; but the same
+        signal comes when the terminal the server was started in is closed,
+        and a server nobody sees would keep the port: then stop, as Ctrl-C
+        does (SystemExit out of serve_forever, which cleans up)."""
+        if self.started_on_terminal and not terminal_open():
+            sys.exit(0)
+        self.request_reload()
 
     def service_actions(self):
         """Called by serve_forever() after every poll (at least each 0.5 s):

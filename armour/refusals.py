@@ -48,7 +48,7 @@ def for_terminal(line, stream=None, indent="  "):
     except (AttributeError, ValueError):
         return line
     width = shutil.get_terminal_size((100, 24)).columns
-    if len(line) <= width:
+    if len(line) <= width or width < 20:   # 0: a terminal of unknown size (Python 3.9 says so)
         return line
     return "\n".join(textwrap.wrap(line, width, subsequent_indent=indent,
                                    break_long_words=False, break_on_hyphens=False))

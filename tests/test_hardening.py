@@ -843,6 +843,43 @@ class BrokenInputTest(unittest.TestCase):
 
 # --- live reload ---------------------------------------------------------------
 
+class TerminalClosedTest(unittest.TestCase):
+    """SIGHUP from kill -HUP reloads; the same signal from a closed terminal stops the server."""
+
+    def read_until(self, fd, text, seconds=10):
+        """Read the terminal until `text` shows (bounded); return what was read."""
+        import select
+        seen, deadline = b"", time.monotonic() + seconds
+        while text not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:
+                    break
+        return seen
+
+    def test_closing_the_terminal_stops_the_server_and_kill_hup_reloads(self):
+        import fcntl
+        import pty
+        import termios
+        main_fd, child_fd = pty.openpty()
+
+        def own_terminal():                     # as a shell does for a foreground job
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "server.py"), "--port", "0",
+                                 *server_files()], stdin=child_fd, stdout=child_fd,
+                                stderr=child_fd, cwd=ROOT, preexec_fn=own_terminal)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        os.close(child_fd)
+        self.assertIn(b"serving", self.read_until(main_fd, b"serving"))
+        proc.send_signal(signal.SIGHUP)                      # kill -HUP: a reload
+        self.assertIn(b"reloaded", self.read_until(main_fd, b"reloaded"))
+        self.assertIsNone(proc.poll())
+        os.close(main_fd)                  # the terminal closes: the kernel sends SIGHUP
+        self.assertEqual(proc.wait(10), 0)
+
+
 class ReloadTest(unittest.TestCase):
     """A reload swaps the certificate for new connections, keeps open ones
     working, and a reload from a broken file changes nothing."""
