@@ -19,7 +19,7 @@ import re
 import subprocess
 from collections import namedtuple
 
-from armour.certificate_fields import describe_certificate, pem_blocks, pem_to_der  # noqa: F401
+from armour.certificate_fields import describe_certificate, pem_to_der
 
 
 class CheckError(Exception):

@@ -43,8 +43,9 @@ import textwrap
 import time
 import urllib.parse
 
-from demo.certificates import (CheckError, common_name, issued, issuer_of, pem_blocks,
-                               pem_to_der, read_certificate, run_openssl)
+from armour.certificate_fields import pem_blocks, pem_to_der
+from demo.certificates import (CheckError, common_name, issued, issuer_of, read_certificate,
+                               run_openssl)
 from demo.commands import ROOT, run_guarded
 from demo.terminal import screen
 
