@@ -129,7 +129,8 @@ def read_certificate(der):
     san_critical, san_count (every GeneralName, of any type); and
     ns_cert_type (names, or None), which OpenSSL's purpose check reads too;
     and for describe_certificate: signature (the algorithm's OID), spki (the
-    SubjectPublicKeyInfo's DER), has_basic (basicConstraints present)."""
+    SubjectPublicKeyInfo's DER), has_basic (basicConstraints present),
+    san_der (the subjectAltName's GeneralNames, every type)."""
     try:
         certificate = der_inside(der, der_items(der)[0])
         tbs = der_inside(der, certificate[0])
@@ -140,6 +141,7 @@ def read_certificate(der):
         # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
         validity = der_inside(der, tbs[3])
         spki_oid = der_inside(der, der_inside(der, tbs[5])[0])[0]
+        signature = der_inside(der, tbs[1])[0]
         key = {OID_RSA: "rsa", OID_EC: "ec"}.get(der[spki_oid[1]:spki_oid[2]], "other")
         info = {"key": key, "cn": common_name(der, tbs[4]), "cns": common_names(der, tbs[4]),
                 "issuer_cn": common_name(der, tbs[2]),
@@ -149,8 +151,8 @@ def read_certificate(der):
                 "issuer": der[tbs[2][1]:tbs[2][2]], "subject": der[tbs[4][1]:tbs[4][2]],
                 "ski": None, "aki": None, "version": version, "has_aki": False,
                 "key_usage": None, "path_len": None, "san_critical": False, "san_count": 0,
-                "ns_cert_type": None, "has_basic": False,
-                "signature": der[der_inside(der, tbs[1])[0][1]:der_inside(der, tbs[1])[0][2]],
+                "ns_cert_type": None, "has_basic": False, "san_der": b"",
+                "signature": der[signature[1]:signature[2]],
                 "spki": der[tbs[4][2]:tbs[5][2]]}        # elements are contiguous
         for tag, start, end in tbs[6:]:
             if tag != 0xA3:                              # [3] extensions
@@ -181,6 +183,7 @@ def read_certificate(der):
                 elif oid == OID_SAN:
                     names = der_inside(der, value)
                     info["has_san"], info["san_critical"] = True, critical
+                    info["san_der"] = der[value[1]:value[2]]    # every name, for --check
                     info["san_count"] = len(names)
                     for name_tag, s, e in names:
                         if name_tag in SAN_TYPES:
@@ -359,6 +362,9 @@ EKU_TEXT = {"1.3.6.1.5.5.7.3.1": "TLS Web Server Authentication",
             "1.3.6.1.4.1.311.2.1.22": "Microsoft Commercial Code Signing",
             "1.3.6.1.4.1.311.10.3.1": "Microsoft Trust List Signing"}
 SAN_TEXT = {"email": "email", "dns": "DNS", "uri": "URI", "ip": "IP Address"}
+OTHER_NAMES = {"1.3.6.1.4.1.311.20.2.3": "UPN", "1.3.6.1.5.5.7.8.9": "SmtpUTF8Mailbox",
+               "1.3.6.1.5.5.7.8.5": "XmppAddr", "1.3.6.1.5.5.7.8.7": "SRVName",
+               "1.3.6.1.5.5.7.8.8": "NAIRealm"}
 
 
 def oid_text(raw):
@@ -433,6 +439,48 @@ def ip_text(raw):
     return str(ipaddress.ip_address(raw)) if len(raw) == 4 else "<invalid>"
 
 
+def oneline_text(name):
+    """A Name's content bytes as openssl writes a DirName: /CN=a/O=b, first RDN
+    first, bytes outside printable ASCII as \\xHH."""
+    text = ""
+    for rdn in der_items(name):
+        for attribute in der_inside(name, rdn):
+            oid, value = der_inside(name, attribute)[:2]
+            dotted = oid_text(name[oid[1]:oid[2]])
+            raw = name[value[1]:value[2]]
+            text += f"/{NAME_ATTRIBUTES.get(dotted, dotted)}=" + "".join(
+                chr(b) if 32 <= b <= 126 else f"\\x{b:02X}" for b in raw)
+    return text
+
+
+def general_names_text(data):
+    """subjectAltName's GeneralNames as openssl lists them: DNS:a, IP Address:...,
+    email:, URI:, DirName:/CN=..., Registered ID:, othername: OID::value."""
+    entries = []
+    for tag, start, end in der_items(data):
+        raw = data[start:end]
+        if tag in SAN_TYPES:
+            kind = SAN_TYPES[tag]
+            entries.append(f"{SAN_TEXT[kind]}:" + (ip_text(raw) if kind == "ip"
+                                                    else raw.decode("utf-8", "replace")))
+        elif tag == 0xA4:                               # [4] directoryName, a Name
+            entries.append("DirName:" + oneline_text(data[der_items(data, start, end)[0][1]:end]))
+        elif tag == 0x88:                               # [8] registeredID
+            entries.append("Registered ID:" + oid_text(raw))
+        elif tag == 0xA0:                               # [0] otherName: type-id, [0] value
+            oid, value = der_items(data, start, end)[:2]
+            dotted = oid_text(data[oid[1]:oid[2]])
+            kind = OTHER_NAMES.get(dotted, dotted)
+            inner = der_items(data, value[1], value[2])[0]
+            shown = (data[inner[1]:inner[2]].decode("utf-8", "replace")
+                     if inner[0] in (0x0C, 0x13, 0x16) else "<unsupported>")
+            entries.append(f"othername: {kind}::{shown}")
+        else:                                           # x400Address, ediPartyName
+            entries.append({0xA3: "X400Name", 0xA5: "EdiPartyName"}.get(tag, "?")
+                           + ":<unsupported>")
+    return entries
+
+
 def describe_certificate(der):
     """A certificate's fields in openssl's words (a dict): subject and issuer
     (RFC 2253 text), signature and key_type (algorithm names), key_bits,
@@ -450,10 +498,7 @@ def describe_certificate(der):
         if info["aki"] is not None:
             extensions["Authority Key Identifier"] = [info["aki"].hex(":").upper()]
         if info["has_san"]:
-            extensions["Subject Alternative Name"] = [
-                f"{SAN_TEXT[kind]}:" + (ip_text(bytes(ipaddress.ip_address(value).packed))
-                                        if kind == "ip" else value)
-                for kind, value in info["san"]]
+            extensions["Subject Alternative Name"] = general_names_text(info["san_der"])
         if info["eku"] is not None:
             extensions["Extended Key Usage"] = [EKU_TEXT.get(oid_text(o), oid_text(o))
                                                 for o in info["eku"]]

@@ -547,13 +547,14 @@ class TestFieldsAsOpensslPrintsThem(CheckTestCase):
     """The one certificate reader (armour/certificate_fields.py) gives --check
     every field as `openssl x509 -text -nameopt RFC2253` prints it, without
     running the binary: names that need escaping, a multi-valued RDN,
-    IPv6 and URI SANs, an unnamed EKU,
+    IPv6, URI, otherName and RID SANs, an unnamed EKU,
     RSA-PSS, Ed25519, P-384 and a v1 certificate."""
 
     CERTIFICATES = [
         ["-newkey", "ed25519", "-subj", "/CN=\u00e9 x,y;<z>/O=Acme \"q\"/OU= lead#/C=DE",
          "-addext", "subjectAltName=IP:::1,IP:fe80::1:abcd,DNS:a.example,email:a@b.example,"
-         "URI:spiffe://example.org/a",
+         "URI:spiffe://example.org/a,otherName:1.3.6.1.4.1.311.20.2.3;UTF8:u@example.org,"
+         "RID:1.2.3.4",
          "-addext", "extendedKeyUsage=clientAuth,1.2.3.4,codeSigning,1.3.6.1.4.1.311.10.3.4",
          "-addext", "keyUsage=critical,digitalSignature,keyAgreement,encipherOnly",
          "-addext", "basicConstraints=critical,CA:TRUE,pathlen:2"],
