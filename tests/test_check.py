@@ -571,7 +571,8 @@ class TestFieldsAsOpensslPrintsThem(CheckTestCase):
         done = subprocess.run(
             ["openssl", "x509", "-in", crt, "-noout", "-subject", "-issuer", "-nameopt",
              "RFC2253", "-pubkey", "-ext", "subjectAltName,extendedKeyUsage,basicConstraints,"
-             "keyUsage,subjectKeyIdentifier,authorityKeyIdentifier", "-text", "-certopt", "no_header,no_extensions,no_sigdump"],
+             "keyUsage,subjectKeyIdentifier,authorityKeyIdentifier", "-text", "-certopt",
+             "no_header,no_extensions,no_sigdump"],
             capture_output=True, text=True, timeout=30, check=True).stdout
         lines = done.splitlines()
         extensions = {line[7:].split(":")[0]: lines[i + 1].strip().split(", ")
