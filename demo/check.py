@@ -298,8 +298,8 @@ def check_key_match(cert_path, key_path, cert, key_info, report):
         python = f"Python ssl: {exc.reason or exc}"
         if exc.reason in LOAD_HINTS and exc.reason != "KEY_VALUES_MISMATCH":
             python = f"Python ssl will not load the pair, {exc.reason}: {LOAD_HINTS[exc.reason]}"
-    # openssl: the public key in the certificate (x509 -pubkey) equals the one
-    # derived from the key (pkey -pubout), both read when the files were parsed.
+    # openssl: the public key openssl derives from the key (pkey -pubout) equals
+    # the certificate's (its SubjectPublicKeyInfo, in the PEM x509 -pubkey prints).
     same = bool(cert.public_key) and cert.public_key == key_info[3]
     openssl_says = "openssl: same public key" if same else "openssl: the public keys differ"
     if same and "KEY_VALUES_MISMATCH" not in python:
