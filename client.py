@@ -67,7 +67,7 @@ def make_client_context(cacert=None, cert=None, key=None, keylog=None):
         with checking_identity(cert, key) as files:  # (a pipe works too; one line if not)
             # No passphrase prompt: a script must never stop to ask the terminal.
             context.load_cert_chain(files.cert, files.key,
-                                    password=lambda: refuse_passphrase(key or cert))
+                                    password=lambda: refuse_passphrase(key or cert, "client"))
         chain = files.chain
     if keylog:
         open_client_keylog(context, keylog)          # TLS secrets, for Wireshark: debug only

@@ -13,7 +13,8 @@ bad_requests.py        a request that is too big, smuggled, or served after
 refusals.py            a refusal nobody can understand, or a flood of them:
                        one plain line per refused client, counts in a flood
 certificate_fields.py  reading a certificate Python's ssl will not read for
-                       us (ours, a CRL, a forwarded one): the one DER reader
+                       us (ours, a CRL, a forwarded one, the ones --check is
+                       given): the one DER reader
 own_files.py           starting with our own files wrong (missing, encrypted,
                        wrong certificate, a CRL that trusts a CA, expiry
                        ahead) and reloading them without a restart

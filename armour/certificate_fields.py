@@ -13,7 +13,9 @@ It only reads; OpenSSL verifies every signature (and every direct client:
 forwarded.py repeats its checks for a certificate in a header).
 
 The one certificate reader of the project: read_certificate(der),
-read_crl(der), read_pem(path), pem_to_ders(text), pem_labels(path).
+read_crl(der), read_pem(path), pem_to_ders(text), pem_labels(path),
+pem_blocks(data); and, for the demo's --check, the same fields in the
+words `openssl x509 -text` prints them: describe_certificate(der).
 """
 
 import base64
@@ -125,7 +127,10 @@ def read_certificate(der):
     the rules VERIFY_X509_STRICT adds (forwarded.py): version (1 or 3),
     has_aki, key_usage (names, or None when absent), path_len (or None),
     san_critical, san_count (every GeneralName, of any type); and
-    ns_cert_type (names, or None), which OpenSSL's purpose check reads too."""
+    ns_cert_type (names, or None), which OpenSSL's purpose check reads too;
+    and for describe_certificate: signature (the algorithm's OID), spki (the
+    SubjectPublicKeyInfo's DER), has_basic (basicConstraints present),
+    san_der (the subjectAltName's GeneralNames, every type)."""
     try:
         certificate = der_inside(der, der_items(der)[0])
         tbs = der_inside(der, certificate[0])
@@ -136,6 +141,7 @@ def read_certificate(der):
         # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
         validity = der_inside(der, tbs[3])
         spki_oid = der_inside(der, der_inside(der, tbs[5])[0])[0]
+        signature = der_inside(der, tbs[1])[0]
         key = {OID_RSA: "rsa", OID_EC: "ec"}.get(der[spki_oid[1]:spki_oid[2]], "other")
         info = {"key": key, "cn": common_name(der, tbs[4]), "cns": common_names(der, tbs[4]),
                 "issuer_cn": common_name(der, tbs[2]),
@@ -145,7 +151,9 @@ def read_certificate(der):
                 "issuer": der[tbs[2][1]:tbs[2][2]], "subject": der[tbs[4][1]:tbs[4][2]],
                 "ski": None, "aki": None, "version": version, "has_aki": False,
                 "key_usage": None, "path_len": None, "san_critical": False, "san_count": 0,
-                "ns_cert_type": None}
+                "ns_cert_type": None, "has_basic": False, "san_der": b"",
+                "signature": der[signature[1]:signature[2]],
+                "spki": der[tbs[4][2]:tbs[5][2]]}        # elements are contiguous
         for tag, start, end in tbs[6:]:
             if tag != 0xA3:                              # [3] extensions
                 continue
@@ -154,6 +162,7 @@ def read_certificate(der):
                 oid, value = der[parts[0][1]:parts[0][2]], der_items(der, parts[-1][1], parts[-1][2])[0]
                 critical = len(parts) == 3 and der[parts[1][1]] != 0
                 if oid == OID_BASIC_CONSTRAINTS:             # cA BOOLEAN, pathLen INTEGER
+                    info["has_basic"] = True
                     inner = der_inside(der, value)
                     info["ca"] = bool(inner) and inner[0][0] == 0x01 and der[inner[0][1]] != 0
                     lengths = [der[s:e] for t, s, e in inner if t == 0x02]
@@ -174,6 +183,7 @@ def read_certificate(der):
                 elif oid == OID_SAN:
                     names = der_inside(der, value)
                     info["has_san"], info["san_critical"] = True, critical
+                    info["san_der"] = der[value[1]:value[2]]    # every name, for --check
                     info["san_count"] = len(names)
                     for name_tag, s, e in names:
                         if name_tag in SAN_TYPES:
@@ -283,3 +293,230 @@ def out_of_date(info, now):
 def format_date(seconds):
     """A date as the log writes it: 2026-01-31 12:00 UTC."""
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
+def pem_blocks(data):
+    """The PEM blocks in a file's bytes, as (label, text of the block) pairs."""
+    return [(m.group(1).decode(), m.group(0).decode("ascii", "replace") + "\n")
+            for m in PEM_BLOCK.finditer(data)]
+
+
+def pem_to_der(block):
+    """The DER bytes of one PEM block's text (empty if its base64 is broken)."""
+    try:
+        return base64.b64decode("".join(block.strip().splitlines()[1:-1]))
+    except binascii.Error:
+        return b""
+
+
+# --- the same fields in openssl's words, for the demo's --check -------------
+# `python3 mtls_demo.py --check` prints what it finds as `openssl x509 -text
+# -nameopt RFC2253` would, so that a user can compare its lines with openssl's:
+# names, algorithms and extension values are spelled here as OpenSSL 3.0 does.
+
+NAME_ATTRIBUTES = {     # a Name's attribute types, as openssl's short names
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
+    "2.5.4.11": "OU", "2.5.4.5": "serialNumber", "2.5.4.4": "SN", "2.5.4.42": "GN",
+    "2.5.4.43": "initials", "2.5.4.44": "generationQualifier", "2.5.4.46": "dnQualifier",
+    "2.5.4.65": "pseudonym", "2.5.4.41": "name", "2.5.4.12": "title", "2.5.4.9": "street",
+    "2.5.4.17": "postalCode", "2.5.4.13": "description", "2.5.4.15": "businessCategory",
+    "2.5.4.97": "organizationIdentifier", "1.2.840.113549.1.9.1": "emailAddress",
+    "0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID",
+    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL", "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC"}
+ALGORITHMS = {          # signature and key algorithms, as openssl's long names
+    "1.2.840.113549.1.1.1": "rsaEncryption", "1.2.840.113549.1.1.2": "md2WithRSAEncryption",
+    "1.2.840.113549.1.1.3": "md4WithRSAEncryption", "1.2.840.113549.1.1.4": "md5WithRSAEncryption",
+    "1.2.840.113549.1.1.5": "sha1WithRSAEncryption", "1.2.840.113549.1.1.10": "rsassaPss",
+    "1.2.840.113549.1.1.11": "sha256WithRSAEncryption",
+    "1.2.840.113549.1.1.12": "sha384WithRSAEncryption",
+    "1.2.840.113549.1.1.13": "sha512WithRSAEncryption",
+    "1.2.840.113549.1.1.14": "sha224WithRSAEncryption",
+    "1.2.840.10045.2.1": "id-ecPublicKey", "1.2.840.10045.4.1": "ecdsa-with-SHA1",
+    "1.2.840.10045.4.3.1": "ecdsa-with-SHA224", "1.2.840.10045.4.3.2": "ecdsa-with-SHA256",
+    "1.2.840.10045.4.3.3": "ecdsa-with-SHA384", "1.2.840.10045.4.3.4": "ecdsa-with-SHA512",
+    "1.3.101.112": "ED25519", "1.3.101.113": "ED448", "1.2.840.10040.4.1": "dsaEncryption",
+    "1.2.840.10040.4.3": "dsaWithSHA1", "2.16.840.1.101.3.4.3.1": "dsa_with_SHA224",
+    "2.16.840.1.101.3.4.3.2": "dsa_with_SHA256"}
+CURVE_BITS = {"1.2.840.10045.3.1.7": 256, "1.3.132.0.34": 384, "1.3.132.0.35": 521,
+              "1.3.132.0.10": 256, "1.2.840.10045.3.1.1": 192, "1.3.132.0.33": 224,
+              "1.3.36.3.3.2.8.1.1.7": 256, "1.3.36.3.3.2.8.1.1.11": 384,
+              "1.3.36.3.3.2.8.1.1.13": 512}
+KEY_USAGE_TEXT = ("Digital Signature", "Non Repudiation", "Key Encipherment",
+                  "Data Encipherment", "Key Agreement", "Certificate Sign", "CRL Sign",
+                  "Encipher Only", "Decipher Only")
+EKU_TEXT = {"1.3.6.1.5.5.7.3.1": "TLS Web Server Authentication",
+            "1.3.6.1.5.5.7.3.2": "TLS Web Client Authentication",
+            "1.3.6.1.5.5.7.3.3": "Code Signing", "1.3.6.1.5.5.7.3.4": "E-mail Protection",
+            "1.3.6.1.5.5.7.3.8": "Time Stamping", "1.3.6.1.5.5.7.3.9": "OCSP Signing",
+            "2.5.29.37.0": "Any Extended Key Usage", "1.3.6.1.5.5.7.3.5": "IPSec End System",
+            "1.3.6.1.5.5.7.3.6": "IPSec Tunnel", "1.3.6.1.5.5.7.3.7": "IPSec User",
+            "1.3.6.1.5.5.7.3.10": "dvcs", "1.3.6.1.5.5.7.3.17": "ipsec Internet Key Exchange",
+            "1.3.6.1.5.5.7.3.21": "SSH Client", "1.3.6.1.5.5.7.3.22": "SSH Server",
+            "1.3.6.1.5.2.3.4": "PKINIT Client Auth", "1.3.6.1.5.2.3.5": "Signing KDC Response",
+            "1.3.6.1.4.1.311.10.3.4": "Microsoft Encrypted File System",
+            "1.3.6.1.4.1.311.20.2.2": "Microsoft Smartcard Login",
+            "1.3.6.1.4.1.311.10.3.3": "Microsoft Server Gated Crypto",
+            "2.16.840.1.113730.4.1": "Netscape Server Gated Crypto",
+            "1.3.6.1.4.1.311.2.1.21": "Microsoft Individual Code Signing",
+            "1.3.6.1.4.1.311.2.1.22": "Microsoft Commercial Code Signing",
+            "1.3.6.1.4.1.311.10.3.1": "Microsoft Trust List Signing"}
+SAN_TEXT = {"email": "email", "dns": "DNS", "uri": "URI", "ip": "IP Address"}
+OTHER_NAMES = {"1.3.6.1.4.1.311.20.2.3": "UPN", "1.3.6.1.5.5.7.8.9": "SmtpUTF8Mailbox",
+               "1.3.6.1.5.5.7.8.5": "XmppAddr", "1.3.6.1.5.5.7.8.7": "SRVName",
+               "1.3.6.1.5.5.7.8.8": "NAIRealm"}
+
+
+def oid_text(raw):
+    """An OBJECT IDENTIFIER's content bytes in dotted form: 1.2.840.10045.2.1."""
+    numbers, value = [], 0
+    for byte in raw:
+        value = value << 7 | byte & 0x7F
+        if not byte & 0x80:
+            numbers.append(value)
+            value = 0
+    if not numbers:
+        return ""
+    first = min(numbers[0] // 40, 2)
+    return ".".join(str(n) for n in [first, numbers[0] - 40 * first] + numbers[1:])
+
+
+def escape_rfc2253(text):
+    """A name's value escaped as openssl -nameopt RFC2253 does: ,+"\\<>; with a
+    backslash, a leading # or space and a trailing space too, and every byte of
+    a control or non-ASCII character as \\XX (UTF-8)."""
+    out = []
+    for i, char in enumerate(text):
+        if char in ',+"\\<>;' or (char == "#" and i == 0) or (
+                char == " " and i in (0, len(text) - 1)):
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) >= 0x7F:
+            out.extend(f"\\{b:02X}" for b in char.encode("utf-8"))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def name_text(name):
+    """A Name's content bytes (read_certificate's subject or issuer) as
+    openssl -nameopt RFC2253 prints it: CN=my-client,O=Example (last RDN first)."""
+    parts = []
+    for rdn in der_items(name):
+        attributes = []
+        for attribute in der_inside(name, rdn):
+            oid, value = der_inside(name, attribute)[:2]
+            dotted = oid_text(name[oid[1]:oid[2]])
+            if dotted in NAME_ATTRIBUTES:
+                attributes.append(f"{NAME_ATTRIBUTES[dotted]}="
+                                  f"{escape_rfc2253(der_string(name, value))}")
+            else:                                   # unknown: its DER, in hex
+                attributes.append(f"{dotted}=#{name[value[1] - 2:value[2]].hex().upper()}")
+        parts.append("+".join(reversed(attributes)))
+    return ",".join(reversed(parts))
+
+
+def key_bits(spki):
+    """The size openssl gives a public key ('Public-Key: (N bit)'), or None:
+    the modulus of RSA, the prime of DSA, the named curve's of EC."""
+    algorithm, key = der_items(spki, *der_items(spki)[0][1:])[:2]
+    oid, *params = der_inside(spki, algorithm)
+    kind = oid_text(spki[oid[1]:oid[2]])
+    if kind in ("1.2.840.113549.1.1.1", "1.2.840.113549.1.1.10"):    # RSA, RSA-PSS
+        modulus = der_items(spki, *der_items(spki, key[1] + 1, key[2])[0][1:])[0]
+        return int.from_bytes(spki[modulus[1]:modulus[2]], "big").bit_length()
+    if kind == "1.2.840.10040.4.1" and params and params[0][0] == 0x30:  # DSA: p, q, g
+        prime = der_inside(spki, params[0])[0]
+        return int.from_bytes(spki[prime[1]:prime[2]], "big").bit_length()
+    if kind == "1.2.840.10045.2.1" and params and params[0][0] == 0x06:  # EC, named curve
+        return CURVE_BITS.get(oid_text(spki[params[0][1]:params[0][2]]))
+    return None
+
+
+def ip_text(raw):
+    """An IP address as openssl prints it in a subjectAltName (IPv6 unabridged)."""
+    if len(raw) == 16:
+        return ":".join(f"{int.from_bytes(raw[i:i + 2], 'big'):X}" for i in range(0, 16, 2))
+    return str(ipaddress.ip_address(raw)) if len(raw) == 4 else "<invalid>"
+
+
+def oneline_text(name):
+    """A Name's content bytes as openssl writes a DirName: /CN=a/O=b, first RDN
+    first, bytes outside printable ASCII as \\xHH."""
+    text = ""
+    for rdn in der_items(name):
+        for attribute in der_inside(name, rdn):
+            oid, value = der_inside(name, attribute)[:2]
+            dotted = oid_text(name[oid[1]:oid[2]])
+            raw = name[value[1]:value[2]]
+            text += f"/{NAME_ATTRIBUTES.get(dotted, dotted)}=" + "".join(
+                chr(b) if 32 <= b <= 126 else f"\\x{b:02X}" for b in raw)
+    return text
+
+
+def general_names_text(data):
+    """subjectAltName's GeneralNames as openssl lists them: DNS:a, IP Address:...,
+    email:, URI:, DirName:/CN=..., Registered ID:, othername: OID::value."""
+    entries = []
+    for tag, start, end in der_items(data):
+        raw = data[start:end]
+        if tag in SAN_TYPES:
+            kind = SAN_TYPES[tag]
+            entries.append(f"{SAN_TEXT[kind]}:" + (ip_text(raw) if kind == "ip"
+                                                    else raw.decode("utf-8", "replace")))
+        elif tag == 0xA4:                               # [4] directoryName, a Name
+            entries.append("DirName:" + oneline_text(data[der_items(data, start, end)[0][1]:end]))
+        elif tag == 0x88:                               # [8] registeredID
+            entries.append("Registered ID:" + oid_text(raw))
+        elif tag == 0xA0:                               # [0] otherName: type-id, [0] value
+            oid, value = der_items(data, start, end)[:2]
+            dotted = oid_text(data[oid[1]:oid[2]])
+            kind = OTHER_NAMES.get(dotted, dotted)
+            inner = der_items(data, value[1], value[2])[0]
+            shown = (data[inner[1]:inner[2]].decode("utf-8", "replace")
+                     if inner[0] in (0x0C, 0x13, 0x16) else "<unsupported>")
+            entries.append(f"othername: {kind}::{shown}")
+        else:                                           # x400Address, ediPartyName
+            entries.append({0xA3: "X400Name", 0xA5: "EdiPartyName"}.get(tag, "?")
+                           + ":<unsupported>")
+    return entries
+
+
+def describe_certificate(der):
+    """A certificate's fields in openssl's words (a dict): subject and issuer
+    (RFC 2253 text), signature and key_type (algorithm names), key_bits,
+    public_key (PEM), and extensions {openssl's name: [values]} for
+    subjectAltName, extendedKeyUsage, basicConstraints, keyUsage and the key
+    identifiers. Raises ValueError for a certificate it cannot read."""
+    info = read_certificate(der)
+    try:
+        spki = info["spki"]
+        key_oid = der_inside(spki, der_inside(spki, der_items(spki)[0])[0])[0]
+        key_type = oid_text(spki[key_oid[1]:key_oid[2]])
+        extensions = {}
+        if info["ski"] is not None:
+            extensions["Subject Key Identifier"] = [info["ski"].hex(":").upper()]
+        if info["aki"] is not None:
+            extensions["Authority Key Identifier"] = [info["aki"].hex(":").upper()]
+        if info["has_san"]:
+            extensions["Subject Alternative Name"] = general_names_text(info["san_der"])
+        if info["eku"] is not None:
+            extensions["Extended Key Usage"] = [EKU_TEXT.get(oid_text(o), oid_text(o))
+                                                for o in info["eku"]]
+        if info["key_usage"] is not None:
+            extensions["Key Usage"] = [KEY_USAGE_TEXT[KEY_USAGES.index(u)]
+                                       for u in info["key_usage"]]
+        if info["has_basic"]:
+            extensions["Basic Constraints"] = [f"CA:{'TRUE' if info['ca'] else 'FALSE'}"] + (
+                [f"pathlen:{info['path_len']}"] if info["path_len"] is not None else [])
+        body = base64.b64encode(spki).decode()
+        public_key = "\n".join(["-----BEGIN PUBLIC KEY-----"]
+                               + [body[i:i + 64] for i in range(0, len(body), 64)]
+                               + ["-----END PUBLIC KEY-----"])
+        signature = oid_text(info["signature"])
+        return {"subject": name_text(info["subject"]), "issuer": name_text(info["issuer"]),
+                "not_before": info["not_before"], "not_after": info["not_after"],
+                "version": info["version"], "key_type": ALGORITHMS.get(key_type, key_type),
+                "key_bits": key_bits(spki), "extensions": extensions, "public_key": public_key,
+                "signature": ALGORITHMS.get(signature, signature)}
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a well-formed X.509 certificate: {exc}") from None

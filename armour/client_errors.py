@@ -23,6 +23,8 @@ import tempfile
 import time
 import urllib.parse
 
+from armour import ConfigError
+from armour.own_files import refuse_passphrase  # noqa: F401  (the server's, for client.py too)
 from armour.keylog import KeylogError, open_keylog
 from armour.refusals import printable
 
@@ -98,6 +100,8 @@ def checking_identity(cert, key):
             if key and not is_regular(key):
                 key_path = private_copy(folder, "key.pem", key_pem)
             yield IdentityFiles(cert_path, key_path, chain)
+    except ConfigError as exc:                  # own_files.refuse_passphrase: an encrypted key
+        raise Failure(EXIT_USAGE, exc.label, f"{exc.what} -- {exc.fix}") from None
     except ssl.SSLError as exc:
         # KEY_VALUES_MISMATCH: same type, other key. NO_CERTIFICATE_ASSIGNED
         # (OpenSSL 3): a key of another type (EC key, RSA certificate).
@@ -107,12 +111,6 @@ def checking_identity(cert, key):
         raise Failure(EXIT_USAGE, "bad file", f"cannot load certificate {cert!r} with key "
                       f"{key or cert!r} ({exc.reason or exc}) -- pass the PEM files made "
                       f"with them, e.g. by 'make certs'") from None
-
-
-def refuse_passphrase(key):
-    """Called by OpenSSL when a key is encrypted: refuse, rather than prompt."""
-    raise Failure(EXIT_USAGE, "encrypted key", f"{key!r} needs a passphrase -- decrypt it "
-                  f"with 'openssl pkey -in {key} -out client-plain.key' and pass that with --key")
 
 
 # --- why it failed -------------------------------------------------------

@@ -48,10 +48,11 @@ def check_readable(path, what, flag):
                           "check its permissions")
 
 
-def refuse_passphrase(key):
-    """Called by OpenSSL when a key is encrypted: refuse, rather than prompt."""
-    raise ConfigError("encrypted key", f"server key {key!r} is encrypted with a passphrase",
-                      f"decrypt it with 'openssl pkey -in {key} -out server-plain.key' "
+def refuse_passphrase(key, role="server"):
+    """Called by OpenSSL when a key is encrypted: refuse, rather than prompt
+    (server.py and client.py both: neither may stop to ask a terminal)."""
+    raise ConfigError("encrypted key", f"{role} key {key!r} is encrypted with a passphrase",
+                      f"decrypt it with 'openssl pkey -in {key} -out {role}-plain.key' "
                       f"and pass that with --key")
 
 

@@ -8,7 +8,7 @@ module named for what it holds, in the order the demo needs them:
   terminal.py      the one Screen (wrapped, never cut; colour only on a
                    terminal), commands that paste, Pauser, the closing table
   commands.py      paths and commands as a user types them; running them
-  certificates.py  a certificate's fields, read with the openssl binary
+  certificates.py  the certificates --check looks at (fields: armour/certificate_fields.py)
   servers.py       the one ServerProcess (server.py in its own process), the
                    certificates the cases need (make), CA-rollover refusal
   wire.py          the handshake ladder (openssl s_client -trace) and the

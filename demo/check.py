@@ -8,8 +8,9 @@ at URL. Each check prints one line, "ok   ...", "warn ..." or "FAIL ... --
 fix"; the exit code is 0 when nothing failed, 1 when something did, 2 for
 a missing file or option.
 
-Fields (names, dates, extensions) are read with the openssl binary
-(demo/certificates.py). Two engines verify, and each line says which:
+Fields (names, dates, extensions) are read by the project's one certificate
+reader, armour/certificate_fields.py, and printed in the words `openssl x509
+-text` uses for them (demo/certificates.py). Two engines verify, and each line says which:
 `openssl verify` (the binary, with the OpenSSL it links) and Python's own
 ssl in a real in-memory handshake (the OpenSSL *Python* links, which is the
 one client.py, server.py and requests use). The two can differ on one
@@ -42,8 +43,9 @@ import textwrap
 import time
 import urllib.parse
 
-from demo.certificates import (CheckError, common_name, issued, issuer_of, pem_blocks,
-                               pem_to_der, public_key, read_certificate, run_openssl)
+from armour.certificate_fields import pem_blocks, pem_to_der
+from demo.certificates import (CheckError, common_name, issued, issuer_of, read_certificate,
+                               run_openssl)
 from demo.commands import ROOT, run_guarded
 from demo.terminal import screen
 
@@ -144,7 +146,7 @@ def load_certificates(path, what, flag, report, tmp):
     certs = [read_certificate(pem) for pem in pems]
     if None in certs:
         report.line("FAIL", f"parse {name}", f"{what} {path}: block {certs.index(None) + 1} is "
-                    f"not a valid certificate (openssl x509 cannot read it)",
+                    f"not a valid certificate (its DER cannot be read as X.509)",
                     f"get an intact copy of {path} from whoever issued it")
         return None
     pem_path = path
@@ -269,6 +271,12 @@ def load_key(path, report, tmp, key_block=None, cert_path=None):
     return pem_path, key_type, bits, public_key(out)
 
 
+def public_key(openssl_output):
+    """The PEM public key block in openssl's output ('' if none)."""
+    m = re.search(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----", openssl_output, re.S)
+    return m.group(0) if m else ""
+
+
 def last_error_line(output):
     """The gist of an openssl error: its last line that says something."""
     lines = [l for l in output.strip().splitlines() if l.strip()]
@@ -290,8 +298,8 @@ def check_key_match(cert_path, key_path, cert, key_info, report):
         python = f"Python ssl: {exc.reason or exc}"
         if exc.reason in LOAD_HINTS and exc.reason != "KEY_VALUES_MISMATCH":
             python = f"Python ssl will not load the pair, {exc.reason}: {LOAD_HINTS[exc.reason]}"
-    # openssl: the public key in the certificate (x509 -pubkey) equals the one
-    # derived from the key (pkey -pubout), both read when the files were parsed.
+    # openssl: the public key openssl derives from the key (pkey -pubout) equals
+    # the certificate's (its SubjectPublicKeyInfo, in the PEM x509 -pubkey prints).
     same = bool(cert.public_key) and cert.public_key == key_info[3]
     openssl_says = "openssl: same public key" if same else "openssl: the public keys differ"
     if same and "KEY_VALUES_MISMATCH" not in python:

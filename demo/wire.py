@@ -25,7 +25,7 @@ import threading
 import time
 from collections import namedtuple
 
-from demo.certificates import pem_blocks, pem_to_der
+from armour.certificate_fields import pem_blocks, pem_to_der
 from demo.commands import fill
 from demo.terminal import Result, screen, wrap
 

@@ -543,6 +543,73 @@ class TestOtherToolsCertificates(CheckTestCase):
         self.assertIn("--key needs --cert", done.stderr)
 
 
+class TestFieldsAsOpensslPrintsThem(CheckTestCase):
+    """The one certificate reader (armour/certificate_fields.py) gives --check
+    every field as `openssl x509 -text -nameopt RFC2253` prints it, without
+    running the binary: names that need escaping, a multi-valued RDN,
+    IPv6, URI, otherName and RID SANs, an unnamed EKU,
+    RSA-PSS, Ed25519, P-384 and a v1 certificate."""
+
+    CERTIFICATES = [
+        ["-newkey", "ed25519", "-subj", "/CN=\u00e9 x,y;<z>/O=Acme \"q\"/OU= lead#/C=DE",
+         "-addext", "subjectAltName=IP:::1,IP:fe80::1:abcd,DNS:a.example,email:a@b.example,"
+         "URI:spiffe://example.org/a,otherName:1.3.6.1.4.1.311.20.2.3;UTF8:u@example.org,"
+         "RID:1.2.3.4",
+         "-addext", "extendedKeyUsage=clientAuth,1.2.3.4,codeSigning,1.3.6.1.4.1.311.10.3.4",
+         "-addext", "keyUsage=critical,digitalSignature,keyAgreement,encipherOnly",
+         "-addext", "basicConstraints=critical,CA:TRUE,pathlen:2"],
+        ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-subj",
+         "/CN=#p384 /DC=org/emailAddress=x@y.example",
+         "-addext", "basicConstraints=CA:FALSE", "-addext", "subjectAltName=DNS:*.example"],
+        ["-newkey", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048", "-subj", "/CN=a+OU=b/O=x",
+         "-sha384"],
+    ]
+
+    def openssl_says(self, crt):
+        """subject, issuer, signature, key type and bits, public key and the
+        six extensions, parsed from what the openssl binary prints."""
+        done = subprocess.run(
+            ["openssl", "x509", "-in", crt, "-noout", "-subject", "-issuer", "-nameopt",
+             "RFC2253", "-pubkey", "-ext", "subjectAltName,extendedKeyUsage,basicConstraints,"
+             "keyUsage,subjectKeyIdentifier,authorityKeyIdentifier", "-text", "-certopt",
+             "no_header,no_extensions,no_sigdump"],
+            capture_output=True, text=True, timeout=30, check=True).stdout
+        lines = done.splitlines()
+        extensions = {line[7:].split(":")[0]: lines[i + 1].strip().split(", ")
+                      for i, line in enumerate(lines) if line.startswith("X509v3 ")}
+        return {"subject": lines[0][len("subject="):], "issuer": lines[1][len("issuer="):],
+                "version": int(re.search(r"Version: (\d+)", done).group(1)),
+                "signature": re.search(r"Signature Algorithm: (\S+)", done).group(1),
+                "key_type": re.search(r"Public Key Algorithm: (\S+)", done).group(1),
+                "key_bits": int(m.group(1)) if (m := re.search(r"\((\d+) bit\)", done)) else None,
+                "public_key": re.search(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----",
+                                        done, re.S).group(0),
+                "extensions": extensions}
+
+    def test_fields_match_openssl_without_running_it(self):
+        from unittest import mock
+        from demo.certificates import read_certificate
+        work = tempfile.mkdtemp(dir=self.tmp)
+        made = []
+        for i, args in enumerate(self.CERTIFICATES):
+            crt = os.path.join(work, f"{i}.crt")
+            self.openssl("req", "-x509", "-nodes", "-keyout", os.path.join(work, f"{i}.key"),
+                         "-out", crt, "-days", "2", "-utf8", *args, cwd=work)
+            made.append(crt)
+        # A v1 certificate: no extensions at all (openssl x509 -req without -extfile).
+        self.openssl("req", "-new", "-key", "2.key", "-subj", "/CN=v1", "-out", "v1.csr", cwd=work)
+        self.openssl("x509", "-req", "-in", "v1.csr", "-key", "2.key", "-days", "2",
+                     "-out", "v1.crt", cwd=work)
+        made.append(os.path.join(work, "v1.crt"))
+        expected = [self.openssl_says(crt) for crt in made]
+        with mock.patch.dict(os.environ, {"PATH": work}):      # no openssl binary to ask
+            for crt, want in zip(made, expected):
+                with open(crt) as f:
+                    cert = read_certificate(f.read())
+                with self.subTest(crt=os.path.basename(crt), subject=want["subject"]):
+                    self.assertEqual({k: getattr(cert, k) for k in want}, want)
+
+
 class TestMistakes(CheckTestCase):
 
     def assertOneErrorLine(self, cacert, cert, key, url, *phrases):

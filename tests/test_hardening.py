@@ -807,7 +807,7 @@ class BrokenInputTest(unittest.TestCase):
             (ca + cert + ["--key", extra("junk.pem"), url], f"{extra('junk.pem')!r} is not a PEM private key"),
             (ca + cert + [url], "holds no private key -- pass the key too"),
             (ca + cert + ["--key", path("server.key"), url], "is not the private key of"),
-            (ca + cert + ["--key", extra("encrypted.key"), url], "needs a passphrase"),
+            (ca + cert + ["--key", extra("encrypted.key"), url], "is encrypted with a passphrase"),
             (ca + ["localhost:3000"], "has no https:// in front -- use https://localhost:3000/"),
             (ca + ["https://localhost:99999/"], "Port out of range"),
             (ca + ["https://[::1/"], "bad URL"),
