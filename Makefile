@@ -111,7 +111,7 @@ help: ## list the targets (this text)
 	  sed -E 's/^([^:]*):.*## (.*)/  make \1\t\2/' | expand -t 24 | \
 	  sed -e 's|\$$(PORT)|$(PORT)|g' -e 's|\$$(CERTS)|$(CERTS)|g' | $(WRAP)
 	@echo
-	@echo "Settings: CERTS=$(CERTS) DAYS=$(DAYS) KEY=$(KEY) PORT=$(PORT) BACKEND_PORT=$(BACKEND_PORT) PYTHON=$(PYTHON)" | $(WRAP)
+	@echo "Settings: CERTS=$(CERTS) DAYS=$(DAYS) KEY=$(KEY) PORT=$(PORT) BACKEND_PORT=$(BACKEND_PORT) NGINX_LOG=$(NGINX_LOG) PYTHON=$(PYTHON)" | $(WRAP)
 
 # --- the tutorial, one openssl step per file ----------------------------
 
