@@ -73,6 +73,7 @@ class Connection:
         self.plain = b""                         # a plain-HTTP request head (answered with a 400)
         self.events, self.step, self.late, self.in_worker = selectors.EVENT_READ, None, None, False
         self.turn = 0                            # counts its visits to the waiting room
+        self.writable = None                     # a poll object: see can_send
 
 
 class WaitingRoomServer(http.server.HTTPServer):
@@ -538,7 +539,7 @@ def serve_requests(server, conn, wait=0.0):
                                                f"client that will not stop sending")
             close_tls(server, conn)
             return
-        if not can_send(conn.sock):
+        if not can_send(conn):
             # A client that sends requests but does not read our answers has
             # filled its socket's send buffer: a write now would wait in this
             # worker. The connection waits in the waiting room until the
@@ -565,11 +566,13 @@ def serve_requests(server, conn, wait=0.0):
             return
 
 
-def can_send(tls):
-    """Has the socket's send buffer room, now (poll with no wait)?"""
-    ready = select.poll()
-    ready.register(tls, select.POLLOUT)
-    return bool(ready.poll(0))
+def can_send(conn):
+    """Has the socket's send buffer room, now (poll with no wait)? One poll
+    object per connection, made at its first answer: asked before every answer."""
+    if conn.writable is None:
+        conn.writable = select.poll()
+        conn.writable.register(conn.sock, select.POLLOUT)
+    return bool(conn.writable.poll(0))
 
 
 def expire_unread(server, conn):
