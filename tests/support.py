@@ -5,6 +5,8 @@ pki()            builds every certificate with the real Makefile, once, into a
 rolled_pki()     a new folder after the README's CA rollover (make ca-2 and its
                  three phases).
 openssl()        the openssl binary, failing loudly (tests making certificates).
+cert_config()    the openssl config the test modules share (a CA, a client leaf,
+                 a localhost server leaf), plus a module's own sections.
 server_files()   server.py's --ca/--cert/--key options for a folder's files.
 RunningServer    server.py's MTLSServer on 127.0.0.1, port 0, in a thread,
                  with its log lines collected for assertions.
@@ -93,6 +95,42 @@ def openssl(*args, cwd=None, env=None):
     if done.returncode != 0:
         raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
     return done
+
+
+# The sections every module that makes its own certificates shares: `req`
+# settings (-subj or $ENV::TEST_CN gives the name), and the extensions of a CA,
+# a client leaf (clientAuth) and a server leaf (serverAuth, localhost SAN).
+# A module appends the sections only it needs; their names must not be these.
+CERT_CONFIG = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+
+
+def cert_config(extra=""):
+    """The shared openssl config text, followed by a module's own sections."""
+    return CERT_CONFIG + extra
 
 
 def path(name):

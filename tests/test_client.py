@@ -27,7 +27,7 @@ import threading
 import time
 import unittest
 
-from tests.support import PYTHON, ROOT, RunningServer, openssl, path, pki, rolled_pki
+from tests.support import PYTHON, ROOT, RunningServer, cert_config, openssl, path, pki, rolled_pki
 
 import client
 
@@ -111,12 +111,10 @@ def failure_of(url, ctx, timeout=10):
 
 # --- extra certificates, made once for this module --------------------------
 
-EXTENSIONS = """\
-[req]
-distinguished_name = dn
-[dn]
-[ca]
-default_ca = tmp_ca
+# The shared config (tests.support), and what this module adds: `openssl ca`
+# settings (named with -name, since [ca] is the CA's extensions), a server
+# leaf that may also be used for RSA key exchange, and one that names only an IP.
+EXTENSIONS = cert_config("""\
 [tmp_ca]
 dir = .
 database = $dir/index.txt
@@ -127,12 +125,7 @@ policy = any_name
 unique_subject = no
 [any_name]
 commonName = supplied
-[v3_ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-[server]
+[old_server]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
@@ -146,13 +139,7 @@ extendedKeyUsage = serverAuth
 subjectAltName = IP:127.0.0.1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-"""
+""")
 EXTRA = None
 PAST = ["-startdate", "20200101000000Z", "-enddate", "20210101000000Z"]
 
@@ -177,15 +164,15 @@ def setUpModule():
         return openssl(*args, cwd=EXTRA)
 
     new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-config", "ext.cnf"]
-    ca = ["ca", "-batch", "-config", "ext.cnf", "-notext", "-extfile", "ext.cnf"]
+    ca = ["ca", "-batch", "-config", "ext.cnf", "-name", "tmp_ca", "-notext", "-extfile", "ext.cnf"]
     # old-ca: a CA whose certificate expired in 2021 (openssl ca can back-date);
     # old-server / old-client: in date, signed by it.
     sh("req", "-new", *new_key, "-keyout", "old-ca.key", "-out", "old-ca.csr", "-subj", "/CN=old-ca")
     sh(*ca, "-selfsign", "-keyfile", "old-ca.key", "-in", "old-ca.csr", *PAST,
-       "-extensions", "v3_ca", "-out", "old-ca.crt")
-    for name, section in [("old-server", "server"), ("old-client", "client")]:
+       "-extensions", "ca", "-out", "old-ca.crt")
+    for name, section in [("old-server", "old_server"), ("old-client", "client")]:
         sh("req", "-new", *new_key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-           "-subj", "/CN=localhost" if section == "server" else "/CN=my-client")
+           "-subj", "/CN=localhost" if section == "old_server" else "/CN=my-client")
         sh("x509", "-req", "-in", f"{name}.csr", "-CA", "old-ca.crt", "-CAkey", "old-ca.key",
            "-set_serial", "11", "-days", "2", "-extfile", "ext.cnf", "-extensions", section,
            "-out", f"{name}.crt")
@@ -193,7 +180,7 @@ def setUpModule():
     # old-int-chain.pem: a client leaf it signed, followed by it.
     sh("req", "-new", *new_key, "-keyout", "old-int.key", "-out", "old-int.csr", "-subj", "/CN=old-int")
     sh(*ca, "-cert", path("ca.crt"), "-keyfile", path("ca.key"), "-in", "old-int.csr",
-       *PAST, "-extensions", "v3_ca", "-out", "old-int.crt")
+       *PAST, "-extensions", "ca", "-out", "old-int.crt")
     sh("x509", "-req", "-in", path("client.csr"), "-CA", "old-int.crt", "-CAkey", "old-int.key",
        "-set_serial", "12", "-days", "2", "-extfile", "ext.cnf", "-extensions", "client",
        "-out", "old-int-client.crt")
@@ -204,7 +191,7 @@ def setUpModule():
        "-out", "ip-only.crt")
     # rebuilt-ca.crt: what 'make clean && make certs' makes: my-ca again, another key.
     sh("req", "-x509", *new_key, "-keyout", "rebuilt-ca.key", "-out", "rebuilt-ca.crt",
-       "-subj", "/CN=my-ca", "-days", "2", "-extensions", "v3_ca")
+       "-subj", "/CN=my-ca", "-days", "2", "-extensions", "ca")
     # utf8-client.crt: a client whose name is not ASCII (client.key's key).
     sh("req", "-new", "-key", path("client.key"), "-utf8", "-subj", "/CN=cl\u00efent",
        "-config", "ext.cnf", "-out", "utf8-client.csr")

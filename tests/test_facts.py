@@ -19,13 +19,13 @@ import sys
 import tempfile
 import unittest
 
-EXTENSIONS = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
+from tests.support import cert_config
+
+# The shared config (tests.support) gives [client], a client-only leaf; this
+# module adds a CA with no authorityKeyIdentifier (plain_ca) and the variants
+# that each leave one extension out or weaken it.
+EXTENSIONS = cert_config("""\
+[plain_ca]
 basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
@@ -57,13 +57,7 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
-[leaf_client_only]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-"""
+""")
 
 FOLDER = None
 
@@ -102,7 +96,8 @@ def setUpModule():
     openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "leaf.key")
     openssl("req", "-new", "-key", "leaf.key", "-subj", "/CN=localhost", "-config", "ext.cnf",
             "-out", "leaf.csr")
-    for section in ("ca", "ca_without_key_usage", "ca_without_skid", "ca_basic_constraints_not_critical"):
+    for section in ("plain_ca", "ca_without_key_usage", "ca_without_skid",
+                    "ca_basic_constraints_not_critical"):
         make_ca(section)
 
 
@@ -123,9 +118,9 @@ def verify(ca, leaf, strict=True, purpose=ssl.Purpose.SERVER_AUTH):
         server.load_cert_chain(file(leaf + ".crt"), file("leaf.key"))
         verifier = client
     else:                                       # the server verifies the client's leaf
-        server.load_cert_chain(file(make_leaf("ca", "leaf", "good-server") + ".crt"), file("leaf.key"))
+        server.load_cert_chain(file(make_leaf("plain_ca", "leaf", "good-server") + ".crt"), file("leaf.key"))
         client.load_cert_chain(file(leaf + ".crt"), file("leaf.key"))
-        client.load_verify_locations(file("ca.crt"))
+        client.load_verify_locations(file("plain_ca.crt"))
         server.verify_mode = ssl.CERT_REQUIRED
         verifier = server
     verifier.load_verify_locations(file(ca + ".crt"))
@@ -161,11 +156,11 @@ class ExtensionFactsTest(unittest.TestCase):
     """What each extension of openssl.cnf is required for, under strict checking."""
 
     def test_our_profile_passes(self):
-        self.assertEqual(verify("ca", make_leaf("ca", "leaf")), "OK")
+        self.assertEqual(verify("plain_ca", make_leaf("plain_ca", "leaf")), "OK")
 
     def test_a_v1_leaf_under_a_good_ca_passes_strict_verification(self):
         """So the article's v1 leaves are not why strict checking fails (its CA is)."""
-        self.assertEqual(verify("ca", make_leaf("ca")), "OK")
+        self.assertEqual(verify("plain_ca", make_leaf("plain_ca")), "OK")
 
     def test_a_ca_without_key_usage_fails_strict_verification_only(self):
         leaf = make_leaf("ca_without_key_usage")
@@ -181,22 +176,22 @@ class ExtensionFactsTest(unittest.TestCase):
                          "Basic Constraints of CA cert not marked critical")
 
     def test_a_v3_leaf_without_authority_key_identifier_fails_strict_verification_only(self):
-        leaf = make_leaf("ca", "leaf_without_akid")
-        self.assertEqual(verify("ca", leaf), "Missing Authority Key Identifier")
-        self.assertEqual(verify("ca", leaf, purpose=ssl.Purpose.CLIENT_AUTH),
+        leaf = make_leaf("plain_ca", "leaf_without_akid")
+        self.assertEqual(verify("plain_ca", leaf), "Missing Authority Key Identifier")
+        self.assertEqual(verify("plain_ca", leaf, purpose=ssl.Purpose.CLIENT_AUTH),
                          "Missing Authority Key Identifier")
-        self.assertEqual(verify("ca", leaf, strict=False), "OK")
+        self.assertEqual(verify("plain_ca", leaf, strict=False), "OK")
 
     def test_a_leaf_without_extended_key_usage_is_valid_for_every_purpose(self):
         """No EKU means no limit: the same certificate passes as a server and as a client."""
-        leaf = make_leaf("ca", "leaf_without_eku")
-        self.assertEqual(verify("ca", leaf, purpose=ssl.Purpose.SERVER_AUTH), "OK")
-        self.assertEqual(verify("ca", leaf, purpose=ssl.Purpose.CLIENT_AUTH), "OK")
+        leaf = make_leaf("plain_ca", "leaf_without_eku")
+        self.assertEqual(verify("plain_ca", leaf, purpose=ssl.Purpose.SERVER_AUTH), "OK")
+        self.assertEqual(verify("plain_ca", leaf, purpose=ssl.Purpose.CLIENT_AUTH), "OK")
 
     def test_a_client_only_eku_is_refused_as_a_server(self):
-        leaf = make_leaf("ca", "leaf_client_only")
-        self.assertEqual(verify("ca", leaf, purpose=ssl.Purpose.SERVER_AUTH), "unsuitable certificate purpose")
-        self.assertEqual(verify("ca", leaf, purpose=ssl.Purpose.CLIENT_AUTH), "OK")
+        leaf = make_leaf("plain_ca", "client")
+        self.assertEqual(verify("plain_ca", leaf, purpose=ssl.Purpose.SERVER_AUTH), "unsuitable certificate purpose")
+        self.assertEqual(verify("plain_ca", leaf, purpose=ssl.Purpose.CLIENT_AUTH), "OK")
 
 
 class PythonDefaultsTest(unittest.TestCase):

@@ -30,8 +30,8 @@ import unittest
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.support import (PYTHON, ROOT, RunningServer, ServerProcess, openssl, path,
-                           server_files)
+from tests.support import (PYTHON, ROOT, RunningServer, ServerProcess, cert_config, openssl,
+                           path, server_files)
 
 import client
 import server
@@ -141,28 +141,21 @@ def serial_of(sock):
 # a client certificate ("intruder"), a new server certificate from our CA
 # for the rotation test, an encrypted key, and a file that is not PEM.
 
-EXTENSIONS = """\
-[req]
-distinguished_name = dn
-[dn]
-[ca]
+# The shared config (tests.support), and what this module adds: a CA with no
+# authorityKeyIdentifier, and a server leaf that names ::1 as well.
+EXTENSIONS = cert_config("""\
+[other_ca]
 basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
-[server]
+[server_ipv6]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-"""
+""")
 ROTATED_SERIAL = 0x4242
 EXTRA = None
 
@@ -179,7 +172,7 @@ def setUpModule():
         f.write(EXTENSIONS)
     new_ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-config", "ext.cnf"]
     openssl("req", "-x509", *new_ec_key, "-keyout", "other-ca.key", "-out", "other-ca.crt",
-            "-subj", "/CN=other-ca", "-days", "2", "-extensions", "ca", cwd=EXTRA)
+            "-subj", "/CN=other-ca", "-days", "2", "-extensions", "other_ca", cwd=EXTRA)
     openssl("req", "-new", *new_ec_key, "-keyout", "intruder.key", "-out", "intruder.csr",
             "-subj", "/CN=intruder", cwd=EXTRA)
     openssl("x509", "-req", "-in", "intruder.csr", "-CA", "other-ca.crt", "-CAkey", "other-ca.key",
@@ -189,7 +182,7 @@ def setUpModule():
             "-subj", "/CN=localhost", cwd=EXTRA)
     openssl("x509", "-req", "-in", "rotated.csr", "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
             "-set_serial", str(ROTATED_SERIAL), "-days", "2", "-extfile", "ext.cnf",
-            "-extensions", "server", "-out", "rotated.crt", cwd=EXTRA)
+            "-extensions", "server_ipv6", "-out", "rotated.crt", cwd=EXTRA)
     openssl("pkey", "-in", path("server.key"), "-aes256", "-passout", "pass:x",
             "-out", "encrypted.key", cwd=EXTRA)
     with open(extra("junk.pem"), "w") as f:

@@ -30,8 +30,8 @@ import time
 import unittest
 from urllib.parse import quote
 
-from tests.support import (PYTHON, ROOT, LogCollector, RunningServer, ServerProcess, path,
-                           server_files)
+from tests.support import (PYTHON, ROOT, LogCollector, RunningServer, ServerProcess, cert_config,
+                           path, server_files)
 from tests.support import openssl as support_openssl
 
 import client
@@ -42,34 +42,13 @@ GREETING = (200, "Hello, my-client\n")
 # The random of a ServerHello that is a HelloRetryRequest: SHA-256("HelloRetryRequest").
 HELLO_RETRY_REQUEST = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891"
                                     "c2a211167abb8c5e079e09e2c8a8339c")
-EXTENSIONS = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
+# The shared config (tests.support), and the two CAs and the server this module adds:
+# a CA that is also a client, and a server leaf that names no host.
+EXTENSIONS = cert_config("""\
 [ca_client]
 basicConstraints = critical, CA:TRUE
 keyUsage = critical, digitalSignature, keyCertSign
 extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 [server_no_san]
@@ -78,7 +57,7 @@ keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
-"""
+""")
 
 
 def openssl(*args, cwd=None, env=None):
