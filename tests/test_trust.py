@@ -951,25 +951,32 @@ class CrowdTest(unittest.TestCase):
             self.assertEqual(fetch(srv, context()), GREETING)
             self.assertEqual([l for l in srv.log.lines if l.startswith("error")], [])
 
+    def hold_the_one_worker(self, srv):
+        """Keep a server's only worker busy (inside the log call of an accepted
+        client's line) until the returned Event is set; return that client's
+        TLS socket and the Event."""
+        log, held, release = srv.server.log, threading.Event(), threading.Event()
+
+        def hold_the_worker(line):
+            log(line)
+            if line.startswith("accepted") and not held.is_set():
+                held.set()
+                release.wait(5)
+
+        srv.server.log = hold_the_worker
+        self.addCleanup(release.set)
+        raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        busy = context().wrap_socket(raw, server_hostname="localhost")
+        self.addCleanup(busy.close)
+        self.assertTrue(held.wait(5))
+        return busy, release
+
     def test_hellos_queued_for_a_busy_worker_count_towards_max_pending(self):
         """--max-pending is a bound even for connections whose ClientHello is there when
         they are accepted (they queue for a worker): with the one worker busy and the room
         for 3, 7 of 10 such connections are closed at once."""
         with our_server(max_pending=3, workers=1) as srv:
-            log, held, release = srv.server.log, threading.Event(), threading.Event()
-
-            def hold_the_worker(line):
-                log(line)
-                if line.startswith("accepted") and not held.is_set():
-                    held.set()                       # the one worker waits here...
-                    release.wait(5)
-
-            srv.server.log = hold_the_worker
-            self.addCleanup(release.set)
-            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-            busy = context().wrap_socket(raw, server_hostname="localhost")
-            self.addCleanup(busy.close)
-            self.assertTrue(held.wait(5))
+            busy, release = self.hold_the_one_worker(srv)
             hello = client_hello()
             for _ in range(10):                      # ...while 10 ClientHellos arrive
                 sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
@@ -986,20 +993,7 @@ class CrowdTest(unittest.TestCase):
         """A ClientHello that waited for a busy worker beyond --handshake-timeout is
         closed without an answer (no key exchange, no signature spent on it)."""
         with our_server(handshake_timeout=0.5, workers=1) as srv:
-            log, held, release = srv.server.log, threading.Event(), threading.Event()
-
-            def hold_the_worker(line):
-                log(line)
-                if line.startswith("accepted") and not held.is_set():
-                    held.set()
-                    release.wait(5)
-
-            srv.server.log = hold_the_worker
-            self.addCleanup(release.set)
-            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-            busy = context().wrap_socket(raw, server_hostname="localhost")
-            self.addCleanup(busy.close)
-            self.assertTrue(held.wait(5))
+            busy, release = self.hold_the_one_worker(srv)
             queued = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
             self.addCleanup(queued.close)
             queued.sendall(client_hello())
