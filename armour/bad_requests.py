@@ -55,7 +55,7 @@ class GuardedHandler(http.server.BaseHTTPRequestHandler):
         """Serve one request; BaseHTTPRequestHandler flushes wfile after it,
         so headers and body go out in a single TLS record."""
         self.authorized = None                # not asked yet for this request (see authorize)
-        self.timed_out = False
+        self.timed_out, self.headers = False, None    # headers: this request's, once read
         super().handle_one_request()
         if not self.timed_out:                # a write that timed out is not tried twice
             self.wfile.flush()                # an answer to a request http.server refused too

@@ -29,10 +29,12 @@ clients, can tie the server up. A connection goes through three stations:
      client that has proven who it is: see serve_requests.)
 
 A connection is owned by one thread at a time: the waiting room while
-it waits, the worker running its step. Only the waiting room's thread
-touches the selector (selectors are not thread-safe): a worker hands a
-connection back through a queue, and rings a bell (a socket pair) that
-wakes the selector.
+it waits, the worker running its step. A worker parks a connection
+itself: it registers the socket with the selector, under the room's lock
+(Python's selectors are not thread-safe; the kernel's epoll and kqueue
+take a new socket while another thread waits on them). Only the room's
+thread takes a connection out again, when its bytes arrive or its
+deadline passes.
 
 Also here: plain HTTP on the TLS port (answered in HTTP), a TLS alert or
 junk instead of a ClientHello (named and closed), and closing so that a
@@ -54,6 +56,11 @@ import time
 
 from armour.refusals import ALERTS, RefusalLog, describe_first_bytes, describe_rejection, \
     describe_ssl_error, format_address
+
+# The selectors that take a new socket while another thread waits in select().
+KERNEL_SELECTORS = tuple(getattr(selectors, name) for name in
+                         ("EpollSelector", "KqueueSelector", "DevpollSelector")
+                         if hasattr(selectors, name))
 
 NEXT_REQUEST_WAIT = 0.005  # seconds a worker waits for a busy client's next request
 REQUESTS_PER_TURN = 100    # pipelined requests a worker serves before others get a turn
@@ -166,14 +173,23 @@ class WaitingRoom:
     """Station 2: every connection waiting for the client's bytes waits
     here, all of them watched by one thread with a selector, each under
     its deadline. A crowd of silent, dribbling or idle connections costs no
-    worker and cannot lock real clients out."""
+    worker and cannot lock real clients out.
+
+    Any thread may park a connection here: it registers the socket with the
+    selector itself, under the room's lock. The kernel's selector (epoll on
+    Linux, kqueue on BSD and macOS) takes a new socket even while the room's
+    thread waits in select(), so parking costs no wake-up of that thread:
+    it wakes only when the client's bytes arrive. The bell (a socket pair)
+    rings only when the room must look again sooner: a deadline earlier
+    than its next wake-up, or a selector that cannot take a socket mid-wait
+    (select() and poll(), e.g. on Windows)."""
 
     def __init__(self, server, capacity, handshake):
         self.server, self.capacity = server, capacity
         self.handshake = handshake               # the step that runs a handshake (server.py)
         self.selector = selectors.DefaultSelector()
-        self.arrivals = []                       # handed over by the accept loop and the workers
-        self.lock = threading.Lock()             # guards arrivals and strangers
+        self.sees_new = isinstance(self.selector, KERNEL_SELECTORS)
+        self.lock = threading.Lock()             # guards the selector and everything below
         self.bell, self.bell_rope = socket.socketpair()   # wakes the selector
         self.bell.setblocking(False)
         self.bell_rope.setblocking(False)
@@ -182,6 +198,7 @@ class WaitingRoom:
         self.deadlines = []                      # a heap of (deadline, number, turn, conn)
         self.numbers = itertools.count()
         self.strangers = {}                      # not yet authenticated, oldest first
+        self.wake_at = 0.0                       # when the room's thread wakes, if it sleeps
         self.closing = self.stopped = False     # closing: asked to stop; stopped: it has
         self.thread = threading.Thread(target=self.run, name="waiting-room", daemon=True)
         self.thread.start()
@@ -190,8 +207,8 @@ class WaitingRoom:
         """Called by the accept loop: a new connection waits for its first
         bytes; or, if its ClientHello has begun to arrive already (as it often
         has, under load) and the room is not full, it goes straight to a worker.
-        (A full room: it goes through the waiting room, where --max-pending is
-        kept; a worker's queue has no bound of its own.)"""
+        (A full room: it waits here, where --max-pending is kept; a worker's
+        queue has no bound of its own.)"""
         with self.lock:
             self.strangers[conn] = None
             full = len(self.strangers) > self.capacity
@@ -216,139 +233,142 @@ class WaitingRoom:
         """Let a connection wait here (from any thread): when its socket is
         ready, `step` runs (in a worker if `in_worker`); at its deadline, `late`."""
         conn.step, conn.late, conn.events, conn.in_worker = step, late, events, in_worker
-        if threading.current_thread() is self.thread:
-            self.watch(conn)
-            return
         with self.lock:
-            stopped = self.stopped
-            if not stopped:
-                self.arrivals.append(conn)
-            ring = len(self.arrivals) == 1       # the bell is ringing already otherwise
-        if stopped:                              # the server is closing: no one would watch it
+            watched = not self.stopped and not conn.closed and self.watch(conn)
+            # The room's thread, if it sleeps, wakes at wake_at (0 while it is
+            # awake: it looks again before it sleeps). Ring if that is too late:
+            # for this deadline, for a full room (see make_room), or for a
+            # selector that does not see a socket added while it waits.
+            late = conn.deadline < self.wake_at or len(self.strangers) > self.capacity
+            ring = watched and (late if self.sees_new else self.wake_at > 0)
+        if not watched:                          # closed meanwhile, or the server is closing
             self.server.finish_connection(conn)
         elif ring:
+            self.ring()
+
+    def watch(self, conn):
+        """(With the lock) Register a connection with the selector, under its
+        deadline. False if its socket is closed."""
+        try:
+            self.selector.register(conn.sock, conn.events, conn)
+        except (OSError, ValueError):
+            return False
+        conn.turn += 1
+        self.waiting[conn] = conn.turn
+        heapq.heappush(self.deadlines, (conn.deadline, next(self.numbers), conn.turn, conn))
+        return True
+
+    def claim(self, conn, turn=None):
+        """(Room) Take a connection out of the selector if it still waits here
+        (and, given `turn`, has waited since that turn began): True if this
+        call took it. In one turn of the selector, a connection's bytes and
+        its deadline can both come, after make_room has closed it: it is
+        claimed once, or not at all."""
+        with self.lock:
+            if conn not in self.waiting or turn not in (None, self.waiting[conn]):
+                return False
+            del self.waiting[conn]
             try:
-                self.bell_rope.send(b"!")
-            except OSError:                      # full (it is ringing already) or closed
+                self.selector.unregister(conn.sock)
+            except (KeyError, ValueError):
                 pass
+        return True
+
+    def ring(self):
+        """Wake the room's thread."""
+        try:
+            self.bell_rope.send(b"!")
+        except OSError:                          # full (it is ringing already) or closed
+            pass
 
     def forget(self, conn):
-        """A connection was closed: it is no stranger any more."""
+        """A connection was closed, or authenticated: it is no stranger any more."""
         with self.lock:
             self.strangers.pop(conn, None)
 
     def close(self):
         """Stop the thread; it closes every connection still waiting."""
         self.closing = True
-        try:
-            self.bell_rope.send(b"!")
-        except OSError:
-            pass
+        self.ring()
         self.thread.join(5)
 
     def run(self):
-        """Wait for bytes, arrivals or deadlines; hand over, admit, expire."""
+        """Wait for bytes or deadlines; hand over, expire."""
         while not self.closing:
-            timeout = self.server.refusals.due()
-            if self.deadlines:
-                timeout = min(timeout, max(self.deadlines[0][0] - time.monotonic(), 0))
-            for key, _ in self.selector.select(timeout):
+            with self.lock:
+                now = time.monotonic()
+                timeout = self.server.refusals.due()         # at most 1 s
+                if self.deadlines:
+                    timeout = min(timeout, max(self.deadlines[0][0] - now, 0))
+                self.wake_at = now + timeout
+            ready = self.selector.select(timeout)
+            self.wake_at = 0.0                   # awake: it looks at the deadlines before it sleeps
+            self.make_room()                     # first: one closed now is not woken below
+            for key, _ in ready:
                 try:
                     if key.fileobj is self.bell:
-                        self.admit()
-                    elif key.data in self.waiting:
+                        self.bell.recv(4096)     # rung once or more: it woke us
+                    elif self.claim(key.data):
                         self.wake(key.data)
-                    # (else: an earlier event of this batch closed it, to make room)
+                    # (else: closed to make room, above)
                 except Exception as exc:         # a bug of ours: this thread must not die of it
                     self.server.log(f"error in the waiting room: {exc!r}")
             self.expire()
             self.server.refusals.summarize()
         with self.lock:
-            arrivals, self.arrivals, self.stopped = self.arrivals, [], True
-        for conn in list(self.waiting) + arrivals:
+            self.stopped = True
+            left, self.waiting = list(self.waiting), {}
+        for conn in left:
             self.server.finish_connection(conn)
         self.selector.close()
         self.bell.close()
         self.bell_rope.close()
 
-    def admit(self):
-        """Take in the connections handed over since the bell rang."""
-        try:
-            self.bell.recv(4096)                 # rung once per batch of arrivals
-        except OSError:
-            pass
-        with self.lock:
-            arrivals, self.arrivals = self.arrivals, []
-        for conn in arrivals:
-            self.watch(conn)
-
-    def watch(self, conn):
-        """Register a connection with the selector, under its deadline. If
-        too many strangers are open, the oldest waiting here (or this one, if
-        older, or if all the others are with the workers) is closed."""
-        if self.closing or conn.closed:
-            self.server.finish_connection(conn)
-            return
-        if conn in self.strangers and len(self.strangers) > self.capacity and \
-                self.make_room(conn) is conn:
-            return
-        try:
-            self.selector.register(conn.sock, conn.events, conn)
-        except (OSError, ValueError):            # closed meanwhile
-            self.server.finish_connection(conn)
-            return
-        conn.turn += 1
-        self.waiting[conn] = conn.turn
-        heapq.heappush(self.deadlines, (conn.deadline, next(self.numbers), conn.turn, conn))
-
-    def make_room(self, conn):
-        """Close the oldest stranger that waits here, or `conn` (about to wait
-        here) if it is older; one with a worker, or queued for one, is left
-        alone. So if all the others are with the workers, `conn` is closed:
-        queued connections count too. Return the one closed."""
-        with self.lock:
-            oldest = next(c for c in self.strangers if c in self.waiting or c is conn)
-            newest = next(reversed(self.strangers))
-        if oldest is conn and conn is newest:
-            reason = (f"closed at once: {self.capacity} connections not authenticated yet "
-                      f"are open (--max-pending {self.capacity})")
-        else:
-            reason = (f"{silence(oldest)}, closed to make room for a new connection "
-                      f"(--max-pending {self.capacity})")
-        if oldest is not conn:
-            self.leave(oldest)
-        self.server.refuse("rejected", oldest.peer, reason)
-        self.server.finish_connection(oldest)
-        return oldest
+    def make_room(self):
+        """(Room) While too many strangers are open, close the oldest that
+        waits here. One with a worker, or queued for one, counts but is left
+        alone: so if all the others are with the workers, the newest is
+        closed, at once."""
+        for _ in range(len(self.strangers)):
+            with self.lock:
+                if len(self.strangers) <= self.capacity:
+                    return
+                oldest = next((c for c in self.strangers if c in self.waiting), None)
+                newest = next(reversed(self.strangers))
+            if oldest is None or not self.claim(oldest):
+                return
+            if oldest is newest:
+                reason = (f"closed at once: {self.capacity} connections not authenticated "
+                          f"yet are open (--max-pending {self.capacity})")
+            else:
+                reason = (f"{silence(oldest)}, closed to make room for a new connection "
+                          f"(--max-pending {self.capacity})")
+            self.server.refuse("rejected", oldest.peer, reason)
+            self.server.finish_connection(oldest)
 
     def wake(self, conn):
-        """The client sent something (or can take more): run the connection's step."""
-        self.leave(conn)
+        """(Room) The client sent something (or can take more): run the
+        connection's step, in a worker or here."""
         if conn.in_worker:
             self.to_worker(conn, conn.step)
         else:
             conn.step(self.server, conn)
 
     def expire(self):
-        """Deal with the connections whose deadline passed while they waited."""
-        now = time.monotonic()
-        while self.deadlines and self.deadlines[0][0] <= now:
-            _, _, turn, conn = heapq.heappop(self.deadlines)
-            if self.waiting.get(conn) == turn:   # still waiting, since that deadline was set
-                self.leave(conn)
+        """(Room) Deal with the connections whose deadline passed while they waited."""
+        now, late = time.monotonic(), []
+        with self.lock:
+            while self.deadlines and self.deadlines[0][0] <= now:
+                _, _, turn, conn = heapq.heappop(self.deadlines)
+                if self.waiting.get(conn) == turn:   # still waiting, since that deadline was set
+                    late.append((conn, turn))
+            if len(self.deadlines) > 2 * len(self.waiting) + 1000:   # old entries: drop them
+                self.deadlines = [entry for entry in self.deadlines
+                                  if self.waiting.get(entry[3]) == entry[2]]
+                heapq.heapify(self.deadlines)
+        for conn, turn in late:
+            if self.claim(conn, turn):
                 conn.late(self.server, conn)
-        if len(self.deadlines) > 2 * len(self.waiting) + 1000:   # old entries: drop them
-            self.deadlines = [entry for entry in self.deadlines
-                              if self.waiting.get(entry[3]) == entry[2]]
-            heapq.heapify(self.deadlines)
-
-    def leave(self, conn):
-        """Take a connection out of the selector."""
-        del self.waiting[conn]
-        try:
-            self.selector.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
 
 
 def silence(conn):
@@ -553,7 +573,7 @@ def serve_requests(server, conn, wait=0.0):
         conn.sock.settimeout(server.request_timeout)
         handler.handle_one_request()
         if handler.close_connection:
-            close_tls(server, conn)
+            close_tls(server, conn, linger=not said_goodbye(handler))
             return
         head.expect_request()
         wait = NEXT_REQUEST_WAIT
@@ -626,20 +646,20 @@ def answer_plain_http(server, conn):
     close_gently(server, conn)
 
 
-def close_tls(server, conn):
+def close_tls(server, conn, linger=True):
     """End a TLS connection with a close_notify alert (RFC 8446 6.1): it
     tells the client the data is complete, not cut off by an attacker.
     On a non-blocking socket, unwrap() sends it and then raises
-    SSLWantReadError: the client's reply is read in the waiting room."""
+    SSLWantReadError: we do not wait for the client's reply (close_gently)."""
     try:
         conn.sock.settimeout(0.0)
         conn.sock.unwrap()
     except (ssl.SSLError, OSError, ValueError):
         pass
-    close_gently(server, conn)
+    close_gently(server, conn, linger)
 
 
-def close_gently(server, conn):
+def close_gently(server, conn, linger=True):
     """Close so that the client surely reads our last words (a TLS alert,
     a 403, a 400).
 
@@ -648,29 +668,49 @@ def close_gently(server, conn):
     once. If we close while that request sits unread in our receive buffer,
     the kernel answers with a TCP reset, which can destroy the alert
     before the client reads it. So: send FIN, then read and drop what the
-    client sends, in the waiting room, until it closes or LINGER_TIMEOUT."""
+    client sends, in the waiting room, until it closes or LINGER_TIMEOUT.
+
+    Without `linger` (the client said its request was its last: see
+    said_goodbye), nothing more is coming but, perhaps, its close_notify,
+    sent after it has read our answer: we close once what is here is read."""
     try:
         socket.socket.shutdown(conn.sock, socket.SHUT_WR)
     except (OSError, ValueError):
         server.finish_connection(conn)
         return
     conn.deadline = time.monotonic() + LINGER_TIMEOUT
-    server.waiting_room.park(conn, drain, stop_draining, in_worker=False)
+    drain(server, conn, linger)
 
 
-def drain(server, conn):
-    """(Waiting room) Read and drop a closing client's last bytes (the
-    raw TCP bytes: whatever they say, we will not read them as TLS)."""
+def said_goodbye(handler):
+    """Did the client say that its request was its last (Connection: close,
+    or HTTP/1.0 without keep-alive), and send it with no body? headers is
+    None if http.server refused the request before reading them."""
+    headers = handler.headers
+    if headers is None or "content-length" in headers or "transfer-encoding" in headers:
+        return False
+    connection = headers.get("Connection", "").strip().lower()
+    return connection == "close" or (handler.request_version == "HTTP/1.0" and
+                                     connection != "keep-alive")
+
+
+def drain(server, conn, linger=True):
+    """Read and drop a closing client's last bytes (the raw TCP bytes:
+    whatever they say, we will not read them as TLS), until it closes; or,
+    without `linger`, until none is here. Run by close_gently (in a worker,
+    or in the waiting room), then in the waiting room each time more comes."""
     try:
         for _ in range(16):               # at most 1 MB a turn; more waits for the next
             if not socket.socket.recv(conn.sock, 65536):
                 break
+            linger = True                 # it is still sending: read to its end
         else:
             server.waiting_room.park(conn, drain, stop_draining, in_worker=False)
             return
     except BlockingIOError:
-        server.waiting_room.park(conn, drain, stop_draining, in_worker=False)
-        return
+        if linger:
+            server.waiting_room.park(conn, drain, stop_draining, in_worker=False)
+            return
     except OSError:
         pass
     server.finish_connection(conn)
