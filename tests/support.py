@@ -280,3 +280,13 @@ def run_script(script, *args, timeout=60, env=None):
     """Run one of the project's scripts as a user would; return CompletedProcess."""
     return subprocess.run([PYTHON, os.path.join(ROOT, script)] + list(args), cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def wait_until(predicate, timeout=5.0):
+    """Poll a condition that has no event to wait on (thread and fd counts), bounded."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.02)
+    return True

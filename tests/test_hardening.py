@@ -31,7 +31,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.support import (PYTHON, ROOT, RunningServer, ServerProcess, cert_config, openssl,
-                           path, server_files)
+                           path, server_files, wait_until)
 
 import client
 import server
@@ -109,16 +109,6 @@ def wait_for_lines(log, predicate, count, timeout=10.0, start=0):
             if len(found) >= count or remaining <= 0:
                 return found
             log.changed.wait(remaining)
-
-
-def wait_until(predicate, timeout=5.0):
-    """Poll a condition that has no event to wait on (thread and fd counts), bounded."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.02)
-    return True
 
 
 def fd_count():

@@ -31,7 +31,7 @@ import unittest
 from urllib.parse import quote
 
 from tests.support import (PYTHON, ROOT, LogCollector, RunningServer, ServerProcess, cert_config,
-                           path, server_files)
+                           path, server_files, wait_until)
 from tests.support import openssl as support_openssl
 
 import client
@@ -1064,6 +1064,31 @@ class NoWaitingWorkerTest(unittest.TestCase):
                 conn.request("GET", "/")
                 self.assertEqual(conn.getresponse().read(), b"Hello, my-client\n")
             self.assertEqual(len([l for l in srv.log.lines if l.startswith("accepted")]), 201)
+
+    def test_a_client_that_said_close_is_not_waited_for(self):
+        """After answering a request that said "Connection: close", the server closes
+        at once: all the client may still send is its close_notify. After a close it
+        chose itself (here, for a request with a body), it first reads what the client
+        sends, for up to LINGER_TIMEOUT, so that those bytes do not turn the close
+        into a TCP reset."""
+        said_close = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        with_a_body = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        with our_server() as srv:
+            room = srv.server.waiting_room
+
+            def lingering():
+                return [c for c in list(room.waiting) if c.step is slow_clients.drain]
+            for request, closed_at_once in ((said_close, True), (with_a_body, False)):
+                raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                with context().wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(request)
+                    self.assertTrue(read_all(tls).startswith(b"HTTP/1.1 200 OK\r\n"))
+                    if closed_at_once:        # while our end is still open
+                        self.assertTrue(wait_until(lambda: not srv.server.open_connections,
+                                                   slow_clients.LINGER_TIMEOUT / 2))
+                    else:
+                        self.assertTrue(wait_until(lingering, slow_clients.LINGER_TIMEOUT / 2))
+                        self.assertTrue(srv.server.open_connections)
 
     def test_a_client_that_does_not_read_its_answers_holds_no_worker(self):
         """A client pipelines requests until the server stops reading, and never reads
