@@ -14,7 +14,7 @@ forwarded.py repeats its checks for a certificate in a header).
 
 The one certificate reader of the project: read_certificate(der),
 read_crl(der), read_pem(path), pem_to_ders(text), pem_labels(path),
-pem_blocks(data); and, for the demo's --check, the same fields in the
+pem_blocks(data), leaf_out_of_place(ders); and, for the demo's --check, the same fields in the
 words `openssl x509 -text` prints them: describe_certificate(der).
 """
 
@@ -23,6 +23,7 @@ import binascii
 import calendar
 import ipaddress
 import re
+import shlex
 import time
 
 from armour import ConfigError
@@ -266,6 +267,32 @@ def pem_to_ders(text):
     """The certificates in a PEM text (bytes), as DER."""
     return [base64.b64decode(b"".join(body.split()))
             for label, body in PEM_BLOCK.findall(text) if label == b"CERTIFICATE"]
+
+
+def leaf_out_of_place(ders):
+    """The index of the one certificate that is not a CA's, when a chain
+    (as DER, in file order) starts with a CA certificate: a chain written
+    root or intermediate first, which OpenSSL would take for our own
+    certificate (it takes the first one). None when the order is right."""
+    try:
+        infos = [read_certificate(der) for der in ders]
+    except ValueError:
+        return None                     # OpenSSL will say what is wrong with it
+    if len(infos) < 2 or not infos[0]["ca"]:
+        return None
+    leaves = [i for i, info in enumerate(infos) if not info["ca"]]
+    return leaves[0] if len(leaves) == 1 else None
+
+
+def leaf_first_command(path, index, out):
+    """The shell command that writes the certificates of `path` to `out`,
+    the one at `index` (the leaf) first, then the others last to first (a
+    chain written root first becomes leaf, intermediates, root)."""
+    k = index + 1
+    return (f"awk '/BEGIN CERTIFICATE/{{n++; p=1}} p{{b[n]=b[n] $0 \"\\n\"}} "
+            f"/END CERTIFICATE/{{p=0}} END{{printf \"%s\", b[{k}]; "
+            f"for (i = n; i > 0; i--) if (i != {k}) printf \"%s\", b[i]}}' "
+            f"{shlex.quote(path)} > {shlex.quote(out)}")
 
 
 def der_hint(path, kind="x509"):

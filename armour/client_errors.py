@@ -24,9 +24,11 @@ import time
 import urllib.parse
 
 from armour import ConfigError
+from armour.certificate_fields import (leaf_first_command, leaf_out_of_place, pem_to_ders,
+                                       read_certificate)
 from armour.own_files import refuse_passphrase  # noqa: F401  (the server's, for client.py too)
 from armour.keylog import KeylogError, open_keylog
-from armour.refusals import printable
+from armour.refusals import printable, spell_all
 
 # Text from elsewhere (a URL, a server's answer) as our one-line error shows
 # it: control characters escaped, so it cannot forge lines or colours;
@@ -106,11 +108,29 @@ def checking_identity(cert, key):
         # KEY_VALUES_MISMATCH: same type, other key. NO_CERTIFICATE_ASSIGNED
         # (OpenSSL 3): a key of another type (EC key, RSA certificate).
         if exc.reason in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED", "KEY_TYPE_MISMATCH"):
+            misordered(cert, chain)                 # the key may fit a later certificate
             raise Failure(EXIT_USAGE, "bad file", f"{key or cert!r} is not the private key of "
                           f"{cert!r}: they do not match -- pass the matching --key") from None
         raise Failure(EXIT_USAGE, "bad file", f"cannot load certificate {cert!r} with key "
                       f"{key or cert!r} ({exc.reason or exc}) -- pass the PEM files made "
                       f"with them, e.g. by 'make certs'") from None
+
+
+def misordered(cert, chain):
+    """Raise a Failure if the chain in `cert` starts with a CA certificate and
+    holds one that is not (the leaf, which must come first): OpenSSL matched
+    the key against the CA's certificate, so the key looked wrong."""
+    ders = pem_to_ders(chain.encode("latin-1"))
+    index = leaf_out_of_place(ders)
+    if index is None:
+        return
+    first, leaf = read_certificate(ders[0]), read_certificate(ders[index])
+    fixed = os.path.splitext(cert)[0] + "-fixed.pem"
+    raise Failure(EXIT_USAGE, "wrong order", f"{cert!r} starts with a CA certificate "
+                  f"({printable(first['cn'] or '(no CN)')}); our own certificate "
+                  f"({printable(leaf['cn']) if leaf['cn'] else spell_all(leaf['san'])}) is certificate {index + 1} of "
+                  f"{len(ders)}, and OpenSSL takes the first one for ours -- put it first: "
+                  f"{leaf_first_command(cert, index, fixed)}, then pass --cert {fixed}")
 
 
 # --- why it failed -------------------------------------------------------

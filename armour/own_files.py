@@ -18,7 +18,8 @@ import sys
 import time
 
 from armour import ConfigError
-from armour.certificate_fields import (der_hint, format_date, out_of_date, pem_labels,
+from armour.certificate_fields import (der_hint, format_date, leaf_first_command,
+                                       leaf_out_of_place, out_of_date, pem_labels,
                                        read_certificate, read_crl, read_pem, OID_ANY_EKU,
                                        OID_SERVER_AUTH)
 from armour.refusals import printable
@@ -164,6 +165,16 @@ def check_server_certificate(cert):
         info = read_certificate(blocks[0][1])
     except (IndexError, ValueError):
         return None                     # OpenSSL will say what is wrong with it
+    misplaced = leaf_out_of_place([der for _, der in blocks])
+    if misplaced is not None:           # a chain written CA first: ours must come first
+        fixed = os.path.splitext(cert)[0] + "-fixed.crt"
+        leaf = read_certificate(blocks[misplaced][1])
+        raise ConfigError("wrong order", f"{cert!r} starts with a CA certificate "
+                          f"({printable(info['cn'] or '(no CN)')}); the server's own "
+                          f"certificate ({printable(leaf['cn'] or '(no CN)')}) is certificate "
+                          f"{misplaced + 1} of {len(blocks)}, and OpenSSL takes the first one "
+                          f"for ours", f"put it first: "
+                          f"{leaf_first_command(cert, misplaced, fixed)}, then pass --cert {fixed}")
     if info["ca"]:
         raise ConfigError("wrong certificate", f"{cert!r} is a CA certificate (basicConstraints "
                           f"CA:TRUE), not a server certificate", "pass --cert certs/server.crt")

@@ -43,7 +43,8 @@ import textwrap
 import time
 import urllib.parse
 
-from armour.certificate_fields import pem_blocks, pem_to_der
+from armour.certificate_fields import (leaf_first_command, leaf_out_of_place, pem_blocks,
+                                       pem_to_der)
 from demo.certificates import (CheckError, common_name, issued, issuer_of, read_certificate,
                                run_openssl)
 from demo.commands import ROOT, run_guarded
@@ -170,6 +171,31 @@ def load_certificates(path, what, flag, report, tmp):
     else:
         report.line("ok", f"parse {name}", summary)
     return certs, pem_path, key_block
+
+
+def check_order(path, loaded, report, tmp):
+    """A chain file written CA first (root or intermediate, then the leaf):
+    OpenSSL takes the first certificate for the client's own. Say so, with
+    the command that puts the leaf first; the later checks use a copy in the
+    right order. Returns `loaded`, or the same for that copy."""
+    certs, pem_path, key_block = loaded
+    index = leaf_out_of_place([pem_to_der(c.pem) for c in certs])
+    if index is None:
+        return loaded
+    leaf, name = certs[index], os.path.basename(path)
+    fixed = os.path.splitext(path)[0] + "-fixed.pem"
+    report.line("FAIL", "order", f"{name} starts with the CA certificate {certs[0].subject}; "
+                f"its leaf, {leaf.subject or '(empty subject)'}, is certificate {index + 1} of "
+                f"{len(certs)}: OpenSSL takes the first certificate for yours, so the key "
+                f"seems not to match and every peer refuses it (the later checks use a copy "
+                f"with the leaf first)", f"put the leaf first: "
+                f"{leaf_first_command(path, index, fixed)}, then use {fixed}")
+    ordered = [leaf] + [c for c in reversed(certs) if c is not leaf]
+    copy = write_pems(ordered, os.path.join(tempfile.mkdtemp(dir=tmp), name))
+    if key_block:
+        with open(copy, "a") as f:
+            f.write(key_block)
+    return ordered, copy, key_block
 
 
 def not_a_certificate(path, what, flag, labels, data):
@@ -316,7 +342,9 @@ def check_dates(path, cert, role, report, renew=None, now=None):
     """notBefore/notAfter of one certificate, with the days left; `renew`
     is the command that renews it, when we know one."""
     now = now or time.time()
-    label = cert.subject if path == "server" else f"{os.path.basename(path)} ({cert.subject})"
+    subject = cert.subject or "empty subject"       # a SPIFFE SVID's: its name is a URI SAN
+    label = (cert.subject or "(empty subject)") if path == "server" else \
+        f"{os.path.basename(path)} ({subject})"
     end = time.strftime("%Y-%m-%d", time.gmtime(cert.not_after))
     days = int((cert.not_after - now) // 86400)
     renew = "renew it" + (f": {renew}" if renew else f": a new certificate for the same key from "
@@ -568,6 +596,8 @@ STRICT_FIXES = {
     86: "subjectKeyIdentifier = hash",
     89: "basicConstraints = critical, CA:TRUE",
     90: "authorityKeyIdentifier not marked critical",
+    88: "its subjectAltName marked critical (an empty subject needs it, RFC 5280 4.2.1.6): "
+        "subjectAltName = critical, URI:...",
     91: "subjectKeyIdentifier not marked critical",
 }
 
@@ -578,7 +608,8 @@ def verify_hint(code, depth=None, subject=None):
         return VERIFY_HINTS[code]
     if code in STRICT_FIXES and depth is not None:
         which = "certificate" if depth == 0 else "CA certificate"
-        return f"reissue the {which} {subject} with {STRICT_FIXES[code]} (see openssl.cnf)"
+        where = "" if code == 88 else " (see openssl.cnf)"
+        return f"reissue the {which} {subject or '(empty subject)'} with {STRICT_FIXES[code]}{where}"
     if code in STRICT_FIXES:
         return "see chain, which names the certificate"
     return "see CA"
@@ -611,7 +642,7 @@ def check_chain(cert_path, certs, ca_path, completeness, report, tmp, role="clie
                     f"({shown}: OK)")
         return True
     code, depth, subject, message = error
-    said = f"{shown}: error {code} at depth {depth} ({subject}): {message}"
+    said = f"{shown}: error {code} at depth {depth} ({subject or 'empty subject'}): {message}"
     state, found = completeness
     if state == "no-ca":
         report.line("FAIL", "chain", said, f"{os.path.basename(ca_path)} holds no CA "
@@ -1137,6 +1168,7 @@ def run_checks(cacert, cert, key, url, report, tmp):
     loaded = load_certificates(cert, "certificate", "--cert", report, tmp) if cert else None
     key_info = None
     if loaded:
+        loaded = check_order(cert, loaded, report, tmp)
         key_info = load_key(key, report, tmp, key_block=loaded[2], cert_path=cert)
     # The key file the printed fixes name: --key, or the cert file when the key is in it.
     key_for_fix = key or (cert if loaded and loaded[2] else None)

@@ -340,6 +340,12 @@ authorityKeyIdentifier = keyid:always
 [ca_without_basic_constraints]
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
+[svid_san_not_critical]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment, keyAgreement
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = URI:spiffe://example.org/ns/default/sa/web
+authorityKeyIdentifier = keyid:always
 """
 
 
@@ -511,6 +517,59 @@ class TestOtherToolsCertificates(CheckTestCase):
                            self.file("client.key"), code=0)
         self.assertFinding(found, "CA", "ok", "basicConstraints CA:TRUE")
         self.assertFinding(found, "strict", "ok")
+
+    def test_chain_written_ca_first_is_put_in_order(self):
+        """A chain file written intermediate first, then the leaf: server.py, client.py and
+        the check each name the order (not a wrong key, nor a CA as --cert), with the
+        command that puts the leaf first; its result passes the check and server.py."""
+        import client
+        self.make_chain()
+        self.sign("server", "/O=trustme/CN=localhost", "int", "leaf")
+        for role in ("client", "server"):
+            self.concat(f"{role}-reversed.pem", self.file("int.crt"), self.file(f"{role}.crt"))
+        done = support.run_script("server.py", "--port", "0", "--ca", self.file("ca.crt"),
+                                  "--cert", self.file("server-reversed.pem"),
+                                  "--key", self.file("server.key"))
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertRegex(done.stderr, r"^error: wrong order: .* starts with a CA certificate "
+                         r"\(\(no CN\)\); the server's own certificate \(localhost\) is "
+                         r"certificate 2 of 2.* -- put it first: awk ")
+        self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
+        reversed_chain, key = self.file("client-reversed.pem"), self.file("client.key")
+        with self.assertRaises(client.Failure) as caught:
+            client.make_client_context(path("ca.crt"), reversed_chain, key)
+        self.assertEqual(caught.exception.label, "wrong order")
+        self.assertIn("our own certificate (client.example.org) is certificate 2 of 2",
+                      caught.exception.message)
+        found = self.check(self.file("ca.crt"), reversed_chain, key, code=1)
+        self.assertFinding(found, "order", "FAIL", "starts with the CA certificate OU=Testing "
+                           "intermediate CA,O=trustme", "certificate 2 of 2", "put the leaf first")
+        self.assertFinding(found, "key match", "ok")
+        self.assertFinding(found, "purpose", "ok")
+        command = found["order"][1].split("put the leaf first: ", 1)[1].split(", then use ")[0]
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        fixed = self.file("client-reversed-fixed.pem")
+        self.assertEqual(self.fetch_as(self.file("client.crt"), key, self.file("ca.crt")),
+                         "unknown CA")                          # the leaf alone is not enough
+        self.assertEqual(self.fetch_as(fixed, key, self.file("ca.crt")), 200)
+        found = self.check(self.file("ca.crt"), fixed, key, code=0)
+        self.assertNotIn("order", found)
+
+    def test_svid_with_an_empty_subject_and_a_non_critical_san(self):
+        """A SPIFFE-style certificate (empty subject, a URI SAN) whose SAN is not marked
+        critical: strict verifiers refuse it (error 88); the chain check says what to
+        reissue it with (not "see CA"), and no line shows an empty name as "()"."""
+        self.make_ca("ca", "/O=SPIFFE")
+        self.sign("svid", "/", "ca", "svid_san_not_critical")
+        found = self.check(self.file("ca.crt"), self.file("svid.crt"), self.file("svid.key"),
+                           code=1)
+        self.assertFinding(found, "chain", "FAIL", "error 88 at depth 0 (empty subject)",
+                           "subjectAltName = critical")
+        self.assertNotIn("see CA", found["chain"][1])
+        self.assertFinding(found, "strict", "FAIL", "not critical (verify error 88)")
+        self.assertFinding(found, "dates client", "ok", "svid.crt (empty subject) valid until")
+        self.assertNotIn("()", self.output)
 
     def test_leaf_as_the_ca_is_the_only_finding(self):
         """A leaf passed as --cacert: CA fails, and no check claims a complete chain or a
