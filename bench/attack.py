@@ -81,6 +81,9 @@ class Server:
     def threads(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/task"))
 
+    def fds(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
     def rss_kb(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -199,6 +202,13 @@ def reopen(srv, certs, count, seconds):
     proc = multiprocessing.get_context("spawn").Process(
         target=attacker, args=(srv.port, count, seconds, client_hello(good), results))
     proc.start()
+    fds, done = [], threading.Event()
+
+    def count_fds():                           # the server's open files, 10 times a second
+        while not done.wait(0.1):
+            fds.append(srv.fds())
+    sampler = threading.Thread(target=count_fds)
+    sampler.start()
     time.sleep(min(3.0, seconds / 4))          # the attack builds up first
     tries, end = [], time.monotonic() + seconds - min(3.0, seconds / 4)
     while time.monotonic() < end:
@@ -206,10 +216,14 @@ def reopen(srv, certs, count, seconds):
         time.sleep(0.2)
     opened, reopened = results.get(timeout=seconds + 60)
     proc.join()
+    done.set()
+    sampler.join()
     ok = sum(1 for _, why in tries if why is None)
     report_greetings(f"reopen {count} for {seconds} s", tries)
     print(f"reopen {count} for {seconds} s: {ok / len(tries) * 100:.0f}% answered; the attacker "
           f"opened {opened}, then reopened {reopened} ({reopened / seconds:.0f}/s)", flush=True)
+    print(f"reopen {count} for {seconds} s: the server's open files peaked at {max(fds)} "
+          f"(median {statistics.median(fds):.0f}; --max-pending 1000, the default)", flush=True)
 
 
 def forbidden(srv, certs, count):
