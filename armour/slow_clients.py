@@ -41,10 +41,10 @@ junk instead of a ClientHello (named and closed), and closing so that a
 rejected client reads our alert rather than a TCP reset (close_gently).
 """
 
-import concurrent.futures
 import heapq
 import http.server
 import itertools
+import queue
 import select
 import selectors
 import socket
@@ -94,7 +94,7 @@ class WaitingRoomServer(http.server.HTTPServer):
     def __init__(self, address, handler, *, workers, max_connections, log_burst):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.slots = threading.BoundedSemaphore(max_connections)   # authenticated connections
-        self.pool = concurrent.futures.ThreadPoolExecutor(workers, "mtls-worker")
+        self.pool = Workers(self, workers)
         self.open_connections, self.open_lock = set(), threading.Lock()   # see server_close()
         self.refusals = RefusalLog(self, log_burst)
         super().__init__(address, handler)
@@ -162,11 +162,56 @@ class WaitingRoomServer(http.server.HTTPServer):
                 socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
             except (OSError, ValueError):
                 pass
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown()
 
     def handle_error(self, request, client_address):
         """Never print a traceback for something a client did."""
         self.log(f"error {format_address(client_address)}: {sys.exc_info()[1]!r}")
+
+
+class Workers:
+    """Station 3: a fixed pool of threads, and one queue of the connections
+    whose bytes are here; each thread runs the next one's step. (A
+    concurrent.futures pool would do the same, and make a Future per step
+    that nobody reads.)"""
+
+    def __init__(self, server, count):
+        self.server, self.queue, self.stopped = server, queue.SimpleQueue(), False
+        self.threads = [threading.Thread(target=self.run, name=f"mtls-worker-{n}", daemon=True)
+                        for n in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, conn):
+        """Queue the connection's next step (conn.step). False once stopped."""
+        if self.stopped:
+            return False
+        self.queue.put(conn)
+        return True
+
+    def run(self):
+        """(Each worker) Run steps, until shutdown() says stop."""
+        while True:
+            conn = self.queue.get()
+            if conn is None:
+                return
+            self.server.run_step(conn)
+
+    def shutdown(self, wait=False):
+        """Close the connections still queued, and end each thread after its
+        current step (and, with `wait`, wait for that)."""
+        self.stopped = True
+        while True:
+            try:
+                conn = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if conn is not None:
+                self.server.finish_connection(conn)
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads if wait else ():
+            thread.join()
 
 
 class WaitingRoom:
@@ -224,9 +269,7 @@ class WaitingRoom:
     def to_worker(self, conn, step):
         """Have a worker run the connection's next step, now (its bytes are here)."""
         conn.step, conn.in_worker = step, True
-        try:
-            self.server.pool.submit(self.server.run_step, conn)
-        except RuntimeError:                     # shut down, or no thread could start
+        if not self.server.pool.submit(conn):    # the server is closing
             self.server.finish_connection(conn)
 
     def park(self, conn, step, late, events=selectors.EVENT_READ, in_worker=True):

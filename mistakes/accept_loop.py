@@ -24,7 +24,7 @@ EDITS = [
      "        self.waiting_room = WaitingRoom(self, max_pending, continue_handshake)\n"),
     ("        self.waiting_room.arrive(conn)\n",
      "        conn.step = continue_handshake        # accept() has done the handshake\n"
-     "        self.pool.submit(self.run_step, conn)\n"),
+     "        self.pool.submit(conn)\n"),
 ]
 ATTACK = "silence"
 SERVER = []
