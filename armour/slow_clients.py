@@ -423,7 +423,7 @@ def silence(conn):
         except OSError:
             said = b""
         return "sent only part of its ClientHello" if said else "sent nothing"
-    if not hello_read(conn.sock):
+    if not getattr(conn.sock, "hello_read", False):     # see note_client_hello
         return "sent only part of its ClientHello"
     return "did not finish its handshake"
 
@@ -496,8 +496,11 @@ def start_tls(server, conn):
             server.finish_connection(conn)
         return None
     if not isinstance(conn.sock, ssl.SSLSocket):
+        context = server.context    # read once: a reload may swap it meanwhile
+        if context.sni_callback is not note_client_hello:    # once per context (reloads too)
+            context.sni_callback = note_client_hello
         try:
-            conn.sock = server.context.wrap_socket(conn.sock, server_side=True,
+            conn.sock = context.wrap_socket(conn.sock, server_side=True,
                                             do_handshake_on_connect=False)
         except OSError:             # reset already: "closed before TLS handshake"
             server.refuse("rejected", conn.peer, "client reset the connection during the handshake")
@@ -507,12 +510,12 @@ def start_tls(server, conn):
     return conn.sock
 
 
-def hello_read(tls):
-    """Has OpenSSL read a whole ClientHello on this TLS socket? Then it knows
-    the cipher suites both sides have (shared_ciphers() is None before).
-    After it, a stalled handshake is not a half-sent hello (after a
-    HelloRetryRequest, the client owes a second one)."""
-    return isinstance(tls, ssl.SSLSocket) and tls.shared_ciphers() is not None
+def note_client_hello(tls, server_name, context):
+    """(Worker; OpenSSL's sni_callback) OpenSSL has read a whole ClientHello
+    on this connection: it calls this once per hello read, with the name
+    None if the client sent none. After it, a stalled handshake is not a
+    half-sent hello (after a HelloRetryRequest, the client owes a second one)."""
+    tls.hello_read = True
 
 
 def wait_for_handshake(server, conn, want, step):
@@ -529,7 +532,7 @@ def wait_for_handshake(server, conn, want, step):
 
 def expire_handshake(server, conn):
     """(Waiting room) A handshake not finished by its deadline."""
-    if not hello_read(conn.sock):
+    if not getattr(conn.sock, "hello_read", False):     # see note_client_hello
         expire_unspoken(server, conn)
         return
     server.refuse("rejected", conn.peer, describe_rejection(socket.timeout(), server.context))
