@@ -404,7 +404,7 @@ proxy-ports: have-nginx
 	@$(PYTHON) -c 'import socket, sys; [socket.create_server(("127.0.0.1", int(p))).close() for p in sys.argv[1:]]' $(PORT) $(BACKEND_PORT) 2>/dev/null || { echo "error: port in use: port $(PORT) or $(BACKEND_PORT) on 127.0.0.1 is taken (make run or make proxy running?) -- stop it, or pass PORT=N" >&2; exit 2; }
 
 proxy: proxy-ports nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behind it
-	@echo "nginx: https://localhost:$(PORT)/ (mTLS; it logs only warnings and errors), server.py behind it on port $(BACKEND_PORT). Ctrl-C stops both." | $(WRAP)
+	@echo "nginx: https://localhost:$(PORT)/ (mTLS; $(if $(filter warn,$(NGINX_LOG)),it logs only warnings and errors,its log level: $(NGINX_LOG))), server.py behind it on port $(BACKEND_PORT). Ctrl-C stops both." | $(WRAP)
 	$(PYTHON) server.py --host 127.0.0.1 --port $(BACKEND_PORT) --ca $(CERTS)/trust.pem --crl $(CERTS)/crls.pem --cert $(CERTS)/server.crt --key $(CERTS)/server.key --trust-proxy cn:my-proxy & \
 	backend=$$!; echo $$backend > $(NGINX_DIR)/backend.pid; \
 	trap 'kill $$backend 2>/dev/null; wait $$backend; rm -f $(NGINX_DIR)/backend.pid' EXIT; \
