@@ -389,10 +389,14 @@ nginx-conf: have-nginx $(PKI) $(CERTS)/proxy.crt $(CERTS)/trust.pem $(CERTS)/crl
 	sed -e 's|@CERTS@|$(abspath $(CERTS))|g' -e 's|@NGINX_DIR@|$(abspath $(NGINX_DIR))|g' -e 's|@PORT@|$(PORT)|g' -e 's|@BACKEND_PORT@|$(BACKEND_PORT)|g' -e 's|@NGINX_LOG@|$(NGINX_LOG)|g' deploy/nginx.conf.in > $(NGINX_DIR)/nginx.conf
 	$(NGINX_BIN) -t -q -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
 
-# server.py runs in the background, nginx in the foreground. A script's
-# background job ignores Ctrl-C, so the trap stops server.py (once, and
-# waits for it) when nginx ends, however it ends. server.py's pid goes into
-# backend.pid (nginx writes its own, nginx.pid), for the rotation targets.
+# server.py and nginx run in the background, and the shell waits for nginx.
+# A script's background job ignores Ctrl-C, so the EXIT trap stops server.py
+# (once, and waits for it) when nginx ends, however it ends. The shell waits
+# with `wait`, which a signal interrupts: so Ctrl-C, or `kill <pid of make>`
+# (make passes SIGTERM on to this shell only), stops nginx too (with nginx
+# in the foreground, the shell would wait for it, and make for the shell).
+# server.py's pid goes into backend.pid (nginx writes its own, nginx.pid),
+# for the rotation targets.
 # Both sides check what nginx checks: the CAs in trust.pem, the CRLs in
 # crls.pem; server.py checks each forwarded certificate against them too.
 # Both ports free, or one line (and a running proxy's config left untouched).
@@ -400,11 +404,12 @@ proxy-ports: have-nginx
 	@$(PYTHON) -c 'import socket, sys; [socket.create_server(("127.0.0.1", int(p))).close() for p in sys.argv[1:]]' $(PORT) $(BACKEND_PORT) 2>/dev/null || { echo "error: port in use: port $(PORT) or $(BACKEND_PORT) on 127.0.0.1 is taken (make run or make proxy running?) -- stop it, or pass PORT=N" >&2; exit 2; }
 
 proxy: proxy-ports nginx-conf ## nginx on https://localhost:$(PORT)/ (mTLS), server.py behind it
-	@echo "nginx: https://localhost:$(PORT)/ (mTLS; it logs only warnings and errors), server.py behind it on port $(BACKEND_PORT). Ctrl-C stops both." | $(WRAP)
+	@echo "nginx: https://localhost:$(PORT)/ (mTLS; $(if $(filter warn,$(NGINX_LOG)),it logs only warnings and errors,its log level: $(NGINX_LOG))), server.py behind it on port $(BACKEND_PORT). Ctrl-C stops both." | $(WRAP)
 	$(PYTHON) server.py --host 127.0.0.1 --port $(BACKEND_PORT) --ca $(CERTS)/trust.pem --crl $(CERTS)/crls.pem --cert $(CERTS)/server.crt --key $(CERTS)/server.key --trust-proxy cn:my-proxy & \
 	backend=$$!; echo $$backend > $(NGINX_DIR)/backend.pid; \
-	trap 'kill $$backend 2>/dev/null; wait $$backend; rm -f $(NGINX_DIR)/backend.pid' EXIT; trap 'exit 130' INT TERM; \
-	$(NGINX_BIN) -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf
+	trap 'kill $$backend 2>/dev/null; wait $$backend; rm -f $(NGINX_DIR)/backend.pid' EXIT; \
+	$(NGINX_BIN) -e stderr -p $(abspath $(NGINX_DIR))/ -c nginx.conf & \
+	nginx=$$!; trap 'kill $$nginx 2>/dev/null; wait $$nginx; exit 130' INT TERM; wait $$nginx
 
 # Behind `make proxy`, the rotation targets (renew-server, crl,
 # rollover-phase1..3) reload it themselves once their new files are in

@@ -143,13 +143,16 @@ def read_forwarded_certificate(handler):
     log = handler.server.log
     header = handler.headers.get_all("X-Client-Cert") or []
     if len(header) != 1 or not header[0].strip():
-        log(f"forbidden {peer}: the proxy {proxy} forwarded "
-            f"{len(header) or 'no'} X-Client-Cert headers")
+        what = (f"{len(header) or 'no'} X-Client-Cert headers" if len(header) != 1 else
+                "an empty X-Client-Cert header")
+        log(f"forbidden {peer}: the proxy {proxy} forwarded {what}")
         return None, "the proxy forwarded no single client certificate (X-Client-Cert)"
     try:
         ders = pem_to_ders(urllib.parse.unquote(header[0]).encode("ascii", "replace"))
+        if not ders:
+            raise ValueError("no -----BEGIN CERTIFICATE----- block in it")
         info = read_certificate(ders[0])
-    except (ValueError, IndexError) as exc:
+    except ValueError as exc:           # (binascii.Error, bad base64, is a ValueError)
         log(f"forbidden {peer}: the proxy {proxy} forwarded an X-Client-Cert "
             f"we cannot read ({printable(str(exc))})")
         return None, "the forwarded client certificate cannot be read"

@@ -37,6 +37,7 @@ import shlex
 import shutil
 import socket
 import ssl
+import stat
 import sys
 import tempfile
 import textwrap
@@ -105,6 +106,17 @@ def read_bytes(path, what, flag):
         raise CheckError("bad file", f"{what} {path!r} is a folder, not a file -- fix {flag}")
     if not os.path.exists(path):
         raise CheckError("missing file", f"{what} {path!r} not found -- fix {flag}")
+    # Looked at before open(): opening a named pipe no one writes to waits for ever.
+    # And a pipe (<(cat ca.crt)) can be read only once, while the checks read
+    # each file several times, openssl too: it would seem empty the second time.
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        regular = True                  # open() below says why it cannot be read
+    if not regular:
+        raise CheckError("bad file", f"{what} {path!r} is not a regular file (a pipe, such as "
+                         f"<(cat ...), or a device), and --check reads each file more than "
+                         f"once -- save it to a file and pass that to {flag}")
     try:
         with open(path, "rb") as f:
             data = f.read(10_000_001)

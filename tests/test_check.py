@@ -689,6 +689,27 @@ class TestMistakes(CheckTestCase):
         self.assertOneErrorLine(path("ca.crt"), None, path("client.key"), None, "--key needs --cert")
         self.assertOneErrorLine(path("ca.crt"), None, None, "http://localhost:3000/", "bad URL")
 
+    def test_a_pipe_is_one_line_not_an_empty_file_or_a_hang(self):
+        """A pipe, as <(cat ca.crt) gives, was read once and then reported "empty";
+        a named pipe no one writes to hung --check: both are one line, exit 2."""
+        with open(path("ca.crt"), "rb") as f:
+            pem = f.read()
+        read_end, write_end = os.pipe()
+        os.write(write_end, pem)
+        os.close(write_end)
+        try:
+            pipe = f"/dev/fd/{read_end}"
+            self.assertOneErrorLine(pipe, None, None, None, "not a regular file", repr(pipe),
+                                    "--cacert")
+        finally:
+            os.close(read_end)
+        fifo = os.path.join(tempfile.mkdtemp(dir=self.tmp), "client.crt")
+        os.mkfifo(fifo)
+        done = support.run_script("mtls_demo.py", "--check", "--cacert", path("ca.crt"),
+                                  "--cert", fifo, timeout=20)
+        self.assertEqual(done.returncode, 2, done.stdout + done.stderr)
+        self.assertIn(f"certificate {fifo!r} is not a regular file", done.stderr)
+
     def test_garbage_and_swapped_files_are_one_finding_each(self):
         """Garbage as the certificate, a key as the CA: one FAIL line each, no traceback."""
         garbage = os.path.join(self.tmp, "garbage.crt")

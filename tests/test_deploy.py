@@ -557,6 +557,27 @@ class ProxyTests(unittest.TestCase):
         # No pid file is left behind for `make crl` to signal a stranger with.
         self.assertEqual([f for f in os.listdir(f"{self.certs}-nginx") if f.endswith(".pid")], [])
 
+    def test_kill_of_make_alone_stops_nginx_and_the_backend(self):
+        """`kill <pid of make>`, SIGTERM to make alone (a supervisor, a script): make passed
+        it on to the recipe's shell, which went on waiting for nginx, ports held for ever."""
+        certs = os.path.join(tempfile.mkdtemp(prefix="mtls-kill-make-"), "certs")
+        self.addCleanup(shutil.rmtree, os.path.dirname(certs), True)
+        shutil.copytree(self.certs, certs)          # its own nginx folder, pid files and config
+        proxy = ProxyProcess(certs)
+        self.addCleanup(proxy.stop)
+        # server.py's last line at start: a SIGTERM before it ends it with no "stopped".
+        self.assertTrue(proxy.log.wait_for(lambda l: "key-exchange groups" in l, 10))
+        os.kill(proxy.proc.pid, signal.SIGTERM)
+        try:
+            proxy.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.fail("make proxy still runs 10 s after kill <pid of make>")
+        self.assertTrue(proxy.log.wait_for(lambda l: l.endswith(" stopped"), 10),
+                        "server.py was not stopped:\n" + "\n".join(proxy.log.lines[-12:]))
+        for port in (proxy.port, proxy.backend):
+            with self.assertRaises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
     def test_a_second_make_proxy_on_a_taken_port_says_so_in_one_line(self):
         """While one make proxy runs, another on its port: one error line, exit 2, no nginx."""
         done = make(f"CERTS={self.certs}", f"PORT={self.port}", f"NGINX_BIN={find_nginx()}",

@@ -187,6 +187,16 @@ class MakefileTests(unittest.TestCase):
                          "BACKEND_PORT=5000").stdout
             self.assertIn("server.py --host 127.0.0.1 --port 5000 ", proxy)
 
+    def test_make_proxy_says_what_nginx_logs_at_the_level_given(self):
+        """make proxy NGINX_LOG=info said nginx "logs only warnings and errors"."""
+        if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
+            self.skipTest("nginx not installed: apt-get install nginx-light")
+        said = make("-n", "proxy", f"CERTS={self.certs}", "PORT=42020").stdout
+        self.assertIn("(mTLS; it logs only warnings and errors)", said)
+        said = make("-n", "proxy", f"CERTS={self.certs}", "PORT=42020", "NGINX_LOG=info").stdout
+        self.assertIn("https://localhost:42020/ (mTLS; its log level: info)", said)
+        self.assertNotIn("only warnings", said)
+
     def test_inspect_shows_the_main_certificates_and_counts_the_scenario_ones(self):
         """After the demo made the scenario certificates, make inspect lists the
         main ones and sums the others up in one line; ALL=1 lists them all."""

@@ -280,6 +280,21 @@ def hostile_clients():
     return lines
 
 
+class DeploymentQuotesTest(unittest.TestCase):
+
+    def test_the_forwarded_refusals_quoted_are_what_server_py_logs(self):
+        """docs/deployment.md quoted the expired client's line as "...chain (leaf or
+        intermediate) has expired", a line server.py never printed."""
+        from armour.refusals import VERIFY_REASONS
+        with open(os.path.join(ROOT, "docs", "deployment.md"), encoding="utf-8") as f:
+            text = re.sub(r"\n {8,}", " ", f.read())     # a wrapped line, joined
+        reasons = re.findall(r"^ +rejected 127\.0\.0\.1:\d+: (.+?)"
+                             r"(?: \(forwarded by cn:my-proxy\))?$", text, re.MULTILINE)
+        self.assertEqual(len(reasons), 8, reasons)
+        for reason in reasons:
+            self.assertIn(reason, VERIFY_REASONS.values())
+
+
 class QuotesTest(unittest.TestCase):
     """Each quoted line is one the code really printed, in a run of every scenario."""
 

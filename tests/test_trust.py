@@ -709,6 +709,21 @@ class ProxyTest(unittest.TestCase):
                     self.assertEqual(conn.getresponse().read(), f"Hello, {name}\n".encode())
                     conn.close()
 
+    def test_an_empty_or_unreadable_header_is_logged_as_what_it_is(self):
+        """An empty X-Client-Cert was logged as "1 X-Client-Cert headers", and one
+        holding no certificate as "(list index out of range)"."""
+        for value, said in (("", "forwarded an empty X-Client-Cert header"),
+                            ("%25zz", "(no -----BEGIN CERTIFICATE----- block in it)")):
+            with self.subTest(value=value):
+                start = len(self.srv.log.lines)
+                conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
+                                                   context=context(*self.proxy))
+                conn.request("GET", "/", headers={"X-Client-Cert": value})
+                self.assertEqual(conn.getresponse().status, 403)
+                conn.close()
+                line = self.srv.log.wait_for(lambda l: l.startswith("forbidden"), start=start)
+                self.assertIn(said, line or "")
+
     def test_the_proxy_forwards_and_others_are_not_believed(self):
         conn = http.client.HTTPSConnection("localhost", self.srv.port, timeout=5,
                                            context=context(*self.proxy))
