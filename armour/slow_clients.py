@@ -116,8 +116,7 @@ class WaitingRoomServer(http.server.HTTPServer):
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError):
             self.finish_connection(conn)         # the client went away mid-request
         except ssl.SSLError as exc:              # e.g. a broken record after the handshake
-            self.refuse("closed", conn.peer, f"TLS error after the handshake "
-                                             f"({describe_ssl_error(exc)})")
+            self.refuse("closed", conn.peer, describe_late_error(exc))
             self.finish_connection(conn)
         except OSError:
             self.finish_connection(conn)         # the client went away mid-request
@@ -167,6 +166,17 @@ class WaitingRoomServer(http.server.HTTPServer):
     def handle_error(self, request, client_address):
         """Never print a traceback for something a client did."""
         self.log(f"error {format_address(client_address)}: {sys.exc_info()[1]!r}")
+
+
+def describe_late_error(exc):
+    """The log's reason for a TLS error after the handshake. A TLS 1.2
+    client may ask for a second handshake (renegotiation); OpenSSL answers
+    with a no_renegotiation alert (OP_NO_RENEGOTIATION, server.py), and
+    OpenSSL's client gives up with a handshake_failure alert: say so."""
+    if exc.reason == "SSLV3_ALERT_HANDSHAKE_FAILURE":
+        return ("the client asked for a second handshake (TLS 1.2 renegotiation), was "
+                "refused (OP_NO_RENEGOTIATION), and gave up (alert: handshake failure)")
+    return f"TLS error after the handshake ({describe_ssl_error(exc)})"
 
 
 class Workers:

@@ -573,6 +573,9 @@ class TLSPolicyTest(unittest.TestCase):
         s_client.stdout.close()
         self.assertIn("RENEGOTIATING", output)
         self.assertIn("no renegotiation", output)
+        line = self.srv.log.wait_for(lambda l: l.startswith("closed"))
+        self.assertIn(": the client asked for a second handshake (TLS 1.2 renegotiation), was "
+                      "refused (OP_NO_RENEGOTIATION), and gave up (alert: handshake failure)", line)
 
 
 class KeyExchangeTest(unittest.TestCase):
