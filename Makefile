@@ -13,7 +13,7 @@
 #   client.key  the client's private key           (0600)
 #   client.csr  the client's signing request       (CN=my-client)
 #   client.crt  the client's certificate, signed by the CA
-#   ca.srl      the CA's next serial number (openssl -CAcreateserial)
+#   ca.srl      the serial number the CA last used (openssl -CAcreateserial)
 #
 # Start here: `make certs && make run`, then `make client` in a second terminal.
 # Beyond the article: `make scenarios` (the failure gallery), `make p12`
@@ -45,7 +45,11 @@ CNF     := openssl.cnf
 # make splits file names at spaces, so a folder with a space in its name
 # cannot be a target; and openssl would refuse DAYS=abc only halfway, after
 # the CA key exists. So look first; `check-settings` (needed by every step
-# that runs openssl) refuses in one line.
+# that runs openssl) refuses in one line. The same for the folder: every file
+# named here is relative to this one (make -f elsewhere/Makefile would stop
+# half-way, a key made, openssl.cnf not found).
+HERE := $(realpath $(dir $(lastword $(MAKEFILE_LIST))))
+WRONG_FOLDER := $(filter-out $(HERE),$(realpath $(CURDIR)))
 digits = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst 9,,$(1)))))))))))
 BAD_SETTING :=
 ifneq ($(call digits,$(DAYS))$(filter 0%,$(DAYS)),)
@@ -118,6 +122,7 @@ help: ## list the targets (this text)
 # Every key rule needs these first: one clear line instead of openssl's
 # error halfway, or "command not found".
 check-settings:
+	@$(if $(WRONG_FOLDER),echo "error: wrong folder: make runs in the project's folder (its paths are relative to it) -- make -C $(HERE) $(MAKECMDGOALS)" >&2; exit 2,:)
 	@$(if $(BAD_SETTING),echo "error: bad setting: $(BAD_SETTING)" >&2; exit 2,:)
 
 have-openssl: check-settings

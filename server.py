@@ -452,9 +452,9 @@ def main(argv=None):
     log(f"serving https://{host}:{server.server_port}/ (pid {os.getpid()}): client certificate "
         f"signed by {args.ca} required, TLS 1.2+{allowed}{proxy}. "
         f"Ctrl-C, or kill {os.getpid()}, stops it.")
-    for line in describe_groups(context, GROUPS_FROM):
-        log(line)
-    try:
+    try:                            # from here on, Ctrl-C stops us with "stopped"
+        for line in describe_groups(context, GROUPS_FROM):
+            log(line)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

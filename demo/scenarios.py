@@ -302,7 +302,7 @@ LESSON = [
            ("TLS worked: the server knows exactly who the client is (authentication).",
             "It is not on --allow, so the server answers 403 (authorization).",
             "The server names a client by its subjectAltName when it has one (here its URI),",
-            "and by its CN (CN=other-client in make inspect) only when it has none.")),
+            "and by its CN (CN=other-client in make inspect ALL=1) only when it has none.")),
 ]
 
 

@@ -121,7 +121,14 @@ class LessonRunTest(unittest.TestCase):
         part = self.case("not-authorized")
         self.assertIn("uri:spiffe://example.org/other-client is not on the allow-list", part)
         self.assertIn("names a client by its subjectAltName when it has one", part)
-        self.assertIn("by its CN (CN=other-client in make inspect) only when it has none", part)
+        named = re.search(r"by its CN \(CN=other-client in (make inspect[^)]*)\) only when it "
+                          r"has none", part)
+        self.assertIsNotNone(named, part)
+        # The command it names really lists that certificate.
+        listed = subprocess.run(["make", "-C", ROOT, "--no-print-directory", "-s",
+                                 *named.group(1).split()[1:], f"CERTS={pki()}"],
+                                capture_output=True, text=True, timeout=60)
+        self.assertIn(" CN=other-client by CN=my-ca", listed.stdout, listed.stderr)
 
     def test_the_expired_client_fix_renews_what_was_shown(self):
         """The openssl command printed after expired-client's summary, on its

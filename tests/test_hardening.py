@@ -1021,6 +1021,35 @@ class StopTest(unittest.TestCase):
                 self.assertNotIn("Traceback", srv.text())
 
 
+    def test_ctrl_c_right_after_the_serving_line_stops_without_a_traceback(self):
+        """Ctrl-C between the serving line and serve_forever (while the key-exchange
+        groups are probed) prints "stopped", exit 0, not a KeyboardInterrupt traceback."""
+        folder = tempfile.mkdtemp(prefix="mtls-ctrl-c-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        wrapper = os.path.join(folder, "ctrl_c_server.py")
+        with open(wrapper, "w") as f:
+            f.write(f"""import os, runpy, signal, sys
+sys.path.insert(0, {ROOT!r})
+signal.signal(signal.SIGINT, signal.default_int_handler)   # even when started in the background
+import armour.key_exchange as key_exchange
+describe = key_exchange.describe_groups
+def ctrl_c_then_describe(*args):
+    os.kill(os.getpid(), signal.SIGINT)        # a real Ctrl-C, at this very point
+    return describe(*args)
+key_exchange.describe_groups = ctrl_c_then_describe
+runpy.run_path(os.path.join({ROOT!r}, "server.py"), run_name="__main__")
+""")
+        srv = ServerProcess(*server_files(), script=wrapper, test=self)
+        try:
+            srv.proc.wait(timeout=10)            # it stops itself (a SIGTERM now would hide it)
+        except subprocess.TimeoutExpired:
+            self.fail("server.py did not stop on Ctrl-C:\n" + srv.text())
+        code = srv.stop()                        # its exit code, and its last lines
+        self.assertNotIn("Traceback", srv.text())
+        self.assertEqual(code, 0, srv.text())
+        self.assertTrue(srv.text().endswith("stopped"), srv.text())
+
+
     def test_a_closed_log_pipe_does_not_stop_it_serving(self):
         """server.py whose stderr reader has gone (server.py 2>&1 | head -1) keeps serving."""
         proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "server.py"), "--host", "127.0.0.1",

@@ -60,6 +60,16 @@ class MakefileTests(unittest.TestCase):
         self.assertNotIn("error: error:", done.stderr)
         return errors[0]
 
+    def test_make_from_another_folder_is_refused_before_any_openssl_step(self):
+        """make -f path/Makefile run elsewhere stops in one line naming make -C,
+        before it writes a key (its paths, openssl.cnf too, are the project's)."""
+        done = subprocess.run(["make", "-f", os.path.join(ROOT, "Makefile"), "certs",
+                               f"CERTS={self.certs}"], capture_output=True, text=True,
+                              timeout=120, cwd=self.tmp, stdin=subprocess.DEVNULL)
+        self.assertRefused(done, "wrong folder", "make runs in the project's folder",
+                           f"-- make -C {os.path.realpath(ROOT)} certs")
+        self.assertFalse(os.path.exists(self.certs), os.listdir(self.tmp))
+
     # --- settings checked first ------------------------------------------
 
     def test_bad_days_refused_before_any_openssl_step(self):

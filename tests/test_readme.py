@@ -15,6 +15,7 @@
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -175,6 +176,43 @@ class StageMistakesTest(unittest.TestCase):
                 self.assertOneLine(self.run_stage(folder, name, port), "cannot listen on")
         self.assertOneLine(self.run_stage(folder, "minimal_client", free_port()),
                            "failed: [Errno 111] Connection refused")
+
+
+    def test_ctrl_c_while_a_silent_server_keeps_the_minimal_client_waiting(self):
+        """The minimal client, waiting for a server that accepted and says nothing,
+        stops on Ctrl-C with one line, not a traceback."""
+        folder = tempfile.mkdtemp(prefix="mtls-stage-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        os.symlink(pki(), os.path.join(folder, "certs"))
+        with socket.socket() as silent:
+            silent.bind(("localhost", 0))
+            silent.listen()
+            silent.settimeout(10)
+            copy = copy_stage(folder, "minimal_client", silent.getsockname()[1])
+            # Ctrl-C's handler, even where the tests were started in the background.
+            proc = subprocess.Popen([PYTHON, "-c", "import runpy, signal, sys; signal.signal("
+                                     "signal.SIGINT, signal.default_int_handler); "
+                                     "runpy.run_path(sys.argv[1], run_name='__main__')", copy],
+                                    cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+            conn, _ = silent.accept()
+            with conn:
+                conn.settimeout(10)
+                self.assertTrue(conn.recv(5))      # its ClientHello: it waits for our answer
+                # Ctrl-C, pressed again if need be: a signal that lands between
+                # the write and the blocking read is seen only when the read ends.
+                for _ in range(10):
+                    proc.send_signal(signal.SIGINT)
+                    try:
+                        proc.wait(timeout=1)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                else:
+                    proc.kill()
+                out, err = proc.communicate()
+        self.assertOneLine(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+                           "interrupted")
 
 
 class AllowListStageTest(StageServer):
