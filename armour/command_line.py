@@ -143,8 +143,8 @@ def resolve(host, port):
 def explain_listen_error(exc, host, port):
     """Say why we cannot listen on host:port, and what to do about it."""
     if exc.errno == errno.EADDRINUSE:
-        return (f"port in use: port {port} on {host} is in use (is another server running?) "
-                f"-- stop it, or pass --port N (make run PORT=N; 0 = any free port)")
+        return (f"port in use: something already listens on {host} port {port} (another "
+                f"server?) -- stop it, or pass --port N (make run PORT=N; 0 = any free port)")
     if exc.errno == errno.EACCES:
         return f"port not allowed: cannot listen on port {port} ({exc.strerror}) -- use a port above 1023"
     if exc.errno == errno.EADDRNOTAVAIL:

@@ -109,6 +109,14 @@ def tcp_port(text):
     return port(text)
 
 
+def columns(text):
+    """A width in columns: a whole number, at least 20."""
+    if not text.isdigit() or int(text) < 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a width to read in -- use a number "
+                                         f"of columns, at least 20, e.g. 80")
+    return int(text)
+
+
 def make_parser():
     """The demo's options (designed once: see EXAMPLES and the README)."""
     width = terminal_width()
@@ -154,7 +162,7 @@ def make_parser():
                           "--lesson, so the projected commands name make run's port; else "
                           "free ones)")
     mod.add_argument("--no-curl", action="store_true", help="do not run the curl commands")
-    mod.add_argument("--width", type=int, metavar="N",
+    mod.add_argument("--width", type=columns, metavar="N",
                      help="wrap output at N columns (default: the terminal's, else 100)")
     mod.add_argument("--pause", action="store_true", help="wait for Enter between cases")
     return p

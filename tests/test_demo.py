@@ -296,6 +296,8 @@ class CommandLineTest(unittest.TestCase):
         self.assertIn("belongs to --check", self.refused("--cacert", "x.crt", "success"))
         self.assertIn("two modes", self.refused("--all", "--lesson"))
         self.assertIn("unknown name: 'expird-client'", self.refused("expird-client"))
+        self.assertIn("'abc' is not a width to read in -- use a number of columns, at least 20",
+                      self.refused("--list", "--width", "abc"))
 
     def test_check_is_wired(self):
         """mtls_demo.py --check runs demo/check.py's checks (one line each, a summary)."""

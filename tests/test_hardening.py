@@ -767,7 +767,7 @@ class BrokenInputTest(unittest.TestCase):
             taken.listen()
             port = taken.getsockname()[1]
             done = run("server.py", *server_files(), "--host", "127.0.0.1", "--port", str(port))
-        self.assertUsageError(done, f"port {port} on 127.0.0.1 is in use")
+        self.assertUsageError(done, f"port in use: something already listens on 127.0.0.1 port {port}")
 
     @unittest.skipIf(os.geteuid() == 0, "root can read a file with mode 000")
     def test_unreadable_files(self):
