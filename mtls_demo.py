@@ -293,7 +293,7 @@ def main(argv=None):
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")      # see no-color.org
     screen.setup(args.width or terminal_width(), colour, quiet=args.markdown)
     return run_guarded(lambda: run_mode(args), DemoError,
-                       "\ninterrupted: the demo's servers are stopped")
+                       "\ninterrupted: stopped by Ctrl-C; the demo's servers are stopped")
 
 
 if __name__ == "__main__":
