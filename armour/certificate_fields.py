@@ -237,7 +237,11 @@ def read_crl(der):
         raise ValueError(f"not a well-formed CRL: {exc}") from None
 
 
-PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
+# A PEM block: its body may hold a "-" (an encrypted key's DEK-Info: AES-256-CBC),
+# never "-----". So a BEGIN without its END costs one scan to the next
+# "-----", not one to the end of the text (quadratic: a 60 KB header of BEGIN
+# lines took a second).
+PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----((?:[^-]|-(?!----))*)-----END \1-----")
 
 
 def pem_labels(path):
