@@ -59,8 +59,8 @@ from armour.forwarded import keep_forwarding_checks, read_forwarded_certificate
 from armour.key_exchange import TLS12_CIPHERS, describe_groups, set_key_exchange_groups
 from armour.keylog import open_keylog
 from armour.own_files import (WARN_DAYS, ReloadingServer, check_own_files, check_server_certificate,
-                              checking_client_ca, checking_own_certificate, date_warnings,
-                              load_crl, raise_open_file_limit, refuse_passphrase,
+                              checking_client_ca, checking_own_certificate, crl_issuer_warnings,
+                              date_warnings, load_crl, raise_open_file_limit, refuse_passphrase,
                               terminal_open, warn_if_key_exposed, warn_if_no_san)
 from armour.refusals import (LOG_BURST, describe_rejection, expired_cas, for_terminal,
                              format_address, log, printable, spell, spell_all)
@@ -419,7 +419,7 @@ def main(argv=None):
         context = make_server_context(args.ca, args.cert, args.key, args.crl, args.keylog,
                                       args.crl_chain)
         for warning in date_warnings(args.ca, args.cert, args.crl, args.warn_days) + [
-                warn_if_no_san(args.cert)]:
+                warn_if_no_san(args.cert)] + crl_issuer_warnings(args.ca, args.crl):
             if warning:
                 log(warning)
         return context

@@ -339,6 +339,62 @@ class RevocationTest(unittest.TestCase):
             done.stop()
 
 
+class CRLIssuerTest(unittest.TestCase):
+    """A CRL from a CA that is not in --ca, in place of its own: one warning at start."""
+
+    def start(self, *crls):
+        """server.py on our CA and these CRLs: (its start-up log, the CRL warnings in it),
+        with the server still running (stopped by the test's cleanup)."""
+        args = ["--ca", CA.crt, "--cert", CA.server[0], "--key", CA.server[1]]
+        srv = ServerProcess(*args, *[a for crl in crls for a in ("--crl", crl)], test=self)
+        return srv, [l for l in srv.text().splitlines() if "not a CA in --ca" in l]
+
+    def test_another_cas_crl_is_named_and_the_server_starts(self):
+        """The rogue CA's CRL (openssl ca -gencrl) as our --crl: one line naming rogue and
+        the fix; the server starts, and refuses our client "no CRL", as the line says."""
+        srv, warnings = self.start(CA.rogue.crl())
+        self.assertEqual(len(warnings), 1, srv.text())
+        self.assertRegex(warnings[0], r"^warning: CRL '.*rogue.crl' is from rogue, which is not a "
+                                      r"CA in --ca '.*root.crt'; the CA there, root, has no CRL, so "
+                                      r"every client certificate root signed is refused \('no CRL "
+                                      r"for a CA in the client's chain'\), and this CRL is used "
+                                      r"only if clients send rogue as an intermediate -- pass the "
+                                      r"CRL of the CA in --ca \(make crl makes certs/ca.crl\)$")
+        self.assertEqual(fetch(srv, context()), "unknown CA")
+        line = srv.log.wait_for(lambda l: l.startswith("rejected"))
+        self.assertIn("no CRL for a CA in the client's chain", line)
+
+    def test_a_crl_with_our_cas_name_and_another_key_is_named(self):
+        """A CA named root, as ours is, with a key of its own: its CRL's authorityKeyIdentifier
+        is not our CA's subjectKeyIdentifier, so it is not our CA's CRL."""
+        twin = TestCA(tempfile.mkdtemp(dir=FOLDER), "root")
+        srv, warnings = self.start(twin.crl("twin"))
+        self.assertEqual(len(warnings), 1, srv.text())
+        self.assertRegex(warnings[0], r"is from a CA named root but with another key than the "
+                                      r"root in --ca '.*root.crt' \(its authorityKeyIdentifier "
+                                      r"differs\), so not a CA in --ca; the CA there, root, has no CRL")
+        self.assertEqual(fetch(srv, context()), "unknown CA")
+        line = srv.log.wait_for(lambda l: l.startswith("rejected"))
+        self.assertIn("no CRL for a CA in the client's chain", line)
+
+    def test_our_own_and_an_intermediates_crl_are_not_named(self):
+        """Our CA's CRL, alone or with the intermediate's: no warning. The intermediate's
+        alone: named, and true to its words: the intermediate's client, which sends it, is
+        greeted; the root's own client is refused."""
+        for crls in ([CA.crl()], [CA.crl(), CA.int.crl()]):
+            with self.subTest(crls=[os.path.basename(c) for c in crls]):
+                srv, warnings = self.start(*crls)
+                self.assertEqual(warnings, [], srv.text())
+                self.assertEqual(fetch(srv, context()), GREETING)
+                srv.stop()
+        srv, warnings = self.start(CA.int.crl())
+        self.assertEqual(len(warnings), 1, srv.text())
+        self.assertIn("used only if clients send int as an intermediate", warnings[0])
+        chain = concat("int-client-chain.pem", CA.int_client[0], CA.int.crt)
+        self.assertEqual(fetch(srv, context(chain, CA.int_client[1])), GREETING)
+        self.assertEqual(fetch(srv, context()), "unknown CA")
+
+
 # --- resumption after expiry ----------------------------------------------------------
 
 class ResumptionTest(unittest.TestCase):
