@@ -251,9 +251,10 @@ def same_name(a, b):
     if a == b:
         return True
     try:
-        return " ".join(name_text(a).casefold().split()) == " ".join(name_text(b).casefold().split())
+        a, b = (" ".join(name_text(n).casefold().split()) for n in (a, b))
     except (IndexError, ValueError, UnicodeDecodeError):
         return False
+    return a == b
 
 
 PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)

@@ -354,12 +354,13 @@ class CRLIssuerTest(unittest.TestCase):
         the fix; the server starts, and refuses our client "no CRL", as the line says."""
         srv, warnings = self.start(CA.rogue.crl())
         self.assertEqual(len(warnings), 1, srv.text())
-        self.assertRegex(warnings[0], r"^warning: CRL '.*rogue.crl' is from rogue, which is not a "
-                                      r"CA in --ca '.*root.crt'; the CA there, root, has no CRL, so "
-                                      r"every client certificate root signed is refused \('no CRL "
-                                      r"for a CA in the client's chain'\), and this CRL is used "
-                                      r"only if clients send rogue as an intermediate -- pass the "
-                                      r"CRL of the CA in --ca \(make crl makes certs/ca.crl\)$")
+        self.assertRegex(warnings[0], r"^warning: CRL '.*rogue.crl' is from rogue, which is "
+                                      r"not a CA in --ca '.*root.crt'; the CA there, root, has "
+                                      r"no CRL, so every client certificate root signed is "
+                                      r"refused \('no CRL for a CA in the client's chain'\), and "
+                                      r"this CRL is used only if clients send rogue as an "
+                                      r"intermediate -- pass the CRL of the CA in --ca \(make "
+                                      r"crl makes certs/ca.crl\)$")
         self.assertEqual(fetch(srv, context()), "unknown CA")
         line = srv.log.wait_for(lambda l: l.startswith("rejected"))
         self.assertIn("no CRL for a CA in the client's chain", line)
@@ -370,9 +371,10 @@ class CRLIssuerTest(unittest.TestCase):
         twin = TestCA(tempfile.mkdtemp(dir=FOLDER), "root")
         srv, warnings = self.start(twin.crl("twin"))
         self.assertEqual(len(warnings), 1, srv.text())
-        self.assertRegex(warnings[0], r"is from a CA named root but with another key than the "
-                                      r"root in --ca '.*root.crt' \(its authorityKeyIdentifier "
-                                      r"differs\), so not a CA in --ca; the CA there, root, has no CRL")
+        self.assertRegex(warnings[0], r"is from a CA named root but with another key than "
+                                      r"the root in --ca '.*root.crt' \(its "
+                                      r"authorityKeyIdentifier differs\), so not a CA in --ca; "
+                                      r"the CA there, root, has no CRL")
         self.assertEqual(fetch(srv, context()), "unknown CA")
         line = srv.log.wait_for(lambda l: l.startswith("rejected"))
         self.assertIn("no CRL for a CA in the client's chain", line)
