@@ -219,14 +219,26 @@ class MTLSServer(ReloadingServer, WaitingRoomServer):
 # (RFC 6125; service meshes name peers by SAN). We spell each one with its
 # type, the same way in the log and in --allow: cn:my-client,
 # dns:svc.example, uri:spiffe://example.org/x, ip:10.0.0.1,
-# email:a@example.org. Values are compared raw, exactly; they are escaped
-# only when printed (armour/refusals.py: printable).
+# email:a@example.org. Values are compared raw, exactly, but for a DNS
+# name's case (matching_key); they are escaped only when printed
+# (armour/refusals.py: printable), as the certificate spells them.
 
 def identities_of(info):
     """The typed identities of a certificate read by read_certificate()."""
     if info["has_san"]:
         return info["san"]
     return [("cn", cn) for cn in info["cns"]]
+
+
+# DNS names are case-insensitive in ASCII letters only (RFC 4343; RFC 6125
+# 6.4.1): SVC.Example is svc.example. An IDN is in its xn-- form, ASCII.
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def matching_key(identity):
+    """An identity as --allow compares it: a DNS name in lower case, any other exactly."""
+    kind, value = identity
+    return (kind, value.translate(ASCII_LOWER)) if kind == "dns" else (kind, value)
 
 
 def greeting_name(ids):
@@ -250,7 +262,7 @@ def refusal_for(ids, allow, info=None):
         count = sum(1 for k, _ in ids if k == kind)
         if count > 1:
             return f"{spell_all(ids)}: {count} {kind.upper()} names, so no single identity"
-    if allow and not allow.intersection(ids):
+    if allow and not {matching_key(a) for a in allow}.intersection(map(matching_key, ids)):
         return f"{spell_all(ids)} is not on the allow-list (--allow)"
     return None
 

@@ -622,6 +622,40 @@ class IdentityTest(unittest.TestCase):
                     outcome = fetch(srv, context(crt, key))
                     self.assertEqual(outcome if outcome == "HTTP 403" else outcome[0], expected)
 
+    def test_dns_names_match_in_any_case_and_only_they_do(self):
+        """DNS names are case-insensitive (RFC 4343, RFC 6125 6.4.1): --allow dns:SVC.Example
+        lets in DNS:svc.example, and the reverse, each logged as its certificate spells it;
+        forwarded by a proxy too. CN, URI and email values still match exactly."""
+        lower = CA.issue("dns-lower", "x", extra="subjectAltName = DNS:svc.example")
+        upper = CA.issue("dns-upper", "x", extra="subjectAltName = DNS:SVC.Example")
+        uri = CA.issue("uri-email", "x", extra="subjectAltName = URI:spiffe://example.org/A, "
+                                              "email:Ann@example.org")
+        for files, allow, expected in [(lower, "dns:SVC.Example", "dns:svc.example"),
+                                       (upper, "dns:svc.example", "dns:SVC.Example"),
+                                       (CA.client, "cn:My-Client", None),
+                                       (uri, "uri:spiffe://example.org/a", None),
+                                       (uri, "email:ann@example.org", None),
+                                       (uri, "uri:spiffe://example.org/A", "uri:spiffe://")]:
+            with self.subTest(allow=allow), our_server(allow=[allow]) as srv:
+                outcome = fetch(srv, context(*files))
+                line = srv.log.wait_for(lambda l: l.startswith(("accepted", "forbidden")))
+                if expected is None:
+                    self.assertEqual(outcome, "HTTP 403")
+                    self.assertIn("is not on the allow-list", line)
+                else:
+                    self.assertEqual(outcome[0], 200, outcome)
+                    self.assertRegex(line, r"^accepted .* as " + re.escape(expected))
+        proxy = CA.issue("dns-proxy", "my-proxy")
+        with our_server(trust_proxy="cn:my-proxy", allow=["dns:SVC.Example"]) as srv:
+            conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
+                                               context=context(*proxy))
+            with open(lower[0]) as f:
+                conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
+            self.assertEqual(conn.getresponse().read(), b"Hello, svc.example\n")
+            conn.close()
+            line = srv.log.wait_for(lambda l: l.startswith(("proxied", "forbidden")))
+            self.assertRegex(line, r"^proxied .*: dns:svc\.example \(forwarded by cn:my-proxy\)$")
+
     def test_two_cns_are_refused(self):
         """/CN=guest/CN=my-client: which is it? A CA's check may have read the other one."""
         crt, key = CA.issue("two-cns", "guest")
