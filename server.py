@@ -262,7 +262,8 @@ def refusal_for(ids, allow, info=None):
         count = sum(1 for k, _ in ids if k == kind)
         if count > 1:
             return f"{spell_all(ids)}: {count} {kind.upper()} names, so no single identity"
-    if allow and not {matching_key(a) for a in allow}.intersection(map(matching_key, ids)):
+    wanted = {matching_key(a) for a in allow}
+    if wanted and wanted.isdisjoint(map(matching_key, ids)):
         return f"{spell_all(ids)} is not on the allow-list (--allow)"
     return None
 
