@@ -230,8 +230,8 @@ def identities_of(info):
     return [("cn", cn) for cn in info["cns"]]
 
 
-# DNS names are case-insensitive in ASCII letters only (RFC 4343; RFC 6125
-# 6.4.1): SVC.Example is svc.example. An IDN is in its xn-- form, ASCII.
+# DNS names are case-insensitive, in ASCII letters only (RFC 4343; RFC 6125
+# 6.4.1): SVC.Example is svc.example.
 ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
