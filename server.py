@@ -59,8 +59,8 @@ from armour.forwarded import keep_forwarding_checks, read_forwarded_certificate
 from armour.key_exchange import TLS12_CIPHERS, describe_groups, set_key_exchange_groups
 from armour.keylog import open_keylog
 from armour.own_files import (WARN_DAYS, ReloadingServer, check_own_files, check_server_certificate,
-                              checking_client_ca, checking_own_certificate, date_warnings,
-                              load_crl, raise_open_file_limit, refuse_passphrase,
+                              checking_client_ca, checking_own_certificate, crl_issuer_warnings,
+                              date_warnings, load_crl, raise_open_file_limit, refuse_passphrase,
                               terminal_open, warn_if_key_exposed, warn_if_no_san)
 from armour.refusals import (LOG_BURST, describe_rejection, expired_cas, for_terminal,
                              format_address, log, printable, spell, spell_all)
@@ -219,14 +219,26 @@ class MTLSServer(ReloadingServer, WaitingRoomServer):
 # (RFC 6125; service meshes name peers by SAN). We spell each one with its
 # type, the same way in the log and in --allow: cn:my-client,
 # dns:svc.example, uri:spiffe://example.org/x, ip:10.0.0.1,
-# email:a@example.org. Values are compared raw, exactly; they are escaped
-# only when printed (armour/refusals.py: printable).
+# email:a@example.org. Values are compared raw, exactly, but for a DNS
+# name's case (matching_key); they are escaped only when printed
+# (armour/refusals.py: printable), as the certificate spells them.
 
 def identities_of(info):
     """The typed identities of a certificate read by read_certificate()."""
     if info["has_san"]:
         return info["san"]
     return [("cn", cn) for cn in info["cns"]]
+
+
+# DNS names are case-insensitive, in ASCII letters only (RFC 4343; RFC 6125
+# 6.4.1): SVC.Example is svc.example.
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def matching_key(identity):
+    """An identity as --allow compares it: a DNS name in lower case, any other exactly."""
+    kind, value = identity
+    return (kind, value.translate(ASCII_LOWER)) if kind == "dns" else (kind, value)
 
 
 def greeting_name(ids):
@@ -250,7 +262,8 @@ def refusal_for(ids, allow, info=None):
         count = sum(1 for k, _ in ids if k == kind)
         if count > 1:
             return f"{spell_all(ids)}: {count} {kind.upper()} names, so no single identity"
-    if allow and not allow.intersection(ids):
+    wanted = {matching_key(a) for a in allow}
+    if wanted and wanted.isdisjoint(map(matching_key, ids)):
         return f"{spell_all(ids)} is not on the allow-list (--allow)"
     return None
 
@@ -419,7 +432,7 @@ def main(argv=None):
         context = make_server_context(args.ca, args.cert, args.key, args.crl, args.keylog,
                                       args.crl_chain)
         for warning in date_warnings(args.ca, args.cert, args.crl, args.warn_days) + [
-                warn_if_no_san(args.cert)]:
+                warn_if_no_san(args.cert)] + crl_issuer_warnings(args.ca, args.crl):
             if warning:
                 log(warning)
         return context

@@ -13,7 +13,7 @@ It only reads; OpenSSL verifies every signature (and every direct client:
 forwarded.py repeats its checks for a certificate in a header).
 
 The one certificate reader of the project: read_certificate(der),
-read_crl(der), read_pem(path), pem_to_ders(text), pem_labels(path),
+read_crl(der), same_name(a, b), read_pem(path), pem_to_ders(text), pem_labels(path),
 pem_blocks(data), leaf_out_of_place(ders); and, for the demo's --check, the same fields in the
 words `openssl x509 -text` prints them: describe_certificate(der).
 """
@@ -202,7 +202,9 @@ def read_crl(der):
     dates and the revoked serial numbers of a CRL (RFC 5280 5.1); and
     whether it is a delta CRL (deltaCRLIndicator, 5.2.4) or an indirect CRL
     (issuingDistributionPoint with indirectCRL TRUE, 5.2.5): kinds that
-    list only part of the revocations of the CA that signed it."""
+    list only part of the revocations of the CA that signed it; and aki, its
+    authorityKeyIdentifier's keyIdentifier (5.2.1: the signing CA's
+    subjectKeyIdentifier), or None when absent."""
     try:
         tbs = der_inside(der, der_inside(der, der_items(der)[0])[0])
         if tbs[0][0] == 0x02:                            # version, absent in v1 CRLs
@@ -220,21 +222,39 @@ def read_crl(der):
                 revoked.add(int.from_bytes(der[serial[1]:serial[2]], "big", signed=True))
             rest = rest[1:]
         delta = indirect = False
+        aki = None
         if rest and rest[0][0] == 0xA0:                  # [0] crlExtensions
             for extension in der_inside(der, der_inside(der, rest[0])[0]):
                 parts = der_inside(der, extension)       # id, [critical], OCTET STRING
                 oid = der[parts[0][1]:parts[0][2]]
                 if oid == OID_DELTA_CRL:
                     delta = True
+                elif oid == OID_AKI:                     # [0] keyIdentifier, if present
+                    value = der_items(der, parts[-1][1], parts[-1][2])[0]
+                    ids = [der[s:e] for t, s, e in der_inside(der, value) if t == 0x80]
+                    aki = ids[0] if ids else None
                 elif oid == OID_ISSUING_DP:              # indirectCRL is [4] BOOLEAN
                     value = der_items(der, parts[-1][1], parts[-1][2])[0]
                     indirect = any(t == 0x84 and der[s:e] != b"\x00"
                                    for t, s, e in der_inside(der, value))
         return {"issuer_cn": common_name(der, tbs[1]), "issuer": der[tbs[1][1]:tbs[1][2]],
                 "this_update": der_time(der, tbs[2]), "next_update": next_update,
-                "revoked": revoked, "delta": delta, "indirect": indirect}
+                "revoked": revoked, "delta": delta, "indirect": indirect, "aki": aki}
     except (IndexError, ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a well-formed CRL: {exc}") from None
+
+
+def same_name(a, b):
+    """Do two Names (their DER content bytes: read_certificate's subject, a
+    CRL's issuer) name the same CA? The same bytes, or the same text once
+    case and runs of spaces are ignored (RFC 5280 7.1, simplified)."""
+    if a == b:
+        return True
+    try:
+        a, b = (" ".join(name_text(n).casefold().split()) for n in (a, b))
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return False
+    return a == b
 
 
 # A PEM block: its body may hold a "-" (an encrypted key's DEK-Info: AES-256-CBC),

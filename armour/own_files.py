@@ -6,9 +6,10 @@ at start, with one line saying what is wrong and the fix: missing or
 unreadable files, an encrypted key, a key that is not the certificate's,
 a CA certificate or client certificate passed as --cert, a --ca with no
 CA in it, a CRL file that would trust a certificate or that holds a delta
-CRL (a partial list), dates that will fail handshakes soon, a server
-certificate without subjectAltName, a key file others can read. And kill -HUP re-reads them all without a restart
-(ReloadingServer).
+CRL (a partial list), a CRL from a CA not in --ca in place of its own,
+dates that will fail handshakes soon, a server certificate without
+subjectAltName, a key file others can read. And kill -HUP re-reads them
+all without a restart (ReloadingServer).
 """
 
 import contextlib
@@ -20,8 +21,8 @@ import time
 from armour import ConfigError
 from armour.certificate_fields import (der_hint, format_date, leaf_first_command,
                                        leaf_out_of_place, out_of_date, pem_labels,
-                                       read_certificate, read_crl, read_pem, OID_ANY_EKU,
-                                       OID_SERVER_AUTH)
+                                       read_certificate, read_crl, read_pem, same_name,
+                                       OID_ANY_EKU, OID_SERVER_AUTH)
 from armour.refusals import printable
 
 WARN_DAYS = 30             # warn when a certificate or CRL expires within this many days
@@ -248,6 +249,52 @@ def date_warnings(ca, cert, crls, warn_days, now=None):
                 days = int((crl["next_update"] - now) // 86400)
                 warnings.append(f"warning: {name} expires in {days} days, on "
                                 f"{format_date(crl['next_update'])} -- {fix}")
+    return warnings
+
+
+def signed_by(crl, ca):
+    """Did the CA (read_certificate's fields) sign this CRL (read_crl's)? Its
+    name, and its key identifier where both have one (a renewed CA may keep
+    its name with a new key)."""
+    if not same_name(crl["issuer"], ca["subject"]):
+        return False
+    return crl["aki"] is None or ca["ski"] is None or crl["aki"] == ca["ski"]
+
+
+def crl_issuer_warnings(ca, crls):
+    """Warnings, one line each, for a CRL from a CA that is not in --ca, when a
+    CA in --ca has no CRL: most likely the wrong CA's CRL, and then every client
+    that CA signed is refused, "no CRL". It is right only for an intermediate
+    CA that clients send in their chain, which we cannot know at start. (A CRL
+    beside the CA's own is no mistake: in a rollover, crls.pem holds both CAs'
+    CRLs while trust.pem holds one.)"""
+    cas, found = [], []
+    for _, der in read_pem(ca, "CERTIFICATE"):
+        with contextlib.suppress(ValueError):
+            cas.append(read_certificate(der))
+    for path in crls:
+        for _, der in read_pem(path, "X509 CRL"):
+            with contextlib.suppress(ValueError):
+                found.append((path, read_crl(der)))
+    bare = [c for c in cas if c["ca"] and not any(signed_by(crl, c) for _, crl in found)]
+    if not bare:
+        return []
+    names = ", ".join(printable(c["cn"] or "(no CN)") for c in bare)
+    there = f"the CA there, {names}, has" if len(bare) == 1 else f"the CAs there, {names}, have"
+    warnings = []
+    for path, crl in found:
+        if any(signed_by(crl, c) for c in cas):
+            continue
+        issuer = printable(crl["issuer_cn"] or "(no CN)")
+        source = f"{issuer}, which is not a CA in --ca {ca!r}"
+        if any(same_name(crl["issuer"], c["subject"]) for c in cas):    # a renewed CA?
+            source = (f"a CA named {issuer} but with another key than the {issuer} in --ca "
+                      f"{ca!r} (its authorityKeyIdentifier differs), so not a CA in --ca")
+        warnings.append(f"warning: CRL {path!r} is from {source}; {there} no CRL, so every "
+                        f"client certificate {names} signed is refused ('no CRL for a CA in the "
+                        f"client's chain'), and this CRL is used only if clients send {issuer} "
+                        f"as an intermediate -- pass the CRL of the CA in --ca (make crl makes "
+                        f"certs/ca.crl)")
     return warnings
 
 

@@ -16,7 +16,7 @@ Attack this wrong server by hand:
 TITLE = "Authorization by a name pattern (startswith)"
 FILE = "server.py"
 EDITS = [
-    ("    if allow and not allow.intersection(ids):\n",
+    ("    if wanted and wanted.isdisjoint(map(matching_key, ids)):\n",
      "    if allow and not any(spell_all(ids).startswith(spell(a)) for a in allow):\n"),
 ]
 ATTACK = "client"
@@ -26,7 +26,8 @@ CLIENT = ["--cacert", "{certs}/ca.crt", "--cert", "{certs}/evil-client.crt",
           "--key", "{certs}/evil-client.key", "{url}"]
 WHY = ("TLS proved the name is my-client-evil; the allow-list check then compared it "
        "loosely. Compare the whole identity, typed, with ==: a name is not a pattern.")
-FIX = "compare whole typed identities: allow.intersection(ids), as server.py --allow does"
+FIX = ("compare whole typed identities with == (a DNS name in any case, RFC 4343), as "
+       "server.py --allow does")
 SEEN_IN = ['zentyal/zentyal#1874 and #1923 (OpenVPN clients authorized by CN prefix)']
 
 if __name__ == "__main__":

@@ -886,6 +886,9 @@ class RotationTests(unittest.TestCase):
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("unknown CA", done.stderr)
         self.assertTrue(srv.log.wait_for(lambda l: "signed by an unknown CA" in l, 5))
+        # Each phase, trust.pem holds one CA or both, and the CRLs both: a CRL beside
+        # the CA's own is no mistake, and draws no warning (own_files.crl_issuer_warnings).
+        self.assertEqual(srv.count("not a CA in --ca"), 0, srv.text())
 
     def assertRefusedOutOfOrder(self, certs, target, fix):
         """make TARGET out of order: one line naming the step to run first, exit 2,
@@ -984,6 +987,8 @@ class ProxyRotationTests(unittest.TestCase):
             self.assertEqual(loop.failures, [],
                              f"{name}: {len(loop.failures)} of {loop.done} failed")
         self.assertEqual(loops["client.py"].issuers, {"my-ca", "my-ca-2"})
+        # crls.pem holds both CAs' CRLs from `make ca-2` on, trust.pem one or both: no warning.
+        self.assertEqual([l for l in proxy.log.lines if "not a CA in --ca" in l], [])
         # After phase 3, nginx refuses a client still holding an old-CA certificate.
         status, body, _ = request(proxy.port, f"{certs}/trust.pem", f"{certs}/old-client.crt",
                                   f"{certs}/client.key")

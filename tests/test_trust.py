@@ -339,6 +339,64 @@ class RevocationTest(unittest.TestCase):
             done.stop()
 
 
+class CRLIssuerTest(unittest.TestCase):
+    """A CRL from a CA that is not in --ca, in place of its own: one warning at start."""
+
+    def start(self, *crls):
+        """server.py on our CA and these CRLs: (its start-up log, the CRL warnings in it),
+        with the server still running (stopped by the test's cleanup)."""
+        args = ["--ca", CA.crt, "--cert", CA.server[0], "--key", CA.server[1]]
+        srv = ServerProcess(*args, *[a for crl in crls for a in ("--crl", crl)], test=self)
+        return srv, [l for l in srv.text().splitlines() if "not a CA in --ca" in l]
+
+    def test_another_cas_crl_is_named_and_the_server_starts(self):
+        """The rogue CA's CRL (openssl ca -gencrl) as our --crl: one line naming rogue and
+        the fix; the server starts, and refuses our client "no CRL", as the line says."""
+        srv, warnings = self.start(CA.rogue.crl())
+        self.assertEqual(len(warnings), 1, srv.text())
+        self.assertRegex(warnings[0], r"^warning: CRL '.*rogue.crl' is from rogue, which is "
+                                      r"not a CA in --ca '.*root.crt'; the CA there, root, has "
+                                      r"no CRL, so every client certificate root signed is "
+                                      r"refused \('no CRL for a CA in the client's chain'\), and "
+                                      r"this CRL is used only if clients send rogue as an "
+                                      r"intermediate -- pass the CRL of the CA in --ca \(make "
+                                      r"crl makes certs/ca.crl\)$")
+        self.assertEqual(fetch(srv, context()), "unknown CA")
+        line = srv.log.wait_for(lambda l: l.startswith("rejected"))
+        self.assertIn("no CRL for a CA in the client's chain", line)
+
+    def test_a_crl_with_our_cas_name_and_another_key_is_named(self):
+        """A CA named root, as ours is, with a key of its own: its CRL's authorityKeyIdentifier
+        is not our CA's subjectKeyIdentifier, so it is not our CA's CRL."""
+        twin = TestCA(tempfile.mkdtemp(dir=FOLDER), "root")
+        srv, warnings = self.start(twin.crl("twin"))
+        self.assertEqual(len(warnings), 1, srv.text())
+        self.assertRegex(warnings[0], r"is from a CA named root but with another key than "
+                                      r"the root in --ca '.*root.crt' \(its "
+                                      r"authorityKeyIdentifier differs\), so not a CA in --ca; "
+                                      r"the CA there, root, has no CRL")
+        self.assertEqual(fetch(srv, context()), "unknown CA")
+        line = srv.log.wait_for(lambda l: l.startswith("rejected"))
+        self.assertIn("no CRL for a CA in the client's chain", line)
+
+    def test_our_own_and_an_intermediates_crl_are_not_named(self):
+        """Our CA's CRL, alone or with the intermediate's: no warning. The intermediate's
+        alone: named, and true to its words: the intermediate's client, which sends it, is
+        greeted; the root's own client is refused."""
+        for crls in ([CA.crl()], [CA.crl(), CA.int.crl()]):
+            with self.subTest(crls=[os.path.basename(c) for c in crls]):
+                srv, warnings = self.start(*crls)
+                self.assertEqual(warnings, [], srv.text())
+                self.assertEqual(fetch(srv, context()), GREETING)
+                srv.stop()
+        srv, warnings = self.start(CA.int.crl())
+        self.assertEqual(len(warnings), 1, srv.text())
+        self.assertIn("used only if clients send int as an intermediate", warnings[0])
+        chain = concat("int-client-chain.pem", CA.int_client[0], CA.int.crt)
+        self.assertEqual(fetch(srv, context(chain, CA.int_client[1])), GREETING)
+        self.assertEqual(fetch(srv, context()), "unknown CA")
+
+
 # --- resumption after expiry ----------------------------------------------------------
 
 class ResumptionTest(unittest.TestCase):
@@ -563,6 +621,40 @@ class IdentityTest(unittest.TestCase):
                 with our_server(allow=[allow]) as srv:
                     outcome = fetch(srv, context(crt, key))
                     self.assertEqual(outcome if outcome == "HTTP 403" else outcome[0], expected)
+
+    def test_dns_names_match_in_any_case_and_only_they_do(self):
+        """DNS names are case-insensitive (RFC 4343, RFC 6125 6.4.1): --allow dns:SVC.Example
+        lets in DNS:svc.example, and the reverse, each logged as its certificate spells it;
+        forwarded by a proxy too. CN, URI and email values still match exactly."""
+        lower = CA.issue("dns-lower", "x", extra="subjectAltName = DNS:svc.example")
+        upper = CA.issue("dns-upper", "x", extra="subjectAltName = DNS:SVC.Example")
+        uri = CA.issue("uri-email", "x", extra="subjectAltName = URI:spiffe://example.org/A, "
+                                              "email:Ann@example.org")
+        for files, allow, expected in [(lower, "dns:SVC.Example", "dns:svc.example"),
+                                       (upper, "dns:svc.example", "dns:SVC.Example"),
+                                       (CA.client, "cn:My-Client", None),
+                                       (uri, "uri:spiffe://example.org/a", None),
+                                       (uri, "email:ann@example.org", None),
+                                       (uri, "uri:spiffe://example.org/A", "uri:spiffe://")]:
+            with self.subTest(allow=allow), our_server(allow=[allow]) as srv:
+                outcome = fetch(srv, context(*files))
+                line = srv.log.wait_for(lambda l: l.startswith(("accepted", "forbidden")))
+                if expected is None:
+                    self.assertEqual(outcome, "HTTP 403")
+                    self.assertIn("is not on the allow-list", line)
+                else:
+                    self.assertEqual(outcome[0], 200, outcome)
+                    self.assertRegex(line, r"^accepted .* as " + re.escape(expected))
+        proxy = CA.issue("dns-proxy", "my-proxy")
+        with our_server(trust_proxy="cn:my-proxy", allow=["dns:SVC.Example"]) as srv:
+            conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
+                                               context=context(*proxy))
+            with open(lower[0]) as f:
+                conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
+            self.assertEqual(conn.getresponse().read(), b"Hello, svc.example\n")
+            conn.close()
+            line = srv.log.wait_for(lambda l: l.startswith(("proxied", "forbidden")))
+            self.assertRegex(line, r"^proxied .*: dns:svc\.example \(forwarded by cn:my-proxy\)$")
 
     def test_two_cns_are_refused(self):
         """/CN=guest/CN=my-client: which is it? A CA's check may have read the other one."""
