@@ -305,7 +305,8 @@ def identify_client(server, tls, peer):
     tls.name = greeting_name(tls.ids)
     # A proxy is a client whose one identity is --trust-proxy, in a sound
     # certificate (one CN or one URI, not a CA): its word is taken for others'.
-    tls.proxy = (server.trust_proxy is not None and tls.ids == [server.trust_proxy]
+    tls.proxy = (server.trust_proxy is not None and len(tls.ids) == 1 and
+                 matching_key(tls.ids[0]) == matching_key(server.trust_proxy)
                  and refusal_for(tls.ids, (), info) is None)
     # Authorization belongs to the connection: decide once, here, not per
     # request as stages/allowlist_server.py does: a forbidden client gets its

@@ -655,6 +655,14 @@ class IdentityTest(unittest.TestCase):
             conn.close()
             line = srv.log.wait_for(lambda l: l.startswith(("proxied", "forbidden")))
             self.assertRegex(line, r"^proxied .*: dns:svc\.example \(forwarded by cn:my-proxy\)$")
+        dns_proxy = CA.issue("dns-proxy-2", "p", extra="subjectAltName = DNS:Proxy.Example")
+        with our_server(trust_proxy="dns:proxy.example") as srv:   # the same rule for the proxy
+            conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
+                                               context=context(*dns_proxy))
+            with open(lower[0]) as f:
+                conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
+            self.assertEqual(conn.getresponse().read(), b"Hello, svc.example\n")
+            conn.close()
 
     def test_two_cns_are_refused(self):
         """/CN=guest/CN=my-client: which is it? A CA's check may have read the other one."""
