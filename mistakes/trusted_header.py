@@ -14,7 +14,8 @@ Attack this wrong server by hand (see the gallery's output for the header):
 TITLE = "A client-identity header trusted from anyone (X-Client-Cert)"
 FILE = "server.py"
 EDITS = [
-    ("    tls.proxy = (server.trust_proxy is not None and tls.ids == [server.trust_proxy]\n"
+    ("    tls.proxy = (server.trust_proxy is not None and len(tls.ids) == 1 and\n"
+     "                 matching_key(tls.ids[0]) == matching_key(server.trust_proxy)\n"
      "                 and refusal_for(tls.ids, (), info) is None)\n",
      "    tls.proxy = server.trust_proxy is not None          # any client may forward one\n"),
 ]
