@@ -10,15 +10,16 @@ that has proven who it is and has a request to be served, or to a step
 of a handshake whose bytes have arrived. Whatever waits on the network
 (the ClientHello, the rest of the handshake, an idle keep-alive
 connection, a slow request head, a client that does not read our
-answers, a refused client's last bytes) waits in one selector, costing no thread: so no stranger, and no crowd of idle
-clients, can tie the server up. A connection goes through three stations:
+answers, a refused client's last bytes) waits in one selector, costing
+no thread: so no stranger, and no crowd of idle clients, can tie the
+server up. A connection goes through three stations:
 
   1. the accept loop (serve_forever, the main thread) only accepts;
   2. the waiting room (one thread, a selector) holds every connection
      while it waits for bytes, each under a total deadline (handshake,
      request head, idle), and looks at a new connection's first bytes
      (a TLS handshake, or plain HTTP to answer, or junk to close);
-  3. a worker from a fixed pool (WORKERS threads) runs one step when its
+  3. a worker from a fixed pool (Workers) runs one step when its
      bytes are there: a step of the handshake (do_handshake() on a
      non-blocking socket, until OpenSSL needs bytes the client has not
      sent yet), or the requests whose heads have arrived. Then the
