@@ -99,7 +99,7 @@ KEPT_NOTE = $(CERTS)/ already held these certificates, so they were kept: $(NEW_
 # One step at a time: `openssl ca` and -CAcreateserial keep serial numbers in
 # files, and two of them running at once (make -j) could issue the same one.
 .NOTPARALLEL:
-.PHONY: check-settings have-openssl help certs scenarios article-certs crl run client demo inspect test \
+.PHONY: check-folder check-settings have-openssl help certs scenarios article-certs crl run client demo inspect test \
 	bench clean p12 proxy proxy-ports nginx-conf have-nginx renew-server ca-2 rollover-phase1 rollover-phase2 \
 	rollover-phase3
 
@@ -120,9 +120,14 @@ help: ## list the targets (this text)
 # --- the tutorial, one openssl step per file ----------------------------
 
 # Every key rule needs these first: one clear line instead of openssl's
-# error halfway, or "command not found".
-check-settings:
+# error halfway, or "command not found". check-folder alone comes first in
+# the targets that run the project's programs (make test, demo, bench) or
+# delete its folders (make clean): from elsewhere, Python would say only
+# "can't open file", and clean would remove that folder's certs/.
+check-folder:
 	@$(if $(WRONG_FOLDER),echo "error: wrong folder: make runs in the project's folder (its paths are relative to it) -- make -C $(HERE) $(MAKECMDGOALS)" >&2; exit 2,:)
+
+check-settings: check-folder
 	@$(if $(BAD_SETTING),echo "error: bad setting: $(BAD_SETTING)" >&2; exit 2,:)
 
 have-openssl: check-settings
@@ -525,7 +530,7 @@ client: $(PKI) ## make the successful mTLS request to the running server
 
 # Its servers listen on PORT and PORT+1 (a free port where one is taken,
 # by make run say), so that its commands paste as make run would serve them.
-demo: ## run the lesson: the success and five failures, each explained
+demo: | check-folder ## run the lesson: the success and five failures, each explained
 	$(PYTHON) mtls_demo.py --lesson --certs $(CERTS) --port $(PORT)
 
 # make inspect: one line per certificate: its file, who it names (subject),
@@ -573,14 +578,14 @@ else
 	@echo "Next: make test   (the proof)"
 endif
 
-test: ## run the test suite (real handshakes on 127.0.0.1)
+test: | check-folder ## run the test suite (real handshakes on 127.0.0.1)
 	$(PYTHON) tests/run.py
 	@echo "All tests passed. Next: make demo$(AGAIN)"
 
-bench: ## server.py against openssl s_server and Node: bench/results.json (about 45 s)
+bench: | check-folder ## server.py against openssl s_server and Node: bench/results.json (about 45 s)
 	$(PYTHON) bench/bench.py
 	@echo "Next: read docs/performance.md for what the numbers mean"
 
-clean: ## delete the certificates folder (and make proxy's nginx folder)
+clean: | check-folder ## delete the certificates folder (and make proxy's nginx folder)
 	rm -rf $(CERTS) $(NGINX_DIR)
 	@echo "removed $(CERTS)/. Next: make certs$(AGAIN)"
