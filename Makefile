@@ -489,7 +489,12 @@ ca-2: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/ca.crl $(CERTS)/trust.pem ## 
 	@echo "      (make proxy does so already, with crls.pem: nothing to restart)"
 	@echo "      then: make rollover-phase1$(AGAIN)"
 
-rollover-phase1: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/trust.pem ## rollover 1/3: trust.pem = old + new CA; then kill -HUP, clients too
+# Phase 1 never makes the new CA either: `make ca-2` comes first, and then a
+# restart of the server with --crl certs/ca-2.crl (a HUP re-reads files, it
+# cannot add one). Made here, silently, the CA's CRL would be read by no
+# server, which then refuses every client reissued in phase 2.
+rollover-phase1: | check-settings ## rollover 1/3: trust.pem = old + new CA; then kill -HUP, clients too
+	@test -f $(CERTS)/ca-2.crt -a -f $(CERTS)/ca-2.crl || { echo "error: out of order: the new CA $(CERTS)/ca-2.crt and its CRL are not made yet, and servers must be started with --ca $(CERTS)/trust.pem --crl $(CERTS)/ca-2.crl before phase 1 (a HUP cannot add a file) -- run make ca-2$(AGAIN) first, and restart the server as it says" >&2; exit 2; }
 	cat $(CERTS)/ca.crt $(CERTS)/ca-2.crt > $(CERTS)/trust.pem.new
 	mv $(CERTS)/trust.pem.new $(CERTS)/trust.pem
 	@$(call RELOAD_PROXY,; then give $(CERTS)/trust.pem to every client.)
