@@ -26,7 +26,8 @@ import urllib.parse
 from armour import ConfigError
 from armour.certificate_fields import (leaf_first_command, leaf_out_of_place, pem_to_ders,
                                        read_certificate)
-from armour.own_files import refuse_passphrase  # noqa: F401  (the server's, for client.py too)
+from armour.own_files import (  # noqa: F401  (the server's, for client.py too)
+    refuse_passphrase, warn_if_key_exposed)
 from armour.keylog import KeylogError, open_keylog
 from armour.refusals import printable, spell_all
 

@@ -14,7 +14,9 @@ all without a restart (ReloadingServer).
 
 import contextlib
 import os
+import shlex
 import ssl
+import stat
 import sys
 import time
 
@@ -299,10 +301,16 @@ def crl_issuer_warnings(ca, crls):
 
 
 def warn_if_key_exposed(key):
-    """A warning when the private key file is readable by group or others, or None."""
-    mode = os.stat(key).st_mode & 0o777
-    if mode & 0o077:
-        return f"warning: {key} has mode {mode:04o}, readable by other users -- chmod 600 {key}"
+    """A warning when the private key file is readable by group or others, or None
+    (server.py and client.py both; a pipe, <(cat key), is no file others can open)."""
+    try:
+        st = os.stat(key)
+    except OSError:
+        return None                         # loading it has said what is wrong
+    mode = st.st_mode & 0o777
+    if stat.S_ISREG(st.st_mode) and mode & 0o077:
+        return (f"warning: {key} has mode {mode:04o}, readable by other users "
+                f"-- chmod 600 {shlex.quote(key)}")
     return None
 
 
