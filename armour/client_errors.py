@@ -27,7 +27,7 @@ from armour import ConfigError
 from armour.certificate_fields import (leaf_first_command, leaf_out_of_place, pem_to_ders,
                                        read_certificate)
 from armour.own_files import (  # noqa: F401  (the server's, for client.py too)
-    refuse_passphrase, warn_if_key_exposed)
+    looked_in, refuse_passphrase, warn_if_key_exposed)
 from armour.keylog import KeylogError, open_keylog
 from armour.refusals import printable, spell_all
 
@@ -395,7 +395,7 @@ def read_pem_text(path, what, flag, label):
         with open(path, "rb") as f:
             data = f.read(MAX_FILE + 1)
     except FileNotFoundError:
-        raise Failure(EXIT_USAGE, "missing file", f"{what} {path!r} not found -- "
+        raise Failure(EXIT_USAGE, "missing file", f"{what} {path!r} not found{looked_in(path)} -- "
                       f"{how_to_make(path, flag)}") from None
     except IsADirectoryError:
         raise Failure(EXIT_USAGE, "bad file", f"{what} {path!r} is a folder, not a file "

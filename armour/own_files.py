@@ -43,13 +43,19 @@ def check_readable(path, what, flag):
         raise ConfigError("bad file", f"{what} {path!r} is a folder, not a file", f"pass {flag} FILE")
     if not os.path.exists(path):
         made_by = "'make certs'" if flag in ("--ca", "--cert", "--key") else "'make crl'"
-        raise ConfigError("missing file", f"{what} {path!r} not found",
+        raise ConfigError("missing file", f"{what} {path!r} not found{looked_in(path)}",
                           f"run {made_by} first, or pass {flag} FILE")
     if not os.path.isfile(path):       # a FIFO or a device: opening it could block for ever
         raise ConfigError("bad file", f"{what} {path!r} is not a regular file", f"pass {flag} FILE")
     if not os.access(path, os.R_OK):
         raise ConfigError("unreadable file", f"{what} {path!r} is not readable by this user",
                           "check its permissions")
+
+
+def looked_in(path):
+    """Where a relative path was looked for, " (looked in /the/current/folder)", or ""
+    for an absolute one: run from another folder, 'certs/ca.crt' is not the project's."""
+    return "" if os.path.isabs(path) else f" (looked in {os.getcwd()})"
 
 
 def refuse_passphrase(key, role="server"):
