@@ -99,7 +99,7 @@ KEPT_NOTE = $(CERTS)/ already held these certificates, so they were kept: $(NEW_
 # One step at a time: `openssl ca` and -CAcreateserial keep serial numbers in
 # files, and two of them running at once (make -j) could issue the same one.
 .NOTPARALLEL:
-.PHONY: check-settings have-openssl help certs scenarios article-certs crl run client demo inspect test \
+.PHONY: check-folder check-settings have-openssl help certs scenarios article-certs crl run client demo inspect test \
 	bench clean p12 proxy proxy-ports nginx-conf have-nginx renew-server ca-2 rollover-phase1 rollover-phase2 \
 	rollover-phase3
 
@@ -120,9 +120,14 @@ help: ## list the targets (this text)
 # --- the tutorial, one openssl step per file ----------------------------
 
 # Every key rule needs these first: one clear line instead of openssl's
-# error halfway, or "command not found".
-check-settings:
+# error halfway, or "command not found". check-folder alone comes first in
+# the targets that run the project's programs (make test, demo, bench) or
+# delete its folders (make clean): from elsewhere, Python would say only
+# "can't open file", and clean would remove that folder's certs/.
+check-folder:
 	@$(if $(WRONG_FOLDER),echo "error: wrong folder: make runs in the project's folder (its paths are relative to it) -- make -C $(HERE) $(MAKECMDGOALS)" >&2; exit 2,:)
+
+check-settings: check-folder
 	@$(if $(BAD_SETTING),echo "error: bad setting: $(BAD_SETTING)" >&2; exit 2,:)
 
 have-openssl: check-settings
@@ -484,7 +489,12 @@ ca-2: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/ca.crl $(CERTS)/trust.pem ## 
 	@echo "      (make proxy does so already, with crls.pem: nothing to restart)"
 	@echo "      then: make rollover-phase1$(AGAIN)"
 
-rollover-phase1: $(CERTS)/ca-2.crt $(CERTS)/ca-2.crl $(CERTS)/trust.pem ## rollover 1/3: trust.pem = old + new CA; then kill -HUP, clients too
+# Phase 1 never makes the new CA either: `make ca-2` comes first, and then a
+# restart of the server with --crl certs/ca-2.crl (a HUP re-reads files, it
+# cannot add one). Made here, silently, the CA's CRL would be read by no
+# server, which then refuses every client reissued in phase 2.
+rollover-phase1: | check-settings ## rollover 1/3: trust.pem = old + new CA; then kill -HUP, clients too
+	@test -f $(CERTS)/ca-2.crt -a -f $(CERTS)/ca-2.crl || { echo "error: out of order: the new CA $(CERTS)/ca-2.crt and its CRL are not made yet, and servers must be started with --ca $(CERTS)/trust.pem --crl $(CERTS)/ca-2.crl before phase 1 (a HUP cannot add a file) -- run make ca-2$(AGAIN) first, and restart the server as it says" >&2; exit 2; }
 	cat $(CERTS)/ca.crt $(CERTS)/ca-2.crt > $(CERTS)/trust.pem.new
 	mv $(CERTS)/trust.pem.new $(CERTS)/trust.pem
 	@$(call RELOAD_PROXY,; then give $(CERTS)/trust.pem to every client.)
@@ -525,7 +535,7 @@ client: $(PKI) ## make the successful mTLS request to the running server
 
 # Its servers listen on PORT and PORT+1 (a free port where one is taken,
 # by make run say), so that its commands paste as make run would serve them.
-demo: ## run the lesson: the success and five failures, each explained
+demo: | check-folder ## run the lesson: the success and five failures, each explained
 	$(PYTHON) mtls_demo.py --lesson --certs $(CERTS) --port $(PORT)
 
 # make inspect: one line per certificate: its file, who it names (subject),
@@ -573,14 +583,14 @@ else
 	@echo "Next: make test   (the proof)"
 endif
 
-test: ## run the test suite (real handshakes on 127.0.0.1)
+test: | check-folder ## run the test suite (real handshakes on 127.0.0.1)
 	$(PYTHON) tests/run.py
 	@echo "All tests passed. Next: make demo$(AGAIN)"
 
-bench: ## server.py against openssl s_server and Node: bench/results.json (about 45 s)
+bench: | check-folder ## server.py against openssl s_server and Node: bench/results.json (about 45 s)
 	$(PYTHON) bench/bench.py
 	@echo "Next: read docs/performance.md for what the numbers mean"
 
-clean: ## delete the certificates folder (and make proxy's nginx folder)
+clean: | check-folder ## delete the certificates folder (and make proxy's nginx folder)
 	rm -rf $(CERTS) $(NGINX_DIR)
 	@echo "removed $(CERTS)/. Next: make certs$(AGAIN)"

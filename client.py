@@ -31,8 +31,8 @@ import urllib.request
 try:
     from armour.client_errors import (  # noqa: F401  (all the exit codes: client.py's)
         EXIT_OK, EXIT_USAGE, EXIT_CONNECT, EXIT_SERVER_UNTRUSTED, EXIT_CLIENT_REJECTED, EXIT_HTTP,
-        EXIT_TLS, Failure, check_url, checking_cacert, classify, clip, describe_plain_http,
-        checking_identity, open_client_keylog, read_pem_text, refuse_passphrase, shown)
+        EXIT_TLS, Failure, checking_cacert, classify, clip, read_pem_text, refuse_passphrase, shown,
+        check_url, describe_plain_http, checking_identity, open_client_keylog, warn_if_key_exposed)
     from armour.command_line import ArgumentParser, seconds
     from armour.refusals import for_terminal
 except ModuleNotFoundError:         # client.py copied without its folder armour/
@@ -167,6 +167,11 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         context = make_client_context(args.cacert, args.cert, args.key, args.keylog)
+        # A key others can read lets them be us. ssh refuses such a key, curl
+        # says nothing; we say so, on stderr, and go on (server.py does the same).
+        exposed = warn_if_key_exposed(args.key or args.cert) if args.cert else None
+        if exposed:
+            print(for_terminal(exposed), file=sys.stderr)
         status, body = fetch(args.url, context, args.timeout)
     except Failure as failure:
         print(for_terminal(f"error: {failure.label}: {failure.message}"), file=sys.stderr)

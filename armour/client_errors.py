@@ -26,7 +26,8 @@ import urllib.parse
 from armour import ConfigError
 from armour.certificate_fields import (leaf_first_command, leaf_out_of_place, pem_to_ders,
                                        read_certificate)
-from armour.own_files import refuse_passphrase  # noqa: F401  (the server's, for client.py too)
+from armour.own_files import (  # noqa: F401  (the server's, for client.py too)
+    looked_in, refuse_passphrase, warn_if_key_exposed)
 from armour.keylog import KeylogError, open_keylog
 from armour.refusals import printable, spell_all
 
@@ -394,7 +395,7 @@ def read_pem_text(path, what, flag, label):
         with open(path, "rb") as f:
             data = f.read(MAX_FILE + 1)
     except FileNotFoundError:
-        raise Failure(EXIT_USAGE, "missing file", f"{what} {path!r} not found -- "
+        raise Failure(EXIT_USAGE, "missing file", f"{what} {path!r} not found{looked_in(path)} -- "
                       f"{how_to_make(path, flag)}") from None
     except IsADirectoryError:
         raise Failure(EXIT_USAGE, "bad file", f"{what} {path!r} is a folder, not a file "

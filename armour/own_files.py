@@ -14,7 +14,9 @@ all without a restart (ReloadingServer).
 
 import contextlib
 import os
+import shlex
 import ssl
+import stat
 import sys
 import time
 
@@ -41,13 +43,19 @@ def check_readable(path, what, flag):
         raise ConfigError("bad file", f"{what} {path!r} is a folder, not a file", f"pass {flag} FILE")
     if not os.path.exists(path):
         made_by = "'make certs'" if flag in ("--ca", "--cert", "--key") else "'make crl'"
-        raise ConfigError("missing file", f"{what} {path!r} not found",
+        raise ConfigError("missing file", f"{what} {path!r} not found{looked_in(path)}",
                           f"run {made_by} first, or pass {flag} FILE")
     if not os.path.isfile(path):       # a FIFO or a device: opening it could block for ever
         raise ConfigError("bad file", f"{what} {path!r} is not a regular file", f"pass {flag} FILE")
     if not os.access(path, os.R_OK):
         raise ConfigError("unreadable file", f"{what} {path!r} is not readable by this user",
                           "check its permissions")
+
+
+def looked_in(path):
+    """Where a relative path was looked for, " (looked in /the/current/folder)", or ""
+    for an absolute one: run from another folder, 'certs/ca.crt' is not the project's."""
+    return "" if os.path.isabs(path) else f" (looked in {os.getcwd()})"
 
 
 def refuse_passphrase(key, role="server"):
@@ -299,10 +307,16 @@ def crl_issuer_warnings(ca, crls):
 
 
 def warn_if_key_exposed(key):
-    """A warning when the private key file is readable by group or others, or None."""
-    mode = os.stat(key).st_mode & 0o777
-    if mode & 0o077:
-        return f"warning: {key} has mode {mode:04o}, readable by other users -- chmod 600 {key}"
+    """A warning when the private key file is readable by group or others, or None
+    (server.py and client.py both; a pipe, <(cat key), is no file others can open)."""
+    try:
+        st = os.stat(key)
+    except OSError:
+        return None                         # loading it has said what is wrong
+    mode = st.st_mode & 0o777
+    if stat.S_ISREG(st.st_mode) and mode & 0o077:
+        return (f"warning: {key} has mode {mode:04o}, readable by other users "
+                f"-- chmod 600 {shlex.quote(key)}")
     return None
 
 

@@ -46,6 +46,7 @@ import urllib.parse
 
 from armour.certificate_fields import (leaf_first_command, leaf_out_of_place, pem_blocks,
                                        pem_to_der)
+from armour.own_files import looked_in
 from demo.certificates import (CheckError, common_name, issued, issuer_of, read_certificate,
                                run_openssl)
 from demo.commands import ROOT, run_guarded
@@ -105,7 +106,8 @@ def read_bytes(path, what, flag):
     if os.path.isdir(path):
         raise CheckError("bad file", f"{what} {path!r} is a folder, not a file -- fix {flag}")
     if not os.path.exists(path):
-        raise CheckError("missing file", f"{what} {path!r} not found -- fix {flag}")
+        raise CheckError("missing file", f"{what} {path!r} not found{looked_in(path)} "
+                         f"-- fix {flag}")
     # Looked at before open(): opening a named pipe no one writes to waits for ever.
     # And a pipe (<(cat ca.crt)) can be read only once, while the checks read
     # each file several times, openssl too: it would seem empty the second time.

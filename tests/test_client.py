@@ -620,6 +620,29 @@ class FileTest(ClientTestCase):
         self.assertErrorLine(run_client("--cacert", "/dev/null"), client.EXIT_USAGE, "bad file",
                              "CA certificate '/dev/null' is empty")
 
+    def test_a_key_others_can_read_draws_one_warning_and_the_request_still_runs(self):
+        """A private key of mode 0644 (in --key, or inside --cert): one warning line on
+        stderr, as server.py gives, and the answer; 0600: nothing on stderr."""
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        both = os.path.join(folder, "client-and-key.pem")
+        concatenate([path("client.crt"), path("client.key")], both)
+        key = os.path.join(folder, "client.key")
+        shutil.copy(path("client.key"), key)
+        with RunningServer() as srv:
+            for mode, args, exposed in [
+                    (0o644, ["--cert", path("client.crt"), "--key", key], key),
+                    (0o600, ["--cert", path("client.crt"), "--key", key], key),
+                    (0o640, ["--cert", both], both)]:
+                with self.subTest(mode=oct(mode), file=os.path.basename(exposed)):
+                    os.chmod(exposed, mode)
+                    done = run_client("--cacert", path("ca.crt"), *args, srv.url)
+                    self.assertEqual((done.returncode, done.stdout), (0, "Hello, my-client\n"),
+                                     done.stderr)
+                    warning = (f"warning: {exposed} has mode {mode:04o}, readable by other "
+                               f"users -- chmod 600 {exposed}\n")
+                    self.assertEqual(done.stderr, warning if mode != 0o600 else "")
+
     def test_a_der_file_gets_the_command_that_converts_it(self):
         ca, cert, key = find("ca.der"), find("client.der"), find("client-key.der")
         cases = [

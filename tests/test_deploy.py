@@ -901,6 +901,14 @@ class RotationTests(unittest.TestCase):
         self.assertRegex(errors[0], r"^error: out of order: .* -- run " + re.escape(fix))
         self.assertEqual(folder_contents(certs), before, "the refused step changed the folder")
 
+    def test_phase_one_before_ca_2_is_refused(self):
+        """Phase 1 without make ca-2 would make the new CA and its CRL behind the user's
+        back, a CRL no server was started with (a HUP cannot add one): make refuses,
+        naming make ca-2, and makes no CA."""
+        certs = own_pki(self)
+        self.assertRefusedOutOfOrder(certs, "rollover-phase1", "make ca-2")
+        self.assertFalse(os.path.exists(f"{certs}/ca-2.crt"), "phase 1 made a CA of its own")
+
     def test_phase_two_before_phase_one_is_refused(self):
         """Reissuing from the new CA before every side trusts it would fail every request
         (the server's new certificate cannot be checked): make refuses, and makes no CA."""

@@ -750,6 +750,22 @@ class BrokenInputTest(unittest.TestCase):
             (["--keylog", "/nonexistent/keys.txt"], "cannot write the key log '/nonexistent/keys.txt'"),
         ])
 
+    def test_a_relative_path_not_found_names_the_folder_it_was_looked_in(self):
+        """Run from another folder, 'certs/ca.crt' is not the project's: client.py,
+        server.py and mtls_demo.py --check say where they looked (an absolute path,
+        above, needs no folder)."""
+        folder = os.path.realpath(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, folder)
+        missing = f"CA certificate 'certs/ca.crt' not found (looked in {folder}) -- "
+        for script, args in [("client.py", ["--cacert", "certs/ca.crt", "https://localhost:1/"]),
+                             ("server.py", ["--ca", "certs/ca.crt", "--port", "0"]),
+                             ("mtls_demo.py", ["--check", "--cacert", "certs/ca.crt"])]:
+            with self.subTest(script=script):
+                done = subprocess.run([PYTHON, os.path.join(ROOT, script)] + args, cwd=folder,
+                                      stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                      timeout=20)
+                self.assertUsageError(done, missing)
+
     def test_server_bad_flags(self):
         self.check_all("server.py", server_files() + ["--host", "127.0.0.1"], [
             (["--port", "abc"], "argument --port: 'abc' is not a TCP port -- use 1-65535"),

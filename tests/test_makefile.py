@@ -70,6 +70,24 @@ class MakefileTests(unittest.TestCase):
                            f"-- make -C {os.path.realpath(ROOT)} certs")
         self.assertFalse(os.path.exists(self.certs), os.listdir(self.tmp))
 
+    def test_every_target_that_runs_the_project_is_refused_from_another_folder(self):
+        """make -f path/Makefile test (demo, bench, run, client, clean) elsewhere stops in
+        one line naming make -C and the target: not Python's "can't open file", and
+        clean does not delete that folder's certs/."""
+        os.mkdir(self.certs)
+        with open(os.path.join(self.certs, "mine.crt"), "w") as f:
+            f.write("a file of the user's, not ours\n")
+        for target in ["test", "demo", "bench", "run", "client", "clean"]:
+            with self.subTest(target=target):
+                done = subprocess.run(["make", "-f", os.path.join(ROOT, "Makefile"), target],
+                                      capture_output=True, text=True, timeout=120,
+                                      cwd=self.tmp, stdin=subprocess.DEVNULL)
+                self.assertRefused(done, "wrong folder", "make runs in the project's folder",
+                                   f"-- make -C {os.path.realpath(ROOT)} {target}")
+                self.assertNotIn("can't open file", done.stderr)
+                self.assertEqual(os.listdir(self.tmp), ["certs"])
+                self.assertEqual(os.listdir(self.certs), ["mine.crt"])
+
     # --- settings checked first ------------------------------------------
 
     def test_bad_days_refused_before_any_openssl_step(self):
