@@ -77,6 +77,7 @@ class Connection:
         self.peer = format_address(address)
         self.head = self.handler = None          # once authenticated: RequestHead, GreetingHandler
         self.authenticated = self.closed = False
+        self.closing = False                     # we only read its last bytes (close_gently)
         self.plain = b""                         # a plain-HTTP request head (answered with a 400)
         self.events, self.step, self.late, self.in_worker = selectors.EVENT_READ, None, None, False
         self.turn = 0                            # counts its visits to the waiting room
@@ -381,7 +382,8 @@ class WaitingRoom:
         """(Room) While too many strangers are open, close the oldest that
         waits here. One with a worker, or queued for one, counts but is left
         alone: so if all the others are with the workers, the newest is
-        closed, at once."""
+        closed, at once. One refused already, whose last bytes we read
+        (conn.closing), counts too; closing it logs no second line."""
         for _ in range(len(self.strangers)):
             with self.lock:
                 if len(self.strangers) <= self.capacity:
@@ -390,6 +392,9 @@ class WaitingRoom:
                 newest = next(reversed(self.strangers))
             if oldest is None or not self.claim(oldest):
                 return
+            if oldest.closing:                   # refused already, and logged so
+                self.server.finish_connection(oldest)
+                continue
             if oldest is newest:
                 reason = (f"closed at once: {self.capacity} connections not authenticated "
                           f"yet are open (--max-pending {self.capacity})")
@@ -473,7 +478,7 @@ def look_at_first_bytes(server, conn):
     elif first.split(b" ")[0].isalpha():
         server.refuse("rejected", conn.peer, "not TLS at all: plain HTTP on the TLS port")
         # Read its request head first (bounded), so that closing sends no reset.
-        conn.deadline = time.monotonic() + LINGER_TIMEOUT
+        conn.deadline, conn.closing = time.monotonic() + LINGER_TIMEOUT, True
         read_plain_http(server, conn)
     else:
         server.refuse("rejected", conn.peer, describe_first_bytes(first))
@@ -731,7 +736,7 @@ def close_gently(server, conn, linger=True):
     except (OSError, ValueError):
         server.finish_connection(conn)
         return
-    conn.deadline = time.monotonic() + LINGER_TIMEOUT
+    conn.deadline, conn.closing = time.monotonic() + LINGER_TIMEOUT, True
     drain(server, conn, linger)
 
 
