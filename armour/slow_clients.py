@@ -57,10 +57,20 @@ import time
 from armour.refusals import ALERTS, RefusalLog, describe_first_bytes, describe_rejection, \
     describe_ssl_error, format_address
 
-# The selectors that take a new socket while another thread waits in select().
-KERNEL_SELECTORS = tuple(getattr(selectors, name) for name in
-                         ("EpollSelector", "KqueueSelector", "DevpollSelector")
+# The selectors that take a new socket while another thread waits in select():
+# the kernel keeps their list (epoll_ctl, kevent). Not /dev/poll (Solaris's
+# DefaultSelector): Python keeps a new socket in the array that a waiting
+# poll() fills, and gives it to the kernel only at the next poll().
+KERNEL_SELECTORS = tuple(getattr(selectors, name) for name in ("EpollSelector", "KqueueSelector")
                          if hasattr(selectors, name))
+
+
+def make_selector():
+    """The waiting room's selector: epoll or kqueue; else poll() or select(),
+    which read Python's list of sockets anew at each wait (see WaitingRoom)."""
+    if KERNEL_SELECTORS:
+        return KERNEL_SELECTORS[0]()
+    return getattr(selectors, "PollSelector", selectors.SelectSelector)()
 
 NEXT_REQUEST_WAIT = 0.005  # seconds a worker waits for a busy client's next request
 REQUESTS_PER_TURN = 100    # pipelined requests a worker serves before others get a turn
@@ -243,7 +253,7 @@ class WaitingRoom:
     def __init__(self, server, capacity, handshake):
         self.server, self.capacity = server, capacity
         self.handshake = handshake               # the step that runs a handshake (server.py)
-        self.selector = selectors.DefaultSelector()
+        self.selector = make_selector()
         self.sees_new = isinstance(self.selector, KERNEL_SELECTORS)
         self.lock = threading.Lock()             # guards the selector and everything below
         self.bell, self.bell_rope = socket.socketpair()   # wakes the selector
