@@ -1030,6 +1030,38 @@ class CrowdTest(unittest.TestCase):
                                    f"a new connection (--max-pending 5)")
             self.assertEqual(fetch(srv, context()), GREETING)
 
+    def test_connections_come_no_faster_than_the_room_makes_room(self):
+        """--max-pending is kept even when connections come faster than the waiting room
+        closes the oldest: while it is busy (here, held in its log line), the accept loop
+        takes no more, and they wait in the kernel's listen queue (a burst of 3,000 once
+        left 244 strangers open with --max-pending 1)."""
+        self.addCleanup(setattr, slow_clients, "FULL_ROOM_WAIT", getattr(
+            slow_clients, "FULL_ROOM_WAIT", None))
+        slow_clients.FULL_ROOM_WAIT = 30.0       # the accept loop's wait for room, at most
+        with our_server(max_pending=1) as srv:
+            room, log = srv.server.waiting_room, srv.server.log
+            held, release = threading.Event(), threading.Event()
+            self.addCleanup(release.set)
+
+            def hold_the_room(line):
+                log(line)
+                if "to make room" in line and not held.is_set():
+                    held.set()
+                    release.wait(10)
+
+            srv.server.log = hold_the_room
+            first, second = (socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                             for _ in range(2))
+            self.assertTrue(held.wait(5))        # closing `first`, to make room for `second`
+            more = [socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                    for _ in range(5)]
+            for sock in [first, second] + more:
+                self.addCleanup(sock.close)
+            self.assertFalse(wait_until(lambda: len(room.strangers) > 2, timeout=0.5),
+                             f"{len(room.strangers)} strangers open (--max-pending 1)")
+            release.set()
+            self.assertEqual(fetch(srv, context()), GREETING)
+
     def test_a_refused_client_closed_to_make_room_is_logged_once(self):
         """A refused client whose last bytes the server still reads (close_gently; here for
         up to 30 s) counts towards --max-pending, and may be closed to make room: without
