@@ -13,7 +13,8 @@ connection, a slow request head, a client that does not read our
 answers, a refused client's last bytes) waits in one selector, costing no thread: so no stranger, and no crowd of idle
 clients, can tie the server up. A connection goes through three stations:
 
-  1. the accept loop (serve_forever, the main thread) only accepts;
+  1. the accept loop (serve_forever, the main thread) only accepts (and,
+     when the room is full, waits for it to make room: see arrive);
   2. the waiting room (one thread, a selector) holds every connection
      while it waits for bytes, each under a total deadline (handshake,
      request head, idle), and looks at a new connection's first bytes

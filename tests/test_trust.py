@@ -1035,8 +1035,7 @@ class CrowdTest(unittest.TestCase):
         closes the oldest: while it is busy (here, held in its log line), the accept loop
         takes no more, and they wait in the kernel's listen queue (a burst of 3,000 once
         left 244 strangers open with --max-pending 1)."""
-        self.addCleanup(setattr, slow_clients, "FULL_ROOM_WAIT", getattr(
-            slow_clients, "FULL_ROOM_WAIT", None))
+        self.addCleanup(setattr, slow_clients, "FULL_ROOM_WAIT", slow_clients.FULL_ROOM_WAIT)
         slow_clients.FULL_ROOM_WAIT = 30.0       # the accept loop's wait for room, at most
         with our_server(max_pending=1) as srv:
             room, log = srv.server.waiting_room, srv.server.log
