@@ -14,7 +14,8 @@ answers, a refused client's last bytes) waits in one selector, costing
 no thread: so no stranger, and no crowd of idle clients, can tie the
 server up. A connection goes through three stations:
 
-  1. the accept loop (serve_forever, the main thread) only accepts;
+  1. the accept loop (serve_forever, the main thread) only accepts (and,
+     when the room is full, waits for it to make room: see arrive);
   2. the waiting room (one thread, a selector) holds every connection
      while it waits for bytes, each under a total deadline (handshake,
      request head, idle), and looks at a new connection's first bytes
@@ -58,14 +59,25 @@ import time
 from armour.refusals import ALERTS, RefusalLog, describe_first_bytes, describe_rejection, \
     describe_ssl_error, format_address
 
-# The selectors that take a new socket while another thread waits in select().
-KERNEL_SELECTORS = tuple(getattr(selectors, name) for name in
-                         ("EpollSelector", "KqueueSelector", "DevpollSelector")
+# The selectors that take a new socket while another thread waits in select():
+# the kernel keeps their list (epoll_ctl, kevent). Not /dev/poll (Solaris's
+# DefaultSelector): Python keeps a new socket in the array that a waiting
+# poll() fills, and gives it to the kernel only at the next poll().
+KERNEL_SELECTORS = tuple(getattr(selectors, name) for name in ("EpollSelector", "KqueueSelector")
                          if hasattr(selectors, name))
+
+
+def make_selector():
+    """The waiting room's selector: epoll or kqueue; else poll() or select(),
+    which read Python's list of sockets anew at each wait (see WaitingRoom)."""
+    if KERNEL_SELECTORS:
+        return KERNEL_SELECTORS[0]()
+    return getattr(selectors, "PollSelector", selectors.SelectSelector)()
 
 NEXT_REQUEST_WAIT = 0.005  # seconds a worker waits for a busy client's next request
 REQUESTS_PER_TURN = 100    # pipelined requests a worker serves before others get a turn
 LINGER_TIMEOUT = 1.0       # seconds we read a rejected client's leftovers (see close_gently)
+FULL_ROOM_WAIT = 1.0       # seconds the accept loop waits, at most, for a full room to make room
 MAX_REQUEST_HEAD = 65536   # bytes of request line and headers (http.server alone: 6.5 MB)
 
 
@@ -78,6 +90,7 @@ class Connection:
         self.peer = format_address(address)
         self.head = self.handler = None          # once authenticated: RequestHead, GreetingHandler
         self.authenticated = self.closed = False
+        self.closing = False                     # we only read its last bytes (close_gently)
         self.plain = b""                         # a plain-HTTP request head (answered with a 400)
         self.events, self.step, self.late, self.in_worker = selectors.EVENT_READ, None, None, False
         self.turn = 0                            # counts its visits to the waiting room
@@ -243,9 +256,10 @@ class WaitingRoom:
     def __init__(self, server, capacity, handshake):
         self.server, self.capacity = server, capacity
         self.handshake = handshake               # the step that runs a handshake (server.py)
-        self.selector = selectors.DefaultSelector()
+        self.selector = make_selector()
         self.sees_new = isinstance(self.selector, KERNEL_SELECTORS)
         self.lock = threading.Lock()             # guards the selector and everything below
+        self.has_room = threading.Condition(self.lock)   # strangers fell to capacity
         self.bell, self.bell_rope = socket.socketpair()   # wakes the selector
         self.bell.setblocking(False)
         self.bell_rope.setblocking(False)
@@ -264,7 +278,13 @@ class WaitingRoom:
         bytes; or, if its ClientHello has begun to arrive already (as it often
         has, under load) and the room is not full, it goes straight to a worker.
         (A full room: it waits here, where --max-pending is kept; a worker's
-        queue has no bound of its own.)"""
+        queue has no bound of its own.)
+
+        Then, if the room is full, the accept loop waits until the room's
+        thread has made room (make_room). Connections can come faster than
+        it closes the oldest (3,000 in half a second: 244 strangers were
+        open with --max-pending 1); so they wait in the kernel's listen
+        queue instead, costing us no file."""
         with self.lock:
             self.strangers[conn] = None
             full = len(self.strangers) > self.capacity
@@ -274,8 +294,12 @@ class WaitingRoom:
             spoke = False
         if spoke and not full:
             self.to_worker(conn, self.handshake)
-        else:
-            self.park(conn, look_at_first_bytes, expire_unspoken, in_worker=False)
+            return
+        self.park(conn, look_at_first_bytes, expire_unspoken, in_worker=False)
+        if full:
+            with self.lock:
+                self.has_room.wait_for(lambda: len(self.strangers) <= self.capacity or
+                                       self.stopped, FULL_ROOM_WAIT)
 
     def to_worker(self, conn, step):
         """Have a worker run the connection's next step, now (its bytes are here)."""
@@ -339,6 +363,8 @@ class WaitingRoom:
         """A connection was closed, or authenticated: it is no stranger any more."""
         with self.lock:
             self.strangers.pop(conn, None)
+            if len(self.strangers) == self.capacity:
+                self.has_room.notify()           # the accept loop may wait for this
 
     def close(self):
         """Stop the thread; it closes every connection still waiting."""
@@ -372,6 +398,7 @@ class WaitingRoom:
         with self.lock:
             self.stopped = True
             left, self.waiting = list(self.waiting), {}
+            self.has_room.notify_all()
         for conn in left:
             self.server.finish_connection(conn)
         self.selector.close()
@@ -382,7 +409,8 @@ class WaitingRoom:
         """(Room) While too many strangers are open, close the oldest that
         waits here. One with a worker, or queued for one, counts but is left
         alone: so if all the others are with the workers, the newest is
-        closed, at once."""
+        closed, at once. One refused already, whose last bytes we read
+        (conn.closing), counts too; closing it logs no second line."""
         for _ in range(len(self.strangers)):
             with self.lock:
                 if len(self.strangers) <= self.capacity:
@@ -391,6 +419,9 @@ class WaitingRoom:
                 newest = next(reversed(self.strangers))
             if oldest is None or not self.claim(oldest):
                 return
+            if oldest.closing:                   # refused already, and logged so
+                self.server.finish_connection(oldest)
+                continue
             if oldest is newest:
                 reason = (f"closed at once: {self.capacity} connections not authenticated "
                           f"yet are open (--max-pending {self.capacity})")
@@ -474,7 +505,7 @@ def look_at_first_bytes(server, conn):
     elif first.split(b" ")[0].isalpha():
         server.refuse("rejected", conn.peer, "not TLS at all: plain HTTP on the TLS port")
         # Read its request head first (bounded), so that closing sends no reset.
-        conn.deadline = time.monotonic() + LINGER_TIMEOUT
+        conn.deadline, conn.closing = time.monotonic() + LINGER_TIMEOUT, True
         read_plain_http(server, conn)
     else:
         server.refuse("rejected", conn.peer, describe_first_bytes(first))
@@ -732,7 +763,7 @@ def close_gently(server, conn, linger=True):
     except (OSError, ValueError):
         server.finish_connection(conn)
         return
-    conn.deadline = time.monotonic() + LINGER_TIMEOUT
+    conn.deadline, conn.closing = time.monotonic() + LINGER_TIMEOUT, True
     drain(server, conn, linger)
 
 

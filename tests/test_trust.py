@@ -1030,6 +1030,72 @@ class CrowdTest(unittest.TestCase):
                                    f"a new connection (--max-pending 5)")
             self.assertEqual(fetch(srv, context()), GREETING)
 
+    def test_connections_come_no_faster_than_the_room_makes_room(self):
+        """--max-pending is kept even when connections come faster than the waiting room
+        closes the oldest: while it is busy (here, held in its log line), the accept loop
+        takes no more, and they wait in the kernel's listen queue (a burst of 3,000 once
+        left 244 strangers open with --max-pending 1)."""
+        self.addCleanup(setattr, slow_clients, "FULL_ROOM_WAIT", slow_clients.FULL_ROOM_WAIT)
+        slow_clients.FULL_ROOM_WAIT = 30.0       # the accept loop's wait for room, at most
+        with our_server(max_pending=1) as srv:
+            room, log = srv.server.waiting_room, srv.server.log
+            held, release = threading.Event(), threading.Event()
+            self.addCleanup(release.set)
+
+            def hold_the_room(line):
+                log(line)
+                if "to make room" in line and not held.is_set():
+                    held.set()
+                    release.wait(10)
+
+            srv.server.log = hold_the_room
+            first, second = (socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                             for _ in range(2))
+            self.assertTrue(held.wait(5))        # closing `first`, to make room for `second`
+            more = [socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                    for _ in range(5)]
+            for sock in [first, second] + more:
+                self.addCleanup(sock.close)
+            self.assertFalse(wait_until(lambda: len(room.strangers) > 2, timeout=0.5),
+                             f"{len(room.strangers)} strangers open (--max-pending 1)")
+            release.set()
+            self.assertEqual(fetch(srv, context()), GREETING)
+
+    def test_a_refused_client_closed_to_make_room_is_logged_once(self):
+        """A refused client whose last bytes the server still reads (close_gently; here for
+        up to 30 s) counts towards --max-pending, and may be closed to make room: without
+        a second line, which said it "did not finish its handshake" (it was refused), or
+        "sent nothing" (it spoke plain HTTP)."""
+        self.addCleanup(setattr, slow_clients, "LINGER_TIMEOUT", slow_clients.LINGER_TIMEOUT)
+        slow_clients.LINGER_TIMEOUT = 30.0
+        no_certificate = ssl.create_default_context(cafile=CA.crt)
+
+        def refused_client(port):             # its TLS 1.3 handshake ends before our alert
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            return no_certificate.wrap_socket(raw, server_hostname="localhost")
+
+        def plain_client(port):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET / HTTP/1.1\r\n")           # half a request head
+            return sock
+        with our_server(max_pending=1) as srv:
+            room = srv.server.waiting_room
+            for connect, reason in ((refused_client, "no client certificate"),
+                                    (plain_client, "plain HTTP")):
+                sock = connect(srv.port)
+                self.addCleanup(sock.close)
+                peer = "%s:%d" % sock.getsockname()[:2]
+                line = srv.log.wait_for(lambda l: l.startswith(f"rejected {peer}: "))
+                self.assertIn(reason, line)
+                self.assertTrue(wait_until(lambda: any(c.peer == peer for c in room.waiting)))
+                newcomer = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                self.addCleanup(newcomer.close)
+                self.assertTrue(wait_until(lambda: not any(
+                    c.peer == peer for c in list(srv.server.open_connections))))
+                self.assertEqual([l for l in srv.log.lines if peer in l], [line])
+                newcomer.close()
+                self.assertTrue(wait_until(lambda: not srv.server.open_connections))
+
     def test_a_stranger_closed_to_make_room_is_not_woken_in_the_same_turn(self):
         """When a new connection makes room, the oldest stranger is closed; if it spoke
         in the same turn of the selector, its bytes are ignored, not taken for a
