@@ -201,6 +201,7 @@ class Workers:
 
     def __init__(self, server, count):
         self.server, self.queue, self.stopped = server, queue.SimpleQueue(), False
+        self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self.run, name=f"mtls-worker-{n}", daemon=True)
                         for n in range(count)]
         for thread in self.threads:
@@ -208,10 +209,10 @@ class Workers:
 
     def submit(self, conn):
         """Queue the connection's next step (conn.step). False once stopped."""
-        if self.stopped:
-            return False
-        self.queue.put(conn)
-        return True
+        with self.lock:                          # not after shutdown's end-of-queue marks
+            if not self.stopped:
+                self.queue.put(conn)
+            return not self.stopped
 
     def run(self):
         """(Each worker) Run steps, until shutdown() says stop."""
@@ -224,7 +225,8 @@ class Workers:
     def shutdown(self, wait=False):
         """Close the connections still queued, and end each thread after its
         current step (and, with `wait`, wait for that)."""
-        self.stopped = True
+        with self.lock:
+            self.stopped = True
         while True:
             try:
                 conn = self.queue.get_nowait()
@@ -383,17 +385,10 @@ class WaitingRoom:
                 self.wake_at = now + timeout
             ready = self.selector.select(timeout)
             self.wake_at = 0.0                   # awake: it looks at the deadlines before it sleeps
-            self.make_room()                     # first: one closed now is not woken below
+            self.guarded(self.make_room)         # first: one closed now is not woken below
             for key, _ in ready:
-                try:
-                    if key.fileobj is self.bell:
-                        self.bell.recv(4096)     # rung once or more: it woke us
-                    elif self.claim(key.data):
-                        self.wake(key.data)
-                    # (else: closed to make room, above)
-                except Exception as exc:         # a bug of ours: this thread must not die of it
-                    self.server.log(f"error in the waiting room: {exc!r}")
-            self.expire()
+                self.guarded(self.take, key)
+            self.guarded(self.expire)
             self.server.refusals.summarize()
         with self.lock:
             self.stopped = True
@@ -404,6 +399,23 @@ class WaitingRoom:
         self.selector.close()
         self.bell.close()
         self.bell_rope.close()
+
+    def guarded(self, part, *args):
+        """(Room) Run one part of a turn. A bug of ours in it is logged, and
+        the turn goes on: this thread must not die of it (the server would
+        accept connections, and serve none)."""
+        try:
+            part(*args)
+        except Exception as exc:
+            self.server.log(f"error in the waiting room: {exc!r}")
+
+    def take(self, key):
+        """(Room) A socket the selector found ready: the bell, or a connection
+        to wake (unless make_room has closed it in this turn)."""
+        if key.fileobj is self.bell:
+            self.bell.recv(4096)                 # rung once or more: it woke us
+        elif self.claim(key.data):
+            self.wake(key.data)
 
     def make_room(self):
         """(Room) While too many strangers are open, close the oldest that
@@ -453,7 +465,7 @@ class WaitingRoom:
                 heapq.heapify(self.deadlines)
         for conn, turn in late:
             if self.claim(conn, turn):
-                conn.late(self.server, conn)
+                self.guarded(conn.late, self.server, conn)
 
 
 def silence(conn):

@@ -1132,6 +1132,27 @@ class CrowdTest(unittest.TestCase):
             self.assertEqual(fetch(srv, context()), GREETING)
             self.assertEqual([l for l in srv.log.lines if l.startswith("error")], [])
 
+    def test_a_bug_in_the_waiting_room_is_logged_and_the_room_goes_on(self):
+        """A bug of ours in a turn of the waiting room (here, in make_room) is one
+        "error" line; the room's thread lives on and a client is still served
+        (before, only a bug while waking a connection was caught: any other
+        killed the thread, and the server accepted connections and served none)."""
+        with our_server() as srv:
+            room = srv.server.waiting_room
+            make_room, failed = room.make_room, threading.Event()
+
+            def broken():
+                if not failed.is_set():
+                    failed.set()
+                    raise RuntimeError("a bug")
+                make_room()
+            room.make_room = broken
+            room.ring()
+            self.assertTrue(failed.wait(5))
+            self.assertEqual(srv.log.wait_for(lambda l: l.startswith("error")),
+                             "error in the waiting room: RuntimeError('a bug')")
+            self.assertEqual(fetch(srv, context()), GREETING)
+
     def hold_the_one_worker(self, srv):
         """Keep a server's only worker busy (inside the log call of an accepted
         client's line) until the returned Event is set; return that client's
