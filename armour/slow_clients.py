@@ -252,8 +252,9 @@ class WaitingRoom:
     thread waits in select(), so parking costs no wake-up of that thread:
     it wakes only when the client's bytes arrive. The bell (a socket pair)
     rings only when the room must look again sooner: a deadline earlier
-    than its next wake-up, or a selector that cannot take a socket mid-wait
-    (select() and poll(), e.g. on Windows)."""
+    than its next wake-up, a room over --max-pending (make_room), or a
+    selector that cannot take a socket mid-wait (select() and poll(), e.g.
+    on Windows)."""
 
     def __init__(self, server, capacity, handshake):
         self.server, self.capacity = server, capacity
