@@ -158,6 +158,13 @@ class StageMistakesTest(unittest.TestCase):
         self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
         self.assertIn(text, done.stderr)
 
+    def stage_folder(self):
+        """A folder to copy stages into, its certs/ the tests' certificates."""
+        folder = tempfile.mkdtemp(prefix="mtls-stage-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        os.symlink(pki(), os.path.join(folder, "certs"))
+        return folder
+
     def test_without_certificates(self):
         folder = tempfile.mkdtemp(prefix="mtls-stage-")
         self.addCleanup(shutil.rmtree, folder, True)
@@ -165,9 +172,7 @@ class StageMistakesTest(unittest.TestCase):
             self.assertOneLine(self.run_stage(folder, name, free_port()), "run 'make certs' first")
 
     def test_a_taken_port_and_no_server(self):
-        folder = tempfile.mkdtemp(prefix="mtls-stage-")
-        self.addCleanup(shutil.rmtree, folder, True)
-        os.symlink(pki(), os.path.join(folder, "certs"))
+        folder = self.stage_folder()
         with socket.socket() as taken:
             taken.bind(("localhost", 0))
             taken.listen()
@@ -177,13 +182,10 @@ class StageMistakesTest(unittest.TestCase):
         self.assertOneLine(self.run_stage(folder, "minimal_client", free_port()),
                            "failed: [Errno 111] Connection refused")
 
-
     def test_ctrl_c_while_a_silent_server_keeps_the_minimal_client_waiting(self):
         """The minimal client, waiting for a server that accepted and says nothing,
         stops on Ctrl-C with one line, not a traceback."""
-        folder = tempfile.mkdtemp(prefix="mtls-stage-")
-        self.addCleanup(shutil.rmtree, folder, True)
-        os.symlink(pki(), os.path.join(folder, "certs"))
+        folder = self.stage_folder()
         with socket.socket() as silent:
             silent.bind(("localhost", 0))
             silent.listen()

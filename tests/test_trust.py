@@ -349,6 +349,12 @@ class CRLIssuerTest(unittest.TestCase):
         srv = ServerProcess(*args, *[a for crl in crls for a in ("--crl", crl)], test=self)
         return srv, [l for l in srv.text().splitlines() if "not a CA in --ca" in l]
 
+    def assertRefusedForNoCRL(self, srv):
+        """Our client is refused, and the log says why: no CRL for our CA."""
+        self.assertEqual(fetch(srv, context()), "unknown CA")
+        line = srv.log.wait_for(lambda l: l.startswith("rejected"))
+        self.assertIn("no CRL for a CA in the client's chain", line)
+
     def test_another_cas_crl_is_named_and_the_server_starts(self):
         """The rogue CA's CRL (openssl ca -gencrl) as our --crl: one line naming rogue and
         the fix; the server starts, and refuses our client "no CRL", as the line says."""
@@ -361,9 +367,7 @@ class CRLIssuerTest(unittest.TestCase):
                                       r"this CRL is used only if clients send rogue as an "
                                       r"intermediate -- pass the CRL of the CA in --ca \(make "
                                       r"crl makes certs/ca.crl\)$")
-        self.assertEqual(fetch(srv, context()), "unknown CA")
-        line = srv.log.wait_for(lambda l: l.startswith("rejected"))
-        self.assertIn("no CRL for a CA in the client's chain", line)
+        self.assertRefusedForNoCRL(srv)
 
     def test_a_crl_with_our_cas_name_and_another_key_is_named(self):
         """A CA named root, as ours is, with a key of its own: its CRL's authorityKeyIdentifier
@@ -375,9 +379,7 @@ class CRLIssuerTest(unittest.TestCase):
                                       r"the root in --ca '.*root.crt' \(its "
                                       r"authorityKeyIdentifier differs\), so not a CA in --ca; "
                                       r"the CA there, root, has no CRL")
-        self.assertEqual(fetch(srv, context()), "unknown CA")
-        line = srv.log.wait_for(lambda l: l.startswith("rejected"))
-        self.assertIn("no CRL for a CA in the client's chain", line)
+        self.assertRefusedForNoCRL(srv)
 
     def test_our_own_and_an_intermediates_crl_are_not_named(self):
         """Our CA's CRL, alone or with the intermediate's: no warning. The intermediate's
@@ -646,23 +648,18 @@ class IdentityTest(unittest.TestCase):
                     self.assertEqual(outcome[0], 200, outcome)
                     self.assertRegex(line, r"^accepted .* as " + re.escape(expected))
         proxy = CA.issue("dns-proxy", "my-proxy")
-        with our_server(trust_proxy="cn:my-proxy", allow=["dns:SVC.Example"]) as srv:
-            conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
-                                               context=context(*proxy))
-            with open(lower[0]) as f:
-                conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
-            self.assertEqual(conn.getresponse().read(), b"Hello, svc.example\n")
-            conn.close()
-            line = srv.log.wait_for(lambda l: l.startswith(("proxied", "forbidden")))
-            self.assertRegex(line, r"^proxied .*: dns:svc\.example \(forwarded by cn:my-proxy\)$")
         dns_proxy = CA.issue("dns-proxy-2", "p", extra="subjectAltName = DNS:Proxy.Example")
-        with our_server(trust_proxy="dns:proxy.example") as srv:   # the same rule for the proxy
-            conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
-                                               context=context(*dns_proxy))
-            with open(lower[0]) as f:
-                conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
-            self.assertEqual(conn.getresponse().read(), b"Hello, svc.example\n")
-            conn.close()
+        for files, options in [(proxy, dict(trust_proxy="cn:my-proxy", allow=["dns:SVC.Example"])),
+                               (dns_proxy, dict(trust_proxy="dns:proxy.example"))]:
+            with self.subTest(**options), our_server(**options) as srv:
+                conn = http.client.HTTPSConnection("localhost", srv.port, timeout=5,
+                                                   context=context(*files))
+                with open(lower[0]) as f:
+                    conn.request("GET", "/", headers={"X-Client-Cert": quote(f.read())})
+                self.assertEqual(conn.getresponse().read(), b"Hello, svc.example\n")
+                conn.close()
+                line = srv.log.wait_for(lambda l: l.startswith(("proxied", "forbidden")))
+                self.assertRegex(line, r"^proxied .*: dns:svc\.example \(forwarded by ")
 
     def test_two_cns_are_refused(self):
         """/CN=guest/CN=my-client: which is it? A CA's check may have read the other one."""
