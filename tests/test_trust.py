@@ -1312,7 +1312,7 @@ class NoWaitingWorkerTest(unittest.TestCase):
         self.addCleanup(setattr, slow_clients, "NEXT_REQUEST_WAIT", slow_clients.NEXT_REQUEST_WAIT)
         slow_clients.NEXT_REQUEST_WAIT = 30.0
         with our_server(workers=1) as srv:
-            sock, tls, outgoing = handshake_by_hand(self, srv)
+            sock, tls, _, outgoing = handshake_by_hand(self, srv)
             for text in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /"):
                 tls.write(text)          # an answer, then the start of the next request
                 sock.sendall(outgoing.read())
@@ -1453,7 +1453,8 @@ def pipeline_without_reading(test, srv):
 
 def handshake_by_hand(test, srv):
     """An authenticated connection whose TLS runs over memory buffers, so that a test
-    can send part of a record: (its socket, its SSLObject, its outgoing buffer)."""
+    can send part of a record: (its socket, its SSLObject, its incoming and outgoing
+    buffers)."""
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
     test.addCleanup(sock.close)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -1466,7 +1467,7 @@ def handshake_by_hand(test, srv):
             sock.sendall(outgoing.read())
             incoming.write(sock.recv(65536))
     sock.sendall(outgoing.read())            # our certificate and Finished
-    return sock, tls, outgoing
+    return sock, tls, incoming, outgoing
 
 
 def client_hello():
@@ -1487,17 +1488,7 @@ class ShutdownTest(unittest.TestCase):
     def greeted_tls_object(self, srv):
         """(socket, SSLObject, its incoming and outgoing BIOs) after a greeting: TLS by
         hand, so that a test can choose how the connection ends."""
-        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-        self.addCleanup(sock.close)
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = context().wrap_bio(incoming, outgoing, server_hostname="localhost")
-        for _ in range(20):                         # a handshake takes two round trips
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                sock.sendall(outgoing.read())
-                incoming.write(sock.recv(65536))
+        sock, tls, incoming, outgoing = handshake_by_hand(self, srv)
         tls.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         sock.sendall(outgoing.read())
         reply = b""
